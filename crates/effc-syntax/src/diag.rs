@@ -1,0 +1,258 @@
+//! Diagnostics for people: a message, the place (file:line:col with a caret) and a hint.
+
+use std::fmt;
+use std::sync::Arc;
+
+use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, SourceCode};
+
+/// A byte range in a source text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Span {
+    pub start: usize,
+    pub end: usize,
+}
+
+impl Span {
+    pub fn new(start: usize, end: usize) -> Self {
+        Span { start, end }
+    }
+
+    /// A sub-span `offset..offset+len` relative to the start of this one.
+    pub fn sub(self, offset: usize, len: usize) -> Span {
+        Span::new(self.start + offset, self.start + offset + len)
+    }
+}
+
+/// A source text with the name it is shown under (a path, or `<builtin b0>`).
+#[derive(Debug)]
+pub struct Source {
+    pub name: String,
+    pub text: String,
+}
+
+impl Source {
+    pub fn new(name: impl Into<String>, text: impl Into<String>) -> Arc<Source> {
+        Arc::new(Source {
+            name: name.into(),
+            text: text.into(),
+        })
+    }
+
+    /// 1-based line and column (in characters) of a byte offset.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let before = &self.text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let col = before[line_start..].chars().count() + 1;
+        (line, col)
+    }
+}
+
+/// A place in a source: the source and a span in it.
+#[derive(Clone, Debug)]
+pub struct Loc {
+    pub source: Arc<Source>,
+    pub span: Span,
+}
+
+impl Loc {
+    pub fn new(source: &Arc<Source>, span: Span) -> Loc {
+        Loc {
+            source: source.clone(),
+            span,
+        }
+    }
+
+    /// `file:line:col`.
+    pub fn position(&self) -> String {
+        let (l, c) = self.source.line_col(self.span.start);
+        format!("{}:{}:{}", self.source.name, l, c)
+    }
+}
+
+/// One error about a spec, pointing at the text that caused it.
+#[derive(Clone, Debug)]
+pub struct Diagnostic {
+    pub message: String,
+    /// Where, and what to say there. The first label is the primary one.
+    pub labels: Vec<(Loc, String)>,
+    pub help: Option<String>,
+    named: Option<Arc<NamedSource<String>>>,
+}
+
+impl Diagnostic {
+    /// An error at `loc`, with `label` printed under the caret.
+    pub fn error(message: impl Into<String>, loc: Loc, label: impl Into<String>) -> Diagnostic {
+        let named = Arc::new(
+            NamedSource::new(loc.source.name.clone(), loc.source.text.clone()).with_language("enet"),
+        );
+        Diagnostic {
+            message: message.into(),
+            labels: vec![(loc, label.into())],
+            help: None,
+            named: Some(named),
+        }
+    }
+
+    /// An error that belongs to no place in a source (e.g. a command-line option).
+    pub fn bare(message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            message: message.into(),
+            labels: vec![],
+            help: None,
+            named: None,
+        }
+    }
+
+    pub fn with_help(mut self, help: impl Into<String>) -> Diagnostic {
+        self.help = Some(help.into());
+        self
+    }
+
+    /// A second place, shown only when it is in the same source as the primary one
+    /// (otherwise its position is added to the help text).
+    pub fn with_note(mut self, loc: Loc, label: impl Into<String>) -> Diagnostic {
+        let label = label.into();
+        let same = self
+            .labels
+            .first()
+            .is_some_and(|(l, _)| Arc::ptr_eq(&l.source, &loc.source));
+        if same {
+            self.labels.push((loc, label));
+        } else {
+            let note = format!("{label} ({})", loc.position());
+            self.help = Some(match self.help.take() {
+                Some(h) => format!("{h}\n{note}"),
+                None => note,
+            });
+        }
+        self
+    }
+
+    /// `file:line:col` of the primary label, if any.
+    pub fn position(&self) -> Option<String> {
+        self.labels.first().map(|(l, _)| l.position())
+    }
+
+    /// The primary place, if any.
+    pub fn loc(&self) -> Option<&Loc> {
+        self.labels.first().map(|(l, _)| l)
+    }
+
+    /// Renders the diagnostic as text: message, `file:line:col`, the line with a caret,
+    /// the label and the help. `color` adds ANSI colours (for terminals).
+    pub fn render(&self, color: bool) -> String {
+        let theme = if color {
+            GraphicalTheme::unicode()
+        } else {
+            GraphicalTheme::unicode_nocolor()
+        };
+        let handler = GraphicalReportHandler::new_themed(theme)
+            .with_width(100)
+            .with_links(false);
+        let mut out = String::new();
+        if handler.render_report(&mut out, self).is_err() {
+            out = format!("error: {}", self.message);
+        }
+        out
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.position() {
+            Some(p) => write!(f, "{p}: {}", self.message),
+            None => write!(f, "{}", self.message),
+        }
+    }
+}
+
+impl std::error::Error for Diagnostic {}
+
+impl miette::Diagnostic for Diagnostic {
+    fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.help
+            .as_ref()
+            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
+    }
+
+    fn source_code(&self) -> Option<&dyn SourceCode> {
+        self.named.as_deref().map(|s| s as &dyn SourceCode)
+    }
+
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        if self.labels.is_empty() {
+            return None;
+        }
+        Some(Box::new(self.labels.iter().enumerate().map(|(i, (loc, label))| {
+            let len = loc.span.end.saturating_sub(loc.span.start);
+            let text = if label.is_empty() { None } else { Some(label.clone()) };
+            if i == 0 {
+                LabeledSpan::new_primary_with_span(text, (loc.span.start, len))
+            } else {
+                LabeledSpan::new_with_span(text, (loc.span.start, len))
+            }
+        })))
+    }
+}
+
+/// Several diagnostics (a spec can have more than one error).
+#[derive(Clone, Debug, Default)]
+pub struct Diagnostics(pub Vec<Diagnostic>);
+
+impl Diagnostics {
+    pub fn render(&self, color: bool) -> String {
+        self.0
+            .iter()
+            .map(|d| d.render(color))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<Diagnostic> for Diagnostics {
+    fn from(d: Diagnostic) -> Self {
+        Diagnostics(vec![d])
+    }
+}
+
+impl fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Diagnostics {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_col_counts_from_one() {
+        let s = Source::new("x.enet", "ab\ncd\né f");
+        assert_eq!(s.line_col(0), (1, 1));
+        assert_eq!(s.line_col(4), (2, 2));
+        assert_eq!(s.line_col(9), (3, 3));
+    }
+
+    #[test]
+    fn render_names_place_and_caret() {
+        let s = Source::new("x.enet", "model a {\n  width = oops\n}\n");
+        let d = Diagnostic::error("bad width", Loc::new(&s, Span::new(20, 24)), "not a number");
+        let r = d.render(false);
+        assert!(r.contains("x.enet:2:11"), "{r}");
+        assert!(r.contains("not a number"), "{r}");
+        assert_eq!(d.to_string(), "x.enet:2:11: bad width");
+    }
+}
