@@ -37,7 +37,9 @@ fn tokens(text: &str, span: Span) -> Vec<Tok<'_>> {
     let mut out = vec![];
     let mut offset = 0;
     for part in text.split('_') {
-        let key_len = part.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(part.len());
+        let key_len = part
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(part.len());
         out.push(Tok {
             key: &part[..key_len],
             value: &part[key_len..],
@@ -111,8 +113,18 @@ pub fn decode(source: &Arc<Source>, s: &Spanned<String>) -> Result<BlockArgs, Ve
                 Ok(v) => Some(Spanned::new(v, t.span)),
                 Err(_) => {
                     errors.push(Diagnostic::error(
-                        format!("`{}` needs a whole number ({what}), got `{}`", t.key, t.value),
-                        Loc::new(source, if t.value.is_empty() { t.span } else { t.value_span }),
+                        format!(
+                            "`{}` needs a whole number ({what}), got `{}`",
+                            t.key, t.value
+                        ),
+                        Loc::new(
+                            source,
+                            if t.value.is_empty() {
+                                t.span
+                            } else {
+                                t.value_span
+                            },
+                        ),
                         "expected a whole number",
                     ));
                     None
@@ -151,7 +163,8 @@ pub fn decode(source: &Arc<Source>, s: &Spanned<String>) -> Result<BlockArgs, Ve
                             .with_help(format!("write `s{a}{a}` or `s{b}{b}`, or one digit (`s{a}`)")),
                         );
                     } else {
-                        st = int(&mut errors, "stride").map(|_| Spanned::new(a.parse().unwrap_or(1), t.span));
+                        st = int(&mut errors, "stride")
+                            .map(|_| Spanned::new(a.parse().unwrap_or(1), t.span));
                         if a == "0" {
                             st = None;
                         }
@@ -167,7 +180,9 @@ pub fn decode(source: &Arc<Source>, s: &Spanned<String>) -> Result<BlockArgs, Ve
                 }
             }
             "e" => match t.value.parse::<f64>() {
-                Ok(v) if v.is_finite() && v >= 1.0 && v <= 1024.0 => e = Some(Spanned::new(v, t.span)),
+                Ok(v) if v.is_finite() && (1.0..=1024.0).contains(&v) => {
+                    e = Some(Spanned::new(v, t.span))
+                }
                 Ok(_) => errors.push(
                     Diagnostic::error(
                         format!("expansion ratio must be at least 1, got `e{}`", t.value),
@@ -178,7 +193,14 @@ pub fn decode(source: &Arc<Source>, s: &Spanned<String>) -> Result<BlockArgs, Ve
                 ),
                 Err(_) => errors.push(Diagnostic::error(
                     format!("`e` needs a number (expansion ratio), got `{}`", t.value),
-                    Loc::new(source, if t.value.is_empty() { t.span } else { t.value_span }),
+                    Loc::new(
+                        source,
+                        if t.value.is_empty() {
+                            t.span
+                        } else {
+                            t.value_span
+                        },
+                    ),
                     "expected a number",
                 )),
             },
@@ -196,20 +218,28 @@ pub fn decode(source: &Arc<Source>, s: &Spanned<String>) -> Result<BlockArgs, Ve
                 ),
                 Err(_) => errors.push(Diagnostic::error(
                     format!("`se` needs a ratio in (0, 1], got `{}`", t.value),
-                    Loc::new(source, if t.value.is_empty() { t.span } else { t.value_span }),
+                    Loc::new(
+                        source,
+                        if t.value.is_empty() {
+                            t.span
+                        } else {
+                            t.value_span
+                        },
+                    ),
                     "expected a number",
                 )),
             },
             "c" => match t.value {
                 "0" => fused = false,
                 "1" => fused = true,
-                _ => errors.push(
-                    Diagnostic::error(
-                        format!("conv type must be `c0` (MBConv) or `c1` (Fused-MBConv), got `c{}`", t.value),
-                        Loc::new(source, t.span),
-                        "unknown conv type",
+                _ => errors.push(Diagnostic::error(
+                    format!(
+                        "conv type must be `c0` (MBConv) or `c1` (Fused-MBConv), got `c{}`",
+                        t.value
                     ),
-                ),
+                    Loc::new(source, t.span),
+                    "unknown conv type",
+                )),
             },
             "noskip" if t.value.is_empty() => noskip = true,
             _ => errors.push(
@@ -266,7 +296,10 @@ mod tests {
 
     fn dec(text: &str) -> Result<BlockArgs, Vec<Diagnostic>> {
         let src = Source::new("t.enet", text);
-        decode(&src, &Spanned::new(text.to_string(), Span::new(0, text.len())))
+        decode(
+            &src,
+            &Spanned::new(text.to_string(), Span::new(0, text.len())),
+        )
     }
 
     #[test]

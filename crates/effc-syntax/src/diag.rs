@@ -85,7 +85,8 @@ impl Diagnostic {
     /// An error at `loc`, with `label` printed under the caret.
     pub fn error(message: impl Into<String>, loc: Loc, label: impl Into<String>) -> Diagnostic {
         let named = Arc::new(
-            NamedSource::new(loc.source.name.clone(), loc.source.text.clone()).with_language("enet"),
+            NamedSource::new(loc.source.name.clone(), loc.source.text.clone())
+                .with_language("enet"),
         );
         Diagnostic {
             message: message.into(),
@@ -185,15 +186,21 @@ impl miette::Diagnostic for Diagnostic {
         if self.labels.is_empty() {
             return None;
         }
-        Some(Box::new(self.labels.iter().enumerate().map(|(i, (loc, label))| {
-            let len = loc.span.end.saturating_sub(loc.span.start);
-            let text = if label.is_empty() { None } else { Some(label.clone()) };
-            if i == 0 {
-                LabeledSpan::new_primary_with_span(text, (loc.span.start, len))
-            } else {
-                LabeledSpan::new_with_span(text, (loc.span.start, len))
-            }
-        })))
+        Some(Box::new(self.labels.iter().enumerate().map(
+            |(i, (loc, label))| {
+                let len = loc.span.end.saturating_sub(loc.span.start);
+                let text = if label.is_empty() {
+                    None
+                } else {
+                    Some(label.clone())
+                };
+                if i == 0 {
+                    LabeledSpan::new_primary_with_span(text, (loc.span.start, len))
+                } else {
+                    LabeledSpan::new_with_span(text, (loc.span.start, len))
+                }
+            },
+        )))
     }
 }
 

@@ -20,8 +20,11 @@ fn span_of(p: &Pair<'_, Rule>) -> Span {
 /// Parses a `.enet` text. Never panics; a syntax error becomes one diagnostic
 /// naming the place and what was expected there.
 pub fn parse(source: &Arc<Source>) -> Result<File, Diagnostic> {
-    let mut pairs = EnetParser::parse(Rule::file, &source.text).map_err(|e| syntax_error(source, e))?;
-    let file = pairs.next().expect("the grammar's `file` rule yields one pair");
+    let mut pairs =
+        EnetParser::parse(Rule::file, &source.text).map_err(|e| syntax_error(source, e))?;
+    let file = pairs
+        .next()
+        .expect("the grammar's `file` rule yields one pair");
     let mut models = Vec::new();
     for p in file.into_inner() {
         if p.as_rule() == Rule::model {
@@ -60,7 +63,10 @@ fn model(source: &Arc<Source>, p: Pair<'_, Rule>) -> Result<ModelDecl, Diagnosti
             }
             Rule::setting => decl.settings.push(setting(source, item)?),
             Rule::blocks => {
-                let kw = Span::new(item.as_span().start(), item.as_span().start() + "blocks".len());
+                let kw = Span::new(
+                    item.as_span().start(),
+                    item.as_span().start() + "blocks".len(),
+                );
                 let strings = item
                     .into_inner()
                     .filter(|b| b.as_rule() == Rule::block_string)
@@ -69,7 +75,10 @@ fn model(source: &Arc<Source>, p: Pair<'_, Rule>) -> Result<ModelDecl, Diagnosti
                 decl.blocks.push(BlocksDecl { span: kw, strings });
             }
             Rule::training => {
-                let kw = Span::new(item.as_span().start(), item.as_span().start() + "training".len());
+                let kw = Span::new(
+                    item.as_span().start(),
+                    item.as_span().start() + "training".len(),
+                );
                 let mut settings = vec![];
                 for s in item.into_inner() {
                     settings.push(setting(source, s)?);
@@ -195,7 +204,8 @@ fn syntax_error(source: &Arc<Source>, e: pest::error::Error<Rule>) -> Diagnostic
         Loc::new(source, Span::new(start, end)),
         format!("expected {expected}"),
     );
-    if text[..start.min(text.len())].matches('{').count() > text[..start.min(text.len())].matches('}').count()
+    if text[..start.min(text.len())].matches('{').count()
+        > text[..start.min(text.len())].matches('}').count()
         && start >= text.trim_end().len()
     {
         d = d.with_help("a `{` is not closed: add `}`");
