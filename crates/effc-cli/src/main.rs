@@ -1,1 +1,65 @@
-fn main() {}
+//! `effc`, the EfficientNet compiler.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod check;
+mod common;
+mod inspect;
+mod list;
+
+/// effc compiles EfficientNet-family networks (.enet specs or built-in models).
+#[derive(Parser)]
+#[command(name = "effc", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List the built-in models with their resolution, parameters and MACs.
+    List(list::Args),
+    /// Show a model's architecture: settings, stages, every layer, parameters, MACs.
+    Inspect(inspect::Args),
+    /// Check .enet files; exit 0 when every model in them is valid, 1 otherwise.
+    Check(check::Args),
+}
+
+/// An error already reported to the user (or to be reported), with the exit code.
+pub struct Failure {
+    pub message: String,
+}
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure {
+            message: e.to_string(),
+        }
+    }
+}
+
+/// Whether diagnostics on stderr get colours.
+pub fn color() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::List(a) => list::run(a),
+        Command::Inspect(a) => inspect::run(a),
+        Command::Check(a) => check::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(f) => {
+            if !f.message.is_empty() {
+                eprintln!("{}", f.message.trim_end());
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

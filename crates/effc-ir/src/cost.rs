@@ -45,7 +45,7 @@ pub struct Cost {
 }
 
 fn numel(s: [usize; 3]) -> u64 {
-    (s[0] * s[1] * s[2]) as u64
+    crate::model::mul(&s)
 }
 
 fn conv_row(name: String, c: &Conv2d) -> LayerRow {

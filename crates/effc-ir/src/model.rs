@@ -87,6 +87,11 @@ impl Conv2d {
     }
 }
 
+/// Product of sizes, saturating (costs of absurd specs must not overflow).
+pub fn mul(dims: &[usize]) -> u64 {
+    dims.iter().fold(1u64, |a, &d| a.saturating_mul(d as u64))
+}
+
 /// Output size and (before, after) padding of one spatial dimension.
 pub fn pad_1d(x: usize, k: usize, s: usize, mode: PaddingMode) -> (usize, usize, usize) {
     match mode {
@@ -142,10 +147,10 @@ pub struct SqueezeExcite {
 
 impl SqueezeExcite {
     pub fn params(&self) -> u64 {
-        (2 * self.channels * self.reduced + self.reduced + self.channels) as u64
+        mul(&[2, self.channels, self.reduced]) + (self.reduced + self.channels) as u64
     }
     pub fn macs(&self) -> u64 {
-        (2 * self.channels * self.reduced) as u64
+        mul(&[2, self.channels, self.reduced])
     }
 }
 

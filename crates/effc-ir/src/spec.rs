@@ -71,13 +71,13 @@ impl PaddingMode {
 
 impl fmt::Display for Activation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        f.pad(self.name())
     }
 }
 
 impl fmt::Display for PaddingMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        f.pad(self.name())
     }
 }
 
@@ -459,6 +459,14 @@ impl Resolver {
             None => Spec::defaults(&m.name.node, name_loc.clone()),
             Some(base) => {
                 let base_loc = Loc::new(source, base.span);
+                if base.node == m.name.node {
+                    return Err(vec![Diagnostic::error(
+                        format!("model `{}` extends itself", m.name.node),
+                        base_loc,
+                        "a model cannot be its own base",
+                    )
+                    .with_help("name a built-in model (`effc list`) or a model declared earlier in this file")]);
+                }
                 // A model of the same file declared before this one, else a built-in.
                 let own_index = file
                     .models

@@ -89,6 +89,12 @@ pub fn decode(source: &Arc<Source>, s: &Spanned<String>) -> Result<BlockArgs, Ve
             continue;
         }
         seen.push((t.key, t.span));
+        let limit = match t.key {
+            "k" => 63,
+            "r" => 1024,
+            "s" => 8,
+            _ => 1 << 16,
+        };
         let int = |errors: &mut Vec<Diagnostic>, what: &str| -> Option<Spanned<usize>> {
             match t.value.parse::<usize>() {
                 Ok(0) => {
@@ -102,9 +108,9 @@ pub fn decode(source: &Arc<Source>, s: &Spanned<String>) -> Result<BlockArgs, Ve
                     );
                     None
                 }
-                Ok(v) if v > 1 << 20 => {
+                Ok(v) if v > limit => {
                     errors.push(Diagnostic::error(
-                        format!("{what} {v} is too large"),
+                        format!("{what} {v} is too large (at most {limit})"),
                         Loc::new(source, t.span),
                         "too large",
                     ));
@@ -163,10 +169,15 @@ pub fn decode(source: &Arc<Source>, s: &Spanned<String>) -> Result<BlockArgs, Ve
                             .with_help(format!("write `s{a}{a}` or `s{b}{b}`, or one digit (`s{a}`)")),
                         );
                     } else {
-                        st = int(&mut errors, "stride")
-                            .map(|_| Spanned::new(a.parse().unwrap_or(1), t.span));
-                        if a == "0" {
-                            st = None;
+                        let v: usize = a.parse().expect("an ASCII digit parses");
+                        if v == 0 {
+                            errors.push(Diagnostic::error(
+                                format!("stride must be at least 1, got `s{digits}`"),
+                                Loc::new(source, t.span),
+                                "zero stride",
+                            ));
+                        } else {
+                            st = Some(Spanned::new(v, t.span));
                         }
                     }
                 } else if digits.len() > 2 {
@@ -180,12 +191,12 @@ pub fn decode(source: &Arc<Source>, s: &Spanned<String>) -> Result<BlockArgs, Ve
                 }
             }
             "e" => match t.value.parse::<f64>() {
-                Ok(v) if v.is_finite() && (1.0..=1024.0).contains(&v) => {
+                Ok(v) if v.is_finite() && (1.0..=64.0).contains(&v) => {
                     e = Some(Spanned::new(v, t.span))
                 }
                 Ok(_) => errors.push(
                     Diagnostic::error(
-                        format!("expansion ratio must be at least 1, got `e{}`", t.value),
+                        format!("expansion ratio must be in [1, 64], got `e{}`", t.value),
                         Loc::new(source, t.span),
                         "bad expansion",
                     )

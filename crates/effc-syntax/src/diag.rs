@@ -160,12 +160,20 @@ impl Diagnostic {
     }
 }
 
+impl Diagnostic {
+    /// One line: `file:line:col: message` (or the message alone).
+    pub fn summary(&self) -> String {
+        match self.position() {
+            Some(p) => format!("{p}: {}", self.message),
+            None => self.message.clone(),
+        }
+    }
+}
+
+/// The message alone (the rendered form shows the place).
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.position() {
-            Some(p) => write!(f, "{p}: {}", self.message),
-            None => write!(f, "{}", self.message),
-        }
+        f.write_str(&self.message)
     }
 }
 
@@ -233,7 +241,7 @@ impl fmt::Display for Diagnostics {
             if i > 0 {
                 writeln!(f)?;
             }
-            write!(f, "{d}")?;
+            write!(f, "{}", d.summary())?;
         }
         Ok(())
     }
@@ -260,6 +268,6 @@ mod tests {
         let r = d.render(false);
         assert!(r.contains("x.enet:2:11"), "{r}");
         assert!(r.contains("not a number"), "{r}");
-        assert_eq!(d.to_string(), "x.enet:2:11: bad width");
+        assert_eq!(d.summary(), "x.enet:2:11: bad width");
     }
 }

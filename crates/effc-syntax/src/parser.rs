@@ -80,7 +80,7 @@ fn model(source: &Arc<Source>, p: Pair<'_, Rule>) -> Result<ModelDecl, Diagnosti
                     item.as_span().start() + "training".len(),
                 );
                 let mut settings = vec![];
-                for s in item.into_inner() {
+                for s in item.into_inner().filter(|s| s.as_rule() == Rule::setting) {
                     settings.push(setting(source, s)?);
                 }
                 decl.training.push(TrainingDecl { span: kw, settings });
@@ -106,7 +106,7 @@ fn number(source: &Arc<Source>, p: &Pair<'_, Rule>) -> Result<f64, Diagnostic> {
 }
 
 fn setting(source: &Arc<Source>, p: Pair<'_, Rule>) -> Result<Setting, Diagnostic> {
-    let mut inner = p.into_inner();
+    let mut inner = p.into_inner().filter(|p| p.as_rule() != Rule::eq);
     let k = inner.next().expect("setting has a key");
     let v = inner.next().expect("setting has a value");
     let vspan = span_of(&v);
@@ -151,6 +151,9 @@ fn rule_name(r: &Rule) -> &'static str {
         Rule::range => "a range (`a .. b`)",
         Rule::number => "a number",
         Rule::word => "a word",
+        Rule::eq => "`=`",
+        Rule::open => "`{`",
+        Rule::close => "`}`",
         Rule::WHITESPACE | Rule::COMMENT => "whitespace",
         Rule::model_item | Rule::value => "a value",
     }

@@ -1,0 +1,58 @@
+//! Options shared by the commands that build a model.
+
+use clap::{Args as ClapArgs, ValueEnum};
+use effc_ir::{Model, Options, PaddingMode, Spec};
+
+use crate::Failure;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Padding {
+    /// TensorFlow "same" (TF-trained weights, timm `tf_*`).
+    Same,
+    /// PyTorch symmetric (timm without `tf_`, torchvision).
+    Symmetric,
+}
+
+/// The model to build and the overrides of its settings.
+#[derive(ClapArgs, Debug)]
+pub struct ModelArgs {
+    /// A built-in model (`effc list`) or a path to a .enet file.
+    #[arg(value_name = "MODEL|FILE")]
+    pub model: String,
+    /// Input resolution (default: the model's).
+    #[arg(long, value_name = "N")]
+    pub resolution: Option<usize>,
+    /// Padding convention (default: the model's).
+    #[arg(long, value_enum)]
+    pub padding: Option<Padding>,
+    /// Batch-norm epsilon (default: the model's).
+    #[arg(long, value_name = "E")]
+    pub bn_eps: Option<f64>,
+    /// Number of classes; 0 ends the model at the pooled features (default: the model's).
+    #[arg(long, value_name = "N")]
+    pub classes: Option<usize>,
+}
+
+impl ModelArgs {
+    pub fn options(&self) -> Options {
+        Options {
+            resolution: self.resolution,
+            padding: self.padding.map(|p| match p {
+                Padding::Same => PaddingMode::Same,
+                Padding::Symmetric => PaddingMode::Symmetric,
+            }),
+            bn_eps: self.bn_eps,
+            classes: self.classes,
+        }
+    }
+
+    /// Resolves and builds the model; diagnostics are rendered for the terminal.
+    pub fn build(&self) -> Result<Model, Failure> {
+        let spec = Spec::load(&self.model).map_err(|d| Failure {
+            message: d.render(crate::color()),
+        })?;
+        Model::build(&spec, &self.options()).map_err(|d| Failure {
+            message: d.render(crate::color()),
+        })
+    }
+}

@@ -1,0 +1,76 @@
+//! `effc inspect`
+
+use std::process::ExitCode;
+
+use effc_ir::cost::group;
+use effc_ir::Naming;
+
+use crate::common::ModelArgs;
+use crate::Failure;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Print JSON (top-level `params` and `macs`, plus stages and layers).
+    #[arg(long)]
+    json: bool,
+    /// List every tensor (name and shape) in a checkpoint layout instead.
+    #[arg(long, value_name = "NAMING", value_parser = ["effc", "timm", "torchvision", "tf"])]
+    params: Option<String>,
+}
+
+pub fn run(args: Args) -> Result<ExitCode, Failure> {
+    let m = args.model.build()?;
+    if let Some(naming) = &args.params {
+        let naming: Naming = naming.parse()?;
+        let list = m.named_params(naming);
+        if args.json {
+            let v: Vec<_> = list
+                .iter()
+                .map(|(n, p)| serde_json::json!({"name": n, "shape": p.shape, "trainable": p.trainable}))
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        } else {
+            for (n, p) in &list {
+                let s: Vec<String> = p.shape.iter().map(|d| d.to_string()).collect();
+                println!("{n}\t{}", s.join("x"));
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.json {
+        let c = m.cost();
+        let v = serde_json::json!({
+            "model": m.name,
+            "extends": m.base,
+            "resolution": m.resolution,
+            "input": m.input,
+            "output": m.output_shape(),
+            "params": c.params,
+            "macs": c.macs,
+            "bn_buffers": c.buffers,
+            "activation_bytes": c.activation_bytes,
+            "peak_activation_bytes": c.peak_activation_bytes,
+            "width": m.width, "depth": m.depth, "rounding": m.rounding,
+            "padding": m.padding, "bn_eps": m.bn_eps, "activation": m.activation,
+            "classes": m.classes, "dropout": m.dropout, "drop_path": m.drop_path,
+            "mean": m.mean, "std": m.std,
+            "training": m.training.schedule(m.dropout),
+            "stages": m.stages.iter().map(|s| serde_json::json!({
+                "index": s.index, "block_string": s.text, "kind": s.kind, "repeats": s.repeats,
+                "kernel": s.kernel, "stride": s.stride, "expand": s.expand_ratio, "se": s.se,
+                "in_channels": s.in_ch, "out_channels": s.out_ch,
+                "output": s.blocks.last().map(|b| b.out_shape),
+                "params": s.blocks.iter().map(|b| b.params()).sum::<u64>(),
+                "macs": s.blocks.iter().map(|b| b.macs()).sum::<u64>(),
+            })).collect::<Vec<_>>(),
+            "layers": m.layers(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    print!("{}", m.render());
+    let _ = group;
+    Ok(ExitCode::SUCCESS)
+}

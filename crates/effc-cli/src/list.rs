@@ -1,0 +1,62 @@
+//! `effc list`
+
+use std::process::ExitCode;
+
+use effc_ir::cost::group;
+use effc_ir::{Model, Options, Spec};
+
+use crate::Failure;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Print JSON: one object per model.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args) -> Result<ExitCode, Failure> {
+    let mut rows = vec![];
+    for name in effc_catalog::names() {
+        let spec = Spec::builtin(name).map_err(|d| Failure {
+            message: d.render(crate::color()),
+        })?;
+        let m = Model::build(&spec, &Options::default()).map_err(|d| Failure {
+            message: d.render(crate::color()),
+        })?;
+        let c = m.cost();
+        rows.push((m, c));
+    }
+    if args.json {
+        let v: Vec<_> = rows
+            .iter()
+            .map(|(m, c)| {
+                serde_json::json!({
+                    "name": m.name, "base": m.base, "resolution": m.resolution,
+                    "params": c.params, "macs": c.macs, "padding": m.padding, "bn_eps": m.bn_eps,
+                    "activation": m.activation, "blocks": m.blocks().count(),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<11} {:<11} {:>5} {:>7} {:>13} {:>17}  {:<9} {:<7} {:<}",
+        "model", "extends", "res", "blocks", "params", "MACs", "padding", "bn_eps", "activation"
+    );
+    for (m, c) in &rows {
+        println!(
+            "{:<11} {:<11} {:>5} {:>7} {:>13} {:>17}  {:<9} {:<7} {}",
+            m.name,
+            m.base.as_deref().unwrap_or("-"),
+            m.resolution,
+            m.blocks().count(),
+            group(c.params),
+            group(c.macs),
+            m.padding,
+            effc_ir::cost::fmt_f(m.bn_eps),
+            m.activation
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
