@@ -30,7 +30,11 @@ fn list_names_every_builtin() {
     assert!(o.status.success());
     let out = stdout(&o);
     for name in effc_catalog::names() {
-        assert!(out.lines().any(|l| l.split_whitespace().next() == Some(name)), "{name} missing:\n{out}");
+        assert!(
+            out.lines()
+                .any(|l| l.split_whitespace().next() == Some(name)),
+            "{name} missing:\n{out}"
+        );
     }
     let o = effc(&["list", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -48,7 +52,15 @@ fn inspect_json_has_totals() {
     assert_eq!(v["stages"].as_array().unwrap().len(), 7);
     assert!(v["layers"].as_array().unwrap().len() > 100);
 
-    let o = effc(&["inspect", "v2-s", "--resolution", "300", "--classes", "0", "--json"]);
+    let o = effc(&[
+        "inspect",
+        "v2-s",
+        "--resolution",
+        "300",
+        "--classes",
+        "0",
+        "--json",
+    ]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["resolution"], 300);
     assert_eq!(v["params"], 21_458_488 - 1_281_000);
@@ -71,20 +83,37 @@ fn inspect_table_and_param_layouts() {
 
 #[test]
 fn check_accepts_valid_and_rejects_invalid() {
-    let o = effc(&["check", "tests/specs/ok/tiny_mixed.enet", "tests/specs/ok/same_file_base.enet"]);
+    let o = effc(&[
+        "check",
+        "tests/specs/ok/tiny_mixed.enet",
+        "tests/specs/ok/same_file_base.enet",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o).lines().count(), 3, "one line per model");
 
     let o = effc(&["check", "tests/specs/err/stage_mismatch.enet"]);
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
-    assert!(err.contains("tests/specs/err/stage_mismatch.enet:6:21"), "{err}");
-    assert!(err.contains("stage input channels (32) differ from the previous stage's output (24)"), "{err}");
-    assert!(err.contains('^') || err.contains('┬'), "a caret under the token: {err}");
+    assert!(
+        err.contains("tests/specs/err/stage_mismatch.enet:6:21"),
+        "{err}"
+    );
+    assert!(
+        err.contains("stage input channels (32) differ from the previous stage's output (24)"),
+        "{err}"
+    );
+    assert!(
+        err.contains('^') || err.contains('┬'),
+        "a caret under the token: {err}"
+    );
 
     let o = effc(&["check", "does/not/exist.enet"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("cannot read does/not/exist.enet"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cannot read does/not/exist.enet"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -97,5 +126,9 @@ fn unknown_model_is_a_clear_error() {
 
     let o = effc(&["inspect", "b0", "--resolution", "8"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("resolution 8 is too small"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("resolution 8 is too small"),
+        "{}",
+        stderr(&o)
+    );
 }
