@@ -1,0 +1,391 @@
+//! Safetensors checkpoints, checked against a model and keyed by canonical parameter.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use effc_ir::{Layer, Model, Naming, Options, ParamKey, Spec, Tensor};
+use safetensors::{Dtype, SafeTensorError, SafeTensors};
+
+use crate::error::{Error, Mismatch};
+
+/// The weights of one model, as f32, keyed by canonical parameter.
+///
+/// Built only by [`Weights::load`], [`Weights::from_bytes`] or [`Weights::random`],
+/// so it holds exactly the tensors of the model it was made for, each with the
+/// shape that model's [`effc_ir::Param`] gives (PyTorch order).
+#[derive(Clone, Debug)]
+pub struct Weights {
+    model: String,
+    naming: Naming,
+    source: PathBuf,
+    tensors: HashMap<ParamKey, Vec<f32>>,
+    ignored: Vec<String>,
+}
+
+/// Checkpoint keys that carry no weights (PyTorch's BN step counters).
+fn is_bookkeeping(name: &str) -> bool {
+    name.ends_with("num_batches_tracked")
+}
+
+/// Converts little-endian tensor bytes to f32; `None` for a dtype that is not a float.
+fn to_f32(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
+    let v = match dtype {
+        Dtype::F32 => bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        Dtype::F16 => bytes
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        Dtype::BF16 => bytes
+            .chunks_exact(2)
+            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        Dtype::F64 => bytes
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f32)
+            .collect(),
+        _ => return None,
+    };
+    Some(v)
+}
+
+/// A readable reason for a safetensors parse failure of `bytes`.
+fn format_reason(e: &SafeTensorError, bytes: &[u8]) -> String {
+    match e {
+        SafeTensorError::HeaderTooSmall => format!(
+            "the file is {} bytes, too short to hold a safetensors header (truncated?)",
+            bytes.len()
+        ),
+        SafeTensorError::HeaderTooLarge | SafeTensorError::InvalidHeaderLength => {
+            let n = u64::from_le_bytes(
+                bytes[..8]
+                    .try_into()
+                    .expect("a header length error implies at least 8 bytes"),
+            );
+            format!(
+                "its first 8 bytes give a header length of {n} bytes, but the file holds {} \
+                 bytes after them (truncated, or not a safetensors file)",
+                bytes.len() - 8
+            )
+        }
+        SafeTensorError::InvalidHeader(_)
+        | SafeTensorError::InvalidHeaderStart
+        | SafeTensorError::InvalidHeaderDeserialization(_)
+        | SafeTensorError::JsonError(_) => {
+            format!("its header is not a JSON table of tensors ({e}): corrupted, or not a safetensors file")
+        }
+        SafeTensorError::MetadataIncompleteBuffer => match declared_data_len(bytes) {
+            Some((declared, held)) if held < declared => format!(
+                "the header declares {declared} bytes of tensor data, but the file holds only \
+                 {held}: the file is truncated"
+            ),
+            Some((declared, held)) => format!(
+                "the header declares {declared} bytes of tensor data, but the file holds {held}: \
+                 the tensors do not cover the file"
+            ),
+            None => format!("{e}"),
+        },
+        _ => format!("its header is inconsistent: {e}"),
+    }
+}
+
+/// (declared, held) bytes of tensor data, from a header that parsed as JSON.
+fn declared_data_len(bytes: &[u8]) -> Option<(u64, u64)> {
+    let n = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
+    let end = usize::try_from(n).ok()?.checked_add(8)?;
+    let header: serde_json::Value = serde_json::from_slice(bytes.get(8..end)?).ok()?;
+    let declared = header
+        .as_object()?
+        .iter()
+        .filter(|(k, _)| *k != "__metadata__")
+        .filter_map(|(_, v)| v.get("data_offsets")?.get(1)?.as_u64())
+        .max()
+        .unwrap_or(0);
+    Some((declared, (bytes.len() - end) as u64))
+}
+
+/// The prefix of classifier tensor names in a naming.
+fn classifier_prefix(naming: Naming) -> &'static str {
+    match naming {
+        Naming::Effc | Naming::Timm => "classifier.",
+        Naming::Torchvision => "classifier.1.",
+        Naming::Tf => "_fc.",
+    }
+}
+
+/// The namings in which `model`'s tensors (names and shapes) are exactly `found`.
+fn fitting_namings(model: &Model, found: &HashMap<&str, Vec<usize>>) -> Vec<Naming> {
+    Naming::ALL
+        .into_iter()
+        .filter(|&naming| {
+            let named = model.named_params(naming);
+            named.len() == found.len()
+                && named
+                    .iter()
+                    .all(|(n, p)| found.get(n.as_str()) == Some(&p.shape))
+        })
+        .collect()
+}
+
+/// Built-in models (and namings) whose tensors are exactly `found`.
+fn fitting_builtins(found: &HashMap<&str, Vec<usize>>) -> Vec<(String, Naming)> {
+    let mut fits = vec![];
+    for name in effc_catalog::names() {
+        let Ok(spec) = Spec::builtin(name) else {
+            continue;
+        };
+        let Ok(model) = Model::build(&spec, &Options::default()) else {
+            continue;
+        };
+        for naming in fitting_namings(&model, found) {
+            fits.push((name.to_string(), naming));
+        }
+    }
+    fits
+}
+
+/// The naming most of `keys` belong to, and how many do.
+fn detect(model: &Model, keys: &[&str]) -> (Naming, usize) {
+    let mut best = (Naming::Effc, 0);
+    for naming in Naming::ALL {
+        let names: HashSet<String> = model
+            .named_params(naming)
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        let hits = keys.iter().filter(|k| names.contains(**k)).count();
+        if hits > best.1 {
+            best = (naming, hits);
+        }
+    }
+    best
+}
+
+impl Weights {
+    /// Reads a safetensors checkpoint for `model`. `naming`: the checkpoint's
+    /// layout, or `None` to detect it from the tensor names.
+    ///
+    /// Every tensor of the model must be present with its shape, as F32, F16, BF16
+    /// or F64, with finite values; the file must hold no other tensors, except
+    /// PyTorch's `num_batches_tracked` counters and, when the model has no
+    /// classifier (`classes = 0`), the classifier's tensors: those are skipped and
+    /// listed by [`Weights::ignored`].
+    pub fn load(
+        path: impl AsRef<Path>,
+        model: &Model,
+        naming: Option<Naming>,
+    ) -> Result<Weights, Error> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|cause| Error::Io {
+            path: path.to_path_buf(),
+            cause,
+        })?;
+        Weights::from_bytes(&bytes, path, model, naming)
+    }
+
+    /// As [`Weights::load`], from the file's bytes; `source` names it in errors.
+    pub fn from_bytes(
+        bytes: &[u8],
+        source: impl AsRef<Path>,
+        model: &Model,
+        naming: Option<Naming>,
+    ) -> Result<Weights, Error> {
+        let path = source.as_ref().to_path_buf();
+        if bytes.is_empty() {
+            return Err(Error::Empty {
+                path,
+                expected: "a safetensors checkpoint",
+            });
+        }
+        let st = SafeTensors::deserialize(bytes).map_err(|e| Error::Format {
+            reason: format_reason(&e, bytes),
+            path: path.clone(),
+        })?;
+        let mut ignored = vec![];
+        let mut entries = vec![];
+        for (name, view) in st.iter() {
+            if is_bookkeeping(name) {
+                ignored.push(name.to_string());
+            } else {
+                entries.push((name, view));
+            }
+        }
+        entries.sort_by(|a, b| a.0.cmp(b.0));
+        let keys: Vec<&str> = entries.iter().map(|(n, _)| *n).collect();
+        let (detected_naming, hits) = detect(model, &keys);
+        let naming_used = naming.unwrap_or(detected_naming);
+        if naming.is_none() && hits == 0 {
+            let mut examples: Vec<String> = keys.iter().take(4).map(|k| format!("`{k}`")).collect();
+            if keys.len() > 4 {
+                examples.push("...".into());
+            }
+            return Err(Error::UnknownLayout {
+                path,
+                model: model.name.clone(),
+                count: keys.len(),
+                examples: if examples.is_empty() {
+                    "(no tensors)".into()
+                } else {
+                    examples.join(", ")
+                },
+            });
+        }
+
+        let expected: HashMap<String, effc_ir::Param> =
+            model.named_params(naming_used).into_iter().collect();
+        let mut m = Mismatch {
+            path: path.clone(),
+            model: model.name.clone(),
+            naming: naming_used,
+            detected: naming.is_none(),
+            missing: vec![],
+            unexpected: vec![],
+            wrong_shape: vec![],
+            wrong_dtype: vec![],
+            non_finite: vec![],
+            fits: vec![],
+            looks_like: None,
+        };
+        let mut tensors = HashMap::new();
+        let mut seen = HashSet::new();
+        for (name, view) in &entries {
+            let Some(param) = expected.get(*name) else {
+                if model.classifier.is_none() && name.starts_with(classifier_prefix(naming_used)) {
+                    ignored.push(name.to_string());
+                } else {
+                    m.unexpected.push((name.to_string(), view.shape().to_vec()));
+                }
+                continue;
+            };
+            seen.insert(*name);
+            if view.shape() != param.shape.as_slice() {
+                m.wrong_shape
+                    .push((name.to_string(), param.shape.clone(), view.shape().to_vec()));
+                continue;
+            }
+            let Some(values) = to_f32(view.dtype(), view.data()) else {
+                m.wrong_dtype
+                    .push((name.to_string(), format!("{:?}", view.dtype())));
+                continue;
+            };
+            let bad = values.iter().filter(|v| !v.is_finite()).count();
+            if bad > 0 {
+                m.non_finite.push((name.to_string(), bad));
+                continue;
+            }
+            tensors.insert(param.key, values);
+        }
+        for (name, param) in model.named_params(naming_used) {
+            if !seen.contains(name.as_str()) {
+                m.missing.push((name, param.shape));
+            }
+        }
+        let misfit = !(m.missing.is_empty() && m.unexpected.is_empty() && m.wrong_shape.is_empty());
+        if misfit || !m.wrong_dtype.is_empty() || !m.non_finite.is_empty() {
+            if naming.is_some() && detected_naming != naming_used && hits > 0 {
+                m.looks_like = Some(detected_naming);
+            }
+            if misfit {
+                let found: HashMap<&str, Vec<usize>> = entries
+                    .iter()
+                    .map(|(n, v)| (*n, v.shape().to_vec()))
+                    .collect();
+                // The model's own tensors in another naming: say so, not "another model".
+                if let Some(&n) = fitting_namings(model, &found).first() {
+                    m.looks_like = Some(n);
+                } else {
+                    m.fits = fitting_builtins(&found);
+                }
+            }
+            return Err(Error::Mismatch(Box::new(m)));
+        }
+        Ok(Weights {
+            model: model.name.clone(),
+            naming: naming_used,
+            source: path,
+            tensors,
+            ignored,
+        })
+    }
+
+    /// Random weights for `model`, the same for the same seed: convs and linear
+    /// layers uniform in ±√(3/fan_in) (unit variance through each layer), BN
+    /// weight in [0.5, 1.5], bias and running mean in ±0.1, running variance in
+    /// [0.5, 1.5], biases in ±0.1. For testing kernels where no checkpoint exists.
+    pub fn random(model: &Model, seed: u64) -> Weights {
+        // SplitMix64: small, deterministic, good enough for test weights.
+        let mut state = seed;
+        let mut next = move || {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            (z >> 40) as f32 / (1u64 << 24) as f32
+        };
+        let mut tensors = HashMap::new();
+        for p in model.params() {
+            let n = p.numel();
+            let bn = matches!(
+                p.key.layer,
+                Layer::StemBn | Layer::ExpandBn | Layer::ConvBn | Layer::ProjectBn | Layer::HeadBn
+            );
+            let (lo, hi) = match p.key.tensor {
+                Tensor::Weight | Tensor::RunningVar if bn => (0.5, 1.5),
+                Tensor::Bias | Tensor::RunningMean => (-0.1, 0.1),
+                Tensor::Weight | Tensor::RunningVar => {
+                    let fan_in: usize = p.shape[1..].iter().product();
+                    let a = (3.0 / fan_in.max(1) as f32).sqrt();
+                    (-a, a)
+                }
+            };
+            let values = (0..n).map(|_| lo + (hi - lo) * next()).collect();
+            tensors.insert(p.key, values);
+        }
+        Weights {
+            model: model.name.clone(),
+            naming: Naming::Effc,
+            source: PathBuf::from(format!("random (seed {seed})")),
+            tensors,
+            ignored: vec![],
+        }
+    }
+
+    /// The values of a tensor (row-major, PyTorch shape order); `None` for a key
+    /// the model these weights were made for does not have.
+    pub fn get(&self, key: &ParamKey) -> Option<&[f32]> {
+        self.tensors.get(key).map(Vec::as_slice)
+    }
+
+    /// The name of the model these weights were checked against.
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
+    /// The checkpoint's naming (detected or requested).
+    pub fn naming(&self) -> Naming {
+        self.naming
+    }
+
+    /// The file the weights came from.
+    pub fn source(&self) -> &Path {
+        &self.source
+    }
+
+    /// Tensors of the file that were skipped: `num_batches_tracked` counters, and
+    /// the classifier when the model has none.
+    pub fn ignored(&self) -> &[String] {
+        &self.ignored
+    }
+
+    /// Number of tensors.
+    pub fn len(&self) -> usize {
+        self.tensors.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tensors.is_empty()
+    }
+}

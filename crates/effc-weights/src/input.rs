@@ -1,0 +1,231 @@
+//! Images as network inputs, preprocessed the way timm evaluates:
+//! the shorter side resized to `resolution / CROP_PCT` with Pillow's bicubic
+//! filter, a center crop of `resolution`, `x / 255`, `(x − mean) / std`.
+//!
+//! The resize reimplements Pillow's `Image.resize(.., BICUBIC)` (Resample.c):
+//! a separable, antialiased (support widened by the downscale factor) cubic
+//! filter with a = −0.5, coefficients in 22-bit fixed point, the horizontal pass
+//! first and both passes rounded to 8 bits. The result equals Pillow's byte for
+//! byte. Only the output pixels inside the crop are computed.
+
+use std::path::Path;
+
+use effc_ir::Model;
+use image::RgbImage;
+
+use crate::error::Error;
+
+/// The fraction of the resized image that the center crop keeps (timm's default).
+pub const CROP_PCT: f64 = 0.875;
+
+/// Pillow's fixed-point precision for 8-bit images: `32 − 8 − 2`.
+const PRECISION_BITS: u32 = 22;
+
+/// Reads a PNG or JPEG file and preprocesses it for `model`: a CHW f32 tensor of
+/// `3 × resolution × resolution`, normalized with the model's mean and std.
+pub fn load_image(path: impl AsRef<Path>, model: &Model) -> Result<Vec<f32>, Error> {
+    let path = path.as_ref();
+    let io = |cause| Error::Io {
+        path: path.to_path_buf(),
+        cause,
+    };
+    let reader = image::ImageReader::open(path).map_err(io)?;
+    if std::fs::metadata(path).map_err(io)?.len() == 0 {
+        return Err(Error::Empty {
+            path: path.to_path_buf(),
+            expected: "a PNG or JPEG image",
+        });
+    }
+    let image = reader
+        .with_guessed_format()
+        .map_err(io)?
+        .decode()
+        .map_err(|cause| Error::Image {
+            path: path.to_path_buf(),
+            cause,
+        })?
+        .to_rgb8();
+    Ok(preprocess(&image, model.resolution, model.mean, model.std))
+}
+
+/// Preprocesses an RGB image: shorter side to `resolution / CROP_PCT` (Pillow
+/// bicubic), center crop `resolution × resolution`, `(x/255 − mean) / std`.
+/// Returns CHW f32. An image without pixels gives zeros (the normalized black).
+pub fn preprocess(image: &RgbImage, resolution: usize, mean: [f64; 3], std: [f64; 3]) -> Vec<f32> {
+    let size = resolution;
+    let (w, h) = (image.width() as usize, image.height() as usize);
+    let mut bytes = vec![0u8; 3 * size * size];
+    if w > 0 && h > 0 && size > 0 {
+        // As timm/torchvision compute it: Python's round() rounds half to even.
+        let scale = (size as f64 / CROP_PCT) / w.min(h) as f64;
+        let new_w = ((w as f64 * scale).round_ties_even() as usize).max(size);
+        let new_h = ((h as f64 * scale).round_ties_even() as usize).max(size);
+        let (left, top) = ((new_w - size) / 2, (new_h - size) / 2);
+        bytes = resize_crop(image, (new_w, new_h), (left, top), size);
+    }
+    let mut out = vec![0f32; 3 * size * size];
+    for c in 0..3 {
+        let (m, s) = (mean[c] as f32, std[c] as f32);
+        for i in 0..size * size {
+            out[c * size * size + i] = (bytes[i * 3 + c] as f32 / 255.0 - m) / s;
+        }
+    }
+    out
+}
+
+/// Pillow's bicubic kernel, a = −0.5.
+fn bicubic(x: f64) -> f64 {
+    const A: f64 = -0.5;
+    let x = x.abs();
+    if x < 1.0 {
+        ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
+    } else if x < 2.0 {
+        (((x - 5.0) * x + 8.0) * x - 4.0) * A
+    } else {
+        0.0
+    }
+}
+
+/// The taps of one output pixel: first input index, fixed-point weights.
+struct Taps {
+    first: usize,
+    weights: Vec<i64>,
+}
+
+/// Pillow's `precompute_coeffs` + `normalize_coeffs_8bpc` for resizing `in_size`
+/// to `out_size`, for the output indices `from..from + count`.
+fn taps(in_size: usize, out_size: usize, from: usize, count: usize) -> Vec<Taps> {
+    const SUPPORT: f64 = 2.0;
+    let scale = in_size as f64 / out_size as f64;
+    let filterscale = scale.max(1.0);
+    let support = SUPPORT * filterscale;
+    (from..from + count)
+        .map(|xx| {
+            let center = (xx as f64 + 0.5) * scale;
+            let ss = 1.0 / filterscale;
+            // C's (int) cast truncates toward zero; negatives clamp to 0 anyway.
+            let xmin = ((center - support + 0.5) as i64).max(0) as usize;
+            let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
+            let k: Vec<f64> = (xmin..xmax.max(xmin))
+                .map(|x| bicubic((x as f64 - center + 0.5) * ss))
+                .collect();
+            let ww: f64 = k.iter().sum();
+            let weights = k
+                .iter()
+                .map(|&v| {
+                    let v = if ww != 0.0 { v / ww } else { v };
+                    let f = v * (1u64 << PRECISION_BITS) as f64;
+                    (if v < 0.0 { f - 0.5 } else { f + 0.5 }) as i64
+                })
+                .collect();
+            Taps {
+                first: xmin,
+                weights,
+            }
+        })
+        .collect()
+}
+
+fn clip8(v: i64) -> u8 {
+    if v >= (1 << PRECISION_BITS << 8) {
+        255
+    } else if v <= 0 {
+        0
+    } else {
+        (v >> PRECISION_BITS) as u8
+    }
+}
+
+/// Resizes `image` to `new_size` and returns the `size × size` window at
+/// `origin`, HWC u8: the same bytes as Pillow's resize followed by crop.
+fn resize_crop(
+    image: &RgbImage,
+    new_size: (usize, usize),
+    origin: (usize, usize),
+    size: usize,
+) -> Vec<u8> {
+    let (w, h) = (image.width() as usize, image.height() as usize);
+    let src = image.as_raw();
+    let half = 1i64 << (PRECISION_BITS - 1);
+    let htaps = taps(w, new_size.0, origin.0, size);
+    let vtaps = taps(h, new_size.1, origin.1, size);
+    // Source rows the vertical pass reads.
+    let y0 = vtaps.iter().map(|t| t.first).min().unwrap_or(0);
+    let y1 = vtaps
+        .iter()
+        .map(|t| t.first + t.weights.len())
+        .max()
+        .unwrap_or(0);
+    // Horizontal pass (Pillow does it first), rounded to u8.
+    let mut tmp = vec![0u8; (y1 - y0) * size * 3];
+    for y in y0..y1 {
+        for (j, t) in htaps.iter().enumerate() {
+            for c in 0..3 {
+                let mut acc = half;
+                for (x, &k) in t.weights.iter().enumerate() {
+                    acc += src[(y * w + t.first + x) * 3 + c] as i64 * k;
+                }
+                tmp[((y - y0) * size + j) * 3 + c] = clip8(acc);
+            }
+        }
+    }
+    // Vertical pass.
+    let mut out = vec![0u8; size * size * 3];
+    for (i, t) in vtaps.iter().enumerate() {
+        for j in 0..size {
+            for c in 0..3 {
+                let mut acc = half;
+                for (y, &k) in t.weights.iter().enumerate() {
+                    acc += tmp[((t.first + y - y0) * size + j) * 3 + c] as i64 * k;
+                }
+                out[(i * size + j) * 3 + c] = clip8(acc);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn taps_sum_to_one_and_identity_is_exact() {
+        for (i, o) in [(451, 385), (300, 256), (100, 300), (7, 7)] {
+            for t in taps(i, o, 0, o) {
+                let s: i64 = t.weights.iter().sum();
+                assert!((s - (1 << PRECISION_BITS)).abs() <= t.weights.len() as i64);
+            }
+        }
+        // Same size: every output pixel is its input pixel.
+        let img = RgbImage::from_fn(9, 5, |x, y| image::Rgb([x as u8 * 20, y as u8 * 40, 7]));
+        let out = resize_crop(&img, (9, 5), (2, 0), 5);
+        for i in 0..5 {
+            for j in 0..5 {
+                assert_eq!(
+                    &out[(i * 5 + j) * 3..][..3],
+                    &img.get_pixel(j as u32 + 2, i as u32).0
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_flat_image_stays_flat() {
+        let img = RgbImage::from_pixel(40, 30, image::Rgb([10, 128, 250]));
+        let x = preprocess(&img, 16, [0.0; 3], [1.0; 3]);
+        assert_eq!(x.len(), 3 * 16 * 16);
+        for (c, want) in [10u8, 128, 250].into_iter().enumerate() {
+            assert!(x[c * 256..(c + 1) * 256]
+                .iter()
+                .all(|&v| v == want as f32 / 255.0));
+        }
+    }
+
+    #[test]
+    fn an_image_without_pixels_gives_the_normalized_black() {
+        let img = RgbImage::new(0, 0);
+        let x = preprocess(&img, 4, [0.5; 3], [0.5; 3]);
+        assert!(x.iter().all(|&v| v == -1.0));
+    }
+}
