@@ -1,0 +1,829 @@
+//! The fusion pass: the IR becomes a list of fused kernels over NHWC tensors whose
+//! channels are padded to a multiple of 4 (so every access is a `vec4`).
+//!
+//! Per block: MBConv with SE → expand, depthwise (+ SE pooling sums), SE MLP,
+//! project (SE gate on its input, residual in its epilogue): 4 dispatches, 3 without
+//! SE. Fused-MBConv → kxk conv (implicit GEMM), project: 2 dispatches (1 with e=1).
+//! Stem: conv+BN+act. Head: 1x1+BN+act with the global pool in its epilogue, then
+//! the classifier (or the pooled features when there are no classes).
+
+use std::fmt;
+
+use effc_ir::{Activation, Block, BlockKind, ConvBn, Model};
+use serde::Serialize;
+
+/// Index into [`Plan::tensors`].
+pub type TensorId = usize;
+
+/// What a tensor holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum TensorKind {
+    /// The network input, NHWC, channels padded to 4.
+    Input,
+    /// An activation, NHWC, channels padded to 4.
+    Activation,
+    /// Partial sums for a global average pool: `[tiles][c4]` vec4 per image.
+    PoolPartial,
+    /// The SE gate (`[c4]` vec4 per image) followed by the SE hidden layer.
+    Gate,
+    /// The network output, `[n]` f32 per image (logits or pooled features).
+    Output,
+}
+
+/// A tensor of the plan (sizes are per image; every buffer holds a batch).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TensorDesc {
+    pub name: String,
+    pub kind: TensorKind,
+    pub h: usize,
+    pub w: usize,
+    /// Channels (real), and vec4s after padding.
+    pub c: usize,
+    pub c4: usize,
+    /// Bytes per image.
+    pub bytes: usize,
+    /// The buffer it lives in (filled by the memory plan).
+    pub slot: usize,
+}
+
+/// How a GEMM kernel reads its A operand (rows = output pixels, columns = reduction).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum ALoad {
+    /// 1x1 conv: A is the input itself, `[pixels][cin4]`; optionally scaled per
+    /// image and channel by an SE gate.
+    Pointwise { gated: bool },
+    /// kxk conv as an implicit GEMM: A is gathered from the input (im2col on the fly),
+    /// reduction index `(ky·k + kx)·cin4·4 + ci`, zero outside the padded input.
+    Conv {
+        kernel: usize,
+        stride: usize,
+        pad_top: usize,
+        pad_left: usize,
+        in_h: usize,
+        in_w: usize,
+    },
+}
+
+/// What happens to a GEMM's result, in order: bias (folded BN), activation,
+/// residual add, store, pooling sums.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Epilogue {
+    pub act: Option<Activation>,
+    pub residual: bool,
+    /// The residual is the kernel's own input (`src`), not a separate binding
+    /// (Fused-MBConv with e = 1: same shape in and out).
+    pub residual_is_src: bool,
+    /// Whether the result is written (the head only pools).
+    pub store: bool,
+    /// Whether per-tile sums for a global average pool are written.
+    pub pool: bool,
+}
+
+/// A convolution as a tiled GEMM: `out[pixel][cout] = Σ_k A[pixel][k]·B[k][cout]`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct GemmOp {
+    pub a: ALoad,
+    pub out_h: usize,
+    pub out_w: usize,
+    /// Input channels, in vec4s.
+    pub cin4: usize,
+    /// Reduction length (a multiple of 4).
+    pub k: usize,
+    pub cout: usize,
+    pub cout4: usize,
+    pub epilogue: Epilogue,
+    /// Output pixels per workgroup tile, and vec4 columns per tile.
+    pub tile_m: usize,
+    pub tile_n4: usize,
+    /// Output pixels each invocation computes (register blocking).
+    pub rows_per_thread: usize,
+    /// Reduction chunk held in workgroup memory, in vec4s.
+    pub tile_k4: usize,
+}
+
+impl GemmOp {
+    pub fn m(&self) -> usize {
+        self.out_h * self.out_w
+    }
+    pub fn tiles_m(&self) -> usize {
+        self.m().div_ceil(self.tile_m)
+    }
+    pub fn k4(&self) -> usize {
+        self.k / 4
+    }
+}
+
+/// A depthwise kxk conv + bias + activation, with optional pooling sums.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DwOp {
+    pub in_h: usize,
+    pub in_w: usize,
+    pub out_h: usize,
+    pub out_w: usize,
+    pub c4: usize,
+    pub kernel: usize,
+    pub stride: usize,
+    pub pad_top: usize,
+    pub pad_left: usize,
+    pub act: Option<Activation>,
+    pub pool: bool,
+    /// Output pixels per workgroup, channel vec4s per workgroup, pixel lanes.
+    pub tile_px: usize,
+    pub lanes_c4: usize,
+    pub lanes_px: usize,
+}
+
+impl DwOp {
+    pub fn tiles(&self) -> usize {
+        (self.out_h * self.out_w).div_ceil(self.tile_px)
+    }
+}
+
+/// The SE MLP of one block: pooled sums → reduce → act → expand → sigmoid → gate.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SeOp {
+    pub c: usize,
+    pub c4: usize,
+    pub reduced: usize,
+    /// Partial-sum tiles to add, and the pixel count to divide by.
+    pub tiles: usize,
+    pub hw: usize,
+    pub act: Activation,
+}
+
+/// The classifier: pooled sums → mean → linear; or the pooled features (classes 0).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct HeadOp {
+    pub c: usize,
+    pub c4: usize,
+    pub tiles: usize,
+    pub hw: usize,
+    /// 0: write the pooled features.
+    pub classes: usize,
+}
+
+/// What a kernel computes.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum Op {
+    Gemm(GemmOp),
+    Depthwise(DwOp),
+    Se(SeOp),
+    Classifier(HeadOp),
+}
+
+/// Which layers of the IR a kernel implements (for weight packing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Source {
+    Stem,
+    Expand(usize),
+    /// The kxk conv of a block (depthwise or fused), by block id.
+    Conv(usize),
+    Se(usize),
+    Project(usize),
+    Head,
+    Classifier,
+}
+
+/// A buffer a kernel binds: the packed weights, or a tensor.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Binding {
+    /// The name the shader gives it.
+    pub name: &'static str,
+    /// `None`: the kernel's packed weights.
+    pub tensor: Option<TensorId>,
+    pub write: bool,
+}
+
+/// One fused kernel: one dispatch per forward.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Kernel {
+    /// `stem`, `blocks.1.0.expand`, `blocks.1.0.dw`, `blocks.1.0.se`, `head`, ...
+    pub name: String,
+    /// The IR layers it implements, for the shader's header comment.
+    pub layers: Vec<String>,
+    pub source: Source,
+    pub op: Op,
+    /// Bindings in `@binding` order: weights first, then tensors read, then written.
+    pub bindings: Vec<Binding>,
+    /// Packed weights, in f32s (a multiple of 4).
+    pub weights_len: usize,
+    pub workgroup: [u32; 3],
+    /// Workgroups per image in x and y; z is the batch.
+    pub grid: [u32; 2],
+}
+
+impl Kernel {
+    /// The kind shown in reports and benchmarks.
+    pub fn kind(&self) -> &'static str {
+        match &self.op {
+            Op::Gemm(g) => match (&g.a, self.source) {
+                (_, Source::Stem) => "stem",
+                (_, Source::Head) => "head",
+                (ALoad::Conv { .. }, _) => "conv",
+                (ALoad::Pointwise { .. }, _) => "pointwise",
+            },
+            Op::Depthwise(_) => "depthwise",
+            Op::Se(_) => "se",
+            Op::Classifier(_) => "classifier",
+        }
+    }
+
+    pub fn tensors_read(&self) -> impl Iterator<Item = TensorId> + '_ {
+        self.bindings
+            .iter()
+            .filter(|b| !b.write)
+            .filter_map(|b| b.tensor)
+    }
+
+    pub fn tensors_written(&self) -> impl Iterator<Item = TensorId> + '_ {
+        self.bindings
+            .iter()
+            .filter(|b| b.write)
+            .filter_map(|b| b.tensor)
+    }
+
+    /// Floating-point operations for one image (2 per multiply-accumulate).
+    pub fn flops(&self) -> u64 {
+        match &self.op {
+            Op::Gemm(g) => 2 * (g.m() * g.k * g.cout) as u64,
+            Op::Depthwise(d) => 2 * (d.out_h * d.out_w * d.c4 * 4 * d.kernel * d.kernel) as u64,
+            Op::Se(s) => 4 * (s.c * s.reduced) as u64,
+            Op::Classifier(h) => 2 * (h.c * h.classes.max(1)) as u64,
+        }
+    }
+}
+
+/// The kernel plan of a model.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Plan {
+    pub model: String,
+    pub tensors: Vec<TensorDesc>,
+    pub kernels: Vec<Kernel>,
+    pub slots: Vec<crate::memory::Slot>,
+    pub input: TensorId,
+    pub output: TensorId,
+    /// Real input channels and resolution (CHW).
+    pub input_shape: [usize; 3],
+    /// Output values per image.
+    pub output_len: usize,
+}
+
+const GEMM_TILE_M: usize = 32;
+const GEMM_TILE_N4: usize = 8;
+const GEMM_ROWS: usize = 4;
+const GEMM_TILE_K4: usize = 4;
+const DW_TILE_PX: usize = 32;
+const DW_LANES_C4: usize = 16;
+const DW_LANES_PX: usize = 4;
+
+struct Builder {
+    tensors: Vec<TensorDesc>,
+    kernels: Vec<Kernel>,
+}
+
+fn c4(c: usize) -> usize {
+    c.div_ceil(4)
+}
+
+impl Builder {
+    fn tensor(&mut self, name: String, kind: TensorKind, h: usize, w: usize, c: usize) -> TensorId {
+        let c4 = c4(c);
+        self.tensors.push(TensorDesc {
+            name,
+            kind,
+            h,
+            w,
+            c,
+            c4,
+            bytes: h * w * c4 * 16,
+            slot: usize::MAX,
+        });
+        self.tensors.len() - 1
+    }
+
+    fn partial(&mut self, name: String, tiles: usize, c: usize) -> TensorId {
+        self.tensor(name, TensorKind::PoolPartial, tiles, 1, c)
+    }
+
+    /// A GEMM kernel for a conv+BN(+act): pointwise when 1x1 stride 1, else implicit GEMM.
+    #[allow(clippy::too_many_arguments)]
+    fn gemm(
+        &mut self,
+        name: String,
+        layers: Vec<String>,
+        source: Source,
+        cb: &ConvBn,
+        input: TensorId,
+        gate: Option<TensorId>,
+        residual: Option<TensorId>,
+        out: Option<TensorId>,
+        pool: Option<TensorId>,
+    ) {
+        let c = &cb.conv;
+        let cin4 = c4(c.in_ch);
+        let pointwise = c.kernel == 1 && c.stride == 1 && c.pad == Default::default();
+        let a = if pointwise {
+            ALoad::Pointwise {
+                gated: gate.is_some(),
+            }
+        } else {
+            ALoad::Conv {
+                kernel: c.kernel,
+                stride: c.stride,
+                pad_top: c.pad.top,
+                pad_left: c.pad.left,
+                in_h: c.in_hw.0,
+                in_w: c.in_hw.1,
+            }
+        };
+        let k = c.kernel * c.kernel * cin4 * 4;
+        let op = GemmOp {
+            a,
+            out_h: c.out_hw.0,
+            out_w: c.out_hw.1,
+            cin4,
+            k,
+            cout: c.out_ch,
+            cout4: c4(c.out_ch),
+            epilogue: Epilogue {
+                act: cb.act,
+                residual: residual.is_some(),
+                residual_is_src: residual == Some(input),
+                store: out.is_some(),
+                pool: pool.is_some(),
+            },
+            tile_m: GEMM_TILE_M,
+            tile_n4: GEMM_TILE_N4,
+            rows_per_thread: GEMM_ROWS,
+            tile_k4: GEMM_TILE_K4,
+        };
+        let mut bindings = vec![
+            Binding {
+                name: "weights",
+                tensor: None,
+                write: false,
+            },
+            Binding {
+                name: "src",
+                tensor: Some(input),
+                write: false,
+            },
+        ];
+        if let Some(g) = gate {
+            bindings.push(Binding {
+                name: "gate",
+                tensor: Some(g),
+                write: false,
+            });
+        }
+        if let Some(r) = residual.filter(|&r| r != input) {
+            bindings.push(Binding {
+                name: "residual",
+                tensor: Some(r),
+                write: false,
+            });
+        }
+        if let Some(o) = out {
+            bindings.push(Binding {
+                name: "dst",
+                tensor: Some(o),
+                write: true,
+            });
+        }
+        if let Some(p) = pool {
+            bindings.push(Binding {
+                name: "pool",
+                tensor: Some(p),
+                write: true,
+            });
+        }
+        let grid = [op.cout4.div_ceil(op.tile_n4) as u32, op.tiles_m() as u32];
+        let workgroup = [
+            op.tile_n4 as u32,
+            (op.tile_m / op.rows_per_thread) as u32,
+            1,
+        ];
+        let weights_len = (k * op.cout4 + op.cout4) * 4;
+        self.kernels.push(Kernel {
+            name,
+            layers,
+            source,
+            op: Op::Gemm(op),
+            bindings,
+            weights_len,
+            workgroup,
+            grid,
+        });
+    }
+}
+
+fn conv_layers(prefix: &str, cb: &ConvBn) -> Vec<String> {
+    let mut v = vec![format!("{prefix}.conv"), format!("{prefix}.bn")];
+    if let Some(a) = cb.act {
+        v.push(a.name().to_string());
+    }
+    v
+}
+
+/// The fusion pass: the kernels and tensors of a model, with the memory plan applied.
+pub fn plan(model: &Model) -> Plan {
+    let mut b = Builder {
+        tensors: vec![],
+        kernels: vec![],
+    };
+    let [cin, h, w] = model.input;
+    let input = b.tensor("input".into(), TensorKind::Input, h, w, cin);
+    let stem_out = {
+        let o = model.stem.out_shape();
+        b.tensor("stem".into(), TensorKind::Activation, o[1], o[2], o[0])
+    };
+    b.gemm(
+        "stem".into(),
+        conv_layers("stem", &model.stem),
+        Source::Stem,
+        &model.stem,
+        input,
+        None,
+        None,
+        Some(stem_out),
+        None,
+    );
+    let mut x = stem_out;
+    for blk in model.blocks() {
+        x = block(&mut b, blk, x);
+    }
+    // Head: 1x1 conv + BN + act, pooled in the epilogue (the full map is never stored).
+    let head = &model.head;
+    let hw = head.conv.out_hw.0 * head.conv.out_hw.1;
+    let tiles = hw.div_ceil(GEMM_TILE_M);
+    let pooled = b.partial("head.pool".into(), tiles, head.conv.out_ch);
+    let mut layers = conv_layers("head", head);
+    layers.push("pool".into());
+    b.gemm(
+        "head".into(),
+        layers,
+        Source::Head,
+        head,
+        x,
+        None,
+        None,
+        None,
+        Some(pooled),
+    );
+    let classes = model.classifier.as_ref().map_or(0, |l| l.out_features);
+    let out_len = if classes > 0 {
+        classes
+    } else {
+        head.conv.out_ch
+    };
+    let output = b.tensor(
+        if classes > 0 { "logits" } else { "features" }.into(),
+        TensorKind::Output,
+        1,
+        1,
+        out_len,
+    );
+    // The output is plain f32s, not vec4s.
+    b.tensors[output].bytes = out_len * 4;
+    let c = head.conv.out_ch;
+    let op = HeadOp {
+        c,
+        c4: c4(c),
+        tiles,
+        hw,
+        classes,
+    };
+    let threads = if classes > 0 { classes } else { c };
+    b.kernels.push(Kernel {
+        name: "classifier".into(),
+        layers: if classes > 0 {
+            vec!["pool".into(), "classifier".into()]
+        } else {
+            vec!["pool".into()]
+        },
+        source: Source::Classifier,
+        weights_len: if classes > 0 {
+            (classes * op.c4 + c4(classes)) * 4
+        } else {
+            4
+        },
+        op: Op::Classifier(op),
+        bindings: vec![
+            Binding {
+                name: "weights",
+                tensor: None,
+                write: false,
+            },
+            Binding {
+                name: "pool",
+                tensor: Some(pooled),
+                write: false,
+            },
+            Binding {
+                name: "dst",
+                tensor: Some(output),
+                write: true,
+            },
+        ],
+        workgroup: [64, 1, 1],
+        grid: [threads.div_ceil(64) as u32, 1],
+    });
+    let mut p = Plan {
+        model: model.name.clone(),
+        tensors: b.tensors,
+        kernels: b.kernels,
+        slots: vec![],
+        input,
+        output,
+        input_shape: model.input,
+        output_len: out_len,
+    };
+    crate::memory::assign(&mut p);
+    p
+}
+
+fn block(b: &mut Builder, blk: &Block, x: TensorId) -> TensorId {
+    let p = blk.path();
+    let mut cur = x;
+    if let Some(e) = &blk.expand {
+        let o = e.out_shape();
+        let t = b.tensor(
+            format!("{p}.expand"),
+            TensorKind::Activation,
+            o[1],
+            o[2],
+            o[0],
+        );
+        b.gemm(
+            format!("{p}.expand"),
+            conv_layers(&format!("{p}.expand"), e),
+            Source::Expand(blk.id),
+            e,
+            cur,
+            None,
+            None,
+            Some(t),
+            None,
+        );
+        cur = t;
+    }
+    let conv = &blk.conv;
+    let o = conv.out_shape();
+    let hw = o[1] * o[2];
+    let last = blk.project.is_none();
+    // The kxk conv; its output is the block output when there is no projection.
+    let conv_out = b.tensor(
+        if last {
+            p.clone()
+        } else {
+            format!("{p}.{}", blk.conv_name())
+        },
+        TensorKind::Activation,
+        o[1],
+        o[2],
+        o[0],
+    );
+    let residual_here = last && blk.residual;
+    let mut layers = conv_layers(&format!("{p}.{}", blk.conv_name()), conv);
+    let partial = match blk.kind {
+        BlockKind::MBConv => {
+            let tiles = hw.div_ceil(DW_TILE_PX);
+            let partial = blk
+                .se
+                .as_ref()
+                .map(|_| b.partial(format!("{p}.se.pool"), tiles, o[0]));
+            if partial.is_some() {
+                layers.push(format!("{p}.se.pool"));
+            }
+            let c = &conv.conv;
+            let op = DwOp {
+                in_h: c.in_hw.0,
+                in_w: c.in_hw.1,
+                out_h: c.out_hw.0,
+                out_w: c.out_hw.1,
+                c4: c4(c.out_ch),
+                kernel: c.kernel,
+                stride: c.stride,
+                pad_top: c.pad.top,
+                pad_left: c.pad.left,
+                act: conv.act,
+                pool: partial.is_some(),
+                tile_px: DW_TILE_PX,
+                lanes_c4: DW_LANES_C4,
+                lanes_px: DW_LANES_PX,
+            };
+            let mut bindings = vec![
+                Binding {
+                    name: "weights",
+                    tensor: None,
+                    write: false,
+                },
+                Binding {
+                    name: "src",
+                    tensor: Some(cur),
+                    write: false,
+                },
+                Binding {
+                    name: "dst",
+                    tensor: Some(conv_out),
+                    write: true,
+                },
+            ];
+            if let Some(pt) = partial {
+                bindings.push(Binding {
+                    name: "pool",
+                    tensor: Some(pt),
+                    write: true,
+                });
+            }
+            let grid = [op.c4.div_ceil(DW_LANES_C4) as u32, op.tiles() as u32];
+            b.kernels.push(Kernel {
+                name: format!("{p}.dw"),
+                layers,
+                source: Source::Conv(blk.id),
+                weights_len: (c.kernel * c.kernel * op.c4 + op.c4) * 4,
+                op: Op::Depthwise(op),
+                bindings,
+                workgroup: [DW_LANES_C4 as u32, DW_LANES_PX as u32, 1],
+                grid,
+            });
+            partial.map(|pt| (pt, tiles))
+        }
+        BlockKind::FusedMBConv => {
+            let tiles = hw.div_ceil(GEMM_TILE_M);
+            let partial = blk
+                .se
+                .as_ref()
+                .map(|_| b.partial(format!("{p}.se.pool"), tiles, o[0]));
+            if partial.is_some() {
+                layers.push(format!("{p}.se.pool"));
+            }
+            if residual_here {
+                layers.push(format!("{p}.add"));
+            }
+            b.gemm(
+                format!("{p}.fused"),
+                layers,
+                Source::Conv(blk.id),
+                conv,
+                cur,
+                None,
+                residual_here.then_some(x),
+                Some(conv_out),
+                partial,
+            );
+            partial.map(|pt| (pt, tiles))
+        }
+    };
+    cur = conv_out;
+    let gate = match (&blk.se, partial) {
+        (Some(se), Some((pt, tiles))) => {
+            let c = se.channels;
+            let g = b.tensor(
+                format!("{p}.se.gate"),
+                TensorKind::Gate,
+                1,
+                1,
+                4 * c4(c) + se.reduced,
+            );
+            let op = SeOp {
+                c,
+                c4: c4(c),
+                reduced: se.reduced,
+                tiles,
+                hw,
+                act: se.act,
+            };
+            b.kernels.push(Kernel {
+                name: format!("{p}.se"),
+                layers: vec![
+                    format!("{p}.se.reduce"),
+                    se.act.name().to_string(),
+                    format!("{p}.se.expand"),
+                    "sigmoid".into(),
+                ],
+                source: Source::Se(blk.id),
+                weights_len: (2 * se.reduced * op.c4 + op.c4 + c4(se.reduced)) * 4,
+                op: Op::Se(op),
+                bindings: vec![
+                    Binding {
+                        name: "weights",
+                        tensor: None,
+                        write: false,
+                    },
+                    Binding {
+                        name: "pool",
+                        tensor: Some(pt),
+                        write: false,
+                    },
+                    Binding {
+                        name: "gate",
+                        tensor: Some(g),
+                        write: true,
+                    },
+                ],
+                workgroup: [64, 1, 1],
+                grid: [1, 1],
+            });
+            Some(g)
+        }
+        _ => None,
+    };
+    if let Some(pr) = &blk.project {
+        let o = pr.out_shape();
+        let out = b.tensor(p.clone(), TensorKind::Activation, o[1], o[2], o[0]);
+        let mut layers = Vec::new();
+        if gate.is_some() {
+            layers.push(format!("{p}.se.scale"));
+        }
+        layers.extend(conv_layers(&format!("{p}.project"), pr));
+        if blk.residual {
+            layers.push(format!("{p}.add"));
+        }
+        b.gemm(
+            format!("{p}.project"),
+            layers,
+            Source::Project(blk.id),
+            pr,
+            cur,
+            gate,
+            blk.residual.then_some(x),
+            Some(out),
+            None,
+        );
+        cur = out;
+    }
+    cur
+}
+
+impl Plan {
+    /// Dispatches per forward (one per kernel).
+    pub fn dispatches(&self) -> usize {
+        self.kernels.len()
+    }
+
+    /// Bytes of activation buffers for a batch.
+    pub fn activation_bytes(&self, batch: usize) -> usize {
+        self.slots.iter().map(|s| s.bytes * batch).sum()
+    }
+
+    /// Bytes of packed weights.
+    pub fn weight_bytes(&self) -> usize {
+        self.kernels.iter().map(|k| k.weights_len * 4).sum()
+    }
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "kernel plan of {}: {} kernels, {} dispatches per forward, {} buffers",
+            self.model,
+            self.kernels.len(),
+            self.dispatches(),
+            self.slots.len()
+        )?;
+        writeln!(
+            f,
+            "{:<24} {:<11} {:>16} {:>12} {:>10}  implements",
+            "kernel", "kind", "output", "workgroups", "weights"
+        )?;
+        for k in &self.kernels {
+            let out = k.tensors_written().next().map(|t| {
+                let t = &self.tensors[t];
+                format!("{}x{}x{}", t.h, t.w, t.c)
+            });
+            writeln!(
+                f,
+                "{:<24} {:<11} {:>16} {:>12} {:>10}  {}",
+                k.name,
+                k.kind(),
+                out.unwrap_or_default(),
+                format!("{}x{}xN", k.grid[0], k.grid[1]),
+                k.weights_len,
+                k.layers.join(", ")
+            )?;
+        }
+        writeln!(f, "buffers (bytes per image):")?;
+        for (i, s) in self.slots.iter().enumerate() {
+            let names: Vec<&str> = s
+                .tensors
+                .iter()
+                .map(|t| self.tensors[*t].name.as_str())
+                .collect();
+            let shown = if names.len() > 6 {
+                format!("{}, ... ({} tensors)", names[..6].join(", "), names.len())
+            } else {
+                names.join(", ")
+            };
+            writeln!(f, "  #{i:<2} {:>12}  {}", s.bytes, shown)?;
+        }
+        writeln!(
+            f,
+            "activations {} bytes per image in {} buffers; weights {} bytes",
+            self.activation_bytes(1),
+            self.slots.len(),
+            self.weight_bytes()
+        )
+    }
+}

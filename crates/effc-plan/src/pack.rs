@@ -1,0 +1,243 @@
+//! BN folding and weight packing: a checkpoint's tensors (by effc canonical name, in
+//! PyTorch layout, f32) become one flat `f32` array per kernel, in the layout its
+//! shader reads: channels padded to multiples of 4 with zeros, BN folded into the
+//! conv weights and a bias.
+
+use std::fmt;
+
+use effc_ir::{Block, ConvBn, Model};
+
+use crate::fuse::{Op, Plan, Source};
+
+/// A tensor the packer needs is absent or has the wrong size.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PackError {
+    pub tensor: String,
+    pub expected: usize,
+    pub got: Option<usize>,
+}
+
+impl fmt::Display for PackError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.got {
+            None => write!(f, "weights: tensor `{}` is missing", self.tensor),
+            Some(g) => write!(
+                f,
+                "weights: tensor `{}` has {g} values, expected {}",
+                self.tensor, self.expected
+            ),
+        }
+    }
+}
+
+impl std::error::Error for PackError {}
+
+/// Folds inference batch norm into the preceding conv: `w·s`, `β − μ·s` with
+/// `s = γ/√(σ²+ε)` per output channel. `w` is `[out, ...]` row-major.
+pub fn fold_bn(
+    w: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    mean: &[f32],
+    var: &[f32],
+    eps: f64,
+) -> (Vec<f32>, Vec<f32>) {
+    let out = gamma.len();
+    let per = w.len() / out.max(1);
+    let mut wf = Vec::with_capacity(w.len());
+    let mut bias = Vec::with_capacity(out);
+    for o in 0..out {
+        let s = gamma[o] as f64 / (var[o] as f64 + eps).sqrt();
+        wf.extend(
+            w[o * per..(o + 1) * per]
+                .iter()
+                .map(|&v| (v as f64 * s) as f32),
+        );
+        bias.push((beta[o] as f64 - mean[o] as f64 * s) as f32);
+    }
+    (wf, bias)
+}
+
+struct Getter<'a, F: Fn(&str) -> Option<&'a [f32]>> {
+    get: F,
+}
+
+impl<'a, F: Fn(&str) -> Option<&'a [f32]>> Getter<'a, F> {
+    fn take(&self, name: &str, len: usize) -> Result<&'a [f32], PackError> {
+        match (self.get)(name) {
+            Some(v) if v.len() == len => Ok(v),
+            Some(v) => Err(PackError {
+                tensor: name.into(),
+                expected: len,
+                got: Some(v.len()),
+            }),
+            None => Err(PackError {
+                tensor: name.into(),
+                expected: len,
+                got: None,
+            }),
+        }
+    }
+
+    /// A conv+BN, folded: weights `[out][in/g][k][k]` and bias `[out]`.
+    fn conv_bn(
+        &self,
+        prefix: &str,
+        cb: &ConvBn,
+        eps: f64,
+    ) -> Result<(Vec<f32>, Vec<f32>), PackError> {
+        let c = &cb.conv;
+        let wlen = c.out_ch * (c.in_ch / c.groups) * c.kernel * c.kernel;
+        let w = self.take(&format!("{prefix}.conv.weight"), wlen)?;
+        let n = c.out_ch;
+        let g = self.take(&format!("{prefix}.bn.weight"), n)?;
+        let b = self.take(&format!("{prefix}.bn.bias"), n)?;
+        let m = self.take(&format!("{prefix}.bn.running_mean"), n)?;
+        let v = self.take(&format!("{prefix}.bn.running_var"), n)?;
+        Ok(fold_bn(w, g, b, m, v, eps))
+    }
+}
+
+/// Packs a GEMM's B operand `[k][cout4·4]` and bias from folded conv weights.
+fn pack_gemm(cb: &ConvBn, w: &[f32], bias: &[f32], cin4: usize, cout4: usize) -> Vec<f32> {
+    let c = &cb.conv;
+    let (k, cin, cout) = (c.kernel, c.in_ch, c.out_ch);
+    let kk = k * k * cin4 * 4;
+    let ncols = cout4 * 4;
+    let mut out = vec![0.0f32; kk * ncols + ncols];
+    for co in 0..cout {
+        for ci in 0..cin {
+            for ky in 0..k {
+                for kx in 0..k {
+                    let row = (ky * k + kx) * cin4 * 4 + ci;
+                    out[row * ncols + co] = w[((co * cin + ci) * k + ky) * k + kx];
+                }
+            }
+        }
+        out[kk * ncols + co] = bias[co];
+    }
+    out
+}
+
+fn block_of(model: &Model, id: usize) -> &Block {
+    model
+        .blocks()
+        .nth(id)
+        .expect("kernel sources name blocks of the model they were planned from")
+}
+
+/// Packs the weights of every kernel of a plan. `get` returns a tensor by its effc
+/// canonical name (`blocks.1.0.expand.conv.weight`), as f32 in PyTorch layout.
+pub fn pack_weights<'a>(
+    plan: &Plan,
+    model: &Model,
+    get: impl Fn(&str) -> Option<&'a [f32]>,
+) -> Result<Vec<Vec<f32>>, PackError> {
+    let g = Getter { get };
+    let eps = model.bn_eps;
+    let mut out = Vec::with_capacity(plan.kernels.len());
+    for k in &plan.kernels {
+        let packed = match (&k.op, k.source) {
+            (Op::Gemm(op), src) => {
+                let (prefix, cb) = match src {
+                    Source::Stem => ("stem".to_string(), &model.stem),
+                    Source::Head => ("head".to_string(), &model.head),
+                    Source::Expand(id) => {
+                        let b = block_of(model, id);
+                        (
+                            format!("{}.expand", b.path()),
+                            b.expand
+                                .as_ref()
+                                .expect("expand kernels come from blocks with an expansion"),
+                        )
+                    }
+                    Source::Conv(id) => {
+                        let b = block_of(model, id);
+                        (format!("{}.{}", b.path(), b.conv_name()), &b.conv)
+                    }
+                    Source::Project(id) => {
+                        let b = block_of(model, id);
+                        (
+                            format!("{}.project", b.path()),
+                            b.project
+                                .as_ref()
+                                .expect("project kernels come from blocks with a projection"),
+                        )
+                    }
+                    s => unreachable!("a GEMM kernel from {s:?}"),
+                };
+                let (w, b) = g.conv_bn(&prefix, cb, eps)?;
+                pack_gemm(cb, &w, &b, op.cin4, op.cout4)
+            }
+            (Op::Depthwise(op), Source::Conv(id)) => {
+                let blk = block_of(model, id);
+                let (w, b) = g.conv_bn(&format!("{}.dw", blk.path()), &blk.conv, eps)?;
+                let (kk, c, n) = (op.kernel * op.kernel, blk.conv.conv.out_ch, op.c4 * 4);
+                let mut v = vec![0.0f32; kk * n + n];
+                for ch in 0..c {
+                    for t in 0..kk {
+                        v[t * n + ch] = w[ch * kk + t];
+                    }
+                    v[kk * n + ch] = b[ch];
+                }
+                v
+            }
+            (Op::Se(op), Source::Se(id)) => {
+                let blk = block_of(model, id);
+                let p = blk.path();
+                let (c, r, n) = (op.c, op.reduced, op.c4 * 4);
+                let w1 = g.take(&format!("{p}.se.reduce.weight"), r * c)?;
+                let b1 = g.take(&format!("{p}.se.reduce.bias"), r)?;
+                let w2 = g.take(&format!("{p}.se.expand.weight"), c * r)?;
+                let b2 = g.take(&format!("{p}.se.expand.bias"), c)?;
+                let mut v = vec![0.0f32; 2 * r * n + n + r.div_ceil(4) * 4];
+                for ri in 0..r {
+                    for ch in 0..c {
+                        v[ri * n + ch] = w1[ri * c + ch];
+                        v[r * n + ri * n + ch] = w2[ch * r + ri];
+                    }
+                    v[2 * r * n + n + ri] = b1[ri];
+                }
+                for ch in 0..c {
+                    v[2 * r * n + ch] = b2[ch];
+                }
+                v
+            }
+            (Op::Classifier(op), _) => {
+                if op.classes == 0 {
+                    vec![0.0; 4]
+                } else {
+                    let (c, n, j) = (op.c, op.c4 * 4, op.classes);
+                    let w = g.take("classifier.weight", j * c)?;
+                    let b = g.take("classifier.bias", j)?;
+                    let mut v = vec![0.0f32; j * n + j.div_ceil(4) * 4];
+                    for cls in 0..j {
+                        v[cls * n..cls * n + c].copy_from_slice(&w[cls * c..(cls + 1) * c]);
+                        v[j * n + cls] = b[cls];
+                    }
+                    v
+                }
+            }
+            (op, src) => unreachable!("no packing for {src:?} with {op:?}"),
+        };
+        debug_assert_eq!(packed.len(), k.weights_len, "{}", k.name);
+        out.push(packed);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folding_matches_bn_of_conv() {
+        // conv out = w·x; bn = (out − μ)/√(σ²+ε)·γ + β
+        let (w, b) = fold_bn(&[2.0, -1.0], &[3.0], &[0.5], &[1.0], &[3.0], 1.0);
+        let x = [0.7f32, 0.2];
+        let conv = 2.0 * x[0] - 1.0 * x[1];
+        let want = (conv - 1.0) / 2.0 * 3.0 + 0.5;
+        let got = w[0] * x[0] + w[1] * x[1] + b[0];
+        assert!((got - want).abs() < 1e-6);
+    }
+}

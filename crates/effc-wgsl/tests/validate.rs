@@ -1,0 +1,96 @@
+//! Every built-in's kernels generate WGSL that naga validates; snapshots of
+//! representative shaders; dispatch counts pinned.
+
+use effc_ir::{Model, Options, Spec};
+
+fn plan(name: &str) -> effc_plan::Plan {
+    let m = Model::build(&Spec::builtin(name).unwrap(), &Options::default()).unwrap();
+    effc_plan::plan(&m)
+}
+
+#[test]
+fn every_builtin_validates() {
+    for name in effc_catalog_names() {
+        let p = plan(name);
+        let shaders = effc_wgsl::compile(&p).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(shaders.len(), p.kernels.len());
+    }
+}
+
+fn effc_catalog_names() -> Vec<&'static str> {
+    vec![
+        "b0",
+        "b1",
+        "b2",
+        "b3",
+        "b4",
+        "b5",
+        "b6",
+        "b7",
+        "b8",
+        "l2",
+        "lite0",
+        "lite1",
+        "lite2",
+        "lite3",
+        "lite4",
+        "v2-b0",
+        "v2-b1",
+        "v2-b2",
+        "v2-b3",
+        "v2-s",
+        "v2-m",
+        "v2-l",
+        "v2-xl",
+        "b0-pytorch",
+    ]
+}
+
+#[test]
+fn dispatch_counts() {
+    // b0: stem, 16 MBConv blocks with SE (4 each, 3 for the e=1 first block), head, classifier.
+    assert_eq!(plan("b0").dispatches(), 1 + 3 + 15 * 4 + 2);
+    // v2-s: stem, 2 fused e=1 (1 each), 8 fused e=4 (2 each), 30 MBConv with SE (4 each), head, classifier.
+    assert_eq!(plan("v2-s").dispatches(), 1 + 2 + 8 * 2 + 30 * 4 + 2);
+}
+
+#[test]
+fn shader_snapshots() {
+    let b0 = plan("b0");
+    let v2 = plan("v2-s");
+    let get = |p: &effc_plan::Plan, name: &str| {
+        let k = p
+            .kernels
+            .iter()
+            .find(|k| k.name == name)
+            .unwrap_or_else(|| panic!("no kernel {name}"));
+        effc_wgsl::emit(p, k)
+    };
+    insta::assert_snapshot!("b0_stem", get(&b0, "stem"));
+    let block: Vec<String> = [
+        "blocks.1.1.expand",
+        "blocks.1.1.dw",
+        "blocks.1.1.se",
+        "blocks.1.1.project",
+    ]
+    .iter()
+    .map(|n| get(&b0, n))
+    .collect();
+    insta::assert_snapshot!(
+        "b0_mbconv_block_1_1",
+        block.join("\n// ----------------------------------------------------------------\n\n")
+    );
+    let fused: Vec<String> = ["blocks.1.1.fused", "blocks.1.1.project"]
+        .iter()
+        .map(|n| get(&v2, n))
+        .collect();
+    insta::assert_snapshot!(
+        "v2s_fused_block_1_1",
+        fused.join("\n// ----------------------------------------------------------------\n\n")
+    );
+    let head: Vec<String> = ["head", "classifier"].iter().map(|n| get(&b0, n)).collect();
+    insta::assert_snapshot!(
+        "b0_head",
+        head.join("\n// ----------------------------------------------------------------\n\n")
+    );
+}
