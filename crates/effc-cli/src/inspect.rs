@@ -18,10 +18,22 @@ pub struct Args {
     /// List every tensor (name and shape) in a checkpoint layout instead.
     #[arg(long, value_name = "NAMING", value_parser = ["effc", "timm", "torchvision", "tf"])]
     params: Option<String>,
+    /// Show the kernel plan instead: fused kernels, dispatches, buffers.
+    #[arg(long, conflicts_with = "params")]
+    kernels: bool,
 }
 
 pub fn run(args: Args) -> Result<ExitCode, Failure> {
     let m = args.model.build()?;
+    if args.kernels {
+        let plan = effc_plan::plan(&m);
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&plan)?);
+        } else {
+            print!("{plan}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     if let Some(naming) = &args.params {
         let naming: Naming = naming.parse()?;
         let list = m.named_params(naming);
@@ -66,6 +78,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
                 "macs": s.blocks.iter().map(|b| b.macs()).sum::<u64>(),
             })).collect::<Vec<_>>(),
             "layers": m.layers(),
+            "dispatches": effc_plan::plan(&m).dispatches(),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);

@@ -7,8 +7,10 @@ use clap::{Parser, Subcommand};
 
 mod check;
 mod common;
+mod compile;
 mod inspect;
 mod list;
+mod run;
 
 /// effc compiles EfficientNet-family networks (.enet specs or built-in models).
 #[derive(Parser)]
@@ -26,6 +28,12 @@ enum Command {
     Inspect(inspect::Args),
     /// Check .enet files; exit 0 when every model in them is valid, 1 otherwise.
     Check(check::Args),
+    /// Run a model with real weights on images (or a saved input tensor).
+    Run(run::Args),
+    /// Compile a model: write every kernel as a .wgsl file, and the kernel plan.
+    Compile(compile::Args),
+    /// Print the generated WGSL of a model (all kernels, or one).
+    Shaders(compile::ShadersArgs),
 }
 
 /// An error already reported to the user (or to be reported), with the exit code.
@@ -52,6 +60,9 @@ fn main() -> ExitCode {
         Command::List(a) => list::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Check(a) => check::run(a),
+        Command::Run(a) => run::run(a),
+        Command::Compile(a) => compile::run(a),
+        Command::Shaders(a) => compile::shaders(a),
     };
     match result {
         Ok(code) => code,

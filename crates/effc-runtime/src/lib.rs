@@ -109,7 +109,25 @@ impl Gpu {
     }
 
     async fn new_async() -> Result<Gpu, GpuError> {
-        let desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        if std::env::var_os("WGPU_BACKEND").is_some() {
+            return Self::open(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+                .await;
+        }
+        // Without WGPU_BACKEND: the native APIs (Vulkan, Metal, DX12) first, OpenGL
+        // only when none of them has an adapter.
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        desc.backends = wgpu::Backends::PRIMARY;
+        match Self::open(desc).await {
+            Err(GpuError::NoAdapter(_)) => {
+                let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+                desc.backends = wgpu::Backends::SECONDARY;
+                Self::open(desc).await
+            }
+            r => r,
+        }
+    }
+
+    async fn open(desc: wgpu::InstanceDescriptor) -> Result<Gpu, GpuError> {
         let backends = desc.backends;
         let instance = wgpu::Instance::new(desc);
         let adapter = match std::env::var("WGPU_ADAPTER_NAME") {
