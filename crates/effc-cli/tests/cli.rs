@@ -132,3 +132,156 @@ fn unknown_model_is_a_clear_error() {
         stderr(&o)
     );
 }
+
+fn fixture_top5(image: &str) -> Vec<u64> {
+    let text = std::fs::read_to_string(root().join("tests/fixtures/lite0/expected.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["top5"][image]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["class"].as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn run_lite0_names_the_photos_on_gpu_and_cpu() {
+    for device in ["gpu", "cpu"] {
+        let o = effc(&[
+            "run",
+            "lite0",
+            "--device",
+            device,
+            "--weights",
+            "tests/fixtures/lite0/efficientnet-lite0.safetensors",
+            "--json",
+            "tests/fixtures/images/chelsea.png",
+            "tests/fixtures/images/coffee.png",
+        ]);
+        assert!(o.status.success(), "{device}: {}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        for (i, image) in ["chelsea", "coffee"].iter().enumerate() {
+            let top: Vec<u64> = v[i]["top"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["class"].as_u64().unwrap())
+                .collect();
+            assert_eq!(top, fixture_top5(image), "{device} {image}");
+        }
+        assert_eq!(v[0]["top"][0]["name"], "tiger cat");
+        assert_eq!(v[1]["top"][0]["name"], "espresso");
+    }
+}
+
+#[test]
+fn run_on_a_saved_tensor_and_save_the_logits() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("logits.safetensors");
+    let o = effc(&[
+        "run",
+        "b0-pytorch",
+        "--device",
+        "cpu",
+        "--weights",
+        "tests/fixtures/b0/weights.f16.safetensors",
+        "--input",
+        "tests/fixtures/b0/expected.safetensors",
+        "--save",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("expected.safetensors[1]"),
+        "{}",
+        stdout(&o)
+    );
+    let bytes = std::fs::read(&out).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(st.tensor("logits").unwrap().shape(), &[2, 1000]);
+}
+
+#[test]
+fn run_reports_bad_inputs_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("broken.png");
+    std::fs::write(&bad, b"\x89PNG\r\n\x1a\nnot really").unwrap();
+    let w = "tests/fixtures/lite0/efficientnet-lite0.safetensors";
+    let o = effc(&[
+        "run",
+        "lite0",
+        "--device",
+        "cpu",
+        "--weights",
+        w,
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("broken.png"), "{}", stderr(&o));
+
+    let o = effc(&[
+        "run",
+        "lite0",
+        "--device",
+        "cpu",
+        "--weights",
+        w,
+        "no/such/image.png",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no/such/image.png"), "{}", stderr(&o));
+
+    let o = effc(&[
+        "run",
+        "b0",
+        "--device",
+        "cpu",
+        "--weights",
+        w,
+        "tests/fixtures/images/chelsea.png",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("lite0"),
+        "another model's weights: {}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn compile_writes_validated_wgsl_and_shaders_prints_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = effc(&["compile", "b0", "-o", dir.path().to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let wgsl = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "wgsl")
+        })
+        .count();
+    assert_eq!(wgsl, 66);
+    let o = effc(&["shaders", "v2-s", "--kernel", "blocks.1.0.fused"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).starts_with("// effc kernel `blocks.1.0.fused` (conv) of model `v2-s`"),
+        "{}",
+        stdout(&o)
+    );
+    let o = effc(&["shaders", "v2-s", "--kernel", "blocks.1.0.fusd"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("did you mean `blocks.1.0.fused`?"),
+        "{}",
+        stderr(&o)
+    );
+    let o = effc(&["inspect", "b0", "--kernels"]);
+    assert!(
+        stdout(&o).contains("66 kernels, 66 dispatches per forward"),
+        "{}",
+        stdout(&o)
+    );
+}

@@ -87,5 +87,196 @@ fn b0_fixture_both_paddings_batch_2() {
         let got = cm.forward(input, 2).unwrap();
         assert_close(name, &got, &exp[key].1);
     }
-    let _ = PaddingMode::Same;
+}
+
+#[test]
+fn v2_b0_fixture_batch_2() {
+    let exp = expected("v2-b0");
+    let m = Model::build(&Spec::builtin("v2-b0").unwrap(), &Options::default()).unwrap();
+    let w = Weights::load(fixtures().join("v2-b0/weights.f16.safetensors"), &m, None).unwrap();
+    let cm = compile(&m, &w, 2);
+    let got = cm.forward(&exp["input"].1, 2).unwrap();
+    assert_close("v2-b0", &got, &exp["logits.tf_efficientnetv2_b0"].1);
+}
+
+#[test]
+fn lite0_real_weights_batch_2() {
+    let exp = expected("lite0");
+    let m = Model::build(&Spec::builtin("lite0").unwrap(), &Options::default()).unwrap();
+    let w = Weights::load(
+        fixtures().join("lite0/efficientnet-lite0.safetensors"),
+        &m,
+        None,
+    )
+    .unwrap();
+    let cm = compile(&m, &w, 2);
+    let mut input = exp["input.chelsea"].1.clone();
+    input.extend_from_slice(&exp["input.coffee"].1);
+    let got = cm.forward(&input, 2).unwrap();
+    assert_close("lite0 chelsea", &got[..1000], &exp["logits.chelsea"].1);
+    assert_close("lite0 coffee", &got[1000..], &exp["logits.coffee"].1);
+    // The wrong padding convention is caught by the same tolerance.
+    let sym = Model::build(
+        &Spec::builtin("lite0").unwrap(),
+        &Options {
+            padding: Some(PaddingMode::Symmetric),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let cm = compile(&sym, &w, 1);
+    let got = cm.forward(&exp["input.chelsea"].1, 1).unwrap();
+    let scale = exp["logits.chelsea"]
+        .1
+        .iter()
+        .fold(0.0f32, |m, v| m.max(v.abs()));
+    let err = got
+        .iter()
+        .zip(&exp["logits.chelsea"].1)
+        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(
+        err > 1e-3 * scale,
+        "symmetric padding should not match TF-trained weights"
+    );
+}
+
+/// A deterministic pseudo-random input in [-2, 2).
+fn input_for(model: &Model, batch: usize, seed: u64) -> Vec<f32> {
+    let n = batch * model.input.iter().product::<usize>();
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            ((x >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
+        })
+        .collect()
+}
+
+/// Every spec of tests/specs/gpu: the GPU equals the CPU reference executor.
+#[test]
+fn custom_specs_match_the_reference() {
+    let dir = fixtures().join("../specs/gpu");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "enet"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 12, "{} specs", files.len());
+    let mut seen_batches = std::collections::BTreeSet::new();
+    for (i, f) in files.iter().enumerate() {
+        let text = std::fs::read_to_string(f).unwrap();
+        let batch: usize = text
+            .lines()
+            .find_map(|l| l.strip_prefix("# batch:"))
+            .map(|b| b.trim().parse().unwrap())
+            .unwrap_or(1);
+        seen_batches.insert(batch);
+        let spec = Spec::parse(&f.display().to_string(), &text)
+            .unwrap_or_else(|e| panic!("{}", e.render(false)));
+        let m = Model::build(&spec, &Options::default())
+            .unwrap_or_else(|e| panic!("{}", e.render(false)));
+        let w = Weights::random(&m, 100 + i as u64);
+        let x = input_for(&m, batch, i as u64);
+        let want = effc_reference::Executor::new(&m, &w)
+            .unwrap()
+            .run(&x, batch)
+            .unwrap()
+            .data;
+        let cm = compile(&m, &w, batch);
+        let got = cm.forward(&x, batch).unwrap();
+        assert_close(
+            &format!(
+                "{} (batch {batch})",
+                f.file_name().unwrap().to_string_lossy()
+            ),
+            &got,
+            &want,
+        );
+    }
+    assert!(seen_batches.contains(&1) && seen_batches.contains(&3));
+}
+
+/// A batch larger than the activation buffers can bind runs in chunks inside one
+/// command buffer, with the same result.
+#[test]
+fn batches_run_in_chunks_when_buffers_are_limited() {
+    let text = std::fs::read_to_string(fixtures().join("../specs/gpu/odd_channels.enet")).unwrap();
+    let m = Model::build(
+        &Spec::parse("odd_channels.enet", &text).unwrap(),
+        &Options::default(),
+    )
+    .unwrap();
+    let w = Weights::random(&m, 7);
+    let x = input_for(&m, 5, 3);
+    let whole = compile(&m, &w, 5).forward(&x, 5).unwrap();
+
+    let mut small = Gpu::new().unwrap();
+    let per_image = effc_plan::plan(&m)
+        .slots
+        .iter()
+        .map(|s| s.bytes as u64)
+        .max()
+        .unwrap();
+    small.limits.max_storage_buffer_binding_size = per_image * 2;
+    let keys: HashMap<String, ParamKey> = m.params().into_iter().map(|p| (p.name, p.key)).collect();
+    let cm = compile_model(
+        Arc::new(small),
+        &m,
+        |n| keys.get(n).and_then(|k| w.get(k)),
+        5,
+    )
+    .unwrap();
+    assert_eq!(cm.chunk(), 2);
+    let chunked = cm.forward(&x, 5).unwrap();
+    assert_eq!(whole, chunked);
+}
+
+#[test]
+fn a_model_too_big_for_the_adapter_says_so() {
+    let m = Model::build(&Spec::builtin("b0").unwrap(), &Options::default()).unwrap();
+    let w = Weights::random(&m, 1);
+    let mut tiny = Gpu::new().unwrap();
+    tiny.limits.max_storage_buffer_binding_size = 1 << 20;
+    let keys: HashMap<String, ParamKey> = m.params().into_iter().map(|p| (p.name, p.key)).collect();
+    let err = match compile_model(
+        Arc::new(tiny),
+        &m,
+        |n| keys.get(n).and_then(|k| w.get(k)),
+        1,
+    ) {
+        Ok(_) => panic!("b0 cannot fit 1 MiB bindings"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("does not fit adapter"), "{err}");
+    assert!(err.contains("MiB"), "{err}");
+}
+
+#[test]
+fn bad_inputs_are_errors() {
+    let m = Model::build(
+        &Spec::builtin("lite0").unwrap(),
+        &Options {
+            resolution: Some(64),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let w = Weights::random(&m, 1);
+    let cm = compile(&m, &w, 2);
+    assert!(cm
+        .forward(&[0.0; 10], 1)
+        .unwrap_err()
+        .to_string()
+        .contains("batch 1 of 3x64x64 needs 12288"));
+    assert!(cm
+        .forward(&vec![0.0; 3 * 3 * 64 * 64], 3)
+        .unwrap_err()
+        .to_string()
+        .contains("maximum batch 2"));
+    assert!(cm.forward(&[], 0).is_err());
 }
