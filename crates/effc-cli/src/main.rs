@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod check;
 mod common;
 mod compile;
@@ -34,6 +35,8 @@ enum Command {
     Compile(compile::Args),
     /// Print the generated WGSL of a model (all kernels, or one).
     Shaders(compile::ShadersArgs),
+    /// Measure a compiled model on the GPU: latency, every kernel, the GEMM ceiling.
+    Bench(bench::Args),
 }
 
 /// An error already reported to the user (or to be reported), with the exit code.
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
         Command::Run(a) => run::run(a),
         Command::Compile(a) => compile::run(a),
         Command::Shaders(a) => compile::shaders(a),
+        Command::Bench(a) => bench::run(a),
     };
     match result {
         Ok(code) => code,

@@ -542,6 +542,56 @@ pub fn plan(model: &Model) -> Plan {
     p
 }
 
+/// A plan with a single pointwise GEMM kernel, `[m × k] · [k × n]` (m output pixels,
+/// k input and n output channels): effc's own GEMM on a given problem, used as the
+/// adapter's ceiling by `effc bench`. Its "input" and "output" are the GEMM's A and C.
+pub fn gemm_probe(m: usize, k: usize, n: usize) -> Plan {
+    let mut b = Builder {
+        tensors: vec![],
+        kernels: vec![],
+    };
+    let side = (m as f64).sqrt() as usize;
+    let (h, w) = if side * side == m {
+        (side, side)
+    } else {
+        (1, m)
+    };
+    let a = b.tensor("a".into(), TensorKind::Input, h, w, k);
+    let c = b.tensor("c".into(), TensorKind::Activation, h, w, n);
+    let conv = effc_ir::Conv2d::new(k, n, 1, 1, 1, (h, w), effc_ir::PaddingMode::Same);
+    let cb = ConvBn {
+        bn: effc_ir::model::BatchNorm {
+            channels: n,
+            eps: 1e-3,
+        },
+        conv,
+        act: None,
+    };
+    b.gemm(
+        "gemm".into(),
+        vec![format!("gemm {m}x{k}x{n}")],
+        Source::Stem,
+        &cb,
+        a,
+        None,
+        None,
+        Some(c),
+        None,
+    );
+    let mut p = Plan {
+        model: format!("gemm-{m}x{k}x{n}"),
+        tensors: b.tensors,
+        kernels: b.kernels,
+        slots: vec![],
+        input: a,
+        output: c,
+        input_shape: [k, h, w],
+        output_len: n * m,
+    };
+    crate::memory::assign(&mut p);
+    p
+}
+
 fn block(b: &mut Builder, blk: &Block, x: TensorId) -> TensorId {
     let p = blk.path();
     let mut cur = x;

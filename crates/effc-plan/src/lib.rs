@@ -14,8 +14,8 @@ pub mod memory;
 pub mod pack;
 
 pub use fuse::{
-    plan, ALoad, DwOp, Epilogue, GemmOp, HeadOp, Kernel, Op, Plan, SeOp, TensorDesc, TensorId,
-    TensorKind,
+    gemm_probe, plan, ALoad, DwOp, Epilogue, GemmOp, HeadOp, Kernel, Op, Plan, SeOp, TensorDesc,
+    TensorId, TensorKind,
 };
 pub use memory::Slot;
 pub use pack::{fold_bn, pack_weights, PackError};

@@ -10,6 +10,9 @@
 
 use std::sync::{Arc, Mutex};
 
+pub mod profile;
+pub use profile::{median, KernelTiming};
+
 use effc_plan::{Plan, TensorKind};
 use effc_wgsl::Shader;
 use thiserror::Error;

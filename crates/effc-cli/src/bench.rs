@@ -1,0 +1,364 @@
+//! `effc bench`: end-to-end latency, per-kernel times, and the adapter's GEMM ceiling.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use effc_ir::ParamKey;
+use effc_runtime::{median, CompiledModel, Gpu, KernelTiming};
+use effc_weights::Weights;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use crate::common::ModelArgs;
+use crate::Failure;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Images per forward.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    batch: usize,
+    /// Timed forwards (after the warm-up).
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    runs: usize,
+    /// Untimed forwards first.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    warmup: usize,
+    /// Real weights (default: random weights of the right shapes; timing does not depend on them).
+    #[arg(long, short, value_name = "W")]
+    weights: Option<PathBuf>,
+    /// Time each kernel alone even when the adapter has timestamp queries.
+    #[arg(long)]
+    kernels_alone: bool,
+    /// Also time the CPU reference executor on the same input.
+    #[arg(long)]
+    cpu: bool,
+    /// Print JSON: `latency_ms` {median, min, max}, `kernels` [{name, kind, ms, gflops, gbps}], `roofline` {gemm_gflops}, ...
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct Latency {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+#[derive(Serialize)]
+struct KernelRow {
+    name: String,
+    kind: &'static str,
+    ms: f64,
+    gflops: f64,
+    gbps: f64,
+    share: f64,
+}
+
+#[derive(Serialize)]
+struct KindRow {
+    kind: &'static str,
+    kernels: usize,
+    ms: f64,
+    gflops: f64,
+    gbps: f64,
+    share: f64,
+    /// Achieved GFLOP/s over the GEMM ceiling.
+    of_ceiling: f64,
+}
+
+#[derive(Serialize)]
+struct Roofline {
+    gemm_gflops: f64,
+    problem: &'static str,
+}
+
+#[derive(Serialize)]
+struct Report {
+    model: String,
+    batch: usize,
+    resolution: usize,
+    adapter: String,
+    dispatches: usize,
+    compile_ms: f64,
+    pipelines_ms: f64,
+    latency_ms: Latency,
+    throughput: f64,
+    kernel_timing: &'static str,
+    kernels: Vec<KernelRow>,
+    by_kind: Vec<KindRow>,
+    roofline: Roofline,
+    cpu_reference_ms: Option<f64>,
+}
+
+fn input(n: usize) -> Vec<f32> {
+    let mut x: u32 = 0x9e37_79b9;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 8) as f32 / (1u32 << 24) as f32 * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// Bytes a kernel reads and writes for `n` images: its tensors and its weights.
+fn traffic(plan: &effc_plan::Plan, k: &effc_plan::Kernel, n: usize) -> f64 {
+    let t: usize = k
+        .bindings
+        .iter()
+        .map(|b| {
+            b.tensor
+                .map_or(k.weights_len * 4, |t| plan.tensors[t].bytes * n)
+        })
+        .sum();
+    t as f64
+}
+
+pub fn run(args: Args) -> Result<ExitCode, Failure> {
+    if args.batch == 0 || args.runs == 0 {
+        return Err("--batch and --runs must be at least 1".into());
+    }
+    let model = args.model.build()?;
+    let steps = (args.warmup + args.runs + 12) as u64;
+    let bar = if args.json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(steps)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg:<28} [{bar:30}] {pos}/{len}")
+            .map_err(|e| e.to_string())?
+            .progress_chars("=> "),
+    );
+    bar.set_message("opening the GPU");
+    let gpu = Arc::new(Gpu::new()?);
+    let weights = match &args.weights {
+        Some(p) => Weights::load(p, &model, None)?,
+        None => Weights::random(&model, 0),
+    };
+    bar.set_message("compiling");
+    let t = Instant::now();
+    let plan = effc_plan::plan(&model);
+    let shaders = effc_wgsl::compile(&plan)?;
+    let compile_ms = t.elapsed().as_secs_f64() * 1e3;
+    let keys: HashMap<String, ParamKey> = model
+        .params()
+        .into_iter()
+        .map(|p| (p.name, p.key))
+        .collect();
+    let packed =
+        effc_plan::pack_weights(&plan, &model, |n| keys.get(n).and_then(|k| weights.get(k)))?;
+    let t = Instant::now();
+    let cm = CompiledModel::new(gpu.clone(), plan, &shaders, &packed, args.batch)?;
+    let pipelines_ms = t.elapsed().as_secs_f64() * 1e3;
+    bar.inc(1);
+
+    let x = input(args.batch * model.input.iter().product::<usize>());
+    cm.upload(&x, args.batch)?;
+    bar.set_message("warming up");
+    for _ in 0..args.warmup {
+        cm.time_forward(args.batch)?;
+        bar.inc(1);
+    }
+    bar.set_message("timing forwards");
+    let mut times = Vec::with_capacity(args.runs);
+    for _ in 0..args.runs {
+        times.push(cm.time_forward(args.batch)?);
+        bar.inc(1);
+    }
+    let lat = Latency {
+        median: median(&mut times.clone()),
+        min: times.iter().copied().fold(f64::INFINITY, f64::min),
+        max: times.iter().copied().fold(0.0, f64::max),
+    };
+
+    bar.set_message("timing kernels");
+    let prefer = if args.kernels_alone {
+        Some(KernelTiming::Alone)
+    } else {
+        None
+    };
+    let (timing, kms) = cm.time_kernels(args.batch, 5, prefer)?;
+    bar.inc(5);
+
+    bar.set_message("measuring the GEMM ceiling");
+    let gemm_gflops = gemm_ceiling(gpu.clone())?;
+    bar.inc(3);
+
+    let cpu_reference_ms = if args.cpu {
+        bar.set_message("timing the CPU reference");
+        let ex = effc_reference::Executor::new(&model, &weights)?;
+        ex.run(&x, args.batch)?;
+        let mut t = vec![];
+        for _ in 0..5 {
+            let s = Instant::now();
+            ex.run(&x, args.batch)?;
+            t.push(s.elapsed().as_secs_f64() * 1e3);
+        }
+        Some(median(&mut t))
+    } else {
+        None
+    };
+    bar.finish_and_clear();
+
+    let plan = cm.plan();
+    let n = args.batch.min(cm.chunk());
+    let total: f64 = kms.iter().sum();
+    let kernels: Vec<KernelRow> = plan
+        .kernels
+        .iter()
+        .zip(&kms)
+        .map(|(k, &ms)| KernelRow {
+            name: k.name.clone(),
+            kind: k.kind(),
+            ms,
+            gflops: k.flops() as f64 * n as f64 / (ms * 1e6),
+            gbps: traffic(plan, k, n) / (ms * 1e6),
+            share: ms / total,
+        })
+        .collect();
+    let mut kinds: Vec<&'static str> = vec![];
+    for k in &plan.kernels {
+        if !kinds.contains(&k.kind()) {
+            kinds.push(k.kind());
+        }
+    }
+    let by_kind: Vec<KindRow> = kinds
+        .into_iter()
+        .map(|kind| {
+            let ks: Vec<(&effc_plan::Kernel, f64)> = plan
+                .kernels
+                .iter()
+                .zip(&kms)
+                .filter(|(k, _)| k.kind() == kind)
+                .map(|(k, &t)| (k, t))
+                .collect();
+            let ms: f64 = ks.iter().map(|(_, t)| t).sum();
+            let flops: f64 = ks.iter().map(|(k, _)| k.flops() as f64 * n as f64).sum();
+            let bytes: f64 = ks.iter().map(|(k, _)| traffic(plan, k, n)).sum();
+            let gflops = flops / (ms * 1e6);
+            KindRow {
+                kind,
+                kernels: ks.len(),
+                ms,
+                gflops,
+                gbps: bytes / (ms * 1e6),
+                share: ms / total,
+                of_ceiling: gflops / gemm_gflops,
+            }
+        })
+        .collect();
+    let report = Report {
+        model: model.name.clone(),
+        batch: args.batch,
+        resolution: model.resolution,
+        adapter: gpu.adapter.to_string(),
+        dispatches: plan.dispatches(),
+        compile_ms,
+        pipelines_ms,
+        throughput: args.batch as f64 / (lat.median / 1e3),
+        latency_ms: lat,
+        kernel_timing: match timing {
+            KernelTiming::Timestamps => "timestamps",
+            KernelTiming::Alone => "alone",
+        },
+        kernels,
+        by_kind,
+        roofline: Roofline {
+            gemm_gflops,
+            problem: "1024x1024x1024 (effc's pointwise GEMM kernel)",
+        },
+        cpu_reference_ms,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let r = &report;
+    println!(
+        "effc bench {}: batch {}, {}x{}, {} dispatches",
+        r.model, r.batch, r.resolution, r.resolution, r.dispatches
+    );
+    println!("adapter     {}", r.adapter);
+    println!(
+        "compile     {:.1} ms (plan + WGSL + naga), pipelines and uploads {:.0} ms",
+        r.compile_ms, r.pipelines_ms
+    );
+    println!(
+        "latency     median {:.2} ms, min {:.2}, max {:.2} ({} runs after {} warm-up); {:.1} images/s",
+        r.latency_ms.median, r.latency_ms.min, r.latency_ms.max, args.runs, args.warmup, r.throughput
+    );
+    if let Some(c) = r.cpu_reference_ms {
+        println!(
+            "cpu ref     median {c:.2} ms (reference executor, same input); GPU/CPU latency {:.2}x",
+            r.latency_ms.median / c
+        );
+    }
+    println!(
+        "ceiling     {:.2} GFLOP/s (effc's GEMM, {})",
+        r.roofline.gemm_gflops, r.roofline.problem
+    );
+    println!();
+    println!("kernels ({}, sum {:.2} ms):", r.kernel_timing, total);
+    println!(
+        "{:<26} {:<11} {:>9} {:>9} {:>8} {:>6}",
+        "kernel", "kind", "ms", "GFLOP/s", "GB/s", "share"
+    );
+    for k in &r.kernels {
+        println!(
+            "{:<26} {:<11} {:>9.3} {:>9.2} {:>8.2} {:>5.1}%",
+            k.name,
+            k.kind,
+            k.ms,
+            k.gflops,
+            k.gbps,
+            k.share * 100.0
+        );
+    }
+    println!();
+    println!(
+        "{:<11} {:>7} {:>9} {:>9} {:>8} {:>6} {:>9}",
+        "kind", "kernels", "ms", "GFLOP/s", "GB/s", "share", "ceiling"
+    );
+    for k in &r.by_kind {
+        println!(
+            "{:<11} {:>7} {:>9.3} {:>9.2} {:>8.2} {:>5.1}% {:>8.0}%",
+            k.kind,
+            k.kernels,
+            k.ms,
+            k.gflops,
+            k.gbps,
+            k.share * 100.0,
+            k.of_ceiling * 100.0
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// GFLOP/s of effc's pointwise GEMM kernel on a square 1024 problem.
+pub fn gemm_ceiling(gpu: Arc<Gpu>) -> Result<f64, Failure> {
+    let plan = effc_plan::gemm_probe(1024, 1024, 1024);
+    let shaders = effc_wgsl::compile(&plan)?;
+    let weights: Vec<Vec<f32>> = plan
+        .kernels
+        .iter()
+        .map(|k| {
+            (0..k.weights_len)
+                .map(|i| ((i % 7) as f32 - 3.0) * 0.01)
+                .collect()
+        })
+        .collect();
+    let cm = CompiledModel::new(gpu, plan, &shaders, &weights, 1)?;
+    let a = input(1024 * 1024);
+    cm.upload(&a, 1)?;
+    cm.time_forward(1)?;
+    let (_, ms) = cm.time_kernels(1, 3, None)?;
+    let flops = 2.0 * 1024f64.powi(3);
+    Ok(flops / (ms[0] * 1e6))
+}
