@@ -1,7 +1,10 @@
-//! `effc compile` and `effc shaders`: the generated WGSL.
+//! `effc compile` and `effc shaders`: the generated WGSL, the Rust host code and
+//! the report.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+use effc_codegen::{Request, Shaders, SpecSource};
 
 use crate::common::ModelArgs;
 use crate::Failure;
@@ -13,26 +16,59 @@ pub struct Args {
     /// Output directory (created if needed).
     #[arg(long, short, value_name = "DIR")]
     out: PathBuf,
+    /// The largest batch the generated `model.rs` runs (its `MAX_BATCH`).
+    #[arg(long, value_name = "N", default_value_t = effc_codegen::DEFAULT_MAX_BATCH)]
+    max_batch: usize,
 }
 
+fn write(path: &Path, text: &str) -> Result<(), Failure> {
+    std::fs::write(path, text)
+        .map_err(|e| Failure::from(format!("cannot write `{}`: {e}", path.display())))
+}
+
+/// Writes, into the output directory: one `.wgsl` file per kernel, `plan.txt`
+/// (the kernel plan), `model.rs` (the host code `efficientnet!` generates, its
+/// shaders included from the `.wgsl` files) and `report.md` / `report.json`.
 pub fn run(args: Args) -> Result<ExitCode, Failure> {
+    // Resolve and build first, for the same diagnostics as every other command.
     let model = args.model.build()?;
-    let plan = effc_plan::plan(&model);
-    let shaders = effc_wgsl::compile(&plan)?;
+    let source = if effc_catalog::source(&args.model.model).is_some() {
+        SpecSource::Builtin(args.model.model.clone())
+    } else {
+        SpecSource::File {
+            path: PathBuf::from(&args.model.model),
+            display: args.model.model.clone(),
+        }
+    };
+    let mut req = Request::new(source);
+    req.options = args.model.options();
+    req.max_batch = args.max_batch;
+    req.shaders = Shaders::IncludeStr;
+    let generated = effc_codegen::generate(&req).map_err(|e| match e {
+        effc_codegen::Error::Spec(d) => Failure {
+            message: d.render(crate::color()),
+        },
+        effc_codegen::Error::Option { option, message } => {
+            let flag = option.replace('_', "-");
+            Failure::from(format!("--{flag}: {message}"))
+        }
+        e => Failure::from(e),
+    })?;
+    let plan = &generated.plan;
     std::fs::create_dir_all(&args.out)
         .map_err(|e| format!("cannot create `{}`: {e}", args.out.display()))?;
-    for s in &shaders {
-        let p = args.out.join(&s.file_name);
-        std::fs::write(&p, &s.source)
-            .map_err(|e| format!("cannot write `{}`: {e}", p.display()))?;
+    for s in &generated.shaders {
+        write(&args.out.join(&s.file_name), &s.source)?;
     }
-    let plan_path = args.out.join("plan.txt");
-    std::fs::write(&plan_path, plan.to_string())
-        .map_err(|e| format!("cannot write `{}`: {e}", plan_path.display()))?;
+    write(&args.out.join("plan.txt"), &plan.to_string())?;
+    write(&args.out.join("model.rs"), &generated.file())?;
+    let report = generated.report();
+    write(&args.out.join("report.md"), &report.markdown())?;
+    write(&args.out.join("report.json"), &report.json())?;
     println!(
-        "{}: {} kernels ({} dispatches per forward) written to {}",
+        "{}: {} kernels ({} dispatches per forward) written to {}, with model.rs, report.md and report.json",
         model.name,
-        shaders.len(),
+        generated.shaders.len(),
         plan.dispatches(),
         args.out.display()
     );

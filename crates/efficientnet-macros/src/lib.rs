@@ -1,0 +1,303 @@
+//! The `efficientnet!` macro. Use it through the `efficientnet` crate, which
+//! documents it and provides what the generated code runs on.
+//!
+//! This crate only parses the macro's arguments and turns errors into compile
+//! errors at the right token; `effc-codegen` generates the code.
+
+use std::path::PathBuf;
+
+use effc_codegen::{Error, Request, Shaders, SpecSource};
+use effc_ir::{Options, PaddingMode};
+use proc_macro2::{Span, TokenStream};
+use syn::parse::{Parse, ParseStream};
+use syn::punctuated::Punctuated;
+use syn::{Ident, Lit, LitStr, Token};
+
+/// Expands to a module with a typed EfficientNet model, its constants and its
+/// kernels' WGSL. See the `efficientnet` crate for the forms and options.
+#[proc_macro]
+pub fn efficientnet(input: proc_macro::TokenStream) -> proc_macro::TokenStream {
+    expand(input.into()).into()
+}
+
+/// One argument: `"name"`, or `key = value`.
+enum Arg {
+    Builtin(LitStr),
+    Option { key: Ident, value: Value },
+}
+
+/// An option's value: a literal or an identifier (`symmetric`, `b0`).
+enum Value {
+    Lit(Lit),
+    Ident(Ident),
+}
+
+impl Value {
+    fn span(&self) -> Span {
+        match self {
+            Value::Lit(l) => l.span(),
+            Value::Ident(i) => i.span(),
+        }
+    }
+}
+
+impl Parse for Arg {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        if input.peek(LitStr) {
+            return Ok(Arg::Builtin(input.parse()?));
+        }
+        let key: Ident = input.parse().map_err(|e| {
+            syn::Error::new(
+                e.span(),
+                "expected a model name (`\"b0\"`) or an option (`key = value`)",
+            )
+        })?;
+        input.parse::<Token![=]>()?;
+        let value =
+            if input.peek(syn::Ident) {
+                Value::Ident(input.parse()?)
+            } else {
+                Value::Lit(input.parse().map_err(|e| {
+                    syn::Error::new(e.span(), format!("expected a value for `{key}`"))
+                })?)
+            };
+        Ok(Arg::Option { key, value })
+    }
+}
+
+/// Where each argument came from, to point errors at it.
+struct Spans {
+    call: Span,
+    source: Span,
+    model: Option<Span>,
+    options: Vec<(&'static str, Span)>,
+}
+
+impl Spans {
+    fn of(&self, option: &str) -> Span {
+        self.options
+            .iter()
+            .find(|(k, _)| *k == option)
+            .map_or(self.call, |(_, s)| *s)
+    }
+}
+
+const OPTIONS: &[&str] = &[
+    "file",
+    "spec",
+    "name",
+    "model",
+    "resolution",
+    "padding",
+    "bn_eps",
+    "classes",
+    "max_batch",
+];
+
+fn expand(input: TokenStream) -> TokenStream {
+    match parse_request(input) {
+        Ok((req, spans)) => match effc_codegen::generate(&req) {
+            Ok(g) => g.module_tokens(),
+            Err(e) => error_tokens(&e, &spans),
+        },
+        Err(e) => e.to_compile_error(),
+    }
+}
+
+fn error_tokens(e: &Error, spans: &Spans) -> TokenStream {
+    match e {
+        Error::Spec(diags) => {
+            let mut out = TokenStream::new();
+            for d in &diags.0 {
+                let message = if d.labels.is_empty() {
+                    let mut m = d.message.clone();
+                    if let Some(h) = &d.help {
+                        m.push_str("\nhelp: ");
+                        m.push_str(h);
+                    }
+                    m
+                } else {
+                    format!("{}\n{}", d.summary(), d.render(false).trim_end())
+                };
+                // A bare diagnostic about an overridden setting belongs to that option.
+                let span = bare_option_span(d, spans).unwrap_or(spans.source);
+                out.extend(syn::Error::new(span, message).to_compile_error());
+            }
+            out
+        }
+        Error::Option { option, message } => {
+            let span = match *option {
+                "model" => spans.model.unwrap_or(spans.call),
+                o => spans.of(o),
+            };
+            syn::Error::new(span, format!("`{option}` {message}")).to_compile_error()
+        }
+        Error::Internal(m) => syn::Error::new(spans.call, m).to_compile_error(),
+    }
+}
+
+/// The option a bare (place-less) diagnostic is about, when it names one.
+fn bare_option_span(d: &effc_syntax::Diagnostic, spans: &Spans) -> Option<Span> {
+    if !d.labels.is_empty() {
+        return None;
+    }
+    let m = d.message.to_lowercase();
+    let key = if m.contains("epsilon") {
+        "bn_eps"
+    } else if m.contains("resolution") {
+        "resolution"
+    } else {
+        return None;
+    };
+    spans
+        .options
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, s)| *s)
+}
+
+fn parse_request(input: TokenStream) -> syn::Result<(Request, Spans)> {
+    let call = Span::call_site();
+    let args = syn::parse::Parser::parse2(Punctuated::<Arg, Token![,]>::parse_terminated, input)?;
+    let mut source: Option<(SpecSource, Span)> = None;
+    let mut req = Request::new(SpecSource::Builtin(String::new()));
+    let mut options = Options::default();
+    let mut spans = Spans {
+        call,
+        source: call,
+        model: None,
+        options: vec![],
+    };
+    let mut set_source = |s: SpecSource, span: Span| -> syn::Result<()> {
+        if source.is_some() {
+            return Err(syn::Error::new(
+                span,
+                "the model is given twice: use one of \"NAME\", `file = \"…\"` or `spec = \"…\"`",
+            ));
+        }
+        source = Some((s, span));
+        Ok(())
+    };
+    for arg in args {
+        match arg {
+            Arg::Builtin(lit) => set_source(SpecSource::Builtin(lit.value()), lit.span())?,
+            Arg::Option { key, value } => {
+                let k = key.to_string();
+                let Some(&known) = OPTIONS.iter().find(|o| **o == k) else {
+                    let hint = effc_ir::spec::closest(&k, OPTIONS)
+                        .map(|c| format!(" (did you mean `{c}`?)"))
+                        .unwrap_or_default();
+                    return Err(syn::Error::new(
+                        key.span(),
+                        format!(
+                            "unknown option `{k}`{hint}; options: {}",
+                            OPTIONS.join(", ")
+                        ),
+                    ));
+                };
+                if spans.options.iter().any(|(o, _)| *o == known) {
+                    return Err(syn::Error::new(
+                        key.span(),
+                        format!("option `{known}` is given twice"),
+                    ));
+                }
+                spans.options.push((known, value.span()));
+                match known {
+                    "file" => {
+                        let (path, span) = string(&value, known)?;
+                        let dir = std::env::var_os("CARGO_MANIFEST_DIR")
+                            .map(PathBuf::from)
+                            .unwrap_or_default();
+                        set_source(
+                            SpecSource::File {
+                                path: dir.join(&path),
+                                display: path,
+                            },
+                            span,
+                        )?;
+                    }
+                    "spec" => {
+                        let (text, span) = string(&value, known)?;
+                        set_source(SpecSource::Inline(text), span)?;
+                    }
+                    "name" => match &value {
+                        Value::Ident(i) => req.module = Some(i.to_string()),
+                        Value::Lit(Lit::Str(s)) => req.module = Some(s.value()),
+                        v => return Err(expected(v, known, "an identifier, e.g. `name = my_net`")),
+                    },
+                    "model" => {
+                        let (m, span) = match &value {
+                            Value::Ident(i) => (i.to_string(), i.span()),
+                            v => string(v, known)?,
+                        };
+                        req.model = Some(m);
+                        spans.model = Some(span);
+                    }
+                    "resolution" => options.resolution = Some(int(&value, known)?),
+                    "classes" => options.classes = Some(int(&value, known)?),
+                    "max_batch" => req.max_batch = int(&value, known)?,
+                    "bn_eps" => {
+                        options.bn_eps = Some(match &value {
+                            Value::Lit(Lit::Float(f)) => f.base10_parse::<f64>()?,
+                            Value::Lit(Lit::Int(i)) => i.base10_parse::<f64>()?,
+                            v => return Err(expected(v, known, "a number, e.g. `bn_eps = 1e-5`")),
+                        })
+                    }
+                    "padding" => {
+                        options.padding = Some(match &value {
+                            Value::Ident(i) if i == "same" => PaddingMode::Same,
+                            Value::Ident(i) if i == "symmetric" => PaddingMode::Symmetric,
+                            Value::Lit(Lit::Str(s)) if s.value() == "same" => PaddingMode::Same,
+                            Value::Lit(Lit::Str(s)) if s.value() == "symmetric" => {
+                                PaddingMode::Symmetric
+                            }
+                            v => {
+                                return Err(expected(
+                                    v,
+                                    known,
+                                    "`same` (TensorFlow) or `symmetric` (PyTorch)",
+                                ))
+                            }
+                        })
+                    }
+                    _ => unreachable!("every name of OPTIONS is handled"),
+                }
+            }
+        }
+    }
+    let Some((source, span)) = source else {
+        return Err(syn::Error::new(
+            call,
+            "which model? write a built-in name (`efficientnet!(\"b0\")`), `file = \"my.enet\"` or `spec = \"model ...\"`",
+        ));
+    };
+    spans.source = span;
+    req.track_file = matches!(source, SpecSource::File { .. });
+    req.source = source;
+    req.options = options;
+    req.shaders = Shaders::Inline;
+    Ok((req, spans))
+}
+
+fn expected(v: &Value, key: &str, what: &str) -> syn::Error {
+    syn::Error::new(v.span(), format!("`{key}` takes {what}"))
+}
+
+fn string(v: &Value, key: &str) -> syn::Result<(String, Span)> {
+    match v {
+        Value::Lit(Lit::Str(s)) => Ok((s.value(), s.span())),
+        v => Err(expected(v, key, "a string literal")),
+    }
+}
+
+fn int(v: &Value, key: &str) -> syn::Result<usize> {
+    match v {
+        Value::Lit(Lit::Int(i)) => i.base10_parse::<usize>().map_err(|_| {
+            syn::Error::new(
+                i.span(),
+                format!("`{key}` takes a whole number, not `{}`", i.base10_digits()),
+            )
+        }),
+        v => Err(expected(v, key, "a whole number")),
+    }
+}

@@ -1,0 +1,58 @@
+//! A model from a user-written `.enet` file: `examples/lite0-192.enet`, Lite0's
+//! architecture at 192x192, classifying with Lite0's ImageNet checkpoint.
+//!
+//! ```sh
+//! cargo run --release --example custom_spec -- tests/fixtures/images/chelsea.png
+//! ```
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+// `file` is relative to the directory of the crate that calls the macro
+// (crates/efficientnet for this example). Editing the file recompiles the example.
+efficientnet::efficientnet!(file = "../../examples/lite0-192.enet", name = small);
+
+const WEIGHTS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../tests/fixtures/lite0/efficientnet-lite0.safetensors"
+);
+
+fn main() -> ExitCode {
+    let images: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
+    if images.is_empty() {
+        eprintln!("usage: custom_spec IMAGE...");
+        return ExitCode::from(2);
+    }
+    println!(
+        "model `{}` from {}: input {:?}, {} parameters, {:.0} M multiply-accumulates, {} dispatches",
+        small::NAME,
+        small::SPEC_ORIGIN,
+        small::INPUT_SHAPE,
+        small::PARAMETERS,
+        small::MACS as f64 / 1e6,
+        small::DISPATCHES
+    );
+    let run = || -> Result<(), efficientnet::Error> {
+        let model = small::Model::loader()
+            .max_batch(images.len())
+            .load(WEIGHTS)?;
+        let input = model.load_images(&images)?;
+        let logits = model.forward(&input, images.len())?;
+        for (image, row) in images.iter().zip(logits.chunks(small::OUTPUT_LEN)) {
+            let top = efficientnet::top_k(row, 3);
+            let shown: Vec<String> = top
+                .iter()
+                .map(|p| format!("{} {:.1}%", p.name, 100.0 * p.prob))
+                .collect();
+            println!("{}: {}", image.display(), shown.join(", "));
+        }
+        Ok(())
+    };
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
