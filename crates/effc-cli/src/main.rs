@@ -58,6 +58,14 @@ pub fn color() -> bool {
 }
 
 fn main() -> ExitCode {
+    // `effc ... | head` should end quietly, as other Unix tools do, rather than
+    // panic on a closed pipe: restore the default SIGPIPE action.
+    #[cfg(unix)]
+    // SAFETY: setting a signal's disposition to SIG_DFL at start-up, before any
+    // other thread exists, has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::List(a) => list::run(a),

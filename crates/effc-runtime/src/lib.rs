@@ -8,6 +8,7 @@
 //! bind at once runs in chunks inside that command buffer. Device errors, a lost
 //! device or an adapter without compute become [`GpuError`]s, never panics.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 pub mod profile;
@@ -259,6 +260,26 @@ impl Gpu {
     }
 }
 
+/// The bind group entries of a kernel: its weights, then its tensors' buffers.
+fn bind_entries<'a>(
+    plan: &Plan,
+    k: &effc_plan::Kernel,
+    weights: &'a wgpu::Buffer,
+    slots: &'a [wgpu::Buffer],
+) -> Vec<wgpu::BindGroupEntry<'a>> {
+    k.bindings
+        .iter()
+        .enumerate()
+        .map(|(i, b)| wgpu::BindGroupEntry {
+            binding: i as u32,
+            resource: match b.tensor {
+                None => weights.as_entire_binding(),
+                Some(t) => slots[plan.tensors[t].slot].as_entire_binding(),
+            },
+        })
+        .collect()
+}
+
 /// A model compiled for one device: pipelines, weights and buffers, ready to run.
 pub struct CompiledModel {
     gpu: Arc<Gpu>,
@@ -416,7 +437,21 @@ impl CompiledModel {
 
         let mut pipelines = Vec::with_capacity(plan.kernels.len());
         let mut bind_groups = Vec::with_capacity(plan.kernels.len());
+        // Kernels with the same code (most blocks of a stage) share one pipeline.
+        let mut cache: HashMap<&str, (wgpu::ComputePipeline, wgpu::BindGroupLayout)> =
+            HashMap::new();
         for ((k, shader), wbuf) in plan.kernels.iter().zip(shaders).zip(&weight_buffers) {
+            let body = effc_wgsl::body(&shader.source);
+            if let Some((pipeline, bgl)) = cache.get(body) {
+                let bg = device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some(&k.name),
+                    layout: bgl,
+                    entries: &bind_entries(&plan, k, wbuf, &slots),
+                });
+                pipelines.push(pipeline.clone());
+                bind_groups.push(bg);
+                continue;
+            }
             let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(&k.name),
                 source: wgpu::ShaderSource::Wgsl(shader.source.as_str().into()),
@@ -455,25 +490,14 @@ impl CompiledModel {
                 compilation_options: Default::default(),
                 cache: None,
             });
-            let bg_entries: Vec<wgpu::BindGroupEntry> = k
-                .bindings
-                .iter()
-                .enumerate()
-                .map(|(i, b)| wgpu::BindGroupEntry {
-                    binding: i as u32,
-                    resource: match b.tensor {
-                        None => wbuf.as_entire_binding(),
-                        Some(t) => slots[plan.tensors[t].slot].as_entire_binding(),
-                    },
-                })
-                .collect();
             let bg = device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some(&k.name),
                 layout: &bgl,
-                entries: &bg_entries,
+                entries: &bind_entries(&plan, k, wbuf, &slots),
             });
-            pipelines.push(pipeline);
+            pipelines.push(pipeline.clone());
             bind_groups.push(bg);
+            cache.insert(body, (pipeline, bgl));
         }
         let oom_err = pollster::block_on(oom.pop());
         let val_err = pollster::block_on(scope.pop());

@@ -41,14 +41,19 @@ impl std::error::Error for CompileError {}
 
 /// Emits and validates the shaders of every kernel of a plan, in dispatch order.
 pub fn compile(plan: &Plan) -> Result<Vec<Shader>, CompileError> {
+    // Kernels whose code is the same (the blocks of a stage after its first, say)
+    // differ only in their comments: each distinct body is validated once.
+    let mut validated = std::collections::HashSet::new();
     plan.kernels
         .iter()
         .map(|k| {
             let source = emit(plan, k);
-            validate(&source).map_err(|message| CompileError {
-                kernel: k.name.clone(),
-                message,
-            })?;
+            if validated.insert(body(&source).to_string()) {
+                validate(&source).map_err(|message| CompileError {
+                    kernel: k.name.clone(),
+                    message,
+                })?;
+            }
             Ok(Shader {
                 kernel: k.name.clone(),
                 file_name: file_name(&k.name),
@@ -56,6 +61,16 @@ pub fn compile(plan: &Plan) -> Result<Vec<Shader>, CompileError> {
             })
         })
         .collect()
+}
+
+/// A shader's code without its header comment: kernels with equal bodies compile
+/// to the same pipeline.
+pub fn body(source: &str) -> &str {
+    let mut rest = source;
+    while rest.starts_with("//") {
+        rest = rest.split_once('\n').map_or("", |(_, r)| r);
+    }
+    rest
 }
 
 /// `blocks.1.0.expand` → `blocks_1_0_expand.wgsl`
