@@ -268,10 +268,35 @@ pub struct Plan {
     pub output_len: usize,
 }
 
-const GEMM_TILE_M: usize = 32;
-const GEMM_TILE_N4: usize = 8;
-const GEMM_ROWS: usize = 4;
-const GEMM_TILE_K4: usize = 4;
+/// GEMM tiling: output pixels per workgroup tile, vec4 columns per tile, pixels
+/// per invocation (register blocking), reduction vec4s per workgroup-memory step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GemmTiles {
+    pub tile_m: usize,
+    pub tile_n4: usize,
+    pub rows: usize,
+    pub tile_k4: usize,
+}
+
+/// The cost model for GEMM tiles: 8 output pixels per invocation (32 accumulators)
+/// on large maps, 4 on small ones where a 64-pixel tile would mostly be padding;
+/// narrow outputs get narrow tiles so that no invocation idles.
+pub fn gemm_tiles(m: usize, n4: usize) -> GemmTiles {
+    let waste = |tile: usize| (m.div_ceil(tile) * tile) as f64 / m as f64;
+    let (tile_m, rows) = if m >= 256 && waste(64) <= 1.15 {
+        (64, 8)
+    } else {
+        (32, 4)
+    };
+    let tile_n4 = if n4 <= 4 { 4 } else { 8 };
+    GemmTiles {
+        tile_m,
+        tile_n4,
+        rows,
+        tile_k4: 4,
+    }
+}
+
 const DW_TILE_PX: usize = 32;
 const DW_LANES_C4: usize = 16;
 const DW_LANES_PX: usize = 4;
@@ -337,6 +362,7 @@ impl Builder {
             }
         };
         let k = c.kernel * c.kernel * cin4 * 4;
+        let tiles = gemm_tiles(c.out_hw.0 * c.out_hw.1, c4(c.out_ch));
         let op = GemmOp {
             a,
             out_h: c.out_hw.0,
@@ -352,10 +378,10 @@ impl Builder {
                 store: out.is_some(),
                 pool: pool.is_some(),
             },
-            tile_m: GEMM_TILE_M,
-            tile_n4: GEMM_TILE_N4,
-            rows_per_thread: GEMM_ROWS,
-            tile_k4: GEMM_TILE_K4,
+            tile_m: tiles.tile_m,
+            tile_n4: tiles.tile_n4,
+            rows_per_thread: tiles.rows,
+            tile_k4: tiles.tile_k4,
         };
         let mut bindings = vec![
             Binding {
@@ -455,7 +481,7 @@ pub fn plan(model: &Model) -> Plan {
     // Head: 1x1 conv + BN + act, pooled in the epilogue (the full map is never stored).
     let head = &model.head;
     let hw = head.conv.out_hw.0 * head.conv.out_hw.1;
-    let tiles = hw.div_ceil(GEMM_TILE_M);
+    let tiles = hw.div_ceil(gemm_tiles(hw, c4(head.conv.out_ch)).tile_m);
     let pooled = b.partial("head.pool".into(), tiles, head.conv.out_ch);
     let mut layers = conv_layers("head", head);
     layers.push("pool".into());
@@ -700,7 +726,7 @@ fn block(b: &mut Builder, blk: &Block, x: TensorId) -> TensorId {
             partial.map(|pt| (pt, tiles))
         }
         BlockKind::FusedMBConv => {
-            let tiles = hw.div_ceil(GEMM_TILE_M);
+            let tiles = hw.div_ceil(gemm_tiles(hw, c4(o[0])).tile_m);
             let partial = blk
                 .se
                 .as_ref()
