@@ -53,6 +53,9 @@ pub struct Args {
     /// Write the output tensor (`logits`, or `features` when classes is 0) to a safetensors file.
     #[arg(long, value_name = "Y.safetensors")]
     save: Option<PathBuf>,
+    /// Images per forward (more images run in several forwards).
+    #[arg(long, default_value_t = 16, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    batch: u16,
     /// PNG or JPEG images.
     #[arg(value_name = "IMAGE", required_unless_present = "input")]
     images: Vec<PathBuf>,
@@ -160,10 +163,27 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         },
     };
     let out_len = model.output_shape()[0];
+    let per_image: usize = model.input.iter().product();
+    // A progress line on stderr for long runs (many images), on a terminal only.
+    let show = batch > args.batch as usize && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let progress = |done: usize, total: usize| {
+        if show {
+            eprint!("\r{done}/{total} images");
+            if done == total {
+                eprintln!();
+            }
+        }
+    };
     let output = match device {
         Device::Cpu => {
             let ex = effc_reference::Executor::new(&model, &weights)?;
-            ex.run(&input, batch)?.data
+            let mut out = Vec::with_capacity(batch * out_len);
+            for (i, chunk) in input.chunks(per_image * args.batch as usize).enumerate() {
+                let n = chunk.len() / per_image;
+                out.extend(ex.run(chunk, n)?.data);
+                progress(i * args.batch as usize + n, batch);
+            }
+            out
         }
         Device::Gpu => {
             let gpu = Arc::new(match gpu {
@@ -179,9 +199,15 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
                 gpu,
                 &model,
                 |n| keys.get(n).and_then(|k| weights.get(k)),
-                batch,
+                (args.batch as usize).min(batch),
             )?;
-            compiled.forward(&input, batch)?
+            let mut out = Vec::with_capacity(batch * out_len);
+            for (i, chunk) in input.chunks(per_image * args.batch as usize).enumerate() {
+                let n = chunk.len() / per_image;
+                out.extend(compiled.forward(chunk, n)?);
+                progress(i * args.batch as usize + n, batch);
+            }
+            out
         }
     };
 

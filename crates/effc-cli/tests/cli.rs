@@ -146,12 +146,15 @@ fn fixture_top5(image: &str) -> Vec<u64> {
 
 #[test]
 fn run_lite0_names_the_photos_on_gpu_and_cpu() {
-    for device in ["gpu", "cpu"] {
+    // The CPU run takes the images one forward at a time (--batch 1).
+    for (device, per_forward) in [("gpu", "16"), ("cpu", "1")] {
         let o = effc(&[
             "run",
             "lite0",
             "--device",
             device,
+            "--batch",
+            per_forward,
             "--weights",
             "tests/fixtures/lite0/efficientnet-lite0.safetensors",
             "--json",
