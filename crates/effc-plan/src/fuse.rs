@@ -297,9 +297,14 @@ pub fn gemm_tiles(m: usize, n4: usize) -> GemmTiles {
     }
 }
 
-const DW_TILE_PX: usize = 32;
-const DW_LANES_C4: usize = 16;
-const DW_LANES_PX: usize = 4;
+/// Depthwise tiling: channel vec4s and pixel lanes per workgroup (64 invocations),
+/// and output pixels per workgroup (8 per invocation). Narrow layers trade channel
+/// lanes for pixel lanes so that no invocation idles.
+pub fn dw_tiles(c4: usize) -> (usize, usize, usize) {
+    let lanes_c4 = c4.next_power_of_two().clamp(1, 16);
+    let lanes_px = 64 / lanes_c4;
+    (lanes_c4, lanes_px, lanes_px * 8)
+}
 
 struct Builder {
     tensors: Vec<TensorDesc>,
@@ -663,7 +668,8 @@ fn block(b: &mut Builder, blk: &Block, x: TensorId) -> TensorId {
     let mut layers = conv_layers(&format!("{p}.{}", blk.conv_name()), conv);
     let partial = match blk.kind {
         BlockKind::MBConv => {
-            let tiles = hw.div_ceil(DW_TILE_PX);
+            let (lanes_c4, lanes_px, tile_px) = dw_tiles(c4(o[0]));
+            let tiles = hw.div_ceil(tile_px);
             let partial = blk
                 .se
                 .as_ref()
@@ -684,9 +690,9 @@ fn block(b: &mut Builder, blk: &Block, x: TensorId) -> TensorId {
                 pad_left: c.pad.left,
                 act: conv.act,
                 pool: partial.is_some(),
-                tile_px: DW_TILE_PX,
-                lanes_c4: DW_LANES_C4,
-                lanes_px: DW_LANES_PX,
+                tile_px,
+                lanes_c4,
+                lanes_px,
             };
             let mut bindings = vec![
                 Binding {
@@ -712,7 +718,7 @@ fn block(b: &mut Builder, blk: &Block, x: TensorId) -> TensorId {
                     write: true,
                 });
             }
-            let grid = [op.c4.div_ceil(DW_LANES_C4) as u32, op.tiles() as u32];
+            let grid = [op.c4.div_ceil(lanes_c4) as u32, op.tiles() as u32];
             b.kernels.push(Kernel {
                 name: format!("{p}.dw"),
                 layers,
@@ -720,7 +726,7 @@ fn block(b: &mut Builder, blk: &Block, x: TensorId) -> TensorId {
                 weights_len: (c.kernel * c.kernel * op.c4 + op.c4) * 4,
                 op: Op::Depthwise(op),
                 bindings,
-                workgroup: [DW_LANES_C4 as u32, DW_LANES_PX as u32, 1],
+                workgroup: [lanes_c4 as u32, lanes_px as u32, 1],
                 grid,
             });
             partial.map(|pt| (pt, tiles))
