@@ -15,7 +15,7 @@
 //!
 //! fn main() -> Result<(), efficientnet::Error> {
 //!     let model = lite0::Model::load("efficientnet-lite0.safetensors")?;
-//!     let input = lite0::Model::load_images(&["cat.png"])?; // 1x3x224x224, normalized
+//!     let input = model.load_images(&["cat.png"])?; // 1x3x224x224, normalized
 //!     let logits = model.forward(&input, 1)?; // 1 x lite0::CLASSES
 //!     for p in efficientnet::top_k(&logits, 5) {
 //!         println!("{:5.1}%  {}", 100.0 * p.prob, p.name);
@@ -74,8 +74,30 @@
 //! - `Model`: [`load`](Loader::load), `from_bytes`, `loader()` (a [`Loader`] to
 //!   share a [`Gpu`], force a checkpoint [`Naming`] or change the batch),
 //!   `forward`, `upload` / `encode` / `read_output` (to record the model into
-//!   your own [`wgpu::CommandEncoder`]), `load_image(s)`, `gpu`. It implements
-//!   [`Network`].
+//!   your own [`wgpu::CommandEncoder`]), `load_images`, `gpu`, `max_batch`,
+//!   `naming`. It implements [`Network`].
+//!
+//! # Running the model inside your own GPU work
+//!
+//! ```no_run
+//! efficientnet::efficientnet!("lite0");
+//! # fn main() -> Result<(), efficientnet::Error> {
+//! use efficientnet::wgpu;
+//!
+//! let model = lite0::Model::load("efficientnet-lite0.safetensors")?;
+//! let input = model.load_images(&["a.png", "b.png"])?;
+//! model.upload(&input, 2)?;
+//! let gpu = model.gpu(); // your pipelines use gpu.device and gpu.queue
+//! let mut encoder = gpu
+//!     .device
+//!     .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+//! // ... your passes ...
+//! model.encode(&mut encoder, 2)?; // every dispatch of the model
+//! // ... your passes ...
+//! gpu.queue.submit([encoder.finish()]);
+//! let logits = model.read_output(2)?; // waits for the GPU
+//! # Ok(()) }
+//! ```
 //!
 //! `effc compile MODEL -o DIR` writes the same module as a file, `DIR/model.rs`,
 //! next to the kernels' `.wgsl` files it includes.

@@ -1,0 +1,3 @@
+efficientnet_macros::efficientnet!("b0", padding = valid);
+
+fn main() {}

@@ -1,0 +1,3 @@
+efficientnet_macros::efficientnet!(file = "specs/stage_mismatch.enet");
+
+fn main() {}

@@ -1,0 +1,3 @@
+efficientnet_macros::efficientnet!(classes = 10);
+
+fn main() {}

@@ -1,0 +1,3 @@
+efficientnet_macros::efficientnet!("b0", file = "specs/stage_mismatch.enet");
+
+fn main() {}

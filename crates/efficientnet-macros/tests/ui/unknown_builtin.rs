@@ -1,0 +1,3 @@
+efficientnet_macros::efficientnet!("v2-ss");
+
+fn main() {}

@@ -1,0 +1,3 @@
+efficientnet_macros::efficientnet!("b0", resolutoin = 256);
+
+fn main() {}

@@ -1,0 +1,350 @@
+//! `efficientnet!` end to end on a wgpu adapter (llvmpipe here): each form of the
+//! macro, the generated constants against the IR, outputs against timm's (Lite0
+//! with its real checkpoint) and against the CPU reference executor (custom specs
+//! with random weights), the `encode` path, and the loader's errors.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use effc_ir::{Model as Ir, Naming, Options, PaddingMode, Spec};
+use efficientnet::{efficientnet, Error, GpuError, Network};
+
+efficientnet!("lite0");
+efficientnet!("lite0", name = backbone, classes = 0, max_batch = 2);
+efficientnet!(
+    "b0",
+    name = b0_torch,
+    resolution = 256,
+    padding = symmetric,
+    bn_eps = 1e-5,
+    classes = 0,
+    max_batch = 3
+);
+efficientnet!(file = "tests/specs/tiny.enet");
+efficientnet!(
+    spec = r#"
+        model wide extends tiny_base { width = 1.5 }
+        model tiny_base {
+            resolution = 48
+            classes = 7
+            activation = relu6
+            blocks {
+                r1_k3_s1_e1_i16_o16
+                r2_k3_s2_e3_i16_o24_se0.5
+            }
+        }
+    "#,
+    model = "tiny_base",
+    padding = symmetric
+);
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
+}
+
+fn lite0_weights() -> PathBuf {
+    fixtures().join("lite0/efficientnet-lite0.safetensors")
+}
+
+fn tensors(path: PathBuf) -> HashMap<String, Vec<f32>> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    st.tensors()
+        .into_iter()
+        .map(|(k, v)| {
+            let data = v
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            (k, data)
+        })
+        .collect()
+}
+
+/// max|got − want| ≤ 1e-3 · max|want| (tests/fixtures/README.md)
+fn assert_close(what: &str, got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let err = got
+        .iter()
+        .zip(want)
+        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    eprintln!("{what}: max|diff| = {err:.3e}, max|want| = {scale:.3e}");
+    assert!(
+        err <= 1e-3 * scale,
+        "{what}: max|diff| {err} > 1e-3 x {scale}"
+    );
+}
+
+/// The IR a generated module was built from, rebuilt from its own constants.
+fn ir_of(def: &efficientnet::Definition) -> Ir {
+    let spec = Spec::parse_model(def.spec_origin, def.spec, Some(def.name)).unwrap();
+    let o = def.overrides;
+    let opts = Options {
+        resolution: o.resolution,
+        padding: o.padding.map(|p| match p {
+            efficientnet::Padding::Same => PaddingMode::Same,
+            efficientnet::Padding::Symmetric => PaddingMode::Symmetric,
+        }),
+        bn_eps: o.bn_eps,
+        classes: o.classes,
+    };
+    Ir::build(&spec, &opts).unwrap()
+}
+
+/// Random weights for `model` as a safetensors checkpoint in effc naming, and the
+/// CPU reference executor's output for `input`.
+fn random_checkpoint_and_reference(model: &Ir, input: &[f32], batch: usize) -> (Vec<u8>, Vec<f32>) {
+    let w = effc_weights::Weights::random(model, 7);
+    let params = model.params();
+    let data: Vec<(String, Vec<usize>, Vec<u8>)> = params
+        .iter()
+        .map(|p| {
+            let v = w.get(&p.key).unwrap();
+            (
+                p.name.clone(),
+                p.shape.clone(),
+                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            )
+        })
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView)> = data
+        .iter()
+        .map(|(n, s, b)| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
+                    .unwrap(),
+            )
+        })
+        .collect();
+    let bytes = safetensors::serialize(views, None).unwrap();
+    let reference = effc_reference::Executor::new(model, &w)
+        .unwrap()
+        .run(input, batch)
+        .unwrap()
+        .data;
+    (bytes, reference)
+}
+
+fn ramp(n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+        .collect()
+}
+
+#[test]
+fn constants_equal_the_ir() {
+    for (def, name) in [
+        (&lite0::DEFINITION, "lite0"),
+        (&b0_torch::DEFINITION, "b0"),
+        (&tiny::DEFINITION, "tiny"),
+        (&tiny_base::DEFINITION, "tiny_base"),
+    ] {
+        let ir = ir_of(def);
+        assert_eq!(def.name, name);
+        assert_eq!(def.input_shape, ir.input, "{name}");
+        assert_eq!(def.parameters, ir.cost().params, "{name}");
+        assert_eq!(def.macs, ir.cost().macs, "{name}");
+        assert_eq!(def.classes, ir.classes, "{name}");
+        let plan = effc_plan::plan(&ir);
+        assert_eq!(def.kernels.len(), plan.kernels.len(), "{name}");
+        for (k, p) in def.kernels.iter().zip(&plan.kernels) {
+            assert_eq!(
+                (k.name, k.grid, k.workgroup),
+                (p.name.as_str(), p.grid, p.workgroup)
+            );
+            assert!(k.wgsl.contains(&format!("// effc kernel `{}`", p.name)));
+        }
+    }
+    assert_eq!(lite0::PARAMETERS, 4_652_008, "timm's tf_efficientnet_lite0");
+    assert_eq!(lite0::INPUT_SHAPE, [3, 224, 224]);
+    assert_eq!(lite0::OUTPUT_LEN, 1000);
+    assert_eq!(lite0::MAX_BATCH, 8);
+    assert_eq!(lite0::KERNELS.len(), lite0::DISPATCHES);
+    assert_eq!(lite0::kernels::STEM.name, "stem");
+    assert_eq!(lite0::MEAN, [0.5; 3]);
+    // Overrides reach the IR.
+    assert_eq!(b0_torch::INPUT_SHAPE, [3, 256, 256]);
+    assert_eq!(b0_torch::CLASSES, 0);
+    assert_eq!(b0_torch::OUTPUT_LEN, b0_torch::FEATURES);
+    assert_eq!(b0_torch::MAX_BATCH, 3);
+    assert_eq!(
+        b0_torch::PARAMETERS,
+        5_288_548 - 1_281_000,
+        "b0 without its classifier"
+    );
+    assert_eq!(
+        b0_torch::DEFINITION.overrides,
+        efficientnet::Overrides {
+            resolution: Some(256),
+            padding: Some(efficientnet::Padding::Symmetric),
+            bn_eps: Some(1e-5),
+            classes: Some(0),
+        }
+    );
+    assert_eq!(ir_of(&b0_torch::DEFINITION).bn_eps, 1e-5);
+    // `model = …` picked the base, not the last model of the text.
+    assert_eq!(tiny_base::INPUT_SHAPE, [3, 48, 48]);
+    assert_eq!(tiny_base::CLASSES, 7);
+    assert_eq!(tiny::SPEC_ORIGIN, "tests/specs/tiny.enet");
+    assert!(tiny::SPEC.contains("model tiny {"));
+    assert_eq!(<tiny::Model as Network>::DEFINITION.name, "tiny");
+}
+
+#[test]
+fn lite0_matches_timm_on_both_photos_and_encode_matches_forward() {
+    let exp = tensors(fixtures().join("lite0/expected.safetensors"));
+    let model = lite0::Model::load(lite0_weights()).unwrap();
+    assert_eq!(model.naming(), Naming::Tf);
+    let mut input = exp["input.chelsea"].clone();
+    input.extend(&exp["input.coffee"]);
+    let got = model.forward(&input, 2).unwrap();
+    assert_close("lite0 chelsea", &got[..1000], &exp["logits.chelsea"]);
+    assert_close("lite0 coffee", &got[1000..], &exp["logits.coffee"]);
+
+    // The same through the caller's own command encoder.
+    model.upload(&input, 2).unwrap();
+    let gpu = model.gpu();
+    let mut encoder = gpu
+        .device
+        .create_command_encoder(&efficientnet::wgpu::CommandEncoderDescriptor { label: None });
+    model.encode(&mut encoder, 2).unwrap();
+    gpu.queue.submit([encoder.finish()]);
+    assert_eq!(model.read_output(2).unwrap(), got);
+
+    // Preprocessing the photo gives the fixture's input.
+    let images = model
+        .load_images(&[fixtures().join("images/chelsea.png")])
+        .unwrap();
+    assert_close("chelsea preprocessed", &images, &exp["input.chelsea"]);
+}
+
+#[test]
+fn backbone_features_times_the_classifier_are_the_logits() {
+    let exp = tensors(fixtures().join("lite0/expected.safetensors"));
+    let ckpt = tensors(lite0_weights());
+    let model = backbone::Model::loader()
+        .gpu(efficientnet::default_gpu().unwrap())
+        .load(lite0_weights())
+        .unwrap();
+    assert_eq!(model.max_batch(), 2);
+    let features = model.forward(&exp["input.chelsea"], 1).unwrap();
+    assert_eq!(features.len(), backbone::FEATURES);
+    let (w, b) = (&ckpt["_fc.weight"], &ckpt["_fc.bias"]);
+    let logits: Vec<f32> = (0..1000)
+        .map(|o| {
+            let row = &w[o * 1280..(o + 1) * 1280];
+            b[o] + row.iter().zip(&features).map(|(a, f)| a * f).sum::<f32>()
+        })
+        .collect();
+    assert_close(
+        "lite0 features · classifier",
+        &logits,
+        &exp["logits.chelsea"],
+    );
+}
+
+#[test]
+fn custom_specs_match_the_reference_executor() {
+    // A spec file.
+    let ir = ir_of(&tiny::DEFINITION);
+    let input = ramp(3 * 64 * 64 * 2);
+    let (bytes, want) = random_checkpoint_and_reference(&ir, &input, 2);
+    let model = tiny::Model::from_bytes(&bytes).unwrap();
+    assert_eq!(model.naming(), Naming::Effc);
+    assert_close("tiny (file)", &model.forward(&input, 2).unwrap(), &want);
+
+    // An inline spec, with symmetric padding and a model chosen by name.
+    let ir = ir_of(&tiny_base::DEFINITION);
+    assert_eq!(ir.padding, PaddingMode::Symmetric);
+    let input = ramp(3 * 48 * 48);
+    let (bytes, want) = random_checkpoint_and_reference(&ir, &input, 1);
+    let model = tiny_base::Model::loader()
+        .naming(Naming::Effc)
+        .max_batch(1)
+        .from_bytes(&bytes)
+        .unwrap();
+    assert_close(
+        "tiny_base (inline)",
+        &model.forward(&input, 1).unwrap(),
+        &want,
+    );
+}
+
+#[test]
+fn loader_errors_name_the_problem() {
+    let gpu = efficientnet::default_gpu().unwrap();
+    // Another model's checkpoint.
+    let err = lite0::Model::loader()
+        .gpu(gpu.clone())
+        .load(fixtures().join("b0/weights.f16.safetensors"))
+        .unwrap_err();
+    assert!(matches!(err, Error::Weights(_)), "{err}");
+    assert!(err.to_string().contains("lite0"), "{err}");
+    // No such file.
+    let err = tiny::Model::load("/nonexistent/w.safetensors").unwrap_err();
+    assert!(
+        err.to_string().contains("/nonexistent/w.safetensors"),
+        "{err}"
+    );
+    // Not a checkpoint.
+    let err = tiny::Model::from_bytes(b"not a checkpoint").unwrap_err();
+    assert!(matches!(err, Error::Weights(_)), "{err}");
+    // A batch beyond max_batch, an empty one, a wrong input size.
+    let ir = ir_of(&tiny::DEFINITION);
+    let (bytes, _) = random_checkpoint_and_reference(&ir, &ramp(3 * 64 * 64), 1);
+    let model = tiny::Model::loader()
+        .max_batch(2)
+        .from_bytes(&bytes)
+        .unwrap();
+    let err = model.forward(&ramp(3 * 64 * 64 * 3), 3).unwrap_err();
+    assert!(
+        matches!(err, Error::Gpu(GpuError::Batch { batch: 3, max: 2 })),
+        "{err}"
+    );
+    let mut encoder = gpu
+        .device
+        .create_command_encoder(&efficientnet::wgpu::CommandEncoderDescriptor { label: None });
+    assert!(matches!(
+        model.encode(&mut encoder, 0),
+        Err(Error::Gpu(GpuError::EmptyBatch))
+    ));
+    assert!(matches!(
+        model.encode(&mut encoder, 3),
+        Err(Error::Gpu(GpuError::Batch { .. }))
+    ));
+    let err = model.forward(&ramp(10), 1).unwrap_err();
+    assert!(
+        matches!(err, Error::Gpu(GpuError::InputShape { .. })),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_definition_from_another_version_is_refused() {
+    // The definition of `tiny` with one kernel's grid changed, as if generated by
+    // an effc that plans differently.
+    let mut kernels = tiny::KERNELS.to_vec();
+    kernels[1].grid[1] += 1;
+    let def = efficientnet::Definition {
+        kernels: Box::leak(kernels.into_boxed_slice()),
+        ..tiny::DEFINITION
+    };
+    let ir = ir_of(&tiny::DEFINITION);
+    let (bytes, _) = random_checkpoint_and_reference(&ir, &ramp(3 * 64 * 64), 1);
+    let gpu: Arc<efficientnet::Gpu> = efficientnet::default_gpu().unwrap();
+    let err = efficientnet::__private::Engine::new(
+        &def,
+        gpu,
+        &bytes,
+        std::path::Path::new("<bytes>"),
+        None,
+        1,
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::Stale { .. }), "{err}");
+    assert!(err.to_string().contains(tiny::KERNELS[1].name), "{err}");
+}
