@@ -178,3 +178,37 @@ fn compiled_model_rs_builds_and_matches_timm() {
     eprintln!("model.rs vs timm: max|diff| = {err:.3e}, max|want| = {scale:.3e}");
     assert!(err <= 1e-3 * scale, "max|diff| {err} > 1e-3 x {scale}");
 }
+
+#[test]
+fn compile_rejects_a_zero_max_batch_and_reports_spec_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_effc"))
+        .args(["compile", "lite0", "--max-batch", "0", "-o"])
+        .arg(dir.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--max-batch: must be at least 1"), "{err}");
+    assert!(!dir.path().join("model.rs").exists());
+
+    let spec = dir.path().join("bad.enet");
+    std::fs::write(
+        &spec,
+        "model bad {\n    blocks { r1_k4_s1_e1_i32_o16 }\n}\n",
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_effc"))
+        .arg("compile")
+        .arg(&spec)
+        .arg("-o")
+        .arg(dir.path().join("out"))
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("bad.enet:2:17"), "{err}");
+    assert!(err.contains("kernel size must be odd"), "{err}");
+}

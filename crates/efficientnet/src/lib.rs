@@ -194,9 +194,12 @@ pub enum Padding {
 /// The settings a macro call overrode in the spec (`None`: the spec's value).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Overrides {
+    /// Input height and width in pixels.
     pub resolution: Option<usize>,
     pub padding: Option<Padding>,
+    /// Batch-norm epsilon.
     pub bn_eps: Option<f64>,
+    /// Classifier outputs; `Some(0)` ends the model at the pooled features.
     pub classes: Option<usize>,
 }
 
