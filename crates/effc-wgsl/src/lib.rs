@@ -41,26 +41,61 @@ impl std::error::Error for CompileError {}
 
 /// Emits and validates the shaders of every kernel of a plan, in dispatch order.
 pub fn compile(plan: &Plan) -> Result<Vec<Shader>, CompileError> {
-    // Kernels whose code is the same (the blocks of a stage after its first, say)
-    // differ only in their comments: each distinct body is validated once.
-    let mut validated = std::collections::HashSet::new();
-    plan.kernels
+    let shaders: Vec<Shader> = plan
+        .kernels
         .iter()
-        .map(|k| {
-            let source = emit(plan, k);
-            if validated.insert(body(&source).to_string()) {
-                validate(&source).map_err(|message| CompileError {
-                    kernel: k.name.clone(),
-                    message,
-                })?;
-            }
-            Ok(Shader {
-                kernel: k.name.clone(),
-                file_name: file_name(&k.name),
-                source,
-            })
+        .map(|k| Shader {
+            kernel: k.name.clone(),
+            file_name: file_name(&k.name),
+            source: emit(plan, k),
         })
-        .collect()
+        .collect();
+    // Kernels whose code is the same (the blocks of a stage after its first, say)
+    // differ only in their comments: each distinct body is validated once, the
+    // distinct ones on as many threads as the machine has.
+    let mut seen = std::collections::HashSet::new();
+    let distinct: Vec<&Shader> = shaders
+        .iter()
+        .filter(|s| seen.insert(body(&s.source)))
+        .collect();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(distinct.len())
+        .max(1);
+    let failure = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let mine: Vec<&Shader> =
+                    distinct.iter().skip(t).step_by(threads).copied().collect();
+                scope.spawn(move || {
+                    mine.into_iter().find_map(|s| {
+                        validate(&s.source).err().map(|message| CompileError {
+                            kernel: s.kernel.clone(),
+                            message,
+                        })
+                    })
+                })
+            })
+            .collect();
+        let mut first = None;
+        for w in workers {
+            match w.join() {
+                Ok(Some(e)) => first = first.or(Some(e)),
+                Ok(None) => {}
+                Err(_) => {
+                    first = first.or(Some(CompileError {
+                        kernel: "?".into(),
+                        message: "the WGSL validator panicked".into(),
+                    }))
+                }
+            }
+        }
+        first
+    });
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(shaders),
+    }
 }
 
 /// A shader's code without its header comment: kernels with equal bodies compile
