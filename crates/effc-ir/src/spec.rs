@@ -578,16 +578,8 @@ impl Resolver {
         }
 
         // Blocks.
-        if m.blocks.len() > 1 {
-            errors.push(
-                Diagnostic::error(
-                    "`blocks` given twice",
-                    Loc::new(source, m.blocks[1].span),
-                    "second `blocks` section",
-                )
-                .with_note(Loc::new(source, m.blocks[0].span), "first given here"),
-            );
-        }
+        let block_spans: Vec<Span> = m.blocks.iter().map(|b| b.span).collect();
+        errors.extend(section_twice(source, "blocks", &block_spans));
         if let Some(b) = m.blocks.first() {
             if b.strings.is_empty() {
                 errors.push(
@@ -617,16 +609,8 @@ impl Resolver {
         }
 
         // Training.
-        if m.training.len() > 1 {
-            errors.push(
-                Diagnostic::error(
-                    "`training` given twice",
-                    Loc::new(source, m.training[1].span),
-                    "second `training` section",
-                )
-                .with_note(Loc::new(source, m.training[0].span), "first given here"),
-            );
-        }
+        let training_spans: Vec<Span> = m.training.iter().map(|t| t.span).collect();
+        errors.extend(section_twice(source, "training", &training_spans));
         if let Some(t) = m.training.first() {
             let mut seen: HashMap<&str, Span> = HashMap::new();
             for s in &t.settings {
@@ -647,6 +631,21 @@ impl Resolver {
             Err(errors)
         }
     }
+}
+
+/// A section (`blocks`, `training`) written more than once in one model.
+fn section_twice(source: &Arc<Source>, what: &str, spans: &[Span]) -> Option<Diagnostic> {
+    let [first, second, ..] = spans else {
+        return None;
+    };
+    Some(
+        Diagnostic::error(
+            format!("`{what}` given twice"),
+            Loc::new(source, *second),
+            format!("second `{what}` section"),
+        )
+        .with_note(Loc::new(source, *first), "first given here"),
+    )
 }
 
 fn twice(source: &Arc<Source>, key: &Spanned<String>, first: Span) -> Diagnostic {
