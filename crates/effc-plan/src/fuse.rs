@@ -194,6 +194,33 @@ pub struct Binding {
     pub write: bool,
 }
 
+impl Binding {
+    /// The kernel's packed weights (always binding 0).
+    pub fn weights() -> Binding {
+        Binding {
+            name: "weights",
+            tensor: None,
+            write: false,
+        }
+    }
+    /// A tensor the kernel reads.
+    pub fn read(name: &'static str, tensor: TensorId) -> Binding {
+        Binding {
+            name,
+            tensor: Some(tensor),
+            write: false,
+        }
+    }
+    /// A tensor the kernel writes.
+    pub fn write(name: &'static str, tensor: TensorId) -> Binding {
+        Binding {
+            name,
+            tensor: Some(tensor),
+            write: true,
+        }
+    }
+}
+
 /// One fused kernel: one dispatch per forward.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Kernel {
@@ -388,45 +415,18 @@ impl Builder {
             rows_per_thread: tiles.rows,
             tile_k4: tiles.tile_k4,
         };
-        let mut bindings = vec![
-            Binding {
-                name: "weights",
-                tensor: None,
-                write: false,
-            },
-            Binding {
-                name: "src",
-                tensor: Some(input),
-                write: false,
-            },
-        ];
+        let mut bindings = vec![Binding::weights(), Binding::read("src", input)];
         if let Some(g) = gate {
-            bindings.push(Binding {
-                name: "gate",
-                tensor: Some(g),
-                write: false,
-            });
+            bindings.push(Binding::read("gate", g));
         }
         if let Some(r) = residual.filter(|&r| r != input) {
-            bindings.push(Binding {
-                name: "residual",
-                tensor: Some(r),
-                write: false,
-            });
+            bindings.push(Binding::read("residual", r));
         }
         if let Some(o) = out {
-            bindings.push(Binding {
-                name: "dst",
-                tensor: Some(o),
-                write: true,
-            });
+            bindings.push(Binding::write("dst", o));
         }
         if let Some(p) = pool {
-            bindings.push(Binding {
-                name: "pool",
-                tensor: Some(p),
-                write: true,
-            });
+            bindings.push(Binding::write("pool", p));
         }
         let grid = [op.cout4.div_ceil(op.tile_n4) as u32, op.tiles_m() as u32];
         let workgroup = [
@@ -540,21 +540,9 @@ pub fn plan(model: &Model) -> Plan {
         },
         op: Op::Classifier(op),
         bindings: vec![
-            Binding {
-                name: "weights",
-                tensor: None,
-                write: false,
-            },
-            Binding {
-                name: "pool",
-                tensor: Some(pooled),
-                write: false,
-            },
-            Binding {
-                name: "dst",
-                tensor: Some(output),
-                write: true,
-            },
+            Binding::weights(),
+            Binding::read("pool", pooled),
+            Binding::write("dst", output),
         ],
         workgroup: [64, 1, 1],
         grid: [threads.div_ceil(64) as u32, 1],
@@ -695,28 +683,12 @@ fn block(b: &mut Builder, blk: &Block, x: TensorId) -> TensorId {
                 lanes_px,
             };
             let mut bindings = vec![
-                Binding {
-                    name: "weights",
-                    tensor: None,
-                    write: false,
-                },
-                Binding {
-                    name: "src",
-                    tensor: Some(cur),
-                    write: false,
-                },
-                Binding {
-                    name: "dst",
-                    tensor: Some(conv_out),
-                    write: true,
-                },
+                Binding::weights(),
+                Binding::read("src", cur),
+                Binding::write("dst", conv_out),
             ];
             if let Some(pt) = partial {
-                bindings.push(Binding {
-                    name: "pool",
-                    tensor: Some(pt),
-                    write: true,
-                });
+                bindings.push(Binding::write("pool", pt));
             }
             let grid = [op.c4.div_ceil(lanes_c4) as u32, op.tiles() as u32];
             b.kernels.push(Kernel {
@@ -788,21 +760,9 @@ fn block(b: &mut Builder, blk: &Block, x: TensorId) -> TensorId {
                 weights_len: (2 * se.reduced * op.c4 + op.c4 + c4(se.reduced)) * 4,
                 op: Op::Se(op),
                 bindings: vec![
-                    Binding {
-                        name: "weights",
-                        tensor: None,
-                        write: false,
-                    },
-                    Binding {
-                        name: "pool",
-                        tensor: Some(pt),
-                        write: false,
-                    },
-                    Binding {
-                        name: "gate",
-                        tensor: Some(g),
-                        write: true,
-                    },
+                    Binding::weights(),
+                    Binding::read("pool", pt),
+                    Binding::write("gate", g),
                 ],
                 workgroup: [64, 1, 1],
                 grid: [1, 1],
