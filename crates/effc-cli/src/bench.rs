@@ -1,12 +1,10 @@
 //! `effc bench`: end-to-end latency, per-kernel times, and the adapter's GEMM ceiling.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
-use effc_ir::ParamKey;
 use effc_runtime::{median, CompiledModel, Gpu, KernelTiming};
 use effc_weights::Weights;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -147,13 +145,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
     let plan = effc_plan::plan(&model);
     let shaders = effc_wgsl::compile(&plan)?;
     let compile_ms = t.elapsed().as_secs_f64() * 1e3;
-    let keys: HashMap<String, ParamKey> = model
-        .params()
-        .into_iter()
-        .map(|p| (p.name, p.key))
-        .collect();
-    let packed =
-        effc_plan::pack_weights(&plan, &model, |n| keys.get(n).and_then(|k| weights.get(k)))?;
+    let packed = effc_plan::pack_weights(&plan, &model, weights.by_name(&model))?;
     let t = Instant::now();
     let cm = CompiledModel::new(gpu.clone(), plan, &shaders, &packed, args.batch)?;
     let pipelines_ms = t.elapsed().as_secs_f64() * 1e3;

@@ -1,12 +1,11 @@
 //! `effc run`: classify images (or run a saved input tensor) on the GPU or the CPU.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::ValueEnum;
-use effc_ir::{Model, Naming, ParamKey};
+use effc_ir::{Model, Naming};
 use effc_weights::Weights;
 
 use crate::common::ModelArgs;
@@ -190,15 +189,10 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
                 Some(g) => g,
                 None => effc_runtime::Gpu::new()?,
             });
-            let keys: HashMap<String, ParamKey> = model
-                .params()
-                .into_iter()
-                .map(|p| (p.name, p.key))
-                .collect();
             let compiled = effc_runtime::compile_model(
                 gpu,
                 &model,
-                |n| keys.get(n).and_then(|k| weights.get(k)),
+                weights.by_name(&model),
                 (args.batch as usize).min(batch),
             )?;
             let mut out = Vec::with_capacity(batch * out_len);

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
-use effc_ir::{Model, Options, PaddingMode, ParamKey, Spec};
+use effc_ir::{Model, Options, PaddingMode, Spec};
 use effc_runtime::{compile_model, CompiledModel, Gpu};
 use effc_weights::Weights;
 
@@ -26,18 +26,7 @@ fn gpu() -> Arc<Gpu> {
 }
 
 fn compile(model: &Model, w: &Weights, max_batch: usize) -> CompiledModel {
-    let keys: HashMap<String, ParamKey> = model
-        .params()
-        .into_iter()
-        .map(|p| (p.name, p.key))
-        .collect();
-    compile_model(
-        gpu(),
-        model,
-        |n| keys.get(n).and_then(|k| w.get(k)),
-        max_batch,
-    )
-    .unwrap_or_else(|e| panic!("{e}"))
+    compile_model(gpu(), model, w.by_name(model), max_batch).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn expected(dir: &str) -> HashMap<String, (Vec<usize>, Vec<f32>)> {
@@ -223,14 +212,7 @@ fn batches_run_in_chunks_when_buffers_are_limited() {
         .max()
         .unwrap();
     small.limits.max_storage_buffer_binding_size = per_image * 2;
-    let keys: HashMap<String, ParamKey> = m.params().into_iter().map(|p| (p.name, p.key)).collect();
-    let cm = compile_model(
-        Arc::new(small),
-        &m,
-        |n| keys.get(n).and_then(|k| w.get(k)),
-        5,
-    )
-    .unwrap();
+    let cm = compile_model(Arc::new(small), &m, w.by_name(&m), 5).unwrap();
     assert_eq!(cm.chunk(), 2);
     let chunked = cm.forward(&x, 5).unwrap();
     assert_eq!(whole, chunked);
@@ -242,13 +224,7 @@ fn a_model_too_big_for_the_adapter_says_so() {
     let w = Weights::random(&m, 1);
     let mut tiny = Gpu::new().unwrap();
     tiny.limits.max_storage_buffer_binding_size = 1 << 20;
-    let keys: HashMap<String, ParamKey> = m.params().into_iter().map(|p| (p.name, p.key)).collect();
-    let err = match compile_model(
-        Arc::new(tiny),
-        &m,
-        |n| keys.get(n).and_then(|k| w.get(k)),
-        1,
-    ) {
+    let err = match compile_model(Arc::new(tiny), &m, w.by_name(&m), 1) {
         Ok(_) => panic!("b0 cannot fit 1 MiB bindings"),
         Err(e) => e.to_string(),
     };

@@ -164,6 +164,17 @@ fn detect(model: &Model, keys: &[&str]) -> (Naming, usize) {
 }
 
 impl Weights {
+    /// A lookup by effc canonical name (`blocks.1.0.expand.conv.weight`), the
+    /// form `effc_plan::pack_weights` asks for its tensors in.
+    pub fn by_name<'a>(&'a self, model: &Model) -> impl Fn(&str) -> Option<&'a [f32]> + 'a {
+        let keys: HashMap<String, ParamKey> = model
+            .params()
+            .into_iter()
+            .map(|p| (p.name, p.key))
+            .collect();
+        move |name| keys.get(name).and_then(|k| self.get(k))
+    }
+
     /// Reads a safetensors checkpoint for `model`. `naming`: the checkpoint's
     /// layout, or `None` to detect it from the tensor names.
     ///

@@ -2,11 +2,10 @@
 //! the IR and the kernel plan, the checkpoint packed, the runtime created from the
 //! embedded shaders.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use effc_ir::{Options, PaddingMode, ParamKey, Spec};
+use effc_ir::{Options, PaddingMode, Spec};
 use effc_runtime::{CompiledModel, Gpu, GpuError};
 use effc_weights::Weights;
 
@@ -100,13 +99,7 @@ impl Engine {
     ) -> Result<Engine, Error> {
         let (model, plan) = rebuild(def)?;
         let weights = Weights::from_bytes(bytes, source, &model, naming)?;
-        let keys: HashMap<String, ParamKey> = model
-            .params()
-            .into_iter()
-            .map(|p| (p.name, p.key))
-            .collect();
-        let packed =
-            effc_plan::pack_weights(&plan, &model, |n| keys.get(n).and_then(|k| weights.get(k)))?;
+        let packed = effc_plan::pack_weights(&plan, &model, weights.by_name(&model))?;
         let shaders: Vec<effc_wgsl::Shader> = def
             .kernels
             .iter()
