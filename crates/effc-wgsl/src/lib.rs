@@ -409,6 +409,7 @@ fn gemm(o: &mut String, plan: &Plan, k: &Kernel, g: &GemmOp) {
 }
 
 fn depthwise(o: &mut String, k: &Kernel, d: &DwOp) {
+    let t = &d.tiles;
     let _ = writeln!(o, "const C4: u32 = {}u;        // channels in vec4s", d.c4);
     let _ = writeln!(o, "const KSIZE: u32 = {}u;", d.kernel);
     let _ = writeln!(o, "const STRIDE: u32 = {}u;", d.stride);
@@ -424,15 +425,35 @@ fn depthwise(o: &mut String, k: &Kernel, d: &DwOp) {
         d.out_h,
         d.out_w
     );
-    let _ = writeln!(o, "const TILE_PX: u32 = {}u;", d.tile_px);
-    let _ = writeln!(o, "const LANES_C4: u32 = {}u;", d.lanes_c4);
-    let _ = writeln!(o, "const LANES_PX: u32 = {}u;", d.lanes_px);
+    let _ = writeln!(
+        o,
+        "const RUN: u32 = {}u;      // adjacent output pixels per invocation step",
+        t.run
+    );
+    let _ = writeln!(
+        o,
+        "const RUNS_W: u32 = {}u;   // runs per output row",
+        d.runs_w()
+    );
+    let _ = writeln!(
+        o,
+        "const RUNS: u32 = {}u;     // runs per image",
+        d.out_h * d.runs_w()
+    );
+    let _ = writeln!(
+        o,
+        "const SEG: u32 = {}u;      // input pixels of one row that a run reads",
+        (t.run - 1) * d.stride + d.kernel
+    );
+    let _ = writeln!(o, "const TILE_RUNS: u32 = {}u;", t.tile_runs);
+    let _ = writeln!(o, "const LANES_C4: u32 = {}u;", t.lanes_c4);
+    let _ = writeln!(o, "const LANES_RUN: u32 = {}u;", t.lanes_run);
     let _ = writeln!(o, "const TILES: u32 = {}u;", d.tiles());
     let _ = writeln!(o);
     if d.pool {
         let _ = writeln!(
             o,
-            "var<workgroup> pool_tile: array<array<vec4<f32>, LANES_C4>, LANES_PX>;\n"
+            "var<workgroup> pool_tile: array<array<vec4<f32>, LANES_C4>, LANES_RUN>;\n"
         );
     }
     act_fn(o, "act", d.act);
@@ -449,18 +470,17 @@ fn depthwise(o: &mut String, k: &Kernel, d: &DwOp) {
     let _ = writeln!(o, "        let bias = weights[KSIZE * KSIZE * C4 + c4];");
     let _ = writeln!(
         o,
-        "        for (var p = lid.y; p < TILE_PX; p = p + LANES_PX) {{"
+        "        for (var r = lid.y; r < TILE_RUNS; r = r + LANES_RUN) {{"
     );
-    let _ = writeln!(o, "            let m = wg.y * TILE_PX + p;");
+    let _ = writeln!(o, "            let run = wg.y * TILE_RUNS + r;");
     let _ = writeln!(
         o,
-        "            if (m >= M) {{\n                break;\n            }}"
+        "            if (run >= RUNS) {{\n                break;\n            }}"
     );
-    let _ = writeln!(
-        o,
-        "            let oy = m / OUT_W;\n            let ox = m % OUT_W;"
-    );
-    let _ = writeln!(o, "            var acc = vec4<f32>(0.0);");
+    let _ = writeln!(o, "            let oy = run / RUNS_W;");
+    let _ = writeln!(o, "            let ox0 = (run % RUNS_W) * RUN;");
+    let _ = writeln!(o, "            let ix0 = i32(ox0 * STRIDE) - PAD_LEFT;");
+    let _ = writeln!(o, "            var acc: array<vec4<f32>, RUN>;");
     let _ = writeln!(
         o,
         "            for (var ky = 0u; ky < KSIZE; ky = ky + 1u) {{"
@@ -472,19 +492,42 @@ fn depthwise(o: &mut String, k: &Kernel, d: &DwOp) {
     let _ = writeln!(o, "                if (iy < 0 || iy >= IN_H) {{\n                    continue;\n                }}");
     let _ = writeln!(
         o,
+        "                // the row's input pixels, loaded once for all taps and pixels of the run"
+    );
+    let _ = writeln!(
+        o,
+        "                let row = (n * u32(IN_H) + u32(iy)) * u32(IN_W);"
+    );
+    let _ = writeln!(o, "                var seg: array<vec4<f32>, SEG>;");
+    let _ = writeln!(
+        o,
+        "                for (var i = 0u; i < SEG; i = i + 1u) {{"
+    );
+    let _ = writeln!(o, "                    let ix = ix0 + i32(i);");
+    let _ = writeln!(o, "                    if (ix >= 0 && ix < IN_W) {{\n                        seg[i] = src[(row + u32(ix)) * C4 + c4];\n                    }}");
+    let _ = writeln!(o, "                }}");
+    let _ = writeln!(
+        o,
         "                for (var kx = 0u; kx < KSIZE; kx = kx + 1u) {{"
     );
     let _ = writeln!(
         o,
-        "                    let ix = i32(ox * STRIDE + kx) - PAD_LEFT;"
+        "                    let w = weights[(ky * KSIZE + kx) * C4 + c4];"
     );
-    let _ = writeln!(o, "                    if (ix < 0 || ix >= IN_W) {{\n                        continue;\n                    }}");
-    let _ = writeln!(o, "                    acc = acc + src[((n * u32(IN_H) + u32(iy)) * u32(IN_W) + u32(ix)) * C4 + c4] * weights[(ky * KSIZE + kx) * C4 + c4];");
+    let _ = writeln!(o, "                    for (var j = 0u; j < RUN; j = j + 1u) {{\n                        acc[j] = acc[j] + seg[j * STRIDE + kx] * w;\n                    }}");
     let _ = writeln!(o, "                }}");
     let _ = writeln!(o, "            }}");
-    let _ = writeln!(o, "            let v = act(acc + bias);");
-    let _ = writeln!(o, "            dst[(n * M + m) * C4 + c4] = v;");
-    let _ = writeln!(o, "            psum = psum + v;");
+    let _ = writeln!(o, "            for (var j = 0u; j < RUN; j = j + 1u) {{");
+    let _ = writeln!(o, "                let ox = ox0 + j;");
+    let _ = writeln!(o, "                if (ox < OUT_W) {{");
+    let _ = writeln!(o, "                    let v = act(acc[j] + bias);");
+    let _ = writeln!(
+        o,
+        "                    dst[(n * M + oy * OUT_W + ox) * C4 + c4] = v;"
+    );
+    let _ = writeln!(o, "                    psum = psum + v;");
+    let _ = writeln!(o, "                }}");
+    let _ = writeln!(o, "            }}");
     let _ = writeln!(o, "        }}");
     let _ = writeln!(o, "    }}");
     if d.pool {
@@ -496,7 +539,7 @@ fn depthwise(o: &mut String, k: &Kernel, d: &DwOp) {
         let _ = writeln!(o, "    workgroupBarrier();");
         let _ = writeln!(o, "    if (lid.y == 0u && c4 < C4) {{");
         let _ = writeln!(o, "        var s = vec4<f32>(0.0);");
-        let _ = writeln!(o, "        for (var r = 0u; r < LANES_PX; r = r + 1u) {{\n            s = s + pool_tile[r][lid.x];\n        }}");
+        let _ = writeln!(o, "        for (var r = 0u; r < LANES_RUN; r = r + 1u) {{\n            s = s + pool_tile[r][lid.x];\n        }}");
         let _ = writeln!(o, "        pool[(n * TILES + wg.y) * C4 + c4] = s;");
         let _ = writeln!(o, "    }}");
     } else {
