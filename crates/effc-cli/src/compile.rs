@@ -44,6 +44,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
     req.options = args.model.options();
     req.max_batch = args.max_batch;
     req.shaders = Shaders::IncludeStr;
+    req.format = true;
     let generated = effc_codegen::generate(&req).map_err(|e| match e {
         effc_codegen::Error::Spec(d) => Failure {
             message: d.render(crate::color()),

@@ -8,6 +8,7 @@ use effc_codegen::{generate, Request, Shaders, SpecSource};
 
 fn request(name: &str, shaders: Shaders) -> Request {
     let mut r = Request::new(SpecSource::Builtin(name.to_string()));
+    r.format = shaders == Shaders::IncludeStr;
     r.shaders = shaders;
     r
 }

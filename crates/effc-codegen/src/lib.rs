@@ -70,6 +70,9 @@ pub struct Request {
     /// Make the build depend on the spec file (an `include_bytes!` of its absolute
     /// path), so that editing it recompiles the macro's caller.
     pub track_file: bool,
+    /// Also format the module as a file ([`Generated::file`]), while the shaders are
+    /// validated: `effc compile` sets it, the macro (which returns tokens) does not.
+    pub format: bool,
 }
 
 impl Request {
@@ -83,6 +86,7 @@ impl Request {
             module: None,
             shaders: Shaders::Inline,
             track_file: false,
+            format: false,
         }
     }
 }
@@ -127,6 +131,8 @@ pub struct Generated {
     pub max_batch: usize,
     /// The module's contents: inner docs and items.
     pub items: TokenStream,
+    /// `items` formatted, when the request asked for it.
+    formatted: Option<String>,
 }
 
 /// Checks the options that do not need the spec (the spec's own checks apply to
@@ -241,7 +247,7 @@ pub fn generate(req: &Request) -> Result<Generated, Error> {
     let spec = Spec::parse_model(&origin, &text, select.as_deref()).map_err(Error::Spec)?;
     let model = Model::build(&spec, &req.options).map_err(Error::Spec)?;
     let plan = effc_plan::plan(&model);
-    let shaders = effc_wgsl::compile(&plan).map_err(|e| Error::Internal(e.to_string()))?;
+    let shaders = effc_wgsl::emit_all(&plan);
     let module = req
         .module
         .clone()
@@ -255,19 +261,26 @@ pub fn generate(req: &Request) -> Result<Generated, Error> {
         ),
         _ => None,
     };
-    let items = emit::module_items(&emit::Input {
-        model: &model,
-        plan: &plan,
-        shaders: &shaders,
-        spec_name: &spec.name,
-        spec_origin: &origin,
-        spec_text: &text,
-        options: &req.options,
-        max_batch: req.max_batch,
-        module: &module,
-        embed: req.shaders,
-        tracked_file: tracked.as_deref(),
+    // naga validates the shaders on every core while this thread writes the host
+    // code (then helps): the two are independent, and validation is most of the time.
+    let (validated, (items, formatted)) = effc_wgsl::validate_while(&shaders, || {
+        let items = emit::module_items(&emit::Input {
+            model: &model,
+            plan: &plan,
+            shaders: &shaders,
+            spec_name: &spec.name,
+            spec_origin: &origin,
+            spec_text: &text,
+            options: &req.options,
+            max_batch: req.max_batch,
+            module: &module,
+            embed: req.shaders,
+            tracked_file: tracked.as_deref(),
+        });
+        let formatted = req.format.then(|| format_items(items.clone()));
+        (items, formatted)
     });
+    validated.map_err(|e| Error::Internal(e.to_string()))?;
     Ok(Generated {
         model,
         plan,
@@ -276,6 +289,7 @@ pub fn generate(req: &Request) -> Result<Generated, Error> {
         spec_origin: origin,
         max_batch: req.max_batch,
         items,
+        formatted,
     })
 }
 
@@ -290,7 +304,10 @@ impl Generated {
     /// The module's contents as a formatted Rust file (`effc compile`'s `model.rs`;
     /// use it with `#[path = "…/model.rs"] mod NAME;`).
     pub fn file(&self) -> String {
-        format_items(self.items.clone())
+        match &self.formatted {
+            Some(f) => f.clone(),
+            None => format_items(self.items.clone()),
+        }
     }
 
     /// The whole module, formatted (for reading and snapshots).

@@ -41,60 +41,80 @@ impl std::error::Error for CompileError {}
 
 /// Emits and validates the shaders of every kernel of a plan, in dispatch order.
 pub fn compile(plan: &Plan) -> Result<Vec<Shader>, CompileError> {
-    let shaders: Vec<Shader> = plan
-        .kernels
+    let shaders = emit_all(plan);
+    validate_all(&shaders)?;
+    Ok(shaders)
+}
+
+/// The shaders of every kernel of a plan, in dispatch order, not yet validated
+/// (see [`validate_all`]; [`compile`] does both).
+pub fn emit_all(plan: &Plan) -> Vec<Shader> {
+    plan.kernels
         .iter()
         .map(|k| Shader {
             kernel: k.name.clone(),
             file_name: file_name(&k.name),
             source: emit(plan, k),
         })
-        .collect();
+        .collect()
+}
+
+/// Validates shaders with naga; the first failure in dispatch order.
+pub fn validate_all(shaders: &[Shader]) -> Result<(), CompileError> {
+    validate_while(shaders, || ()).0
+}
+
+/// Validates shaders with naga on every core while the calling thread runs `work`
+/// (and then helps validate): for work that does not need the result, such as
+/// writing host code. Returns the first failure in dispatch order, and `work`'s result.
+pub fn validate_while<R>(
+    shaders: &[Shader],
+    work: impl FnOnce() -> R,
+) -> (Result<(), CompileError>, R) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
     // Kernels whose code is the same (the blocks of a stage after its first, say)
-    // differ only in their comments: each distinct body is validated once, the
-    // distinct ones on as many threads as the machine has.
+    // differ only in their comments: each distinct body is validated once.
     let mut seen = std::collections::HashSet::new();
     let distinct: Vec<&Shader> = shaders
         .iter()
         .filter(|s| seen.insert(body(&s.source)))
         .collect();
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(distinct.len())
-        .max(1);
-    let failure = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|t| {
-                let mine: Vec<&Shader> =
-                    distinct.iter().skip(t).step_by(threads).copied().collect();
-                scope.spawn(move || {
-                    mine.into_iter().find_map(|s| {
-                        validate(&s.source).err().map(|message| CompileError {
-                            kernel: s.kernel.clone(),
-                            message,
-                        })
-                    })
-                })
-            })
-            .collect();
-        let mut first = None;
-        for w in workers {
-            match w.join() {
-                Ok(Some(e)) => first = first.or(Some(e)),
-                Ok(None) => {}
-                Err(_) => {
-                    first = first.or(Some(CompileError {
-                        kernel: "?".into(),
-                        message: "the WGSL validator panicked".into(),
-                    }))
-                }
+    let next = AtomicUsize::new(0);
+    let failure: Mutex<Option<(usize, CompileError)>> = Mutex::new(None);
+    let drain = || loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        let Some(s) = distinct.get(i) else { break };
+        if let Err(message) = validate(&s.source) {
+            let mut f = failure.lock().unwrap_or_else(|p| p.into_inner());
+            if f.as_ref().is_none_or(|(j, _)| i < *j) {
+                let kernel = s.kernel.clone();
+                *f = Some((i, CompileError { kernel, message }));
             }
         }
-        first
+    };
+    let helpers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(distinct.len())
+        .saturating_sub(1);
+    let result = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..helpers.max(1)).map(|_| scope.spawn(drain)).collect();
+        let result = work();
+        drain();
+        for w in workers {
+            if w.join().is_err() {
+                let message = "the WGSL validator panicked".to_string();
+                let kernel = "?".to_string();
+                let mut f = failure.lock().unwrap_or_else(|p| p.into_inner());
+                f.get_or_insert((usize::MAX, CompileError { kernel, message }));
+            }
+        }
+        result
     });
+    let failure = failure.into_inner().unwrap_or_else(|p| p.into_inner());
     match failure {
-        Some(e) => Err(e),
-        None => Ok(shaders),
+        Some((_, e)) => (Err(e), result),
+        None => (Ok(()), result),
     }
 }
 

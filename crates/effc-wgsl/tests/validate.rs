@@ -94,3 +94,22 @@ fn shader_snapshots() {
         head.join("\n// ----------------------------------------------------------------\n\n")
     );
 }
+
+#[test]
+fn validation_reports_the_first_broken_kernel_in_dispatch_order() {
+    let mut shaders = effc_wgsl::emit_all(&plan("b0"));
+    assert!(effc_wgsl::validate_all(&shaders).is_ok());
+    // Break two kernels; whichever thread sees which first, the earlier one is named.
+    for i in [40, 7] {
+        shaders[i].source = shaders[i]
+            .source
+            .replace("fn main(", "fn main(bogus: f32, ");
+    }
+    let (result, work) = effc_wgsl::validate_while(&shaders, || 42);
+    assert_eq!(work, 42);
+    let err = result.unwrap_err();
+    assert_eq!(err.kernel, shaders[7].kernel);
+    assert!(err.to_string().contains(&shaders[7].kernel), "{err}");
+    // Identical bodies are validated once, but a broken one is still reported.
+    assert!(effc_wgsl::validate_all(&shaders[40..]).is_err());
+}
