@@ -1,76 +1,123 @@
 #!/usr/bin/env bash
 # effc against PyTorch eager (timm, fp32) on the same NVIDIA GPU, in one run.
 #
-# Needs: a Rust toolchain, an NVIDIA driver with Vulkan (wgpu's backend there), and a
-# Python with torch (CUDA) and timm. Prints each measurement and the ratios the
-# performance targets are stated in:
+# Needs: an NVIDIA driver with Vulkan (wgpu's backend there), a Python with torch (CUDA)
+# and timm, and either a Rust toolchain or a prebuilt effc (EFFC=path/to/effc, for a
+# machine without cargo). Prints each measurement and the ratios the performance
+# targets are stated in:
 #   b0 batch-1 latency: effc / PyTorch  (target <= 0.5)
 #   batch-64 throughput: effc / PyTorch (target >= 1)
-# Usage: bench/gpu.sh [RUNS]   (default 50 timed runs after warm-up)
+#
+# Usage: bench/gpu.sh [RUNS]   (default 50 timed runs after 10 warm-up runs)
+# Environment:
+#   EFFC=PATH        use this effc binary instead of building one with cargo
+#   PYTHON=PATH      the Python with torch and timm (default python3)
+#   OUT=DIR          where the JSON results go (default target/bench-gpu)
+#   SMOKE=1          check the script itself on a machine without a GPU: PyTorch on
+#                    the CPU, effc on whatever adapter wgpu picks, b0 and v2-s at 64x64,
+#                    batch 1 and 2. Its numbers mean nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-50}
 PY=${PYTHON:-python3}
 OUT=${OUT:-target/bench-gpu}
+SMOKE=${SMOKE:-0}
 mkdir -p "$OUT"
 
-command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || echo "warning: nvidia-smi not found"
-cargo build --release -p effc-cli >/dev/null
-EFFC=target/release/effc
+if [ "$SMOKE" = 1 ]; then
+    BATCHES="1 2"
+    WARMUP=1
+    RES_B0=64
+    RES_V2S=64
+    TORCH_DEVICE=cpu
+else
+    BATCHES="1 64"
+    WARMUP=10
+    RES_B0=224
+    RES_V2S=384
+    TORCH_DEVICE=cuda
+    # effc: the Vulkan adapter of the NVIDIA GPU (not llvmpipe).
+    export WGPU_BACKEND=${WGPU_BACKEND:-vulkan}
+    export WGPU_ADAPTER_NAME=${WGPU_ADAPTER_NAME:-nvidia}
+    if command -v nvidia-smi >/dev/null; then
+        nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+    else
+        echo "warning: nvidia-smi not found"
+    fi
+fi
 
-# effc: the Vulkan adapter of the NVIDIA GPU (not llvmpipe).
-export WGPU_BACKEND=${WGPU_BACKEND:-vulkan}
-export WGPU_ADAPTER_NAME=${WGPU_ADAPTER_NAME:-nvidia}
+if [ -z "${EFFC:-}" ]; then
+    cargo build --release -p effc-cli >/dev/null
+    EFFC=target/release/effc
+fi
+
 for m in b0 v2-s; do
-    for b in 1 64; do
-        "$EFFC" bench "$m" --batch "$b" --runs "$RUNS" --warmup 10 --json > "$OUT/effc-$m-b$b.json"
+    res=$([ "$m" = b0 ] && echo "$RES_B0" || echo "$RES_V2S")
+    for b in $BATCHES; do
+        echo "effc bench $m --batch $b --resolution $res" >&2
+        "$EFFC" bench "$m" --batch "$b" --resolution "$res" --runs "$RUNS" --warmup "$WARMUP" --json \
+            > "$OUT/effc-$m-b$b.json"
     done
 done
 
-# PyTorch eager, fp32, the same models (timm's TF ports: same padding and eps as effc's built-ins).
-"$PY" - "$RUNS" "$OUT" <<'PYEOF'
+# PyTorch eager, fp32, the same models (timm's TF ports: same padding and eps as effc's
+# built-ins) with random weights: the time does not depend on their values.
+"$PY" - "$RUNS" "$OUT" "$TORCH_DEVICE" "$WARMUP" "$BATCHES" "$RES_B0" "$RES_V2S" <<'PYEOF'
 import json, sys, time
 import torch, timm
-runs, out = int(sys.argv[1]), sys.argv[2]
-assert torch.cuda.is_available(), "PyTorch has no CUDA device"
-torch.backends.cudnn.benchmark = True
-torch.backends.cuda.matmul.allow_tf32 = False
-torch.backends.cudnn.allow_tf32 = False
-dev = torch.device("cuda")
-for name, timm_name, res in [("b0", "tf_efficientnet_b0", 224), ("v2-s", "tf_efficientnetv2_s", 384)]:
+runs, out, device, warmup = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
+batches = [int(b) for b in sys.argv[5].split()]
+res = {"b0": int(sys.argv[6]), "v2-s": int(sys.argv[7])}
+cuda = device == "cuda"
+if cuda:
+    assert torch.cuda.is_available(), "PyTorch has no CUDA device"
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+sync = torch.cuda.synchronize if cuda else (lambda: None)
+name_of_device = torch.cuda.get_device_name() if cuda else "cpu"
+dev = torch.device(device)
+for name, timm_name in [("b0", "tf_efficientnet_b0"), ("v2-s", "tf_efficientnetv2_s")]:
     m = timm.create_model(timm_name, pretrained=False).eval().to(dev)
-    for b in (1, 64):
-        x = torch.randn(b, 3, res, res, device=dev)
+    for b in batches:
+        x = torch.randn(b, 3, res[name], res[name], device=dev)
         with torch.no_grad():
-            for _ in range(10):
+            for _ in range(warmup):
                 m(x)
-            torch.cuda.synchronize()
+            sync()
             times = []
             for _ in range(runs):
                 t = time.perf_counter()
                 m(x)
-                torch.cuda.synchronize()
+                sync()
                 times.append((time.perf_counter() - t) * 1e3)
         times.sort()
         med = times[len(times) // 2]
-        json.dump({"model": name, "batch": b, "latency_ms": {"median": med, "min": times[0], "max": times[-1]}, "throughput": b / (med / 1e3), "device": torch.cuda.get_device_name()},
-                  open(f"{out}/torch-{name}-b{b}.json", "w"))
+        with open(f"{out}/torch-{name}-b{b}.json", "w") as f:
+            json.dump({"model": name, "batch": b, "resolution": res[name],
+                       "latency_ms": {"median": med, "min": times[0], "max": times[-1]},
+                       "throughput": b / (med / 1e3), "device": name_of_device}, f)
 PYEOF
 
-"$PY" - "$OUT" <<'PYEOF'
+"$PY" - "$OUT" "$BATCHES" <<'PYEOF'
 import json, sys
-out = sys.argv[1]
-def load(p): return json.load(open(f"{out}/{p}.json"))
-print(f"{'model':<6} {'batch':>5} {'effc ms':>9} {'torch ms':>9} {'effc img/s':>11} {'torch img/s':>12} {'latency ratio':>14} {'throughput ratio':>17}")
+out, batches = sys.argv[1], [int(b) for b in sys.argv[2].split()]
+def load(p):
+    with open(f"{out}/{p}.json") as f:
+        return json.load(f)
+print(f"{'model':<6} {'res':>4} {'batch':>5} {'effc ms':>9} {'torch ms':>9} {'effc img/s':>11} {'torch img/s':>12} {'latency ratio':>14} {'throughput ratio':>17}")
 for m in ("b0", "v2-s"):
-    for b in (1, 64):
+    for b in batches:
         e, t = load(f"effc-{m}-b{b}"), load(f"torch-{m}-b{b}")
-        print(f"{m:<6} {b:>5} {e['latency_ms']['median']:>9.3f} {t['latency_ms']['median']:>9.3f} {e['throughput']:>11.1f} {t['throughput']:>12.1f} "
+        assert e["resolution"] == t["resolution"] and e["batch"] == t["batch"] == b, (e, t)
+        print(f"{m:<6} {e['resolution']:>4} {b:>5} {e['latency_ms']['median']:>9.3f} {t['latency_ms']['median']:>9.3f} {e['throughput']:>11.1f} {t['throughput']:>12.1f} "
               f"{e['latency_ms']['median'] / t['latency_ms']['median']:>14.3f} {e['throughput'] / t['throughput']:>17.3f}")
-e1, t1 = load("effc-b0-b1"), load("torch-b0-b1")
-e64, t64 = load("effc-b0-b64"), load("torch-b0-b64")
+lo, hi = batches[0], batches[-1]
+e1, t1 = load(f"effc-b0-b{lo}"), load(f"torch-b0-b{lo}")
+eh, th = load(f"effc-b0-b{hi}"), load(f"torch-b0-b{hi}")
 print()
-print(f"b0 batch-1 latency effc/PyTorch: {e1['latency_ms']['median'] / t1['latency_ms']['median']:.3f} (target <= 0.5)")
-print(f"b0 batch-64 throughput effc/PyTorch: {e64['throughput'] / t64['throughput']:.3f} (target >= 1)")
-print(f"adapter: {e1['adapter']}; GEMM ceiling {e1['roofline']['gemm_gflops']:.0f} GFLOP/s")
+print(f"b0 batch-{lo} latency effc/PyTorch: {e1['latency_ms']['median'] / t1['latency_ms']['median']:.3f} (target <= 0.5)")
+print(f"b0 batch-{hi} throughput effc/PyTorch: {eh['throughput'] / th['throughput']:.3f} (target >= 1)")
+print(f"effc adapter: {e1['adapter']}; its GEMM ceiling {e1['roofline']['gemm_gflops']:.1f} GFLOP/s")
+print(f"PyTorch device: {t1['device']}")
 PYEOF
