@@ -309,21 +309,35 @@ pub struct GemmTiles {
     pub tile_k4: usize,
 }
 
-/// The cost model for GEMM tiles: 8 output pixels per invocation (32 accumulators);
-/// 64-pixel tiles on large maps, 32-pixel tiles on small ones where a 64-pixel tile
-/// would be mostly padding; narrow outputs get narrow tiles so that no invocation
-/// idles. (4 pixels per invocation on small maps made b0's 14x14 and 7x7 layers
-/// about 10% slower on llvmpipe.)
+/// The cost model for GEMM tiles. An invocation computes 4 to 8 output pixels of
+/// one vec4 column (register blocking), and a workgroup is 4 or 8 invocations along
+/// the pixels by 8 along the columns: 32 or 64 invocations, whole warps on GPUs and
+/// whole SIMD rows on llvmpipe. Of those shapes, the one with the lowest cost: rows
+/// computed (padding included), each costing 1 + 1/ROWS (fewer pixels per invocation
+/// reuse each weight less), plus 8 per tile (its weight panel loaded again). So 14x14
+/// maps get 28-pixel tiles and 7x7 and 28x28 maps 56-pixel tiles (7 pixels per
+/// invocation) rather than padding to a power of two. Narrow outputs get narrow tiles
+/// so that no invocation idles.
 pub fn gemm_tiles(m: usize, n4: usize) -> GemmTiles {
-    let waste = |tile: usize| (m.div_ceil(tile) * tile) as f64 / m as f64;
-    let (tile_m, rows) = if m >= 256 && waste(64) <= 1.15 {
-        (64, 8)
-    } else {
-        (32, 8)
+    let cost = |rows: usize, lanes: usize| {
+        let tile = rows * lanes;
+        let tiles = m.div_ceil(tile);
+        (tiles * tile) as f64 * (1.0 + 1.0 / rows as f64) + 8.0 * tiles as f64
     };
+    // In order of preference where costs tie: more pixels per invocation, then more
+    // invocations.
+    let mut best = (8, 8);
+    for rows in (4..=8).rev() {
+        for lanes in [8, 4] {
+            if cost(rows, lanes) < cost(best.0, best.1) {
+                best = (rows, lanes);
+            }
+        }
+    }
+    let (rows, lanes) = best;
     let tile_n4 = if n4 <= 4 { 4 } else { 8 };
     GemmTiles {
-        tile_m,
+        tile_m: rows * lanes,
         tile_n4,
         rows,
         tile_k4: 4,
@@ -897,18 +911,28 @@ mod tests {
 
     #[test]
     fn gemm_tiles_cover_every_output_with_whole_invocations() {
-        for m in [1, 7, 49, 196, 255, 256, 300, 784, 3136, 12544, 1 << 20] {
+        for m in (1..=300).chain([784, 3136, 12544, 1 << 20]) {
             for n4 in [1, 3, 4, 5, 8, 30, 320] {
                 let t = gemm_tiles(m, n4);
                 assert_eq!(t.tile_m % t.rows, 0, "{m}x{n4}: {t:?}");
                 let invocations = t.tile_n4 * t.tile_m / t.rows;
-                assert!((16..=256).contains(&invocations), "{m}x{n4}: {t:?}");
-                // Padding rows stay under a third of a large map.
-                if m >= 256 {
-                    assert!(m.div_ceil(t.tile_m) * t.tile_m <= m * 4 / 3, "{m}: {t:?}");
-                }
+                assert!([16, 32, 64].contains(&invocations), "{m}x{n4}: {t:?}");
+                // Padding: at most a fifth of the map, plus 16 rows.
+                let padded = m.div_ceil(t.tile_m) * t.tile_m;
+                assert!(padded <= m + m / 5 + 16, "{m}: {t:?}");
             }
         }
+    }
+
+    #[test]
+    fn gemm_tiles_of_b0_maps() {
+        // 112x112, 56x56, 28x28, 14x14, 7x7: no padding but at 7x7 (7 rows).
+        let tiles: Vec<(usize, usize)> = [12544, 3136, 784, 196, 49]
+            .iter()
+            .map(|&m| gemm_tiles(m, 30))
+            .map(|t| (t.tile_m, t.rows))
+            .collect();
+        assert_eq!(tiles, [(64, 8), (64, 8), (56, 7), (28, 7), (56, 7)]);
     }
 
     #[test]

@@ -196,8 +196,10 @@ fn header(o: &mut String, plan: &Plan, k: &Kernel) {
 fn shape_comment(t: &effc_plan::TensorDesc) -> String {
     match t.kind {
         TensorKind::PoolPartial => format!(
-            "pool sums: {} tiles x {} ch (NHWC vec4, per image)",
-            t.h, t.c
+            "pool sums: {} tile{} x {} ch (NHWC vec4, per image)",
+            t.h,
+            if t.h == 1 { "" } else { "s" },
+            t.c
         ),
         TensorKind::Gate => format!("SE gate and hidden: {} values per image", t.c),
         TensorKind::Output => format!("{} f32 per image", t.c),
