@@ -13,6 +13,8 @@
 #   EFFC=PATH        use this effc binary instead of building one with cargo
 #   PYTHON=PATH      the Python with torch and timm (default python3)
 #   OUT=DIR          where the JSON results go (default target/bench-gpu)
+#   TUNE=1           run `effc tune` for each model first (at batch 64; its cache goes
+#                    to $OUT/cache), so that effc runs with tiles measured on this GPU
 #   SMOKE=1          check the script itself on a machine without a GPU: PyTorch on
 #                    the CPU, effc on whatever adapter wgpu picks, b0 and v2-s at 64x64,
 #                    batch 1 and 2. Its numbers mean nothing.
@@ -49,6 +51,17 @@ fi
 if [ -z "${EFFC:-}" ]; then
     cargo build --release -p effc-cli >/dev/null
     EFFC=target/release/effc
+fi
+
+# Tiles: the cost model's, or (TUNE=1) measured here first.
+export EFFC_CACHE_DIR="$OUT/cache"
+rm -rf "$EFFC_CACHE_DIR"
+if [ "${TUNE:-0}" = 1 ]; then
+    for m in b0 v2-s; do
+        res=$([ "$m" = b0 ] && echo "$RES_B0" || echo "$RES_V2S")
+        echo "effc tune $m --batch ${BATCHES##* } --resolution $res" >&2
+        "$EFFC" tune "$m" --batch "${BATCHES##* }" --resolution "$res" | tail -2 >&2
+    done
 fi
 
 for m in b0 v2-s; do
@@ -119,5 +132,6 @@ print()
 print(f"b0 batch-{lo} latency effc/PyTorch: {e1['latency_ms']['median'] / t1['latency_ms']['median']:.3f} (target <= 0.5)")
 print(f"b0 batch-{hi} throughput effc/PyTorch: {eh['throughput'] / th['throughput']:.3f} (target >= 1)")
 print(f"effc adapter: {e1['adapter']}; its GEMM ceiling {e1['roofline']['gemm_gflops']:.1f} GFLOP/s")
+print(f"effc tiles: {e1['tiles']}")
 print(f"PyTorch device: {t1['device']}")
 PYEOF

@@ -32,6 +32,9 @@ pub struct Args {
     /// Time each kernel alone even when the adapter has timestamp queries.
     #[arg(long)]
     kernels_alone: bool,
+    /// Use the cost model's tiles even where `effc tune` cached faster ones.
+    #[arg(long)]
+    untuned: bool,
     /// Also time the CPU reference executor on the same input.
     #[arg(long)]
     cpu: bool,
@@ -82,6 +85,11 @@ struct Report {
     resolution: usize,
     adapter: String,
     dispatches: usize,
+    /// Which tiles: the cost model's, or tuned on this adapter (`effc tune`).
+    tiles: String,
+    /// Kernels with tiles, and how many of them have tuned ones.
+    tiled_kernels: usize,
+    tuned_kernels: usize,
     compile_ms: f64,
     pipelines_ms: f64,
     latency_ms: Latency,
@@ -142,7 +150,9 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
     };
     bar.set_message("compiling");
     let t = Instant::now();
-    let plan = effc_plan::plan(&model);
+    let (tuning, tiles) = crate::tune::cached(&gpu, args.untuned, &args.model.model);
+    let plan = effc_plan::plan_tuned(&model, &tuning);
+    let (tuned_kernels, tiled_kernels) = effc_runtime::tune::coverage(&plan, &tuning);
     let shaders = effc_wgsl::compile(&plan)?;
     let compile_ms = t.elapsed().as_secs_f64() * 1e3;
     let packed = effc_plan::pack_weights(&plan, &model, weights.by_name(&model))?;
@@ -252,6 +262,9 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         resolution: model.resolution,
         adapter: gpu.adapter.to_string(),
         dispatches: plan.dispatches(),
+        tiles,
+        tiled_kernels,
+        tuned_kernels,
         compile_ms,
         pipelines_ms,
         throughput: args.batch as f64 / (lat.median / 1e3),
@@ -278,6 +291,18 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         r.model, r.batch, r.resolution, r.resolution, r.dispatches
     );
     println!("adapter     {}", r.adapter);
+    println!(
+        "tiles       {}{}",
+        r.tiles,
+        if r.tuned_kernels > 0 {
+            format!(
+                "; {} of {} tiled kernels tuned",
+                r.tuned_kernels, r.tiled_kernels
+            )
+        } else {
+            String::new()
+        }
+    );
     println!(
         "compile     {:.1} ms (plan + WGSL + naga), pipelines and uploads {:.0} ms",
         r.compile_ms, r.pipelines_ms

@@ -12,6 +12,7 @@ mod compile;
 mod inspect;
 mod list;
 mod run;
+mod tune;
 
 /// effc compiles EfficientNet-family networks (.enet specs or built-in models).
 #[derive(Parser)]
@@ -37,6 +38,8 @@ enum Command {
     Shaders(compile::ShadersArgs),
     /// Measure a compiled model on the GPU: latency, every kernel, the GEMM ceiling.
     Bench(bench::Args),
+    /// Measure the tile sizes of a model's kernels on this GPU and cache the fastest.
+    Tune(tune::Args),
 }
 
 /// An error already reported to the user (or to be reported), with the exit code.
@@ -75,6 +78,7 @@ fn main() -> ExitCode {
         Command::Compile(a) => compile::run(a),
         Command::Shaders(a) => compile::shaders(a),
         Command::Bench(a) => bench::run(a),
+        Command::Tune(a) => tune::run(a),
     };
     match result {
         Ok(code) => code,

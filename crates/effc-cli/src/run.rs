@@ -55,6 +55,9 @@ pub struct Args {
     /// Images per forward (more images run in several forwards).
     #[arg(long, default_value_t = 16, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     batch: u16,
+    /// On the GPU, use the cost model's tiles even where `effc tune` cached faster ones.
+    #[arg(long)]
+    untuned: bool,
     /// PNG or JPEG images.
     #[arg(value_name = "IMAGE", required_unless_present = "input")]
     images: Vec<PathBuf>,
@@ -189,9 +192,11 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
                 Some(g) => g,
                 None => effc_runtime::Gpu::new()?,
             });
-            let compiled = effc_runtime::compile_model(
+            let (tuning, _) = crate::tune::cached(&gpu, args.untuned, &args.model.model);
+            let compiled = effc_runtime::compile_model_tuned(
                 gpu,
                 &model,
+                &tuning,
                 weights.by_name(&model),
                 (args.batch as usize).min(batch),
             )?;

@@ -288,3 +288,91 @@ fn compile_writes_validated_wgsl_and_shaders_prints_one() {
         stdout(&o)
     );
 }
+
+fn effc_cached(args: &[&str], cache: &std::path::Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_effc"))
+        .args(args)
+        .current_dir(root())
+        .env("NO_COLOR", "1")
+        .env("EFFC_CACHE_DIR", cache)
+        .output()
+        .expect("the effc binary runs")
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    assert!(o.status.success(), "{}", stderr(o));
+    serde_json::from_str(&stdout(o)).unwrap_or_else(|e| panic!("{e}: {}", stdout(o)))
+}
+
+/// `effc bench --json` has the fields the issue names; `effc tune` writes the
+/// adapter's cache, which `bench` then uses (not with --untuned), and a damaged
+/// cache is a warning, not a failure.
+#[test]
+fn bench_and_tune_share_the_tiles_cache() {
+    let cache = tempfile::tempdir().unwrap();
+    let spec = "tests/specs/gpu/wide_classes.enet";
+    let bench = ["bench", spec, "--runs", "2", "--warmup", "1", "--json"];
+
+    let b = json(&effc_cached(&bench, cache.path()));
+    assert!(b["latency_ms"]["median"].as_f64().unwrap() > 0.0);
+    assert!(b["latency_ms"]["min"].as_f64() <= b["latency_ms"]["max"].as_f64());
+    assert!(b["roofline"]["gemm_gflops"].as_f64().unwrap() > 0.0);
+    let kernels = b["kernels"].as_array().unwrap();
+    assert_eq!(kernels.len(), b["dispatches"].as_u64().unwrap() as usize);
+    for k in kernels {
+        for field in ["name", "kind", "ms", "gflops", "gbps"] {
+            assert!(!k[field].is_null(), "{field} in {k}");
+        }
+    }
+    assert_eq!(b["tuned_kernels"], 0);
+    assert!(
+        b["tiles"].as_str().unwrap().starts_with("cost model"),
+        "{b}"
+    );
+
+    let t = effc_cached(
+        &["tune", spec, "--candidates", "2", "--reps", "1"],
+        cache.path(),
+    );
+    assert!(t.status.success(), "{}", stderr(&t));
+    assert!(
+        stdout(&t).contains("kernel time per forward"),
+        "{}",
+        stdout(&t)
+    );
+    assert!(stdout(&t).contains("saved to"), "{}", stdout(&t));
+    let files: Vec<_> = std::fs::read_dir(cache.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let name = files[0].file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        name.starts_with("tuning-") && name.ends_with(".json"),
+        "{name}"
+    );
+
+    let b = json(&effc_cached(&bench, cache.path()));
+    assert!(b["tuned_kernels"].as_u64().unwrap() > 0, "{b}");
+    assert_eq!(b["tuned_kernels"], b["tiled_kernels"]);
+    assert!(b["tiles"].as_str().unwrap().starts_with("tuned"), "{b}");
+    let mut untuned = bench.to_vec();
+    untuned.push("--untuned");
+    assert_eq!(
+        json(&effc_cached(&untuned, cache.path()))["tuned_kernels"],
+        0
+    );
+
+    std::fs::write(&files[0], "{ damaged").unwrap();
+    let o = effc_cached(&bench, cache.path());
+    assert_eq!(json(&o)["tuned_kernels"], 0);
+    assert!(
+        stderr(&o).contains("warning") && stderr(&o).contains(&name),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = effc_cached(&["tune", spec, "--candidates", "0"], cache.path());
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--candidates"), "{}", stderr(&o));
+}

@@ -10,7 +10,9 @@
 use std::fmt;
 
 use effc_ir::{Activation, Block, BlockKind, ConvBn, Model};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+use crate::tune::{dw_key, gemm_key, Tuning};
 
 /// Index into [`Plan::tensors`].
 pub type TensorId = usize;
@@ -241,6 +243,9 @@ pub struct Kernel {
     pub workgroup: [u32; 3],
     /// Workgroups per image in x and y; z is the batch.
     pub grid: [u32; 2],
+    /// The shape key its tiles are tuned under ([`crate::tune`]), for the kernels
+    /// that have tiles (GEMMs and depthwise convs).
+    pub tune_key: Option<String>,
 }
 
 impl Kernel {
@@ -301,7 +306,7 @@ pub struct Plan {
 
 /// GEMM tiling: output pixels per workgroup tile, vec4 columns per tile, pixels
 /// per invocation (register blocking), reduction vec4s per workgroup-memory step.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GemmTiles {
     pub tile_m: usize,
     pub tile_n4: usize,
@@ -348,7 +353,7 @@ pub fn gemm_tiles(m: usize, n4: usize) -> GemmTiles {
 /// output pixels of one channel vec4, so that the input pixels the runs share are
 /// loaded once per row (a sliding window); `lanes_c4 * lanes_run` invocations per
 /// workgroup (64), `tile_runs` runs per workgroup (2 per invocation, 8 pixels).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DwTiles {
     pub run: usize,
     pub lanes_c4: usize,
@@ -369,16 +374,17 @@ pub fn dw_tiles(c4: usize, out_w: usize) -> DwTiles {
     }
 }
 
-struct Builder {
+struct Builder<'t> {
     tensors: Vec<TensorDesc>,
     kernels: Vec<Kernel>,
+    tuning: &'t Tuning,
 }
 
 fn c4(c: usize) -> usize {
     c.div_ceil(4)
 }
 
-impl Builder {
+impl Builder<'_> {
     fn tensor(&mut self, name: String, kind: TensorKind, h: usize, w: usize, c: usize) -> TensorId {
         let c4 = c4(c);
         self.tensors.push(TensorDesc {
@@ -430,7 +436,10 @@ impl Builder {
             }
         };
         let k = c.kernel * c.kernel * cin4 * 4;
-        let tiles = gemm_tiles(c.out_hw.0 * c.out_hw.1, c4(c.out_ch));
+        let key = gemm_key(c, pool.is_some());
+        let tiles = self
+            .tuning
+            .gemm_tiles(&key, c.out_hw.0 * c.out_hw.1, c4(c.out_ch));
         let op = GemmOp {
             a,
             out_h: c.out_hw.0,
@@ -480,6 +489,7 @@ impl Builder {
             weights_len,
             workgroup,
             grid,
+            tune_key: Some(key),
         });
     }
 }
@@ -492,11 +502,19 @@ fn conv_layers(prefix: &str, cb: &ConvBn) -> Vec<String> {
     v
 }
 
-/// The fusion pass: the kernels and tensors of a model, with the memory plan applied.
+/// The fusion pass: the kernels and tensors of a model, with the memory plan applied;
+/// tiles from the cost models.
 pub fn plan(model: &Model) -> Plan {
+    plan_tuned(model, &Tuning::default())
+}
+
+/// [`plan`], with the tiles `tuning` names for its shapes (measured on an adapter);
+/// the cost models for the others.
+pub fn plan_tuned(model: &Model, tuning: &Tuning) -> Plan {
     let mut b = Builder {
         tensors: vec![],
         kernels: vec![],
+        tuning,
     };
     let [cin, h, w] = model.input;
     let input = b.tensor("input".into(), TensorKind::Input, h, w, cin);
@@ -522,7 +540,10 @@ pub fn plan(model: &Model) -> Plan {
     // Head: 1x1 conv + BN + act, pooled in the epilogue (the full map is never stored).
     let head = &model.head;
     let hw = head.conv.out_hw.0 * head.conv.out_hw.1;
-    let tiles = hw.div_ceil(gemm_tiles(hw, c4(head.conv.out_ch)).tile_m);
+    let head_tiles = b
+        .tuning
+        .gemm_tiles(&gemm_key(&head.conv, true), hw, c4(head.conv.out_ch));
+    let tiles = hw.div_ceil(head_tiles.tile_m);
     let pooled = b.partial("head.pool".into(), tiles, head.conv.out_ch);
     let mut layers = conv_layers("head", head);
     layers.push("pool".into());
@@ -582,6 +603,7 @@ pub fn plan(model: &Model) -> Plan {
         ],
         workgroup: [64, 1, 1],
         grid: [threads.div_ceil(64) as u32, 1],
+        tune_key: None,
     });
     let mut p = Plan {
         model: model.name.clone(),
@@ -604,6 +626,7 @@ pub fn gemm_probe(m: usize, k: usize, n: usize) -> Plan {
     let mut b = Builder {
         tensors: vec![],
         kernels: vec![],
+        tuning: &Tuning::default(),
     };
     let side = (m as f64).sqrt() as usize;
     let (h, w) = if side * side == m {
@@ -647,7 +670,7 @@ pub fn gemm_probe(m: usize, k: usize, n: usize) -> Plan {
     p
 }
 
-fn block(b: &mut Builder, blk: &Block, x: TensorId) -> TensorId {
+fn block(b: &mut Builder<'_>, blk: &Block, x: TensorId) -> TensorId {
     let p = blk.path();
     let mut cur = x;
     if let Some(e) = &blk.expand {
@@ -692,7 +715,8 @@ fn block(b: &mut Builder, blk: &Block, x: TensorId) -> TensorId {
     let mut layers = conv_layers(&format!("{p}.{}", blk.conv_name()), conv);
     let partial = match blk.kind {
         BlockKind::MBConv => {
-            let dw = dw_tiles(c4(o[0]), o[2]);
+            let key = dw_key(&conv.conv);
+            let dw = b.tuning.dw_tiles(&key, c4(o[0]), o[2]);
             let tiles = (o[1] * o[2].div_ceil(dw.run)).div_ceil(dw.tile_runs);
             let partial = blk
                 .se
@@ -735,11 +759,15 @@ fn block(b: &mut Builder, blk: &Block, x: TensorId) -> TensorId {
                 bindings,
                 workgroup: [dw.lanes_c4 as u32, dw.lanes_run as u32, 1],
                 grid,
+                tune_key: Some(key),
             });
             partial.map(|pt| (pt, tiles))
         }
         BlockKind::FusedMBConv => {
-            let tiles = hw.div_ceil(gemm_tiles(hw, c4(o[0])).tile_m);
+            let fused_tiles =
+                b.tuning
+                    .gemm_tiles(&gemm_key(&conv.conv, blk.se.is_some()), hw, c4(o[0]));
+            let tiles = hw.div_ceil(fused_tiles.tile_m);
             let partial = blk
                 .se
                 .as_ref()
@@ -801,6 +829,7 @@ fn block(b: &mut Builder, blk: &Block, x: TensorId) -> TensorId {
                 ],
                 workgroup: [64, 1, 1],
                 grid: [1, 1],
+                tune_key: None,
             });
             Some(g)
         }

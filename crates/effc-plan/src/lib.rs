@@ -3,7 +3,8 @@
 //!
 //! - [`fuse`]: the fusion pass, IR → [`Plan`] (kernels over tensors);
 //! - [`memory`]: the memory plan, tensors → buffers ("slots") by liveness;
-//! - [`pack`]: BN folding and weight packing for each kernel, from a checkpoint's tensors.
+//! - [`pack`]: BN folding and weight packing for each kernel, from a checkpoint's tensors;
+//! - [`tune`]: tiles measured on an adapter, per kernel shape, instead of the cost models.
 //!
 //! Every decision (fusion, layout, tiling, buffer reuse) is made here, as plain data
 //! that prints and can be tested; the WGSL emitter and the runtime only follow it.
@@ -12,10 +13,12 @@
 pub mod fuse;
 pub mod memory;
 pub mod pack;
+pub mod tune;
 
 pub use fuse::{
-    gemm_probe, plan, ALoad, DwOp, Epilogue, GemmOp, HeadOp, Kernel, Op, Plan, SeOp, TensorDesc,
-    TensorId, TensorKind,
+    dw_tiles, gemm_probe, gemm_tiles, plan, plan_tuned, ALoad, DwOp, DwTiles, Epilogue, GemmOp,
+    GemmTiles, HeadOp, Kernel, Op, Plan, SeOp, TensorDesc, TensorId, TensorKind,
 };
 pub use memory::Slot;
 pub use pack::{fold_bn, pack_weights, PackError};
+pub use tune::Tuning;

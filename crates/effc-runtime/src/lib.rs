@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 pub mod profile;
+pub mod tune;
 pub use profile::{median, KernelTiming};
 
 use effc_plan::{Plan, TensorKind};
@@ -69,7 +70,19 @@ pub fn compile_model<'a>(
     get: impl Fn(&str) -> Option<&'a [f32]>,
     max_batch: usize,
 ) -> Result<CompiledModel, GpuError> {
-    let plan = effc_plan::plan(model);
+    compile_model_tuned(gpu, model, &effc_plan::Tuning::default(), get, max_batch)
+}
+
+/// [`compile_model`] with the tiles of `tuning` (see [`tune`]) where it names a
+/// kernel's shape, the cost models' elsewhere.
+pub fn compile_model_tuned<'a>(
+    gpu: Arc<Gpu>,
+    model: &effc_ir::Model,
+    tuning: &effc_plan::Tuning,
+    get: impl Fn(&str) -> Option<&'a [f32]>,
+    max_batch: usize,
+) -> Result<CompiledModel, GpuError> {
+    let plan = effc_plan::plan_tuned(model, tuning);
     let shaders = effc_wgsl::compile(&plan)?;
     let weights = effc_plan::pack_weights(&plan, model, get)?;
     CompiledModel::new(gpu, plan, &shaders, &weights, max_batch)
@@ -102,7 +115,12 @@ pub struct Gpu {
     pub limits: wgpu::Limits,
     lost: Arc<Mutex<Option<String>>>,
     errors: Arc<Mutex<Vec<String>>>,
+    /// Pipelines by shader body, shared by every model compiled on this device
+    /// (the same kernel in two models, or in two tunings of one, compiles once).
+    pipelines: Mutex<PipelineCache>,
 }
+
+type PipelineCache = HashMap<String, (wgpu::ComputePipeline, wgpu::BindGroupLayout)>;
 
 impl Gpu {
     /// Picks an adapter and opens a device: `WGPU_ADAPTER_NAME` (a substring of the
@@ -219,6 +237,7 @@ impl Gpu {
             limits,
             lost,
             errors,
+            pipelines: Mutex::new(HashMap::new()),
         })
     }
 
@@ -437,12 +456,15 @@ impl CompiledModel {
 
         let mut pipelines = Vec::with_capacity(plan.kernels.len());
         let mut bind_groups = Vec::with_capacity(plan.kernels.len());
-        // Kernels with the same code (most blocks of a stage) share one pipeline.
+        // Kernels with the same code (most blocks of a stage) share one pipeline, also
+        // across the models compiled on this device; the new ones join the device's
+        // cache once they are known to be valid.
+        let shared = gpu.pipelines.lock().map(|c| c.clone()).unwrap_or_default();
         let mut cache: HashMap<&str, (wgpu::ComputePipeline, wgpu::BindGroupLayout)> =
             HashMap::new();
         for ((k, shader), wbuf) in plan.kernels.iter().zip(shaders).zip(&weight_buffers) {
             let body = effc_wgsl::body(&shader.source);
-            if let Some((pipeline, bgl)) = cache.get(body) {
+            if let Some((pipeline, bgl)) = cache.get(body).or_else(|| shared.get(body)) {
                 let bg = device.create_bind_group(&wgpu::BindGroupDescriptor {
                     label: Some(&k.name),
                     layout: bgl,
@@ -509,6 +531,9 @@ impl CompiledModel {
                 during: format!("creating the pipelines of model `{}`", plan.model),
                 message: e.to_string(),
             });
+        }
+        if let Ok(mut c) = gpu.pipelines.lock() {
+            c.extend(cache.into_iter().map(|(b, p)| (b.to_string(), p)));
         }
         gpu.check("creating pipelines")?;
         let scratch = Mutex::new(vec![0.0f32; in_bytes / 4 * max_batch]);

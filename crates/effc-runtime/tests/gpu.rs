@@ -256,3 +256,89 @@ fn bad_inputs_are_errors() {
         .contains("maximum batch 2"));
     assert!(cm.forward(&[], 0).is_err());
 }
+
+fn spec_model(file: &str) -> Model {
+    let path = fixtures().join("../specs/gpu").join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let spec = Spec::parse(file, &text).unwrap_or_else(|e| panic!("{}", e.render(false)));
+    Model::build(&spec, &Options::default()).unwrap_or_else(|e| panic!("{}", e.render(false)))
+}
+
+/// Every candidate tile `effc tune` may pick computes what the cost model's tiles
+/// compute: round r gives every kernel shape its r-th candidate (cycling).
+#[test]
+fn every_tuning_candidate_matches_the_reference() {
+    use effc_plan::tune::candidates;
+    for (i, file) in ["odd_channels.enet", "fused_se.enet"].iter().enumerate() {
+        let m = spec_model(file);
+        let w = Weights::random(&m, 7 + i as u64);
+        let x = input_for(&m, 2, 3);
+        let want = effc_reference::Executor::new(&m, &w)
+            .unwrap()
+            .run(&x, 2)
+            .unwrap()
+            .data;
+        let base = effc_plan::plan(&m);
+        let shapes: Vec<(String, Vec<effc_plan::tune::Tiles>)> = base
+            .kernels
+            .iter()
+            .filter_map(|k| Some((k.tune_key.clone()?, candidates(k))))
+            .collect();
+        let rounds = shapes.iter().map(|s| s.1.len()).max().unwrap();
+        assert!(rounds >= 12, "{file}: {rounds} candidates at most");
+        for r in 1..rounds {
+            let mut tuning = effc_plan::Tuning::default();
+            for (key, c) in &shapes {
+                tuning.set(key, c[r % c.len()]);
+            }
+            let cm = effc_runtime::compile_model_tuned(gpu(), &m, &tuning, w.by_name(&m), 2)
+                .unwrap_or_else(|e| panic!("{file} round {r}: {e}"));
+            let got = cm.forward(&x, 2).unwrap();
+            assert_close(&format!("{file} candidates {r}"), &got, &want);
+        }
+    }
+}
+
+/// `tune` measures every shape and returns tiles that compute the same result.
+#[test]
+fn tuning_measures_every_shape() {
+    use effc_runtime::tune::{tune, TuneOptions};
+    let m = spec_model("mb_e1_se_swish_same.enet");
+    let opts = TuneOptions {
+        batch: 1,
+        reps: 1,
+        max_candidates: 3,
+    };
+    let mut calls = vec![];
+    let report = tune(gpu(), &m, &opts, |r, n| calls.push((r, n))).unwrap();
+    let plan = effc_plan::plan(&m);
+    let mut keys: Vec<&String> = plan
+        .kernels
+        .iter()
+        .filter_map(|k| k.tune_key.as_ref())
+        .collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(report.shapes.len(), keys.len());
+    assert_eq!(report.tuning.len(), keys.len());
+    assert_eq!(report.rounds, 3);
+    assert_eq!(calls.len(), 5, "{calls:?}");
+    assert!(report.before_ms > 0.0 && report.after_ms > 0.0);
+    for s in &report.shapes {
+        assert!(s.tried >= 1 && s.tried <= 3, "{}: {}", s.key, s.tried);
+        assert!(s.default_ms > 0.0 && s.best_ms > 0.0, "{}", s.key);
+        if report.kept_cost_model || s.best == s.default {
+            assert_eq!(s.best_ms, s.default_ms);
+        }
+    }
+    let w = Weights::random(&m, 1);
+    let x = input_for(&m, 1, 1);
+    let want = effc_reference::Executor::new(&m, &w)
+        .unwrap()
+        .run(&x, 1)
+        .unwrap()
+        .data;
+    let cm =
+        effc_runtime::compile_model_tuned(gpu(), &m, &report.tuning, w.by_name(&m), 1).unwrap();
+    assert_close("tuned", &cm.forward(&x, 1).unwrap(), &want);
+}

@@ -1,0 +1,179 @@
+//! `effc tune`: measure the tiles of a model's kernels on this adapter and cache the
+//! fastest; and the cache lookup `effc run` and `effc bench` share.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use effc_plan::Tuning;
+use effc_runtime::tune::{load_tuning, save_tuning, tune, TuneOptions};
+use effc_runtime::{Gpu, KernelTiming};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use crate::common::ModelArgs;
+use crate::Failure;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Images per forward while measuring (tiles tuned at one batch suit nearby ones).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    batch: usize,
+    /// Measurements per kernel and candidate; their median counts.
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    reps: usize,
+    /// Candidates per kernel shape at most, the cost model's first (default: all).
+    #[arg(long, value_name = "N")]
+    candidates: Option<usize>,
+    /// Measure and report, but leave the cache as it is.
+    #[arg(long)]
+    no_save: bool,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The tiles cached for this adapter, unless `untuned`, and a line saying which
+/// tiles are used. A cache that cannot be read is reported on stderr and ignored.
+pub fn cached(gpu: &Gpu, untuned: bool, model: &str) -> (Tuning, String) {
+    let hint = format!("`effc tune {model}` measures them on this adapter");
+    if untuned {
+        return (Tuning::default(), format!("cost model (--untuned; {hint})"));
+    }
+    match load_tuning(&gpu.adapter) {
+        Ok(Some((t, path, dropped))) => {
+            for key in dropped {
+                eprintln!(
+                    "warning: {}: ignoring unusable tiles for `{key}`",
+                    path.display()
+                );
+            }
+            let line = format!("tuned on this adapter ({})", path.display());
+            (t, line)
+        }
+        Ok(None) => (Tuning::default(), format!("cost model ({hint})")),
+        Err(e) => {
+            eprintln!("warning: {e}; using the cost model's tiles");
+            (Tuning::default(), format!("cost model ({hint})"))
+        }
+    }
+}
+
+pub fn run(args: Args) -> Result<ExitCode, Failure> {
+    if args.batch == 0 || args.reps == 0 || args.candidates == Some(0) {
+        return Err("--batch, --reps and --candidates must be at least 1".into());
+    }
+    let model = args.model.build()?;
+    let gpu = Arc::new(Gpu::new()?);
+    let bar = if args.json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(1)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg:<28} [{bar:30}] {pos}/{len}")
+            .map_err(|e| e.to_string())?
+            .progress_chars("=> "),
+    );
+    bar.set_message("measuring candidates");
+    let opts = TuneOptions {
+        batch: args.batch,
+        reps: args.reps,
+        max_candidates: args.candidates.unwrap_or(usize::MAX),
+    };
+    let report = tune(gpu.clone(), &model, &opts, |round, rounds| {
+        bar.set_length(rounds as u64);
+        bar.set_position(round as u64);
+        if round + 2 == rounds {
+            bar.set_message("timing the winners");
+        }
+    })?;
+    bar.finish_and_clear();
+    let saved = if args.no_save || report.shapes.is_empty() {
+        None
+    } else {
+        Some(save_tuning(&gpu.adapter, &report.tuning)?)
+    };
+    let timing = match report.timing {
+        KernelTiming::Timestamps => "timestamps",
+        KernelTiming::Alone => "each kernel alone",
+    };
+    let gain = report.before_ms / report.after_ms;
+    if args.json {
+        let shapes: Vec<_> = report
+            .shapes
+            .iter()
+            .map(|s| {
+                json!({
+                    "key": s.key, "kind": s.kind, "kernels": s.kernels,
+                    "default": s.default.to_string(), "default_ms": s.default_ms,
+                    "best": s.best.to_string(), "best_ms": s.best_ms, "tried": s.tried,
+                })
+            })
+            .collect();
+        let out = json!({
+            "model": model.name, "adapter": gpu.adapter.to_string(), "batch": args.batch,
+            "kernel_timing": timing, "rounds": report.rounds,
+            "before_ms": report.before_ms, "after_ms": report.after_ms,
+            "kept_cost_model": report.kept_cost_model, "shapes": shapes,
+            "cache": saved.as_ref().map(|p| p.display().to_string()),
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "effc tune {}: {} kernel shapes, {} rounds, batch {}, kernel times from {timing}",
+        model.name,
+        report.shapes.len(),
+        report.rounds,
+        args.batch
+    );
+    println!("adapter     {}", gpu.adapter);
+    println!();
+    println!(
+        "{:<28} {:<10} {:>6} {:<38} {:>9} {:<38} {:>9} {:>6}",
+        "kernels", "kind", "tried", "cost model", "ms", "fastest", "ms", "gain"
+    );
+    for s in &report.shapes {
+        let name = if s.kernels.len() > 1 {
+            format!("{} (+{})", s.kernels[0], s.kernels.len() - 1)
+        } else {
+            s.kernels[0].clone()
+        };
+        println!(
+            "{:<28} {:<10} {:>6} {:<38} {:>9.3} {:<38} {:>9.3} {:>5.2}x",
+            name,
+            s.kind,
+            s.tried,
+            s.default.to_string(),
+            s.default_ms,
+            if s.best == s.default {
+                "(the same)".to_string()
+            } else {
+                s.best.to_string()
+            },
+            s.best_ms,
+            s.default_ms / s.best_ms
+        );
+    }
+    println!();
+    println!(
+        "kernel time per forward: {:.3} ms with the cost model's tiles, {:.3} ms tuned ({gain:.2}x), measured in separate rounds",
+        report.before_ms, report.after_ms
+    );
+    if report.kept_cost_model {
+        println!("no gain together: keeping the cost model's tiles for every shape");
+    }
+    match saved {
+        Some(p) => println!(
+            "saved to {}; `effc run` and `effc bench` use these tiles on this adapter (--untuned ignores them)",
+            p.display()
+        ),
+        None => println!("not saved (--no-save)"),
+    }
+    Ok(ExitCode::SUCCESS)
+}

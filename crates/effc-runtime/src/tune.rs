@@ -1,0 +1,451 @@
+//! Tuning tiles on the adapter in use, and the cache that keeps them.
+//!
+//! [`tune`] measures, for every kernel shape of a model, the tiles
+//! [`effc_plan::tune::candidates`] proposes: round `j` compiles the whole model with
+//! every shape's `j`-th candidate and times each kernel with the same method as
+//! `effc bench` (timestamps, or each kernel alone), so one round measures one
+//! candidate of every shape. The fastest candidate of each shape is timed again and
+//! kept only if it beats the cost model's tiles by 2% there too; a last round times
+//! the result, so the reported gain is measured, not summed.
+//!
+//! [`load_tuning`] and [`save_tuning`] keep the result per adapter in
+//! `$EFFC_CACHE_DIR`, else `$XDG_CACHE_HOME/effc`, else `~/.cache/effc`, one JSON
+//! file per adapter (its name, backend and driver).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use effc_plan::tune::{candidates, tiles_of, Tiles};
+use effc_plan::{Plan, Tuning};
+
+use crate::profile::KernelTiming;
+use crate::{AdapterSummary, CompiledModel, Gpu, GpuError};
+
+/// How to tune.
+#[derive(Clone, Debug)]
+pub struct TuneOptions {
+    /// Images per forward while measuring.
+    pub batch: usize,
+    /// Measurements per kernel and candidate (their median counts).
+    pub reps: usize,
+    /// Candidates per shape at most, the cost model's first.
+    pub max_candidates: usize,
+}
+
+impl Default for TuneOptions {
+    fn default() -> TuneOptions {
+        TuneOptions {
+            batch: 1,
+            reps: 5,
+            max_candidates: usize::MAX,
+        }
+    }
+}
+
+/// One kernel shape's result.
+#[derive(Clone, Debug)]
+pub struct ShapeResult {
+    pub key: String,
+    /// `pointwise`, `depthwise`, `conv`, ...
+    pub kind: &'static str,
+    /// The model's kernels of this shape.
+    pub kernels: Vec<String>,
+    /// The cost model's tiles and their time (all kernels of the shape, ms).
+    pub default: Tiles,
+    pub default_ms: f64,
+    /// The fastest candidate and its time.
+    pub best: Tiles,
+    pub best_ms: f64,
+    pub tried: usize,
+}
+
+/// What [`tune`] found.
+#[derive(Clone, Debug)]
+pub struct TuneReport {
+    pub shapes: Vec<ShapeResult>,
+    /// The fastest tiles of every shape.
+    pub tuning: Tuning,
+    pub timing: KernelTiming,
+    /// Kernel time of one forward (sum over all kernels, ms) with the cost model's
+    /// tiles, and with the tuned tiles, measured in separate rounds.
+    pub before_ms: f64,
+    pub after_ms: f64,
+    pub rounds: usize,
+    /// The tuned tiles were not faster together than the cost model's, so
+    /// `tuning` holds the cost model's tiles (recorded as measured).
+    pub kept_cost_model: bool,
+}
+
+/// Measures the candidate tiles of every kernel shape of `model` on `gpu`.
+/// `progress(round, rounds)` is called before each round (the last two time the
+/// winners: to confirm each, then together). Weights and input are zeros: the shaders have no data-dependent
+/// branches, so their values do not change the time.
+pub fn tune(
+    gpu: Arc<Gpu>,
+    model: &effc_ir::Model,
+    opts: &TuneOptions,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<TuneReport, GpuError> {
+    let batch = opts.batch.max(1);
+    let base = effc_plan::plan(model);
+    // Shapes in dispatch order, with their candidates and kernels.
+    let mut shapes: Vec<(String, Vec<Tiles>, Vec<usize>)> = vec![];
+    for (i, k) in base.kernels.iter().enumerate() {
+        let Some(key) = &k.tune_key else { continue };
+        match shapes.iter_mut().find(|s| &s.0 == key) {
+            Some(s) => s.2.push(i),
+            None => {
+                let mut c = candidates(k);
+                c.truncate(opts.max_candidates.max(1));
+                shapes.push((key.clone(), c, vec![i]));
+            }
+        }
+    }
+    let rounds = shapes.iter().map(|s| s.1.len()).max().unwrap_or(0);
+    // times[shape][candidate]
+    let mut times: Vec<Vec<f64>> = shapes.iter().map(|s| vec![f64::NAN; s.1.len()]).collect();
+    let mut timing = KernelTiming::Alone;
+    let mut before_ms = 0.0;
+    for j in 0..rounds {
+        progress(j, rounds + 2);
+        let mut tuning = Tuning::default();
+        for (key, c, _) in &shapes {
+            if let Some(t) = c.get(j) {
+                tuning.set(key, *t);
+            }
+        }
+        let (how, ms) = time_plan(
+            &gpu,
+            effc_plan::plan_tuned(model, &tuning),
+            batch,
+            opts.reps,
+        )?;
+        timing = how;
+        if j == 0 {
+            before_ms = ms.iter().sum();
+        }
+        for ((_, _, kernels), t) in shapes.iter().zip(&mut times) {
+            if let Some(slot) = t.get_mut(j) {
+                *slot = kernels.iter().map(|&k| ms[k]).sum();
+            }
+        }
+    }
+    // The fastest candidate of each shape, timed again with the others' winners: a
+    // minimum over noisy times favours luck, so a winner that is not at least 2%
+    // faster than the cost model's tiles in this second measurement is dropped.
+    let winners: Vec<usize> = times
+        .iter()
+        .map(|t| {
+            t.iter()
+                .copied()
+                .enumerate()
+                .filter(|(_, t)| t.is_finite())
+                .min_by(|a, b| a.1.total_cmp(&b.1))
+                .map_or(0, |(i, _)| i)
+        })
+        .collect();
+    let mut tuning = Tuning::default();
+    for ((key, c, _), &w) in shapes.iter().zip(&winners) {
+        tuning.set(key, c[w]);
+    }
+    let mut confirmed = vec![f64::NAN; shapes.len()];
+    if rounds > 0 {
+        progress(rounds, rounds + 2);
+        let (_, ms) = time_plan(
+            &gpu,
+            effc_plan::plan_tuned(model, &tuning),
+            batch,
+            opts.reps,
+        )?;
+        for (s, (_, _, kernels)) in shapes.iter().enumerate() {
+            confirmed[s] = kernels.iter().map(|&k| ms[k]).sum();
+        }
+    }
+    let mut results = vec![];
+    for (s, (key, c, kernels)) in shapes.iter().enumerate() {
+        let keep = winners[s] != 0 && confirmed[s] < 0.98 * times[s][0];
+        let (best, best_ms) = if keep {
+            (c[winners[s]], confirmed[s])
+        } else {
+            (c[0], times[s][0])
+        };
+        tuning.set(key, best);
+        let k = &base.kernels[kernels[0]];
+        results.push(ShapeResult {
+            key: key.clone(),
+            kind: k.kind(),
+            kernels: kernels
+                .iter()
+                .map(|&i| base.kernels[i].name.clone())
+                .collect(),
+            default: tiles_of(k).unwrap_or(c[0]),
+            default_ms: times[s][0],
+            best,
+            best_ms,
+            tried: c.len(),
+        });
+    }
+    let after_ms = if rounds == 0 {
+        0.0
+    } else {
+        progress(rounds + 1, rounds + 2);
+        let (_, ms) = time_plan(
+            &gpu,
+            effc_plan::plan_tuned(model, &tuning),
+            batch,
+            opts.reps,
+        )?;
+        ms.iter().sum()
+    };
+    let changed = results.iter().any(|r| r.best != r.default);
+    let kept_cost_model = changed && after_ms >= before_ms;
+    if kept_cost_model {
+        for (r, (key, c, _)) in results.iter_mut().zip(&shapes) {
+            r.best = c[0];
+            r.best_ms = r.default_ms;
+            tuning.set(key, c[0]);
+        }
+    }
+    Ok(TuneReport {
+        shapes: results,
+        tuning,
+        timing,
+        before_ms,
+        after_ms,
+        rounds,
+        kept_cost_model,
+    })
+}
+
+/// Compiles a plan with zero weights and times each of its kernels.
+fn time_plan(
+    gpu: &Arc<Gpu>,
+    plan: Plan,
+    batch: usize,
+    reps: usize,
+) -> Result<(KernelTiming, Vec<f64>), GpuError> {
+    let shaders = effc_wgsl::compile(&plan)?;
+    let weights: Vec<Vec<f32>> = plan
+        .kernels
+        .iter()
+        .map(|k| vec![0.0; k.weights_len])
+        .collect();
+    let input_len = batch * plan.input_shape.iter().product::<usize>();
+    let cm = CompiledModel::new(gpu.clone(), plan, &shaders, &weights, batch)?;
+    cm.upload(&vec![0.0; input_len], batch)?;
+    cm.time_forward(batch)?; // warm-up
+    cm.time_kernels(batch, reps, None)
+}
+
+/// Why the tuning cache could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("no cache directory: set EFFC_CACHE_DIR (or XDG_CACHE_HOME or HOME)")]
+    NoDirectory,
+    #[error("cannot read the tuning cache `{path}`: {message}")]
+    Read { path: PathBuf, message: String },
+    #[error("the tuning cache `{path}` is not valid JSON of effc's ({message}); `effc tune` rewrites it")]
+    Corrupt { path: PathBuf, message: String },
+    #[error("cannot write the tuning cache `{path}`: {message}")]
+    Write { path: PathBuf, message: String },
+}
+
+/// What a cache file holds.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CacheFile {
+    /// The adapter the tiles were measured on, as `effc bench` prints it.
+    adapter: String,
+    /// effc's version that wrote it.
+    effc: String,
+    tuning: Tuning,
+}
+
+fn cache_dir() -> Option<PathBuf> {
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    if let Some(d) = var("EFFC_CACHE_DIR") {
+        return Some(PathBuf::from(d));
+    }
+    if let Some(d) = var("XDG_CACHE_HOME") {
+        return Some(PathBuf::from(d).join("effc"));
+    }
+    var("HOME").map(|h| PathBuf::from(h).join(".cache").join("effc"))
+}
+
+/// The cache file of an adapter: `tuning-<name, backend and driver>.json`.
+pub fn cache_path(adapter: &AdapterSummary) -> Result<PathBuf, CacheError> {
+    let id = format!("{} {} {}", adapter.name, adapter.backend, adapter.driver);
+    let mut slug = String::new();
+    for ch in id.chars() {
+        if ch.is_ascii_alphanumeric() {
+            slug.push(ch.to_ascii_lowercase());
+        } else if !slug.ends_with('-') {
+            slug.push('-');
+        }
+    }
+    let slug: String = slug.trim_matches('-').chars().take(120).collect();
+    Ok(cache_dir()
+        .ok_or(CacheError::NoDirectory)?
+        .join(format!("tuning-{slug}.json")))
+}
+
+/// The tiles cached for this adapter (`None` when nothing was tuned on it), with
+/// the file's path and the entries dropped as unusable.
+pub fn load_tuning(
+    adapter: &AdapterSummary,
+) -> Result<Option<(Tuning, PathBuf, Vec<String>)>, CacheError> {
+    let path = cache_path(adapter)?;
+    Ok(load_tuning_at(&path)?.map(|(t, dropped)| (t, path, dropped)))
+}
+
+/// The tiles of one cache file (`None` when it does not exist), and the entries
+/// dropped as unusable.
+pub fn load_tuning_at(path: &Path) -> Result<Option<(Tuning, Vec<String>)>, CacheError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(CacheError::Read {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })
+        }
+    };
+    let mut file: CacheFile = serde_json::from_str(&text).map_err(|e| CacheError::Corrupt {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let dropped = file.tuning.retain_valid();
+    Ok(Some((file.tuning, dropped)))
+}
+
+/// Adds `tuning` to this adapter's cache (replacing the shapes it names) and
+/// returns the file's path. A corrupt cache file is replaced.
+pub fn save_tuning(adapter: &AdapterSummary, tuning: &Tuning) -> Result<PathBuf, CacheError> {
+    let path = cache_path(adapter)?;
+    save_tuning_at(&path, &adapter.to_string(), tuning)?;
+    Ok(path)
+}
+
+/// [`save_tuning`] to a given file, for the adapter `adapter` describes.
+pub fn save_tuning_at(path: &Path, adapter: &str, tuning: &Tuning) -> Result<(), CacheError> {
+    let mut all = match load_tuning_at(path) {
+        Ok(Some((t, _))) => t,
+        Ok(None) | Err(CacheError::Corrupt { .. }) => Tuning::default(),
+        Err(e) => return Err(e),
+    };
+    all.merge(tuning.clone());
+    let file = CacheFile {
+        adapter: adapter.to_string(),
+        effc: env!("CARGO_PKG_VERSION").to_string(),
+        tuning: all,
+    };
+    let write_err = |p: &Path, e: std::io::Error| CacheError::Write {
+        path: p.to_path_buf(),
+        message: e.to_string(),
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| write_err(dir, e))?;
+    }
+    let text = serde_json::to_string_pretty(&file).map_err(|e| CacheError::Write {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    // Write beside it, then rename: a reader never sees half a file.
+    let tmp = path.with_extension(format!("json.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, text + "\n").map_err(|e| write_err(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| write_err(path, e))?;
+    Ok(())
+}
+
+/// How many of the kernels of `plan` that have tiles `tuning` names, and how many
+/// have tiles.
+pub fn coverage(plan: &Plan, tuning: &Tuning) -> (usize, usize) {
+    let keys: Vec<&String> = plan
+        .kernels
+        .iter()
+        .filter_map(|k| k.tune_key.as_ref())
+        .collect();
+    let named = keys
+        .iter()
+        .filter(|k| tuning.gemm.contains_key(**k) || tuning.depthwise.contains_key(**k))
+        .count();
+    (named, keys.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use effc_plan::tune::Tiles;
+    use effc_plan::{dw_tiles, gemm_tiles};
+
+    fn temp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("effc-tune-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn cache_round_trip_merges_and_survives_damage() {
+        let dir = temp("cache");
+        let path = dir.join("sub").join("tuning-x.json");
+        assert!(load_tuning_at(&path).unwrap().is_none());
+
+        let mut a = Tuning::default();
+        a.set("gemm a", Tiles::Gemm(gemm_tiles(196, 30)));
+        save_tuning_at(&path, "adapter x", &a).unwrap();
+        let mut b = Tuning::default();
+        b.set("dw b", Tiles::Dw(dw_tiles(4, 7)));
+        b.set("gemm a", Tiles::Gemm(gemm_tiles(49, 30)));
+        save_tuning_at(&path, "adapter x", &b).unwrap();
+        let (got, dropped) = load_tuning_at(&path).unwrap().unwrap();
+        assert!(dropped.is_empty());
+        assert_eq!(got.len(), 2);
+        assert_eq!(
+            got.gemm["gemm a"],
+            gemm_tiles(49, 30),
+            "the newer entry wins"
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("\"adapter\": \"adapter x\""), "{text}");
+
+        // Unusable tiles (hand-edited) are dropped and named.
+        let edited = text.replacen("\"rows\": 7", "\"rows\": 0", 1);
+        std::fs::write(&path, edited).unwrap();
+        let (got, dropped) = load_tuning_at(&path).unwrap().unwrap();
+        assert_eq!(dropped, ["gemm a"]);
+        assert_eq!(got.len(), 1);
+
+        // A damaged file is an error that names it, and saving replaces it.
+        std::fs::write(&path, "{ not json").unwrap();
+        let err = load_tuning_at(&path).unwrap_err();
+        assert!(matches!(err, CacheError::Corrupt { .. }), "{err}");
+        assert!(err.to_string().contains("tuning-x.json"), "{err}");
+        save_tuning_at(&path, "adapter x", &a).unwrap();
+        assert_eq!(load_tuning_at(&path).unwrap().unwrap().0, a);
+
+        // A directory where the file should be cannot be read.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        assert!(load_tuning_at(&path).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn cache_file_names_are_plain() {
+        let a = AdapterSummary {
+            name: "NVIDIA H100 80GB HBM3".into(),
+            backend: "vulkan".into(),
+            device_type: "DiscreteGpu".into(),
+            driver: "NVIDIA 580.159.04".into(),
+        };
+        let name = cache_path(&a)
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if !name.is_empty() {
+            assert_eq!(
+                name,
+                "tuning-nvidia-h100-80gb-hbm3-vulkan-nvidia-580-159-04.json"
+            );
+        }
+    }
+}
