@@ -215,35 +215,20 @@ pub fn candidates(k: &Kernel) -> Vec<Tiles> {
 /// The key of a conv run as a GEMM (the stem, 1x1 convs, Fused-MBConv's kxk conv,
 /// the head): its geometry, and whether the kernel also writes pooling sums.
 pub fn gemm_key(c: &Conv2d, pool: bool) -> String {
-    format!(
-        "gemm k{} s{} pad{},{} {}x{}x{} -> {}x{}x{}{}",
-        c.kernel,
-        c.stride,
-        c.pad.top,
-        c.pad.left,
-        c.in_hw.0,
-        c.in_hw.1,
-        c.in_ch,
-        c.out_hw.0,
-        c.out_hw.1,
-        c.out_ch,
-        if pool { " pool" } else { "" }
-    )
+    format!("gemm {}{}", geometry(c), if pool { " pool" } else { "" })
 }
 
 /// The key of a depthwise conv: its geometry.
 pub fn dw_key(c: &Conv2d) -> String {
+    format!("dw {}", geometry(c))
+}
+
+/// `k3 s2 pad0,1 224x224x3 -> 112x112x32`
+fn geometry(c: &Conv2d) -> String {
+    let ((ih, iw), (oh, ow)) = (c.in_hw, c.out_hw);
     format!(
-        "dw k{} s{} pad{},{} {}x{}x{} -> {}x{}",
-        c.kernel,
-        c.stride,
-        c.pad.top,
-        c.pad.left,
-        c.in_hw.0,
-        c.in_hw.1,
-        c.in_ch,
-        c.out_hw.0,
-        c.out_hw.1
+        "k{} s{} pad{},{} {ih}x{iw}x{} -> {oh}x{ow}x{}",
+        c.kernel, c.stride, c.pad.top, c.pad.left, c.in_ch, c.out_ch
     )
 }
 

@@ -102,6 +102,17 @@ pub fn tune(
         }
     }
     let rounds = shapes.iter().map(|s| s.1.len()).max().unwrap_or(0);
+    // Compiles the model with `tuning` and times it: each shape's kernels, summed,
+    // and all kernels.
+    let measure = |tuning: &Tuning| -> Result<(KernelTiming, Vec<f64>, f64), GpuError> {
+        let plan = effc_plan::plan_tuned(model, tuning);
+        let (how, ms) = time_plan(&gpu, plan, batch, opts.reps)?;
+        let per_shape = shapes
+            .iter()
+            .map(|(_, _, kernels)| kernels.iter().map(|&k| ms[k]).sum())
+            .collect();
+        Ok((how, per_shape, ms.iter().sum()))
+    };
     // times[shape][candidate]
     let mut times: Vec<Vec<f64>> = shapes.iter().map(|s| vec![f64::NAN; s.1.len()]).collect();
     let mut timing = KernelTiming::Alone;
@@ -114,19 +125,14 @@ pub fn tune(
                 tuning.set(key, *t);
             }
         }
-        let (how, ms) = time_plan(
-            &gpu,
-            effc_plan::plan_tuned(model, &tuning),
-            batch,
-            opts.reps,
-        )?;
+        let (how, per_shape, total) = measure(&tuning)?;
         timing = how;
         if j == 0 {
-            before_ms = ms.iter().sum();
+            before_ms = total;
         }
-        for ((_, _, kernels), t) in shapes.iter().zip(&mut times) {
+        for (ms, t) in per_shape.into_iter().zip(&mut times) {
             if let Some(slot) = t.get_mut(j) {
-                *slot = kernels.iter().map(|&k| ms[k]).sum();
+                *slot = ms;
             }
         }
     }
@@ -148,19 +154,12 @@ pub fn tune(
     for ((key, c, _), &w) in shapes.iter().zip(&winners) {
         tuning.set(key, c[w]);
     }
-    let mut confirmed = vec![f64::NAN; shapes.len()];
-    if rounds > 0 {
+    let confirmed = if rounds > 0 {
         progress(rounds, rounds + 2);
-        let (_, ms) = time_plan(
-            &gpu,
-            effc_plan::plan_tuned(model, &tuning),
-            batch,
-            opts.reps,
-        )?;
-        for (s, (_, _, kernels)) in shapes.iter().enumerate() {
-            confirmed[s] = kernels.iter().map(|&k| ms[k]).sum();
-        }
-    }
+        measure(&tuning)?.1
+    } else {
+        vec![]
+    };
     let mut results = vec![];
     for (s, (key, c, kernels)) in shapes.iter().enumerate() {
         let keep = winners[s] != 0 && confirmed[s] < 0.98 * times[s][0];
@@ -189,13 +188,7 @@ pub fn tune(
         0.0
     } else {
         progress(rounds + 1, rounds + 2);
-        let (_, ms) = time_plan(
-            &gpu,
-            effc_plan::plan_tuned(model, &tuning),
-            batch,
-            opts.reps,
-        )?;
-        ms.iter().sum()
+        measure(&tuning)?.2
     };
     let changed = results.iter().any(|r| r.best != r.default);
     let kept_cost_model = changed && after_ms >= before_ms;
