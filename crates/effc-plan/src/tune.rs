@@ -166,17 +166,26 @@ pub enum Tiles {
 }
 
 impl std::fmt::Display for Tiles {
+    /// `56px x 32ch, 7 px/thread, k 16` (a GEMM tile: pixels by channels, pixels per
+    /// invocation, reduction step); `runs of 4px, 16ch x 4, 8 runs` (depthwise: run
+    /// length, channels by run lanes, runs per workgroup).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Tiles::Gemm(t) => write!(
                 f,
-                "{}x{} px x vec4, {} px/inv, k4 {}",
-                t.tile_m, t.tile_n4, t.rows, t.tile_k4
+                "{}px x {}ch, {} px/thread, k {}",
+                t.tile_m,
+                t.tile_n4 * 4,
+                t.rows,
+                t.tile_k4 * 4
             ),
             Tiles::Dw(t) => write!(
                 f,
-                "{} c4 x {} lanes, runs of {}, {} runs",
-                t.lanes_c4, t.lanes_run, t.run, t.tile_runs
+                "runs of {}px, {}ch x {}, {} runs",
+                t.run,
+                t.lanes_c4 * 4,
+                t.lanes_run,
+                t.tile_runs
             ),
         }
     }
