@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use effc_runtime::{median, CompiledModel, Gpu, KernelTiming};
 use effc_weights::Weights;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::common::ModelArgs;
@@ -132,16 +131,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
     }
     let model = args.model.build()?;
     let steps = (args.warmup + args.runs + 12) as u64;
-    let bar = if args.json {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(steps)
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {msg:<28} [{bar:30}] {pos}/{len}")
-            .map_err(|e| e.to_string())?
-            .progress_chars("=> "),
-    );
+    let bar = crate::common::progress_bar(steps, args.json);
     bar.set_message("opening the GPU");
     let gpu = Arc::new(Gpu::new()?);
     let weights = match &args.weights {

@@ -1,4 +1,4 @@
-//! Options shared by the commands that build a model.
+//! Options shared by the commands that build a model, and their progress bar.
 
 use clap::{Args as ClapArgs, ValueEnum};
 use effc_ir::{Model, Options, PaddingMode, Spec};
@@ -55,4 +55,19 @@ impl ModelArgs {
             message: d.render(crate::color()),
         })
     }
+}
+
+/// The progress bar of the long-running commands (`bench`, `tune`): `len` steps,
+/// hidden when the output is JSON.
+pub fn progress_bar(len: u64, hidden: bool) -> indicatif::ProgressBar {
+    if hidden {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{spinner} {msg:<28} [{bar:30}] {pos}/{len}")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
 }

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use effc_plan::Tuning;
 use effc_runtime::tune::{load_tuning, save_tuning, tune, TuneOptions};
 use effc_runtime::{Gpu, KernelTiming};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use crate::common::ModelArgs;
@@ -66,16 +65,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
     }
     let model = args.model.build()?;
     let gpu = Arc::new(Gpu::new()?);
-    let bar = if args.json {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(1)
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {msg:<28} [{bar:30}] {pos}/{len}")
-            .map_err(|e| e.to_string())?
-            .progress_chars("=> "),
-    );
+    let bar = crate::common::progress_bar(1, args.json);
     bar.set_message("measuring candidates");
     let opts = TuneOptions {
         batch: args.batch,
