@@ -129,6 +129,15 @@ fn lite0_real_weights_batch_2() {
     );
 }
 
+/// What the CPU reference executor computes for `x` (`batch` images).
+fn reference(m: &Model, w: &Weights, x: &[f32], batch: usize) -> Vec<f32> {
+    effc_reference::Executor::new(m, w)
+        .unwrap()
+        .run(x, batch)
+        .unwrap()
+        .data
+}
+
 /// A deterministic pseudo-random input in [-2, 2).
 fn input_for(model: &Model, batch: usize, seed: u64) -> Vec<f32> {
     let n = batch * model.input.iter().product::<usize>();
@@ -171,11 +180,7 @@ fn custom_specs_match_the_reference() {
             .unwrap_or_else(|e| panic!("{}", e.render(false)));
         let w = Weights::random(&m, 100 + i as u64);
         let x = input_for(&m, batch, i as u64);
-        let want = effc_reference::Executor::new(&m, &w)
-            .unwrap()
-            .run(&x, batch)
-            .unwrap()
-            .data;
+        let want = reference(&m, &w, &x, batch);
         let cm = compile(&m, &w, batch);
         let got = cm.forward(&x, batch).unwrap();
         assert_close(
@@ -273,11 +278,7 @@ fn every_tuning_candidate_matches_the_reference() {
         let m = spec_model(file);
         let w = Weights::random(&m, 7 + i as u64);
         let x = input_for(&m, 2, 3);
-        let want = effc_reference::Executor::new(&m, &w)
-            .unwrap()
-            .run(&x, 2)
-            .unwrap()
-            .data;
+        let want = reference(&m, &w, &x, 2);
         let base = effc_plan::plan(&m);
         let shapes: Vec<(String, Vec<effc_plan::tune::Tiles>)> = base
             .kernels
@@ -333,11 +334,7 @@ fn tuning_measures_every_shape() {
     }
     let w = Weights::random(&m, 1);
     let x = input_for(&m, 1, 1);
-    let want = effc_reference::Executor::new(&m, &w)
-        .unwrap()
-        .run(&x, 1)
-        .unwrap()
-        .data;
+    let want = reference(&m, &w, &x, 1);
     let cm =
         effc_runtime::compile_model_tuned(gpu(), &m, &report.tuning, w.by_name(&m), 1).unwrap();
     assert_close("tuned", &cm.forward(&x, 1).unwrap(), &want);
