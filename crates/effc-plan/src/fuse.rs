@@ -12,6 +12,7 @@ use std::fmt;
 use effc_ir::{Activation, Block, BlockKind, ConvBn, Model};
 use serde::{Deserialize, Serialize};
 
+use crate::layout::{ElemType, WeightLayout};
 use crate::tune::{dw_key, gemm_key, Tuning};
 
 /// Index into [`Plan::tensors`].
@@ -238,7 +239,10 @@ pub struct Kernel {
     pub op: Op,
     /// Bindings in `@binding` order: weights first, then tensors read, then written.
     pub bindings: Vec<Binding>,
-    /// Packed weights, in f32s (a multiple of 4).
+    /// Where each part of the packed weights lives ([`crate::pack`] writes by it,
+    /// the shader reads by it).
+    pub layout: WeightLayout,
+    /// Packed weights, in elements (the layout's length, a multiple of 4).
     pub weights_len: usize,
     pub workgroup: [u32; 3],
     /// Workgroups per image in x and y; z is the batch.
@@ -479,14 +483,26 @@ impl Builder<'_> {
             (op.tile_m / op.rows_per_thread) as u32,
             1,
         ];
-        let weights_len = (k * op.cout4 + op.cout4) * 4;
+        let layout = WeightLayout::new(
+            ElemType::F32,
+            &[
+                (
+                    "B",
+                    k,
+                    op.cout4 * 4,
+                    "B operand [K4 * 4][N4] (folded conv weights)",
+                ),
+                ("BIAS", 1, op.cout4 * 4, "bias [N4] (folded BN)"),
+            ],
+        );
         self.kernels.push(Kernel {
             name,
             layers,
             source,
             op: Op::Gemm(op),
             bindings,
-            weights_len,
+            weights_len: layout.len(),
+            layout,
             workgroup,
             grid,
             tune_key: Some(key),
@@ -582,6 +598,18 @@ pub fn plan_tuned(model: &Model, tuning: &Tuning) -> Plan {
         classes,
     };
     let threads = if classes > 0 { classes } else { c };
+    let layout = if classes > 0 {
+        WeightLayout::new(
+            ElemType::F32,
+            &[
+                ("W", classes, op.c4 * 4, "weights [CLASSES][C4]"),
+                ("BIAS", 1, classes, "bias [CLASSES]"),
+            ],
+        )
+    } else {
+        // A binding cannot be empty: one unused vec4.
+        WeightLayout::new(ElemType::F32, &[("UNUSED", 1, 4, "unused")])
+    };
     b.kernels.push(Kernel {
         name: "classifier".into(),
         layers: if classes > 0 {
@@ -590,11 +618,8 @@ pub fn plan_tuned(model: &Model, tuning: &Tuning) -> Plan {
             vec!["pool".into()]
         },
         source: Source::Classifier,
-        weights_len: if classes > 0 {
-            (classes * op.c4 + c4(classes)) * 4
-        } else {
-            4
-        },
+        weights_len: layout.len(),
+        layout,
         op: Op::Classifier(op),
         bindings: vec![
             Binding::weights(),
@@ -750,11 +775,24 @@ fn block(b: &mut Builder<'_>, blk: &Block, x: TensorId) -> TensorId {
             }
             debug_assert_eq!(op.tiles(), tiles);
             let grid = [op.c4.div_ceil(dw.lanes_c4) as u32, tiles as u32];
+            let layout = WeightLayout::new(
+                ElemType::F32,
+                &[
+                    (
+                        "TAPS",
+                        c.kernel * c.kernel,
+                        op.c4 * 4,
+                        "taps [KSIZE * KSIZE][C4] (folded)",
+                    ),
+                    ("BIAS", 1, op.c4 * 4, "bias [C4] (folded BN)"),
+                ],
+            );
             b.kernels.push(Kernel {
                 name: format!("{p}.dw"),
                 layers,
                 source: Source::Conv(blk.id),
-                weights_len: (c.kernel * c.kernel * op.c4 + op.c4) * 4,
+                weights_len: layout.len(),
+                layout,
                 op: Op::Depthwise(op),
                 bindings,
                 workgroup: [dw.lanes_c4 as u32, dw.lanes_run as u32, 1],
@@ -811,6 +849,20 @@ fn block(b: &mut Builder<'_>, blk: &Block, x: TensorId) -> TensorId {
                 hw,
                 act: se.act,
             };
+            let layout = WeightLayout::new(
+                ElemType::F32,
+                &[
+                    ("W1", se.reduced, op.c4 * 4, "reduce weights [R][C4]"),
+                    (
+                        "W2",
+                        se.reduced,
+                        op.c4 * 4,
+                        "expand weights, transposed [R][C4]",
+                    ),
+                    ("B2", 1, op.c4 * 4, "expand bias [C4]"),
+                    ("B1", 1, se.reduced, "reduce bias [R4]"),
+                ],
+            );
             b.kernels.push(Kernel {
                 name: format!("{p}.se"),
                 layers: vec![
@@ -820,7 +872,8 @@ fn block(b: &mut Builder<'_>, blk: &Block, x: TensorId) -> TensorId {
                     "sigmoid".into(),
                 ],
                 source: Source::Se(blk.id),
-                weights_len: (2 * se.reduced * op.c4 + op.c4 + c4(se.reduced)) * 4,
+                weights_len: layout.len(),
+                layout,
                 op: Op::Se(op),
                 bindings: vec![
                     Binding::weights(),

@@ -2,6 +2,7 @@
 //! on which tensors, where each tensor lives, and how each kernel's weights are packed.
 //!
 //! - [`fuse`]: the fusion pass, IR → [`Plan`] (kernels over tensors);
+//! - [`layout`]: where each part of a kernel's packed weights lives;
 //! - [`memory`]: the memory plan, tensors → buffers ("slots") by liveness;
 //! - [`pack`]: BN folding and weight packing for each kernel, from a checkpoint's tensors;
 //! - [`tune`]: tiles measured on an adapter, per kernel shape, instead of the cost models.
@@ -11,6 +12,7 @@
 //! This crate does no I/O and knows nothing of wgpu.
 
 pub mod fuse;
+pub mod layout;
 pub mod memory;
 pub mod pack;
 pub mod tune;
@@ -19,6 +21,7 @@ pub use fuse::{
     dw_tiles, gemm_probe, gemm_tiles, plan, plan_tuned, ALoad, DwOp, DwTiles, Epilogue, GemmOp,
     GemmTiles, HeadOp, Kernel, Op, Plan, SeOp, TensorDesc, TensorId, TensorKind,
 };
+pub use layout::{ElemType, Section, WeightLayout};
 pub use memory::Slot;
 pub use pack::{fold_bn, pack_weights, PackError};
 pub use tune::Tuning;
