@@ -7,8 +7,8 @@ use std::fmt;
 
 use effc_ir::{Block, ConvBn, Model};
 
-use crate::fuse::{Op, Plan, Source};
 use crate::layout::WeightLayout;
+use crate::plan::{Op, Plan, Source};
 
 /// A tensor the packer needs is absent or has the wrong size.
 #[derive(Clone, Debug, PartialEq)]
