@@ -110,6 +110,8 @@ struct Search<'a> {
     gpu: Option<Arc<Gpu>>,
     tuning: effc_plan::Tuning,
     bar: indicatif::ProgressBar,
+    /// Latency by plan fingerprint: nearby φ often give the same network, timed once.
+    timed: std::collections::HashMap<String, f64>,
 }
 
 impl Search<'_> {
@@ -125,7 +127,8 @@ impl Search<'_> {
             let c = match self.model(k) {
                 Ok(m) => {
                     let cost = m.cost();
-                    let plan = effc_plan::plan_tuned(&m, &self.tuning);
+                    // Buffers do not depend on tiles: the cost model's plan, as `inspect --kernels`.
+                    let plan = effc_plan::plan(&m);
                     let memory =
                         (plan.weight_bytes() + plan.activation_bytes(self.args.batch)) as u64;
                     let a = self.args;
@@ -190,6 +193,11 @@ impl Search<'_> {
         let gpu = self.gpu()?;
         let m = self.model(k)?;
         let plan = effc_plan::plan_tuned(&m, &self.tuning);
+        let print = effc_runtime::latency::fingerprint(&plan);
+        if let Some(&v) = self.timed.get(&print) {
+            self.record(k, v);
+            return Ok(Some(v));
+        }
         self.bar.set_message(format!(
             "timing φ = {:.2} ({} px)",
             scale::phi_of(k),
@@ -217,12 +225,18 @@ impl Search<'_> {
         };
         // Without a timed forward the untimed one (longer than the time budget) stands.
         let v = l.median_ms.unwrap_or(l.first_ms);
+        self.timed.insert(print, v);
+        self.record(k, v);
+        Ok(Some(v))
+    }
+
+    fn record(&mut self, k: i32, v: f64) {
+        let bound = self.args.max_latency;
         let c = self.statics(k);
         c.latency_ms = Some(v);
         if let Some(b) = bound.filter(|&b| v > b) {
             c.exceeds.push(format!("latency {} > {}", ms(v), ms(b)));
         }
-        Ok(Some(v))
     }
 }
 
@@ -334,6 +348,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         gpu: None,
         tuning: effc_plan::Tuning::default(),
         bar: crate::common::progress_bar(1, args.json),
+        timed: Default::default(),
     };
     let chosen: Option<i32> = if let Some(phi) = args.phi {
         if !(-8.0..=16.0).contains(&phi) {
@@ -368,15 +383,16 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
             None
         }
     };
-    if args.plot.is_some() {
-        // Time what is near the answer, not the search's far probes.
-        let around = chosen.and_then(|k| s.tried.get(&k)).map_or(0, |c| c.macs);
-        let ks: Vec<i32> = s
+    if let (Some(_), Some(c)) = (&args.plot, chosen) {
+        // Time the candidates nearest the answer, not the search's far probes.
+        let mut ks: Vec<i32> = s
             .tried
             .iter()
-            .filter(|(_, c)| c.error.is_none() && c.macs <= around.max(1) * 3)
+            .filter(|(_, t)| t.error.is_none())
             .map(|(&k, _)| k)
             .collect();
+        ks.sort_by_key(|k| (k - c).abs());
+        ks.truncate(8);
         for k in ks {
             s.latency(k)?;
         }

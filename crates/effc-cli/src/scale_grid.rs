@@ -110,9 +110,9 @@ pub fn run(
         println!(
             "{} {:>5} {:>5} {:>5} {:>9.3} {:>11.3}{}",
             if c == scale::PAPER { "*" } else { " " },
-            c.alpha,
-            c.beta,
-            c.gamma,
+            coef(c.alpha),
+            coef(c.beta),
+            coef(c.gamma),
             r.flops_factor,
             r.macs_ratio,
             match (with_latency, l) {
@@ -128,4 +128,13 @@ pub fn run(
         base.name
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `1.2` → `1.20`; a finer grid keeps its third digit.
+fn coef(v: f64) -> String {
+    if ((v * 100.0).round() - v * 100.0).abs() < 1e-6 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.3}")
+    }
 }

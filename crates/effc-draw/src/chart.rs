@@ -63,6 +63,7 @@ const COLORS: [RGBColor; 6] = [
     RGBColor(23, 190, 207),
 ];
 const BUDGET: RGBColor = RGBColor(214, 39, 40);
+const BUDGET_Y: RGBColor = RGBColor(123, 50, 148);
 const FONT: &str = "DejaVu Sans, Helvetica, Arial, sans-serif";
 
 /// The chart as an SVG document (800 × 520).
@@ -107,7 +108,7 @@ pub fn chart(c: &Chart) -> Result<String, DrawError> {
             .margin(14)
             .x_label_area_size(42)
             .y_label_area_size(64)
-            .build_cartesian_2d((x0..x1).log_scale(), y0..y1)
+            .build_cartesian_2d((x0..x1).log_scale().with_key_points(ticks(x0, x1)), y0..y1)
             .map_err(|e| err(&e))?;
         ch.configure_mesh()
             .x_desc(&c.x_label)
@@ -121,21 +122,21 @@ pub fn chart(c: &Chart) -> Result<String, DrawError> {
             .draw()
             .map_err(|e| err(&e))?;
         for b in &c.budgets {
-            let (line, label) = match b {
-                Budget::X(v, l) => (vec![(*v, y0), (*v, y1)], l),
-                Budget::Y(v, l) => (vec![(x0, *v), (x1, *v)], l),
+            let (line, label, color) = match b {
+                Budget::X(v, l) => (vec![(*v, y0), (*v, y1)], l, BUDGET),
+                Budget::Y(v, l) => (vec![(x0, *v), (x1, *v)], l, BUDGET_Y),
             };
-            ch.draw_series(LineSeries::new(line, BUDGET.stroke_width(2)))
+            ch.draw_series(LineSeries::new(line, color.stroke_width(2)))
                 .map_err(|e| err(&e))?
                 .label(label.clone())
-                .legend(|(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], BUDGET.stroke_width(2))
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
                 });
         }
         for (i, s) in c.series.iter().enumerate() {
             let color = COLORS[i % COLORS.len()];
-            let mut line: Vec<(f64, f64)> = s.points.iter().map(|p| (p.x, p.y)).collect();
-            line.sort_by(|a, b| a.0.total_cmp(&b.0));
+            // In the caller's order (model size, φ), as the papers join a family.
+            let line: Vec<(f64, f64)> = s.points.iter().map(|p| (p.x, p.y)).collect();
             ch.draw_series(LineSeries::new(line, color.mix(0.6).stroke_width(1)))
                 .map_err(|e| err(&e))?
                 .label(s.name.clone())
@@ -204,4 +205,35 @@ fn short(v: f64) -> String {
     } else {
         s
     }
+}
+
+/// Ticks of a log axis: 1, 2 and 5 times the powers of ten in `[lo, hi]`, thinned to
+/// at most 8.
+fn ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let mut t = vec![];
+    let mut p = 10f64.powf(lo.log10().floor());
+    while p <= hi {
+        for m in [1.0, 2.0, 5.0] {
+            let v = p * m;
+            if v >= lo && v <= hi {
+                t.push(v);
+            }
+        }
+        p *= 10.0;
+    }
+    if t.len() < 3 {
+        // Within a factor of 5: ten evenly spaced values.
+        let step = (hi - lo) / 6.0;
+        let mag = 10f64.powf(step.log10().floor());
+        let step = (step / mag).ceil() * mag;
+        t = (1..)
+            .map(|i| (lo / step).floor() * step + i as f64 * step)
+            .take_while(|&v| v <= hi)
+            .filter(|&v| v >= lo)
+            .collect();
+    }
+    while t.len() > 8 {
+        t = t.into_iter().step_by(2).collect();
+    }
+    t
 }
