@@ -166,6 +166,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
                 batch: args.batch,
                 runs: args.runs,
                 budget: args.time_per_model,
+                min_runs: 0,
                 stop_above_ms: None,
             };
             match measure(&gpu, plan, &opts) {

@@ -212,6 +212,8 @@ impl Search<'_> {
                 .args
                 .time_per_candidate
                 .max(Duration::from_secs_f64(bound.unwrap_or(0.0) * 5.0 / 1e3)),
+            // The first forward may include compiling the shaders: never a latency.
+            min_runs: 1,
             stop_above_ms: bound,
         };
         let l = measure(&gpu, plan, &opts);
@@ -223,8 +225,9 @@ impl Search<'_> {
                 return Ok(None);
             }
         };
-        // Without a timed forward the untimed one (longer than the time budget) stands.
-        let v = l.median_ms.unwrap_or(l.first_ms);
+        let Some(v) = l.median_ms else {
+            return Ok(None);
+        };
         self.timed.insert(print, v);
         self.record(k, v);
         Ok(Some(v))

@@ -53,6 +53,7 @@ pub fn run(
             batch,
             runs: 3,
             budget: Duration::from_secs(20),
+            min_runs: 1,
             stop_above_ms: None,
         };
         let time = |spec: &Spec| -> Result<Option<f64>, Failure> {

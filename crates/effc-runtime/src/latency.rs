@@ -33,8 +33,12 @@ pub struct LatencyOptions {
     pub runs: usize,
     /// Wall time for the whole measurement, compilation included. At least the
     /// untimed forward and one timed forward run, unless the untimed one alone
-    /// took longer than the budget.
+    /// took longer than the budget and `min_runs` is 0.
     pub budget: Duration,
+    /// Timed forwards that run even past the budget (0 or 1): with 0, a model whose
+    /// untimed first forward (which also compiles the shaders on some drivers)
+    /// used the budget has no latency.
+    pub min_runs: usize,
     /// Stop after two timed forwards in a row that take longer than this many
     /// milliseconds times 1.5 (the model clearly misses a latency bound).
     pub stop_above_ms: Option<f64>,
@@ -46,6 +50,7 @@ impl Default for LatencyOptions {
             batch: 1,
             runs: 10,
             budget: Duration::from_secs(20),
+            min_runs: 0,
             stop_above_ms: None,
         }
     }
@@ -89,7 +94,9 @@ pub fn measure(gpu: &Arc<Gpu>, plan: Plan, opts: &LatencyOptions) -> Result<Late
         // budget; the others only if they would end within it (each takes about
         // the last one's time).
         let next = times.last().map_or(0.0, |t| t / 1e3);
-        if start.elapsed() + Duration::from_secs_f64(next) > opts.budget {
+        if times.len() >= opts.min_runs
+            && start.elapsed() + Duration::from_secs_f64(next) > opts.budget
+        {
             over_budget = true;
             break;
         }
