@@ -11,7 +11,10 @@ use std::time::Duration;
 
 use effc_ir::scale::{self, Coefficients};
 use effc_ir::{Model, Options, Spec};
-use effc_runtime::latency::{measure, LatencyOptions};
+use effc_runtime::latency::{
+    cache_key, fingerprint, latency_cache_path, load_latencies_at, measure, save_latencies_at,
+    LatencyCache, LatencyOptions,
+};
 use effc_runtime::Gpu;
 use serde::Serialize;
 
@@ -76,6 +79,9 @@ pub struct Args {
     /// Wall time to time one candidate at most (compilation included).
     #[arg(long, default_value = "20s", value_name = "T", value_parser = budget::duration)]
     time_per_candidate: Duration,
+    /// Measure again even where this adapter's latency cache has a candidate's network.
+    #[arg(long)]
+    remeasure: bool,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -110,8 +116,10 @@ struct Search<'a> {
     gpu: Option<Arc<Gpu>>,
     tuning: effc_plan::Tuning,
     bar: indicatif::ProgressBar,
-    /// Latency by plan fingerprint: nearby φ often give the same network, timed once.
-    timed: std::collections::HashMap<String, f64>,
+    /// Latencies by plan fingerprint (nearby φ often give the same network), kept
+    /// in the adapter's latency cache as `effc pick` does.
+    cache: LatencyCache,
+    cache_path: Option<PathBuf>,
 }
 
 impl Search<'_> {
@@ -177,6 +185,13 @@ impl Search<'_> {
             self.bar.set_message("opening the GPU");
             let gpu = Arc::new(Gpu::new()?);
             self.tuning = crate::tune::cached(&gpu, false, &self.args.base).0;
+            self.cache_path = latency_cache_path(&gpu.adapter).ok();
+            if let (Some(p), false) = (&self.cache_path, self.args.remeasure) {
+                self.cache = load_latencies_at(p).unwrap_or_else(|e| {
+                    eprintln!("warning: {e}; measuring again");
+                    Default::default()
+                });
+            }
             self.gpu = Some(gpu);
         }
         Ok(self.gpu.clone().expect("opened"))
@@ -193,8 +208,9 @@ impl Search<'_> {
         let gpu = self.gpu()?;
         let m = self.model(k)?;
         let plan = effc_plan::plan_tuned(&m, &self.tuning);
-        let print = effc_runtime::latency::fingerprint(&plan);
-        if let Some(&v) = self.timed.get(&print) {
+        let print = fingerprint(&plan);
+        let key = cache_key(&format!("plan {print}"), self.args.batch);
+        if let Some(v) = self.cache.get(&key, &print).and_then(|l| l.median_ms) {
             self.record(k, v);
             return Ok(Some(v));
         }
@@ -228,7 +244,12 @@ impl Search<'_> {
         let Some(v) = l.median_ms else {
             return Ok(None);
         };
-        self.timed.insert(print, v);
+        self.cache.insert(key, print, l);
+        if let (Some(p), Some(gpu)) = (&self.cache_path, &self.gpu) {
+            if let Err(e) = save_latencies_at(p, &gpu.adapter.to_string(), &self.cache) {
+                eprintln!("warning: {e}");
+            }
+        }
         self.record(k, v);
         Ok(Some(v))
     }
@@ -351,7 +372,8 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         gpu: None,
         tuning: effc_plan::Tuning::default(),
         bar: crate::common::progress_bar(1, args.json),
-        timed: Default::default(),
+        cache: LatencyCache::default(),
+        cache_path: None,
     };
     let chosen: Option<i32> = if let Some(phi) = args.phi {
         if !(-8.0..=16.0).contains(&phi) {

@@ -147,10 +147,33 @@ pub fn chart(c: &Chart) -> Result<String, DrawError> {
                 } else {
                     color.stroke_width(1)
                 };
-                EmptyElement::at((p.x, p.y))
-                    + Circle::new((0, 0), 4, style)
-                    + Text::new(p.label.clone(), (6, -12), (FONT, 11).into_font())
+                EmptyElement::at((p.x, p.y)) + Circle::new((0, 0), 4, style)
             }))
+            .map_err(|e| err(&e))?;
+        }
+        // Labels, the chosen model's first; one that would overlap a label already
+        // placed is left out (its point stays).
+        let mut order: Vec<&Point> = pts.clone();
+        order.sort_by_key(|p| !p.chosen);
+        let mut placed: Vec<(i32, i32, i32)> = vec![];
+        for p in order {
+            let (px, py) = ch.backend_coord(&(p.x, p.y));
+            let (x, y, w) = (
+                px + 6,
+                py - 12,
+                (p.label.chars().count() as f64 * 6.5) as i32,
+            );
+            if placed
+                .iter()
+                .any(|&(qx, qy, qw)| x < qx + qw && qx < x + w && (y - qy).abs() < 12)
+            {
+                continue;
+            }
+            placed.push((x, y, w));
+            ch.draw_series(std::iter::once(
+                EmptyElement::at((p.x, p.y))
+                    + Text::new(p.label.clone(), (6, -12), (FONT, 11).into_font()),
+            ))
             .map_err(|e| err(&e))?;
         }
         if let Some(p) = pts.iter().find(|p| p.chosen) {

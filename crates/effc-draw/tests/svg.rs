@@ -170,3 +170,41 @@ fn chart_has_one_labelled_point_per_model() {
     bad.series[0].points[0].x = 0.0;
     assert!(chart(&bad).unwrap_err().to_string().contains("b0"));
 }
+
+#[test]
+fn overlapping_labels_are_left_out_but_not_their_points() {
+    let c = Chart {
+        title: "t".into(),
+        x_label: "x".into(),
+        y_label: "y".into(),
+        series: vec![Series {
+            name: "s".into(),
+            points: vec![
+                point("first", 100.0, 1.0, true, false),
+                point("chosen-one", 100.0, 1.0, true, true),
+                point("far", 1000.0, 2.0, false, false),
+            ],
+        }],
+        budgets: vec![],
+        note: None,
+    };
+    let svg = chart(&c).unwrap();
+    let doc = roxmltree::Document::parse(&svg).unwrap();
+    let texts: Vec<&str> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .filter_map(|n| n.text().map(str::trim))
+        .collect();
+    assert!(
+        texts.contains(&"chosen-one") && texts.contains(&"far"),
+        "{texts:?}"
+    );
+    assert!(!texts.contains(&"first"), "{texts:?}");
+    // 3 points, 1 legend marker, the ring.
+    assert_eq!(
+        doc.descendants()
+            .filter(|n| n.has_tag_name("circle"))
+            .count(),
+        5
+    );
+}
