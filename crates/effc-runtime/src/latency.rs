@@ -124,15 +124,9 @@ pub fn measure(gpu: &Arc<Gpu>, plan: Plan, opts: &LatencyOptions) -> Result<Late
     })
 }
 
-/// A fingerprint of a plan (FNV-1a of its JSON): equal plans time alike.
+/// A plan's fingerprint ([`Plan::fingerprint`]): equal plans time alike.
 pub fn fingerprint(plan: &Plan) -> String {
-    let text = serde_json::to_string(plan).unwrap_or_default();
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in text.bytes() {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("{h:016x}")
+    plan.fingerprint()
 }
 
 /// One cached measurement.
