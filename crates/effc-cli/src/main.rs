@@ -16,6 +16,7 @@ mod pick;
 mod run;
 mod scale;
 mod scale_grid;
+mod scale_report;
 mod tune;
 
 /// effc compiles EfficientNet-family networks (.enet specs or built-in models).

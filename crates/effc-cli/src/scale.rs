@@ -19,13 +19,14 @@ use effc_runtime::Gpu;
 use serde::Serialize;
 
 use crate::budget::{self, ms, si};
+use crate::scale_report::{chart, print_json, print_table};
 use crate::Failure;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The model to scale: a built-in with width = depth = 1 (b0, lite0, v2-b0, v2-s, ...) or a .enet file.
     #[arg(value_name = "BASE")]
-    base: String,
+    pub(crate) base: String,
     /// Scale by this φ instead of searching for one.
     #[arg(
         long,
@@ -33,58 +34,58 @@ pub struct Args {
         value_name = "X",
         conflicts_with = "grid"
     )]
-    phi: Option<f64>,
+    pub(crate) phi: Option<f64>,
     /// Most multiply-accumulates per image (e.g. 1G, 1.5G, 400M).
     #[arg(long, value_name = "N", value_parser = budget::count)]
-    max_macs: Option<u64>,
+    pub(crate) max_macs: Option<u64>,
     /// Most parameters (e.g. 10M).
     #[arg(long, value_name = "N", value_parser = budget::count)]
-    max_params: Option<u64>,
+    pub(crate) max_params: Option<u64>,
     /// Most GPU memory: weights plus the plan's activation buffers at --batch (e.g. 200M, 1GiB).
     #[arg(long, value_name = "BYTES", value_parser = budget::bytes)]
-    max_memory: Option<u64>,
+    pub(crate) max_memory: Option<u64>,
     /// Longest forward at --batch, measured on the adapter in use (e.g. 30ms, 0.5s).
     #[arg(long, value_name = "MS", value_parser = budget::millis)]
-    max_latency: Option<f64>,
+    pub(crate) max_latency: Option<f64>,
     /// Images per forward, for memory and latency.
     #[arg(long, default_value_t = 1, value_name = "N")]
-    batch: usize,
+    pub(crate) batch: usize,
     /// Depth base α (default 1.2).
     #[arg(long, value_name = "A")]
-    alpha: Option<f64>,
+    pub(crate) alpha: Option<f64>,
     /// Width base β (default 1.1).
     #[arg(long, value_name = "B")]
-    beta: Option<f64>,
+    pub(crate) beta: Option<f64>,
     /// Resolution base γ (default 1.15).
     #[arg(long, value_name = "G")]
-    gamma: Option<f64>,
+    pub(crate) gamma: Option<f64>,
     /// Write the scaled model here as a .enet that extends BASE.
     #[arg(long, short, value_name = "FILE.enet")]
-    output: Option<PathBuf>,
+    pub(crate) output: Option<PathBuf>,
     /// The scaled model's name (default: BASE-phiX).
     #[arg(long, value_name = "NAME")]
-    name: Option<String>,
+    pub(crate) name: Option<String>,
     /// The paper's step 1: every α, β, γ ≥ 1 on a grid with α·β²·γ² within 5% of 2.
     #[arg(long)]
-    grid: bool,
+    pub(crate) grid: bool,
     /// Grid step.
     #[arg(long, default_value_t = 0.05, value_name = "S", requires = "grid")]
-    step: f64,
+    pub(crate) step: f64,
     /// With --grid: also measure each point's latency ratio on the adapter.
     #[arg(long, requires = "grid")]
-    measure: bool,
+    pub(crate) measure: bool,
     /// Draw MACs against measured latency of the candidates (SVG).
     #[arg(long, value_name = "FILE.svg", conflicts_with = "grid")]
-    plot: Option<PathBuf>,
+    pub(crate) plot: Option<PathBuf>,
     /// Wall time to time one candidate at most (compilation included).
     #[arg(long, default_value = "20s", value_name = "T", value_parser = budget::duration)]
-    time_per_candidate: Duration,
+    pub(crate) time_per_candidate: Duration,
     /// Measure again even where this adapter's latency cache has a candidate's network.
     #[arg(long)]
-    remeasure: bool,
+    pub(crate) remeasure: bool,
     /// Print JSON.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 /// φ searched in hundredths over the range a spec's `phi` accepts.
@@ -93,19 +94,19 @@ const HI: i32 = 1600;
 
 /// One scaled model tried.
 #[derive(Clone, Debug, Serialize)]
-struct Candidate {
-    phi: f64,
-    depth: f64,
-    width: f64,
-    resolution: usize,
-    params: u64,
-    macs: u64,
-    memory_bytes: u64,
-    latency_ms: Option<f64>,
+pub(crate) struct Candidate {
+    pub(crate) phi: f64,
+    pub(crate) depth: f64,
+    pub(crate) width: f64,
+    pub(crate) resolution: usize,
+    pub(crate) params: u64,
+    pub(crate) macs: u64,
+    pub(crate) memory_bytes: u64,
+    pub(crate) latency_ms: Option<f64>,
     /// Budgets it exceeds (empty: it fits); `None` while not checked.
-    exceeds: Vec<String>,
+    pub(crate) exceeds: Vec<String>,
     /// The model could not be built at this φ.
-    error: Option<String>,
+    pub(crate) error: Option<String>,
 }
 
 struct Search<'a> {
@@ -498,149 +499,4 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         println!("wrote {}", p.display());
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn budgets_line(args: &Args) -> String {
-    let mut b = vec![];
-    if let Some(v) = args.max_macs {
-        b.push(format!("MACs ≤ {}", si(v as f64)));
-    }
-    if let Some(v) = args.max_params {
-        b.push(format!("params ≤ {}", si(v as f64)));
-    }
-    if let Some(v) = args.max_memory {
-        b.push(format!("memory ≤ {}B", si(v as f64)));
-    }
-    if let Some(v) = args.max_latency {
-        b.push(format!("latency ≤ {}", ms(v)));
-    }
-    b.join(", ")
-}
-
-fn print_table(
-    args: &Args,
-    base: &Spec,
-    coefs: &Coefficients,
-    tried: &BTreeMap<i32, Candidate>,
-    chosen: Option<i32>,
-) {
-    let what = match args.phi {
-        Some(phi) => format!("φ = {phi}"),
-        None => format!("the largest φ with {}", budgets_line(args)),
-    };
-    println!(
-        "effc scale {}: {what} (α = {}, β = {}, γ = {}, batch {})",
-        base.name, coefs.alpha, coefs.beta, coefs.gamma, args.batch
-    );
-    println!();
-    println!(
-        "  {:>6} {:>7} {:>7} {:>5} {:>10} {:>10} {:>11} {:>10}  result",
-        "φ", "depth", "width", "res", "params", "MACs", "memory", "latency"
-    );
-    for (k, c) in tried {
-        let result = if let Some(e) = &c.error {
-            format!("cannot be built: {e}")
-        } else if c.exceeds.is_empty() {
-            "fits".to_string()
-        } else {
-            c.exceeds.join(", ")
-        };
-        println!(
-            "{} {:>6.2} {:>7.4} {:>7.4} {:>5} {:>10} {:>10} {:>10}B {:>10}  {result}",
-            if Some(*k) == chosen { "→" } else { " " },
-            c.phi,
-            c.depth,
-            c.width,
-            c.resolution,
-            si(c.params as f64),
-            si(c.macs as f64),
-            si(c.memory_bytes as f64),
-            c.latency_ms.map(ms).unwrap_or_else(|| "-".into()),
-        );
-    }
-}
-
-fn print_json(
-    args: &Args,
-    coefs: &Coefficients,
-    tried: &BTreeMap<i32, Candidate>,
-    chosen: Option<i32>,
-    spec: Option<(&str, &str)>,
-) -> Result<ExitCode, Failure> {
-    let v = serde_json::json!({
-        "base": args.base,
-        "coefficients": coefs,
-        "batch": args.batch,
-        "budgets": {
-            "max_macs": args.max_macs, "max_params": args.max_params,
-            "max_memory": args.max_memory, "max_latency_ms": args.max_latency,
-        },
-        "candidates": tried.values().collect::<Vec<_>>(),
-        "chosen": chosen.map(|k| &tried[&k]),
-        "next": chosen.and_then(|k| tried.get(&(k + 1))),
-        "model": spec.map(|s| s.0),
-        "spec": spec.map(|s| s.1),
-        "output": args.output.as_ref().map(|p| p.display().to_string()),
-    });
-    println!("{}", serde_json::to_string_pretty(&v)?);
-    Ok(if chosen.is_some() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
-}
-
-/// MACs against latency of every timed candidate.
-fn chart(
-    args: &Args,
-    base: &Spec,
-    tried: &BTreeMap<i32, Candidate>,
-    chosen: i32,
-) -> effc_draw::Chart {
-    let points = tried
-        .iter()
-        .filter_map(|(&k, c)| {
-            Some(effc_draw::Point {
-                label: format!("φ={:.2}", c.phi),
-                x: c.latency_ms?,
-                y: c.macs as f64 / 1e9,
-                meets: c.exceeds.is_empty(),
-                chosen: k == chosen,
-            })
-        })
-        .collect();
-    let mut budgets = vec![];
-    if let Some(l) = args.max_latency {
-        budgets.push(effc_draw::Budget::X(l, format!("latency ≤ {}", ms(l))));
-    }
-    if let Some(m) = args.max_macs {
-        budgets.push(effc_draw::Budget::Y(
-            m as f64 / 1e9,
-            format!("MACs ≤ {}", si(m as f64)),
-        ));
-    }
-    let untimed: Vec<String> = tried
-        .values()
-        .filter(|c| c.latency_ms.is_none())
-        .map(|c| format!("{:.2}", c.phi))
-        .collect();
-    effc_draw::Chart {
-        title: format!(
-            "{} scaled by φ: MACs against latency, batch {}",
-            base.name, args.batch
-        ),
-        x_label: "latency on this adapter (ms, log scale)".into(),
-        y_label: "GMACs per image".into(),
-        series: vec![effc_draw::Series {
-            name: format!("{} at φ", base.name),
-            points,
-        }],
-        budgets,
-        note: (!untimed.is_empty()).then(|| {
-            format!(
-                "not timed (far from the answer): φ = {}",
-                untimed.join(", ")
-            )
-        }),
-    }
 }
