@@ -28,7 +28,8 @@ fn write(path: &Path, text: &str) -> Result<(), Failure> {
 
 /// Writes, into the output directory: one `.wgsl` file per kernel, `plan.txt`
 /// (the kernel plan), `model.rs` (the host code `efficientnet!` generates, its
-/// shaders included from the `.wgsl` files) and `report.md` / `report.json`.
+/// shaders included from the `.wgsl` files), `report.md` / `report.json` and
+/// `architecture.svg`, which the report shows.
 pub fn run(args: Args) -> Result<ExitCode, Failure> {
     // Resolve and build first, for the same diagnostics as every other command.
     let model = args.model.build()?;
@@ -64,10 +65,23 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
     write(&args.out.join("plan.txt"), &plan.to_string())?;
     write(&args.out.join("model.rs"), &generated.file())?;
     let report = generated.report();
-    write(&args.out.join("report.md"), &report.markdown())?;
+    // The report links the architecture picture, written beside it.
+    write(
+        &args.out.join("architecture.svg"),
+        &effc_draw::architecture(&model),
+    )?;
+    let md = report.markdown();
+    let md = match md.split_once("\n\n") {
+        Some((title, rest)) => format!(
+            "{title}\n\n![architecture of {}](architecture.svg)\n\n{rest}",
+            model.name
+        ),
+        None => md,
+    };
+    write(&args.out.join("report.md"), &md)?;
     write(&args.out.join("report.json"), &report.json())?;
     println!(
-        "{}: {} kernels ({} dispatches per forward) written to {}, with model.rs, report.md and report.json",
+        "{}: {} kernels ({} dispatches per forward) written to {}, with model.rs, report.md, report.json and architecture.svg",
         model.name,
         generated.shaders.len(),
         plan.dispatches(),

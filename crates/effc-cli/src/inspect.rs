@@ -21,10 +21,25 @@ pub struct Args {
     /// Show the kernel plan instead: fused kernels, dispatches, buffers.
     #[arg(long, conflicts_with = "params")]
     kernels: bool,
+    /// Draw the architecture (stem, stages, head) as an SVG file instead.
+    #[arg(long, value_name = "FILE.svg", conflicts_with_all = ["params", "kernels", "json"])]
+    svg: Option<std::path::PathBuf>,
 }
 
 pub fn run(args: Args) -> Result<ExitCode, Failure> {
     let m = args.model.build()?;
+    if let Some(path) = &args.svg {
+        std::fs::write(path, effc_draw::architecture(&m))
+            .map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
+        println!(
+            "{}: the architecture of {} ({} stages, {} blocks)",
+            path.display(),
+            m.name,
+            m.stages.len(),
+            m.blocks().count()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     if args.kernels {
         let plan = effc_plan::plan(&m);
         if args.json {

@@ -6,12 +6,17 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod budget;
 mod check;
 mod common;
 mod compile;
 mod inspect;
 mod list;
+mod pick;
 mod run;
+mod scale;
+mod scale_grid;
+mod scale_report;
 mod tune;
 
 /// effc compiles EfficientNet-family networks (.enet specs or built-in models).
@@ -40,6 +45,10 @@ enum Command {
     Bench(bench::Args),
     /// Measure the tile sizes of a model's kernels on this GPU and cache the fastest.
     Tune(tune::Args),
+    /// Scale a model by φ: the largest that meets MACs, parameter, memory and latency budgets.
+    Scale(scale::Args),
+    /// Recommend the most accurate built-in model that meets latency and memory budgets here.
+    Pick(pick::Args),
 }
 
 /// An error already reported to the user (or to be reported), with the exit code.
@@ -79,6 +88,8 @@ fn main() -> ExitCode {
         Command::Shaders(a) => compile::shaders(a),
         Command::Bench(a) => bench::run(a),
         Command::Tune(a) => tune::run(a),
+        Command::Scale(a) => scale::run(a),
+        Command::Pick(a) => pick::run(a),
     };
     match result {
         Ok(code) => code,

@@ -550,15 +550,13 @@ impl Resolver {
                     );
                 }
             }
-            let alpha = phi_parts[1].unwrap_or(1.2);
-            let beta = phi_parts[2].unwrap_or(1.1);
-            let gamma = phi_parts[3].unwrap_or(1.15);
-            spec.depth = alpha.powf(phi);
-            spec.width = beta.powf(phi);
-            spec.resolution = ((spec.resolution as f64) * gamma.powf(phi))
-                .round()
-                .max(1.0) as usize;
-            spec.phi = Some([phi, alpha, beta, gamma]);
+            let d = crate::scale::PAPER;
+            let c = crate::scale::Coefficients {
+                alpha: phi_parts[1].unwrap_or(d.alpha),
+                beta: phi_parts[2].unwrap_or(d.beta),
+                gamma: phi_parts[3].unwrap_or(d.gamma),
+            };
+            crate::scale::apply(&mut spec, phi, &c);
             let loc = Loc::new(source, seen["phi"]);
             for k in ["width", "depth", "resolution"] {
                 spec.origin.insert(k, loc.clone());

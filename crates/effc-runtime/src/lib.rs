@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+pub mod latency;
 pub mod profile;
 pub mod tune;
 pub use profile::{median, KernelTiming};

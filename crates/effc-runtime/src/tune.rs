@@ -266,6 +266,12 @@ fn cache_dir() -> Option<PathBuf> {
 
 /// The cache file of an adapter: `tuning-<name, backend and driver>.json`.
 pub fn cache_path(adapter: &AdapterSummary) -> Result<PathBuf, CacheError> {
+    adapter_cache_path(adapter, "tuning")
+}
+
+/// An adapter's cache file of one kind: `<kind>-<name, backend and driver>.json`
+/// in the cache directory.
+pub fn adapter_cache_path(adapter: &AdapterSummary, kind: &str) -> Result<PathBuf, CacheError> {
     let id = format!("{} {} {}", adapter.name, adapter.backend, adapter.driver);
     let mut slug = String::new();
     for ch in id.chars() {
@@ -278,7 +284,7 @@ pub fn cache_path(adapter: &AdapterSummary) -> Result<PathBuf, CacheError> {
     let slug: String = slug.trim_matches('-').chars().take(120).collect();
     Ok(cache_dir()
         .ok_or(CacheError::NoDirectory)?
-        .join(format!("tuning-{slug}.json")))
+        .join(format!("{kind}-{slug}.json")))
 }
 
 /// The tiles cached for this adapter (`None` when nothing was tuned on it), with
@@ -332,6 +338,16 @@ pub fn save_tuning_at(path: &Path, adapter: &str, tuning: &Tuning) -> Result<(),
         effc: env!("CARGO_PKG_VERSION").to_string(),
         tuning: all,
     };
+    let text = serde_json::to_string_pretty(&file).map_err(|e| CacheError::Write {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    write_atomic(path, &(text + "\n"))
+}
+
+/// Writes a cache file (creating its directory) beside it, then renames it: a
+/// reader never sees half a file.
+pub fn write_atomic(path: &Path, text: &str) -> Result<(), CacheError> {
     let write_err = |p: &Path, e: std::io::Error| CacheError::Write {
         path: p.to_path_buf(),
         message: e.to_string(),
@@ -339,13 +355,8 @@ pub fn save_tuning_at(path: &Path, adapter: &str, tuning: &Tuning) -> Result<(),
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| write_err(dir, e))?;
     }
-    let text = serde_json::to_string_pretty(&file).map_err(|e| CacheError::Write {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    // Write beside it, then rename: a reader never sees half a file.
     let tmp = path.with_extension(format!("json.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, text + "\n").map_err(|e| write_err(&tmp, e))?;
+    std::fs::write(&tmp, text).map_err(|e| write_err(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| write_err(path, e))?;
     Ok(())
 }
