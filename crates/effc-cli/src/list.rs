@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use effc_ir::cost::group;
 use effc_ir::{Model, Options, Spec};
 
+use crate::output::outln;
 use crate::Failure;
 
 #[derive(clap::Args, Debug)]
@@ -37,15 +38,23 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    outln!(
         "{:<11} {:<11} {:>5} {:>7} {:>13} {:>17}  {:<9} {:<7} {:<}",
-        "model", "extends", "res", "blocks", "params", "MACs", "padding", "bn_eps", "activation"
+        "model",
+        "extends",
+        "res",
+        "blocks",
+        "params",
+        "MACs",
+        "padding",
+        "bn_eps",
+        "activation"
     );
     for (m, c) in &rows {
-        println!(
+        outln!(
             "{:<11} {:<11} {:>5} {:>7} {:>13} {:>17}  {:<9} {:<7} {}",
             m.name,
             m.base.as_deref().unwrap_or("-"),
