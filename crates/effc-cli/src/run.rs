@@ -335,3 +335,21 @@ fn check_finite(output: &[f32], labels: &[String], per_image: usize) -> Result<(
     )
     .into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::check_finite;
+
+    #[test]
+    fn a_non_finite_output_is_an_error_naming_the_image() {
+        let labels = vec!["a.png".to_string(), "b.png".to_string()];
+        assert!(check_finite(&[0.1, 0.2, 0.3, 0.4], &labels, 2).is_ok());
+        let e = check_finite(&[0.1, 0.2, f32::NAN, f32::INFINITY], &labels, 2)
+            .unwrap_err()
+            .message;
+        assert!(
+            e.contains("2 NaN or infinite values (the first for `b.png`)"),
+            "{e}"
+        );
+    }
+}
