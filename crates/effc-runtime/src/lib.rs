@@ -293,7 +293,7 @@ fn bind_entries<'a>(
             binding: i as u32,
             resource: match b.tensor {
                 None => weights.as_entire_binding(),
-                Some(t) => slots[plan.tensors[t].slot].as_entire_binding(),
+                Some(t) => slots[plan.tensors[t].slot.index()].as_entire_binding(),
             },
         })
         .collect()
@@ -648,8 +648,8 @@ impl CompiledModel {
     ) {
         let in_bytes = self.plan.tensors[self.plan.input].bytes as u64;
         let out_bytes = self.plan.tensors[self.plan.output].bytes as u64;
-        let in_slot = &self.slots[self.plan.tensors[self.plan.input].slot];
-        let out_slot = &self.slots[self.plan.tensors[self.plan.output].slot];
+        let in_slot = &self.slots[self.plan.tensors[self.plan.input].slot.index()];
+        let out_slot = &self.slots[self.plan.tensors[self.plan.output].slot.index()];
         let mut start = 0;
         while start < batch {
             let n = self.chunk.min(batch - start);
@@ -773,7 +773,7 @@ impl CompiledModel {
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("readback"),
             });
-        encoder.copy_buffer_to_buffer(&self.slots[t.slot], 0, &staging, 0, size);
+        encoder.copy_buffer_to_buffer(&self.slots[t.slot.index()], 0, &staging, 0, size);
         self.gpu.queue.submit([encoder.finish()]);
         let slice = staging.slice(..);
         let (tx, rx) = std::sync::mpsc::channel();

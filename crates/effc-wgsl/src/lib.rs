@@ -8,7 +8,7 @@
 use std::fmt::{self, Write};
 
 use effc_ir::Activation;
-use effc_plan::{ALoad, DwOp, GemmOp, HeadOp, Kernel, Op, Plan, SeOp, TensorKind};
+use effc_plan::{ALoad, ClassifierOp, DwOp, GemmOp, Kernel, Op, Plan, SeOp, TensorKind};
 
 /// One generated shader.
 #[derive(Clone, Debug, PartialEq)]
@@ -642,7 +642,7 @@ fn se(o: &mut String, s: &SeOp) {
     let _ = writeln!(o, "}}");
 }
 
-fn classifier(o: &mut String, h: &HeadOp) {
+fn classifier(o: &mut String, h: &ClassifierOp) {
     let _ = writeln!(o, "const C: u32 = {}u;          // features", h.c);
     let _ = writeln!(o, "const C4: u32 = {}u;", h.c4);
     let _ = writeln!(
