@@ -6,6 +6,7 @@ use effc_ir::cost::group;
 use effc_ir::Naming;
 
 use crate::common::ModelArgs;
+use crate::output::{out, outln};
 use crate::Failure;
 
 #[derive(clap::Args, Debug)]
@@ -31,7 +32,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
     if let Some(path) = &args.svg {
         std::fs::write(path, effc_draw::architecture(&m))
             .map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
-        println!(
+        outln!(
             "{}: the architecture of {} ({} stages, {} blocks)",
             path.display(),
             m.name,
@@ -43,9 +44,9 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
     if args.kernels {
         let plan = effc_plan::plan(&m);
         if args.json {
-            println!("{}", serde_json::to_string_pretty(&plan)?);
+            outln!("{}", serde_json::to_string_pretty(&plan)?);
         } else {
-            print!("{plan}");
+            out!("{plan}");
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -57,11 +58,11 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
                 .iter()
                 .map(|(n, p)| serde_json::json!({"name": n, "shape": p.shape, "trainable": p.trainable}))
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            outln!("{}", serde_json::to_string_pretty(&v)?);
         } else {
             for (n, p) in &list {
                 let s: Vec<String> = p.shape.iter().map(|d| d.to_string()).collect();
-                println!("{n}\t{}", s.join("x"));
+                outln!("{n}\t{}", s.join("x"));
             }
         }
         return Ok(ExitCode::SUCCESS);
@@ -95,10 +96,10 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
             "layers": m.layers(),
             "dispatches": effc_plan::plan(&m).dispatches(),
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
-    print!("{}", m.render());
+    out!("{}", m.render());
     let _ = group;
     Ok(ExitCode::SUCCESS)
 }

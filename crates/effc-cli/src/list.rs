@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use effc_ir::cost::group;
 use effc_ir::{Model, Options, Spec};
 
+use crate::output::outln;
 use crate::Failure;
 
 #[derive(clap::Args, Debug)]
@@ -42,10 +43,10 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    outln!(
         "{:<11} {:<11} {:>5} {:>7} {:>13} {:>17}  {:<9} {:<7} {:<10} {:>7}",
         "model",
         "extends",
@@ -59,7 +60,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         "top-1"
     );
     for (m, c) in &rows {
-        println!(
+        outln!(
             "{:<11} {:<11} {:>5} {:>7} {:>13} {:>17}  {:<9} {:<7} {:<10} {:>7}",
             m.name,
             m.base.as_deref().unwrap_or("-"),
@@ -73,8 +74,8 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
             top1(&m.name)
         );
     }
-    println!();
-    println!("top-1: published ImageNet accuracy of the official weights (¹ pretrained on ImageNet-21k, ² on JFT; `effc list --json` names each source)");
+    outln!();
+    outln!("top-1: published ImageNet accuracy of the official weights (¹ pretrained on ImageNet-21k, ² on JFT; `effc list --json` names each source)");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -318,18 +318,43 @@ pub fn load_tuning_at(path: &Path) -> Result<Option<(Tuning, Vec<String>)>, Cach
 }
 
 /// Adds `tuning` to this adapter's cache (replacing the shapes it names) and
-/// returns the file's path. A corrupt cache file is replaced.
-pub fn save_tuning(adapter: &AdapterSummary, tuning: &Tuning) -> Result<PathBuf, CacheError> {
+/// returns the file's path, and where a corrupt cache file was moved (see
+/// [`save_tuning_at`]).
+pub fn save_tuning(
+    adapter: &AdapterSummary,
+    tuning: &Tuning,
+) -> Result<(PathBuf, Option<PathBuf>), CacheError> {
     let path = cache_path(adapter)?;
-    save_tuning_at(&path, &adapter.to_string(), tuning)?;
-    Ok(path)
+    let backup = save_tuning_at(&path, &adapter.to_string(), tuning)?;
+    Ok((path, backup))
 }
 
-/// [`save_tuning`] to a given file, for the adapter `adapter` describes.
-pub fn save_tuning_at(path: &Path, adapter: &str, tuning: &Tuning) -> Result<(), CacheError> {
+/// [`save_tuning`] to a given file, for the adapter `adapter` describes. The
+/// read-merge-write holds an advisory lock on the cache directory (`flock`), so
+/// two `effc tune` runs never lose each other's tiles. A corrupt cache file is
+/// kept as `<file>.corrupt` (its path is returned) and replaced.
+pub fn save_tuning_at(
+    path: &Path,
+    adapter: &str,
+    tuning: &Tuning,
+) -> Result<Option<PathBuf>, CacheError> {
+    let write_err = |p: &Path, e: std::io::Error| CacheError::Write {
+        path: p.to_path_buf(),
+        message: e.to_string(),
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| write_err(dir, e))?;
+    let _lock = DirLock::acquire(dir).map_err(|e| write_err(dir, e))?;
+    let mut backup = None;
     let mut all = match load_tuning_at(path) {
         Ok(Some((t, _))) => t,
-        Ok(None) | Err(CacheError::Corrupt { .. }) => Tuning::default(),
+        Ok(None) => Tuning::default(),
+        Err(CacheError::Corrupt { .. }) => {
+            let b = path.with_extension("json.corrupt");
+            std::fs::rename(path, &b).map_err(|e| write_err(&b, e))?;
+            backup = Some(b);
+            Tuning::default()
+        }
         Err(e) => return Err(e),
     };
     all.merge(tuning.clone());
@@ -342,7 +367,8 @@ pub fn save_tuning_at(path: &Path, adapter: &str, tuning: &Tuning) -> Result<(),
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
-    write_atomic(path, &(text + "\n"))
+    write_atomic(path, &(text + "\n"))?;
+    Ok(backup)
 }
 
 /// Writes a cache file (creating its directory) beside it, then renames it: a
@@ -356,9 +382,39 @@ pub fn write_atomic(path: &Path, text: &str) -> Result<(), CacheError> {
         std::fs::create_dir_all(dir).map_err(|e| write_err(dir, e))?;
     }
     let tmp = path.with_extension(format!("json.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, text).map_err(|e| write_err(&tmp, e))?;
+    if let Err(e) = std::fs::write(&tmp, text) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(write_err(&tmp, e));
+    }
     std::fs::rename(&tmp, path).map_err(|e| write_err(path, e))?;
     Ok(())
+}
+
+/// An exclusive advisory lock on a directory, held until dropped (closing the
+/// descriptor releases it). Where `flock` does not exist, no lock.
+struct DirLock {
+    _file: std::fs::File,
+}
+
+impl DirLock {
+    fn acquire(dir: &Path) -> std::io::Result<DirLock> {
+        let file = std::fs::File::open(dir)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::io::AsRawFd;
+            loop {
+                // SAFETY: flock on a descriptor this function owns; no memory is shared.
+                if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+                    break;
+                }
+                let e = std::io::Error::last_os_error();
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+        Ok(DirLock { _file: file })
+    }
 }
 
 /// How many of the kernels of `plan` that have tiles `tuning` names, and how many
@@ -424,13 +480,38 @@ mod tests {
         let err = load_tuning_at(&path).unwrap_err();
         assert!(matches!(err, CacheError::Corrupt { .. }), "{err}");
         assert!(err.to_string().contains("tuning-x.json"), "{err}");
-        save_tuning_at(&path, "adapter x", &a).unwrap();
+        let backup = save_tuning_at(&path, "adapter x", &a).unwrap().unwrap();
         assert_eq!(load_tuning_at(&path).unwrap().unwrap().0, a);
+        // ... keeping the damaged one beside it.
+        assert_eq!(std::fs::read_to_string(&backup).unwrap(), "{ not json");
+        assert!(backup.to_string_lossy().ends_with("tuning-x.json.corrupt"));
 
         // A directory where the file should be cannot be read.
         std::fs::remove_file(&path).unwrap();
         std::fs::create_dir(&path).unwrap();
         assert!(load_tuning_at(&path).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Concurrent read-merge-writes keep every writer's tiles (the lock).
+    #[test]
+    fn concurrent_saves_lose_nothing() {
+        let dir = temp("lock");
+        let path = dir.join("tuning-y.json");
+        let threads: Vec<_> = (0..8)
+            .map(|i| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let mut t = Tuning::default();
+                    t.set(&format!("gemm {i}"), Tiles::Gemm(gemm_tiles(196, 30)));
+                    save_tuning_at(&path, "adapter y", &t).unwrap();
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(load_tuning_at(&path).unwrap().unwrap().0.len(), 8);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
