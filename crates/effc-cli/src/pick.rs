@@ -254,15 +254,7 @@ fn print_table(args: &Args, adapter: &str, rows: &[Row], best: Option<usize>) {
     println!();
     println!(
         "  {:<11} {:<5} {:>6} {:<6} {:>5} {:>9} {:>10} {:>10} {:>9}  status",
-        "model",
-        "fam",
-        "top-1",
-        "data",
-        "res",
-        "params",
-        "MACs",
-        "memory",
-        "latency"
+        "model", "fam", "top-1", "data", "res", "params", "MACs", "memory", "latency"
     );
     for (i, r) in rows.iter().enumerate() {
         let verdict = if r.exceeds.is_empty() {

@@ -41,23 +41,12 @@ pub(crate) fn print_table(
     };
     println!(
         "effc scale {}: {what} (α = {}, β = {}, γ = {}, batch {})",
-        base.name,
-        coefs.alpha,
-        coefs.beta,
-        coefs.gamma,
-        args.batch
+        base.name, coefs.alpha, coefs.beta, coefs.gamma, args.batch
     );
     println!();
     println!(
         "  {:>6} {:>7} {:>7} {:>5} {:>10} {:>10} {:>11} {:>10}  result",
-        "φ",
-        "depth",
-        "width",
-        "res",
-        "params",
-        "MACs",
-        "memory",
-        "latency"
+        "φ", "depth", "width", "res", "params", "MACs", "memory", "latency"
     );
     for (k, c) in tried {
         let result = if let Some(e) = &c.error {
