@@ -243,7 +243,7 @@ mod tests {
 
     #[test]
     fn a_small_batch_runs_in_one_chunk() {
-        let plan = plan_of("b0", None);
+        let plan = plan_of("b0", Some(448));
         let fit = fit(&plan, &limits(), 4).unwrap();
         assert_eq!(fit.chunk, 4);
         assert_eq!(fit.weight_buffers.len(), plan.kernels.len());
@@ -262,7 +262,7 @@ mod tests {
 
     #[test]
     fn the_chunk_is_what_the_largest_binding_holds() {
-        let plan = plan_of("b0", None);
+        let plan = plan_of("b0", Some(448));
         let one = per_image(&plan);
         for (binding, max_batch, chunk) in [
             (2 * one, 5, 2),
@@ -430,7 +430,7 @@ mod tests {
 
     #[test]
     fn a_batch_too_big_for_the_input_buffer() {
-        let plan = plan_of("b0", None);
+        let plan = plan_of("b0", Some(448));
         let one = per_image(&plan);
         let input = plan.tensors[plan.input].bytes as u64;
         assert!(input < one);
