@@ -76,15 +76,7 @@ pub struct Latency {
 pub fn measure(gpu: &Arc<Gpu>, plan: Plan, opts: &LatencyOptions) -> Result<Latency, GpuError> {
     let start = Instant::now();
     let batch = opts.batch.max(1);
-    let shaders = effc_wgsl::compile(&plan)?;
-    let weights: Vec<Vec<f32>> = plan
-        .kernels
-        .iter()
-        .map(|k| vec![0.0; k.weights_len])
-        .collect();
-    let input_len = batch * plan.input_shape.iter().product::<usize>();
-    let cm = CompiledModel::new(gpu.clone(), plan, &shaders, &weights, batch)?;
-    cm.upload(&vec![0.0; input_len], batch)?;
+    let cm = CompiledModel::zeroed(gpu, plan, batch)?;
     let compile_ms = start.elapsed().as_secs_f64() * 1e3;
     let first_ms = cm.time_forward(batch)?;
     let mut times: Vec<f64> = vec![];

@@ -217,15 +217,7 @@ fn time_plan(
     batch: usize,
     reps: usize,
 ) -> Result<(KernelTiming, Vec<f64>), GpuError> {
-    let shaders = effc_wgsl::compile(&plan)?;
-    let weights: Vec<Vec<f32>> = plan
-        .kernels
-        .iter()
-        .map(|k| vec![0.0; k.weights_len])
-        .collect();
-    let input_len = batch * plan.input_shape.iter().product::<usize>();
-    let cm = CompiledModel::new(gpu.clone(), plan, &shaders, &weights, batch)?;
-    cm.upload(&vec![0.0; input_len], batch)?;
+    let cm = CompiledModel::zeroed(gpu, plan, batch)?;
     cm.time_forward(batch)?; // warm-up
     cm.time_kernels(batch, reps, None)
 }
