@@ -356,15 +356,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         r.compile_ms,
         r.pipelines_ms
     );
-    outln!(
-        "latency     median {:.2} ms, min {:.2}, max {:.2} ({} runs after {} warm-up); {} images/s",
-        r.latency_ms.median,
-        r.latency_ms.min,
-        r.latency_ms.max,
-        args.runs,
-        args.warmup,
-        significant(r.throughput)
-    );
+    latency_line(&r.latency_ms, &args, r.throughput)?;
     if let Some(c) = r.cpu_reference_ms {
         outln!(
             "cpu ref     median {c:.2} ms (reference executor, same input); GPU/CPU latency {:.2}x",
@@ -521,15 +513,7 @@ fn cpu_only(args: &Args, model: &effc_ir::Model) -> Result<ExitCode, Failure> {
         r.resolution,
         r.resolution
     );
-    outln!(
-        "latency     median {:.2} ms, min {:.2}, max {:.2} ({} runs after {} warm-up); {} images/s",
-        r.latency_ms.median,
-        r.latency_ms.min,
-        r.latency_ms.max,
-        args.runs,
-        args.warmup,
-        significant(r.throughput)
-    );
+    latency_line(&r.latency_ms, args, r.throughput)?;
     outln!("(per-kernel times and the GEMM ceiling need a GPU: --device gpu takes a software adapter too)");
     Ok(ExitCode::SUCCESS)
 }
@@ -545,4 +529,18 @@ mod tests {
         assert_eq!(significant(0.0812), "0.0812");
         assert_eq!(significant(0.000123), "0.000123");
     }
+}
+
+/// The `latency` line, the same for both devices.
+fn latency_line(l: &Latency, args: &Args, throughput: f64) -> Result<(), Failure> {
+    outln!(
+        "latency     median {:.2} ms, min {:.2}, max {:.2} ({} runs after {} warm-up); {} images/s",
+        l.median,
+        l.min,
+        l.max,
+        args.runs,
+        args.warmup,
+        significant(throughput)
+    );
+    Ok(())
 }

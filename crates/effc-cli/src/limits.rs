@@ -91,18 +91,7 @@ fn parse_size(s: &str) -> Option<u64> {
 
 /// A size for messages: `12.3 GiB`, `512.0 MiB`, `300 B`.
 pub fn size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
+    effc_runtime::fit::Bytes(bytes).to_string()
 }
 
 /// What a command will allocate on the host: named parts, in bytes.
@@ -223,59 +212,26 @@ pub fn gpu_host(plan: &Plan, batch: usize, software: bool) -> Vec<(String, u64)>
     v
 }
 
-/// The adapter's limits a plan must fit at `batch` images per forward: every
-/// kernel's weights and every tensor within the largest storage binding, the
-/// input and output buffers (`batch` images) within the largest buffer.
+/// The adapter's limits a plan must fit at `batch` images per forward, checked by
+/// the runtime's own [`effc_runtime::fit()`] (the one place that decides them)
+/// before anything is created on the device.
 pub fn check_gpu(
     plan: &Plan,
     batch: usize,
     adapter: &str,
     limits: &wgpu::Limits,
 ) -> Result<(), Failure> {
-    let binding = limits
-        .max_storage_buffer_binding_size
-        .min(limits.max_buffer_size);
-    let too_big = |what: String| -> Failure {
-        format!(
-            "model `{}` does not fit adapter `{adapter}`: {what}",
-            plan.model
-        )
-        .into()
-    };
-    for k in &plan.kernels {
-        let bytes = f32s(k.weights_len as u64);
-        if bytes > binding {
-            return Err(too_big(format!(
-                "the weights of kernel `{}` take {}, more than the adapter's largest storage binding ({})",
-                k.name,
-                size(bytes),
-                size(binding)
-            )));
-        }
-    }
-    if let Some(t) = plan.tensors.iter().max_by_key(|t| t.bytes) {
-        if t.bytes as u64 > binding {
-            return Err(too_big(format!(
-                "tensor `{}` takes {} for one image, more than the adapter's largest storage binding ({}); a smaller --resolution fits",
-                t.name,
-                size(t.bytes as u64),
-                size(binding)
-            )));
-        }
-    }
-    for (which, t) in [("input", plan.input), ("output", plan.output)] {
-        let per = plan.tensors[t].bytes as u64;
-        let need = per.saturating_mul(batch as u64);
-        if need > limits.max_buffer_size {
-            let most = limits.max_buffer_size / per.max(1);
-            return Err(too_big(format!(
-                "batch {batch} needs an {which} buffer of {}, more than the adapter's largest buffer ({}); at most {most} images per forward fit",
-                size(need),
-                size(limits.max_buffer_size)
-            )));
-        }
-    }
-    Ok(())
+    effc_runtime::fit(plan, limits, batch)
+        .map(drop)
+        .map_err(|what| {
+            effc_runtime::GpuError::TooBig {
+                model: plan.model.clone(),
+                adapter: adapter.to_string(),
+                what,
+            }
+            .to_string()
+            .into()
+        })
 }
 
 #[cfg(test)]
@@ -352,7 +308,8 @@ mod tests {
         let e = check_gpu(&plan, 100_000, "test adapter", &limits)
             .unwrap_err()
             .message;
-        assert!(e.contains("batch 100000 needs an input buffer of"), "{e}");
-        assert!(e.contains("images per forward fit"), "{e}");
+        assert!(e.contains("does not fit adapter `test adapter`"), "{e}");
+        assert!(e.contains("a batch of 100000 images takes"), "{e}");
+        assert!(e.contains("a max batch of"), "{e}");
     }
 }

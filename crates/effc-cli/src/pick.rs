@@ -17,6 +17,7 @@ use effc_runtime::Gpu;
 use serde::Serialize;
 
 use crate::budget::{self, ms, si};
+use crate::output::outln;
 use crate::Failure;
 
 #[derive(clap::Args, Debug)]
@@ -239,9 +240,9 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
             "recommended": best.map(|i| &rows[i].model),
             "cache": cache_path.map(|p| p.display().to_string()),
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        print_table(&args, &gpu.adapter.to_string(), &rows, best);
+        print_table(&args, &gpu.adapter.to_string(), &rows, best)?;
     }
     match best {
         Some(_) => Ok(ExitCode::SUCCESS),
@@ -249,12 +250,25 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
     }
 }
 
-fn print_table(args: &Args, adapter: &str, rows: &[Row], best: Option<usize>) {
-    println!("effc pick: batch {}, adapter {adapter}", args.batch);
-    println!();
-    println!(
+fn print_table(
+    args: &Args,
+    adapter: &str,
+    rows: &[Row],
+    best: Option<usize>,
+) -> Result<(), Failure> {
+    outln!("effc pick: batch {}, adapter {adapter}", args.batch);
+    outln!();
+    outln!(
         "  {:<11} {:<5} {:>6} {:<6} {:>5} {:>9} {:>10} {:>10} {:>9}  status",
-        "model", "fam", "top-1", "data", "res", "params", "MACs", "memory", "latency"
+        "model",
+        "fam",
+        "top-1",
+        "data",
+        "res",
+        "params",
+        "MACs",
+        "memory",
+        "latency"
     );
     for (i, r) in rows.iter().enumerate() {
         let verdict = if r.exceeds.is_empty() {
@@ -262,7 +276,7 @@ fn print_table(args: &Args, adapter: &str, rows: &[Row], best: Option<usize>) {
         } else {
             format!("; exceeds: {}", r.exceeds.join(", "))
         };
-        println!(
+        outln!(
             "{} {:<11} {:<5} {:>5.1}% {:<6} {:>5} {:>9} {:>10} {:>9}B {:>9}  {}{verdict}",
             if Some(i) == best { "→" } else { " " },
             r.model,
@@ -277,10 +291,10 @@ fn print_table(args: &Args, adapter: &str, rows: &[Row], best: Option<usize>) {
             r.status
         );
     }
-    println!();
+    outln!();
     if let Some(i) = best {
         let r = &rows[i];
-        println!(
+        outln!(
             "recommended: {} — {:.1}% ImageNet top-1{}",
             r.model,
             r.top1,
@@ -288,9 +302,10 @@ fn print_table(args: &Args, adapter: &str, rows: &[Row], best: Option<usize>) {
                 .map(|l| format!(", {} per forward here", ms(l)))
                 .unwrap_or_default()
         );
-        println!("  weights: {}", r.weights);
-        println!("  source:  {}", r.source);
+        outln!("  weights: {}", r.weights);
+        outln!("  source:  {}", r.source);
     }
+    Ok(())
 }
 
 /// Top-1 against latency, a series per family.

@@ -19,6 +19,7 @@ use effc_runtime::Gpu;
 use serde::Serialize;
 
 use crate::budget::{self, ms, si};
+use crate::output::{out, outln};
 use crate::scale_report::{chart, print_json, print_table};
 use crate::Failure;
 
@@ -429,7 +430,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         if args.json {
             print_json(&args, &coefs, &tried, None, None)?;
         } else {
-            print_table(&args, &base, &coefs, &tried, None);
+            print_table(&args, &base, &coefs, &tried, None)?;
         }
         return Err(format!(
             "no φ in [{:.2}, {:.2}] meets the budgets",
@@ -471,9 +472,9 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
     if args.json {
         return print_json(&args, &coefs, &tried, Some(k), Some((&name, &text)));
     }
-    print_table(&args, &base, &coefs, &tried, Some(k));
-    println!();
-    println!(
+    print_table(&args, &base, &coefs, &tried, Some(k))?;
+    outln!();
+    outln!(
         "chosen: φ = {:.2}: depth {:.4}, width {:.4}, resolution {}; {} parameters, {} MACs, {}B of GPU memory at batch {}{}",
         c.phi,
         c.depth,
@@ -486,17 +487,17 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         c.latency_ms.map(|l| format!(", {}", ms(l))).unwrap_or_default()
     );
     if let Some(n) = tried.get(&(k + 1)) {
-        println!("φ = {:.2} exceeds: {}", n.phi, n.exceeds.join(", "));
+        outln!("φ = {:.2} exceeds: {}", n.phi, n.exceeds.join(", "));
     }
     match &args.output {
-        Some(p) => println!("wrote {} (model {name} extends {})", p.display(), base.name),
+        Some(p) => outln!("wrote {} (model {name} extends {})", p.display(), base.name),
         None => {
-            println!();
-            print!("{text}");
+            outln!();
+            out!("{text}");
         }
     }
     if let Some(p) = &args.plot {
-        println!("wrote {}", p.display());
+        outln!("wrote {}", p.display());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -12,6 +12,7 @@ use effc_ir::{Model, Options, Spec};
 use effc_runtime::latency::{measure, LatencyOptions};
 use effc_runtime::Gpu;
 
+use crate::output::outln;
 use crate::Failure;
 
 const TOLERANCE: f64 = 0.05;
@@ -87,17 +88,17 @@ pub fn run(
             "base": base_arg, "step": step, "tolerance": TOLERANCE, "batch": batch,
             "points": pts, "accuracy": ACCURACY,
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    outln!(
         "effc scale {} --grid: {} points with α, β, γ ≥ 1 on a grid of {step} and α·β²·γ² within 5% of 2",
         base.name,
         rows.len()
     );
-    println!("accuracy: {ACCURACY}");
-    println!();
-    println!(
+    outln!("accuracy: {ACCURACY}");
+    outln!();
+    outln!(
         "  {:>5} {:>5} {:>5} {:>9} {:>11}{}",
         "α",
         "β",
@@ -108,7 +109,7 @@ pub fn run(
     );
     for (r, l) in rows.iter().zip(&latency) {
         let c = r.coefficients;
-        println!(
+        outln!(
             "{} {:>5} {:>5} {:>5} {:>9.3} {:>11.3}{}",
             if c == scale::PAPER { "*" } else { " " },
             coef(c.alpha),
@@ -123,8 +124,8 @@ pub fn run(
             }
         );
     }
-    println!();
-    println!(
+    outln!();
+    outln!(
         "* the paper's α = 1.2, β = 1.1, γ = 1.15. Ratios are of φ = 1 over φ = 0 ({}).",
         base.name
     );

@@ -8,6 +8,7 @@ use effc_ir::scale::Coefficients;
 use effc_ir::Spec;
 
 use crate::budget::{ms, si};
+use crate::output::outln;
 use crate::scale::{Args, Candidate};
 use crate::Failure;
 
@@ -34,19 +35,30 @@ pub(crate) fn print_table(
     coefs: &Coefficients,
     tried: &BTreeMap<i32, Candidate>,
     chosen: Option<i32>,
-) {
+) -> Result<(), Failure> {
     let what = match args.phi {
         Some(phi) => format!("φ = {phi}"),
         None => format!("the largest φ with {}", budgets_line(args)),
     };
-    println!(
+    outln!(
         "effc scale {}: {what} (α = {}, β = {}, γ = {}, batch {})",
-        base.name, coefs.alpha, coefs.beta, coefs.gamma, args.batch
+        base.name,
+        coefs.alpha,
+        coefs.beta,
+        coefs.gamma,
+        args.batch
     );
-    println!();
-    println!(
+    outln!();
+    outln!(
         "  {:>6} {:>7} {:>7} {:>5} {:>10} {:>10} {:>11} {:>10}  result",
-        "φ", "depth", "width", "res", "params", "MACs", "memory", "latency"
+        "φ",
+        "depth",
+        "width",
+        "res",
+        "params",
+        "MACs",
+        "memory",
+        "latency"
     );
     for (k, c) in tried {
         let result = if let Some(e) = &c.error {
@@ -56,7 +68,7 @@ pub(crate) fn print_table(
         } else {
             c.exceeds.join(", ")
         };
-        println!(
+        outln!(
             "{} {:>6.2} {:>7.4} {:>7.4} {:>5} {:>10} {:>10} {:>10}B {:>10}  {result}",
             if Some(*k) == chosen { "→" } else { " " },
             c.phi,
@@ -69,6 +81,7 @@ pub(crate) fn print_table(
             c.latency_ms.map(ms).unwrap_or_else(|| "-".into()),
         );
     }
+    Ok(())
 }
 
 pub(crate) fn print_json(
@@ -93,7 +106,7 @@ pub(crate) fn print_json(
         "spec": spec.map(|s| s.1),
         "output": args.output.as_ref().map(|p| p.display().to_string()),
     });
-    println!("{}", serde_json::to_string_pretty(&v)?);
+    outln!("{}", serde_json::to_string_pretty(&v)?);
     Ok(if chosen.is_some() {
         ExitCode::SUCCESS
     } else {

@@ -491,7 +491,7 @@ fn too_big_for_the_adapter_is_refused_before_allocating() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let e = stderr(&o);
     assert!(
-        e.contains("batch 3000 needs an input buffer of") && e.contains("images per forward fit"),
+        e.contains("the input of a batch of 3000 images takes") && e.contains("a max batch of"),
         "{e}"
     );
     assert!(!e.contains("Validation Error"), "{e}");

@@ -2,16 +2,11 @@
 //! conventions, V2-B0 and the real Lite0 weights, and every stage's features.
 //! Tolerance (tests/fixtures/README.md): max|got − want| ≤ 1e-3 · max|want|.
 
-use std::path::PathBuf;
-
 use effc_ir::{Model, Options, PaddingMode, Spec};
 use effc_reference::{top_k, Error, Executor, Tap, Tensor};
 use effc_weights::{load_image, Weights};
-use safetensors::SafeTensors;
 
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
-}
+use effc_testkit::fixtures;
 
 fn model_with(name: &str, opts: Options) -> Model {
     let spec = Spec::builtin(name).unwrap_or_else(|e| panic!("{}", e.render(false)));
@@ -29,45 +24,19 @@ fn executor(m: &Model, weights: &str) -> Executor {
 
 /// A tensor of an expected-outputs file (f32).
 fn expected(file: &str, name: &str) -> Tensor {
-    let bytes = std::fs::read(fixtures().join(file)).unwrap();
-    let st = SafeTensors::deserialize(&bytes).unwrap();
-    let t = st
-        .tensor(name)
-        .unwrap_or_else(|e| panic!("{file}: {name}: {e}"));
-    Tensor {
-        shape: t.shape().to_vec(),
-        data: t
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-            .collect(),
-    }
+    let (shape, data) = effc_testkit::read_tensor(fixtures().join(file), name);
+    Tensor { shape, data }
 }
 
 /// max|got − want| / max|want|.
 fn rel_err(got: &Tensor, want: &Tensor) -> f32 {
     assert_eq!(got.shape, want.shape);
-    let d = got
-        .data
-        .iter()
-        .zip(&want.data)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f32::max);
-    let scale = want.data.iter().map(|v| v.abs()).fold(0.0, f32::max);
-    d / scale
+    effc_testkit::rel_err(&got.data, &want.data)
 }
 
 fn assert_close(what: &str, got: &Tensor, want: &Tensor) {
-    let e = rel_err(got, want);
-    let scale = want.data.iter().map(|v| v.abs()).fold(0.0, f32::max);
-    eprintln!(
-        "{what}: max|diff| = {:.2e}, / max|want| = {e:.2e}",
-        e * scale
-    );
-    assert!(
-        e <= 1e-3,
-        "{what}: max|diff| / max|want| = {e:e}, above 1e-3"
-    );
+    assert_eq!(got.shape, want.shape, "{what}: shape");
+    effc_testkit::assert_close(what, &got.data, &want.data);
 }
 
 #[test]

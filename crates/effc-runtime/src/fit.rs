@@ -29,7 +29,7 @@ pub struct Fit {
 pub enum FitError {
     #[error("the batch must be at least 1 image")]
     EmptyBatch,
-    #[error("the weights of kernel `{kernel}` take {}, more than the adapter's largest storage binding ({})", Mib(*bytes), Mib(*max))]
+    #[error("the weights of kernel `{kernel}` take {}, more than the adapter's largest storage binding ({})", Bytes(*bytes), Bytes(*max))]
     Weights {
         kernel: String,
         bytes: u64,
@@ -61,13 +61,13 @@ pub enum FitError {
         threads: u32,
         max: u32,
     },
-    #[error("activation `{tensor}` takes {} for one image, more than the adapter's largest storage binding ({}); use a smaller resolution", Mib(*bytes), Mib(*max))]
+    #[error("activation `{tensor}` takes {} for one image, more than the adapter's largest storage binding ({}); use a smaller resolution", Bytes(*bytes), Bytes(*max))]
     Activation {
         tensor: String,
         bytes: u64,
         max: u64,
     },
-    #[error("the {which} of a batch of {batch} images takes {}, more than the adapter's largest buffer ({}); a max batch of {fits} fits", Mib(*bytes), Mib(*max))]
+    #[error("the {which} of a batch of {batch} images takes {}, more than the adapter's largest buffer ({}); a max batch of {fits} fits", Bytes(*bytes), Bytes(*max))]
     BatchBuffer {
         /// `input` or `output`.
         which: &'static str,
@@ -78,12 +78,24 @@ pub enum FitError {
     },
 }
 
-/// Bytes shown in MiB with one decimal.
-struct Mib(u64);
+/// A byte count for people: `512 B`, `4.9 MiB`, `2.4 GiB` (powers of 1024, one
+/// decimal).
+pub struct Bytes(pub u64);
 
-impl fmt::Display for Mib {
+impl fmt::Display for Bytes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:.1} MiB", self.0 as f64 / (1024.0 * 1024.0))
+        const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+        let mut v = self.0 as f64;
+        let mut u = 0;
+        while v >= 1024.0 && u + 1 < UNITS.len() {
+            v /= 1024.0;
+            u += 1;
+        }
+        if u == 0 {
+            write!(f, "{} B", self.0)
+        } else {
+            write!(f, "{v:.1} {}", UNITS[u])
+        }
     }
 }
 

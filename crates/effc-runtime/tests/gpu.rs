@@ -2,16 +2,13 @@
 //! and the CPU reference executor.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use effc_ir::{Model, Options, PaddingMode, Spec};
 use effc_runtime::{compile_model, CompiledModel, Gpu};
+use effc_testkit::spec::{case, cases_with, Check};
+use effc_testkit::{assert_close, fixtures, read_tensors, rel_err, seeded};
 use effc_weights::Weights;
-
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
-}
 
 fn gpu() -> Arc<Gpu> {
     static GPU: OnceLock<Arc<Gpu>> = OnceLock::new();
@@ -30,36 +27,7 @@ fn compile(model: &Model, w: &Weights, max_batch: usize) -> CompiledModel {
 }
 
 fn expected(dir: &str) -> HashMap<String, (Vec<usize>, Vec<f32>)> {
-    let bytes = std::fs::read(fixtures().join(dir).join("expected.safetensors")).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    st.tensors()
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), (v.shape().to_vec(), bytemuck_f32(v.data()))))
-        .collect()
-}
-
-fn bytemuck_f32(b: &[u8]) -> Vec<f32> {
-    b.chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
-}
-
-/// max|got − want| ≤ 1e-3 · max|want|
-fn assert_close(what: &str, got: &[f32], want: &[f32]) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    let err = got
-        .iter()
-        .zip(want)
-        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
-    eprintln!(
-        "{what}: max|diff| = {err:.3e}, max|want| = {scale:.3e}, ratio {:.3e}",
-        err / scale
-    );
-    assert!(
-        err <= 1e-3 * scale,
-        "{what}: max|diff| {err} > 1e-3 x {scale}"
-    );
+    read_tensors(fixtures().join(dir).join("expected.safetensors"))
 }
 
 #[test]
@@ -115,16 +83,8 @@ fn lite0_real_weights_batch_2() {
     .unwrap();
     let cm = compile(&sym, &w, 1);
     let got = cm.forward(&exp["input.chelsea"].1, 1).unwrap();
-    let scale = exp["logits.chelsea"]
-        .1
-        .iter()
-        .fold(0.0f32, |m, v| m.max(v.abs()));
-    let err = got
-        .iter()
-        .zip(&exp["logits.chelsea"].1)
-        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
     assert!(
-        err > 1e-3 * scale,
+        rel_err(&got, &exp["logits.chelsea"].1) > 1e-3,
         "symmetric padding should not match TF-trained weights"
     );
 }
@@ -140,57 +100,26 @@ fn reference(m: &Model, w: &Weights, x: &[f32], batch: usize) -> Vec<f32> {
 
 /// A deterministic pseudo-random input in [-2, 2).
 fn input_for(model: &Model, batch: usize, seed: u64) -> Vec<f32> {
-    let n = batch * model.input.iter().product::<usize>();
-    let mut x = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            ((x >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
-        })
-        .collect()
+    seeded(batch * model.input.iter().product::<usize>(), seed)
 }
 
-/// Every spec of tests/specs/gpu: the GPU equals the CPU reference executor.
+/// The `gpu` check of the spec harness (`effc_testkit::spec`): every spec taking
+/// `gpu`, at its `# batch:`, on the GPU equals the CPU reference executor.
 #[test]
 fn custom_specs_match_the_reference() {
-    let dir = fixtures().join("../specs/gpu");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "enet"))
-        .collect();
-    files.sort();
-    assert!(files.len() >= 12, "{} specs", files.len());
+    let cases = cases_with(Check::Gpu);
+    assert!(cases.len() >= 12, "{} specs", cases.len());
     let mut seen_batches = std::collections::BTreeSet::new();
-    for (i, f) in files.iter().enumerate() {
-        let text = std::fs::read_to_string(f).unwrap();
-        let batch: usize = text
-            .lines()
-            .find_map(|l| l.strip_prefix("# batch:"))
-            .map(|b| b.trim().parse().unwrap())
-            .unwrap_or(1);
+    for (i, case) in cases.iter().enumerate() {
+        let batch = case.header.batch;
         seen_batches.insert(batch);
-        let spec = Spec::parse(&f.display().to_string(), &text)
-            .unwrap_or_else(|e| panic!("{}", e.render(false)));
-        let m = Model::build(&spec, &Options::default())
-            .unwrap_or_else(|e| panic!("{}", e.render(false)));
+        let m = case.model();
         let w = Weights::random(&m, 100 + i as u64);
         let x = input_for(&m, batch, i as u64);
         let want = reference(&m, &w, &x, batch);
         let cm = compile(&m, &w, batch);
         let got = cm.forward(&x, batch).unwrap();
-        assert_close(
-            &format!(
-                "{} (batch {batch})",
-                f.file_name().unwrap().to_string_lossy()
-            ),
-            &got,
-            &want,
-        );
+        assert_close(&format!("{} (batch {batch})", case.file), &got, &want);
     }
     assert!(seen_batches.contains(&1) && seen_batches.contains(&3));
 }
@@ -199,12 +128,7 @@ fn custom_specs_match_the_reference() {
 /// command buffer, with the same result.
 #[test]
 fn batches_run_in_chunks_when_buffers_are_limited() {
-    let text = std::fs::read_to_string(fixtures().join("../specs/gpu/odd_channels.enet")).unwrap();
-    let m = Model::build(
-        &Spec::parse("odd_channels.enet", &text).unwrap(),
-        &Options::default(),
-    )
-    .unwrap();
+    let m = spec_model("odd_channels.enet");
     let w = Weights::random(&m, 7);
     let x = input_for(&m, 5, 3);
     let whole = compile(&m, &w, 5).forward(&x, 5).unwrap();
@@ -263,10 +187,7 @@ fn bad_inputs_are_errors() {
 }
 
 fn spec_model(file: &str) -> Model {
-    let path = fixtures().join("../specs/gpu").join(file);
-    let text = std::fs::read_to_string(&path).unwrap();
-    let spec = Spec::parse(file, &text).unwrap_or_else(|e| panic!("{}", e.render(false)));
-    Model::build(&spec, &Options::default()).unwrap_or_else(|e| panic!("{}", e.render(false)))
+    case(&format!("gpu/{file}")).model()
 }
 
 /// Every candidate tile `effc tune` may pick computes what the cost model's tiles

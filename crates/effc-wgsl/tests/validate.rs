@@ -8,6 +8,17 @@ fn plan(name: &str) -> effc_plan::Plan {
     effc_plan::plan(&m)
 }
 
+/// The `wgsl` check of the spec harness (`effc_testkit::spec`): every kernel of
+/// every spec taking `wgsl` validates.
+#[test]
+fn every_spec_validates() {
+    for case in effc_testkit::spec::cases_with(effc_testkit::Check::Wgsl) {
+        let p = effc_plan::plan(&case.model());
+        let shaders = effc_wgsl::compile(&p).unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        assert_eq!(shaders.len(), p.kernels.len(), "{}", case.name);
+    }
+}
+
 #[test]
 fn every_builtin_validates() {
     for name in effc_catalog_names() {

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use effc_ir::{Model as Ir, Naming, Options, PaddingMode, Spec};
+use effc_testkit::{assert_close, checkpoint_bytes, fixtures, ramp, read_tensors};
 use efficientnet::{efficientnet, Error, GpuError, Network};
 
 efficientnet!("lite0");
@@ -39,43 +40,15 @@ efficientnet!(
     padding = symmetric
 );
 
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
-}
-
 fn lite0_weights() -> PathBuf {
     fixtures().join("lite0/efficientnet-lite0.safetensors")
 }
 
 fn tensors(path: PathBuf) -> HashMap<String, Vec<f32>> {
-    let bytes = std::fs::read(path).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    st.tensors()
+    read_tensors(path)
         .into_iter()
-        .map(|(k, v)| {
-            let data = v
-                .data()
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect();
-            (k, data)
-        })
+        .map(|(k, (_, v))| (k, v))
         .collect()
-}
-
-/// max|got − want| ≤ 1e-3 · max|want| (tests/fixtures/README.md)
-fn assert_close(what: &str, got: &[f32], want: &[f32]) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    let err = got
-        .iter()
-        .zip(want)
-        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
-    eprintln!("{what}: max|diff| = {err:.3e}, max|want| = {scale:.3e}");
-    assert!(
-        err <= 1e-3 * scale,
-        "{what}: max|diff| {err} > 1e-3 x {scale}"
-    );
 }
 
 /// The IR a generated module was built from, rebuilt from its own constants.
@@ -98,41 +71,12 @@ fn ir_of(def: &efficientnet::Definition) -> Ir {
 /// CPU reference executor's output for `input`.
 fn random_checkpoint_and_reference(model: &Ir, input: &[f32], batch: usize) -> (Vec<u8>, Vec<f32>) {
     let w = effc_weights::Weights::random(model, 7);
-    let params = model.params();
-    let data: Vec<(String, Vec<usize>, Vec<u8>)> = params
-        .iter()
-        .map(|p| {
-            let v = w.get(&p.key).unwrap();
-            (
-                p.name.clone(),
-                p.shape.clone(),
-                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            )
-        })
-        .collect();
-    let views: Vec<(String, safetensors::tensor::TensorView)> = data
-        .iter()
-        .map(|(n, s, b)| {
-            (
-                n.clone(),
-                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
-                    .unwrap(),
-            )
-        })
-        .collect();
-    let bytes = safetensors::serialize(views, None).unwrap();
     let reference = effc_reference::Executor::new(model, &w)
         .unwrap()
         .run(input, batch)
         .unwrap()
         .data;
-    (bytes, reference)
-}
-
-fn ramp(n: usize) -> Vec<f32> {
-    (0..n)
-        .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
-        .collect()
+    (checkpoint_bytes(model, &w), reference)
 }
 
 #[test]
