@@ -518,19 +518,6 @@ fn cpu_only(args: &Args, model: &effc_ir::Model) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::significant;
-
-    #[test]
-    fn rates_keep_three_significant_digits() {
-        assert_eq!(significant(1234.4), "1234");
-        assert_eq!(significant(12.345), "12.3");
-        assert_eq!(significant(0.0812), "0.0812");
-        assert_eq!(significant(0.000123), "0.000123");
-    }
-}
-
 /// The `latency` line, the same for both devices.
 fn latency_line(l: &Latency, args: &Args, throughput: f64) -> Result<(), Failure> {
     outln!(
@@ -543,4 +530,17 @@ fn latency_line(l: &Latency, args: &Args, throughput: f64) -> Result<(), Failure
         significant(throughput)
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::significant;
+
+    #[test]
+    fn rates_keep_three_significant_digits() {
+        assert_eq!(significant(1234.4), "1234");
+        assert_eq!(significant(12.345), "12.3");
+        assert_eq!(significant(0.0812), "0.0812");
+        assert_eq!(significant(0.000123), "0.000123");
+    }
 }
