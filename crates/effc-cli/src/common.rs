@@ -43,6 +43,9 @@ impl ModelArgs {
             }),
             bn_eps: self.bn_eps,
             classes: self.classes,
+            // `--features` is not wired yet (issue 14, steps 4-5): the GPU plan
+            // does not end at the levels; a spec's `features` still applies.
+            features: None,
         }
     }
 

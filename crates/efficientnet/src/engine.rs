@@ -50,6 +50,7 @@ pub(crate) fn rebuild(def: &Definition) -> Result<(effc_ir::Model, effc_plan::Pl
         }),
         bn_eps: o.bn_eps,
         classes: o.classes,
+        features: None,
     };
     let model = effc_ir::Model::build(&spec, &options)
         .map_err(|d| stale(def, format!("its spec no longer builds: {d}")))?;

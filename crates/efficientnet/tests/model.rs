@@ -90,6 +90,7 @@ fn ir_of(def: &efficientnet::Definition) -> Ir {
         }),
         bn_eps: o.bn_eps,
         classes: o.classes,
+        features: None,
     };
     Ir::build(&spec, &opts).unwrap()
 }
