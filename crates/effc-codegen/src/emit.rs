@@ -218,6 +218,7 @@ pub(crate) fn module_items(i: &Input) -> TokenStream {
     let weight_bytes = u64_lit(weight_bytes);
     let max_batch = usize_lit(i.max_batch);
     let dispatches = usize_lit(plan.dispatches());
+    let plan_hash = plan.fingerprint();
     let tracked = i.tracked_file.map(|f| {
         quote! {
             // Rebuild when the spec file changes.
@@ -302,6 +303,7 @@ pub(crate) fn module_items(i: &Input) -> TokenStream {
             parameters: PARAMETERS,
             macs: MACS,
             kernels: KERNELS,
+            plan_hash: #plan_hash,
         };
 
         #[doc = #model_doc]

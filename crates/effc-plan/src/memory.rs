@@ -1,60 +1,61 @@
 //! The memory plan: tensors share buffers ("slots") when their lifetimes do not
 //! overlap. A kernel's inputs and outputs are always in different slots.
 
-use serde::Serialize;
+use crate::plan::{Kernel, Slot, SlotId, TensorId, TensorKind};
 
-use crate::fuse::{Plan, TensorKind};
-
-/// One activation buffer: its size per image (the largest tensor it holds).
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Slot {
-    pub bytes: usize,
-    pub tensors: Vec<usize>,
+/// The memory plan: the buffers, and the one each tensor lives in.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Memory {
+    pub slots: Vec<Slot>,
+    /// By tensor index.
+    pub slot_of: Vec<SlotId>,
 }
 
-/// Assigns every tensor of the plan to a slot, greedily by liveness (best fit among
-/// the free slots, else grow the largest free one, else a new slot). The input and
-/// output get slots of their own, so the caller can upload and read them back
-/// without disturbing anything else.
-pub fn assign(plan: &mut Plan) {
-    let n = plan.tensors.len();
+/// Assigns every tensor (given as its kind and bytes per image, by index) to a slot,
+/// greedily by liveness over `kernels` in dispatch order (best fit among the free
+/// slots, else grow the largest free one, else a new slot). The input and output get
+/// slots of their own, so the caller can upload and read them back without
+/// disturbing anything else.
+pub fn assign(tensors: &[(TensorKind, usize)], kernels: &[Kernel]) -> Memory {
+    let n = tensors.len();
     let mut first = vec![usize::MAX; n];
     let mut last = vec![0usize; n];
-    for (i, k) in plan.kernels.iter().enumerate() {
+    for (i, k) in kernels.iter().enumerate() {
         for t in k.tensors_read().chain(k.tensors_written()) {
-            first[t] = first[t].min(i);
-            last[t] = last[t].max(i);
+            first[t.0] = first[t.0].min(i);
+            last[t.0] = last[t.0].max(i);
         }
     }
     let mut slots: Vec<Slot> = vec![];
-    let mut free: Vec<usize> = vec![];
-    let dedicated = |kind: TensorKind| matches!(kind, TensorKind::Input | TensorKind::Output);
-    for t in 0..n {
-        if dedicated(plan.tensors[t].kind) {
-            plan.tensors[t].slot = slots.len();
+    let mut slot_of: Vec<Option<SlotId>> = vec![None; n];
+    let mut free: Vec<SlotId> = vec![];
+    let dedicated = |t: TensorId| matches!(tensors[t.0].0, TensorKind::Input | TensorKind::Output);
+    for t in (0..n).map(TensorId) {
+        if dedicated(t) {
+            slot_of[t.0] = Some(SlotId(slots.len()));
             slots.push(Slot {
-                bytes: plan.tensors[t].bytes,
+                bytes: tensors[t.0].1,
                 tensors: vec![t],
             });
         }
     }
-    for (i, k) in plan.kernels.iter().enumerate() {
-        let born: Vec<usize> = k
+    for (i, k) in kernels.iter().enumerate() {
+        let born: Vec<TensorId> = k
             .tensors_written()
-            .filter(|&t| first[t] == i && !dedicated(plan.tensors[t].kind))
+            .filter(|&t| first[t.0] == i && !dedicated(t))
             .collect();
         for t in born {
-            let need = plan.tensors[t].bytes;
+            let need = tensors[t.0].1;
             let fit = free
                 .iter()
                 .enumerate()
-                .filter(|(_, &s)| slots[s].bytes >= need)
-                .min_by_key(|(_, &s)| slots[s].bytes)
+                .filter(|(_, &s)| slots[s.0].bytes >= need)
+                .min_by_key(|(_, &s)| slots[s.0].bytes)
                 .map(|(j, _)| j);
             let pick = fit.or_else(|| {
                 free.iter()
                     .enumerate()
-                    .max_by_key(|(_, &s)| slots[s].bytes)
+                    .max_by_key(|(_, &s)| slots[s.0].bytes)
                     .map(|(j, _)| j)
             });
             let s = match pick {
@@ -64,26 +65,41 @@ pub fn assign(plan: &mut Plan) {
                         bytes: 0,
                         tensors: vec![],
                     });
-                    slots.len() - 1
+                    SlotId(slots.len() - 1)
                 }
             };
-            slots[s].bytes = slots[s].bytes.max(need);
-            slots[s].tensors.push(t);
-            plan.tensors[t].slot = s;
+            slots[s.0].bytes = slots[s.0].bytes.max(need);
+            slots[s.0].tensors.push(t);
+            slot_of[t.0] = Some(s);
         }
-        let dying: Vec<usize> = k
+        let dying: Vec<TensorId> = k
             .tensors_read()
             .chain(k.tensors_written())
-            .filter(|&t| last[t] == i && !dedicated(plan.tensors[t].kind))
+            .filter(|&t| last[t.0] == i && !dedicated(t))
             .collect();
         for t in dying {
-            let s = plan.tensors[t].slot;
+            let s = slot_of[t.0].expect("a tensor is written before it dies");
             if !free.contains(&s) {
                 free.push(s);
             }
         }
     }
-    plan.slots = slots;
+    // A tensor no kernel touches (there is none in a plan from `fuse`) still gets a
+    // buffer of its own, so every tensor has one.
+    let slot_of = slot_of
+        .into_iter()
+        .enumerate()
+        .map(|(t, s)| {
+            s.unwrap_or_else(|| {
+                slots.push(Slot {
+                    bytes: tensors[t].1,
+                    tensors: vec![TensorId(t)],
+                });
+                SlotId(slots.len() - 1)
+            })
+        })
+        .collect();
+    Memory { slots, slot_of }
 }
 
 #[cfg(test)]
@@ -91,29 +107,12 @@ mod tests {
     use effc_ir::{Model, Options, Spec};
 
     #[test]
-    fn live_tensors_never_share_a_slot() {
+    fn few_buffers_and_a_valid_plan() {
         for name in ["b0", "v2-s", "lite0", "v2-b0"] {
             let m = Model::build(&Spec::builtin(name).unwrap(), &Options::default()).unwrap();
             let p = crate::plan(&m);
-            for k in &p.kernels {
-                let mut slots: Vec<usize> = k
-                    .tensors_read()
-                    .chain(k.tensors_written())
-                    .map(|t| p.tensors[t].slot)
-                    .collect();
-                let n = slots.len();
-                slots.sort();
-                slots.dedup();
-                assert_eq!(
-                    slots.len(),
-                    n,
-                    "{name}: kernel {} binds one buffer twice",
-                    k.name
-                );
-            }
-            for t in &p.tensors {
-                assert!(p.slots[t.slot].bytes >= t.bytes);
-            }
+            // `validate` checks that live tensors never share a buffer.
+            assert_eq!(p.validate(), Ok(()), "{name}");
             assert!(p.slots.len() <= 8, "{name}: {} slots", p.slots.len());
         }
     }

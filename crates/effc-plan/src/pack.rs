@@ -7,7 +7,8 @@ use std::fmt;
 
 use effc_ir::{Block, ConvBn, Model};
 
-use crate::fuse::{Op, Plan, Source};
+use crate::layout::WeightLayout;
+use crate::plan::{Op, Plan, Source};
 
 /// A tensor the packer needs is absent or has the wrong size.
 #[derive(Clone, Debug, PartialEq)]
@@ -98,23 +99,22 @@ impl<'a, F: Fn(&str) -> Option<&'a [f32]>> Getter<'a, F> {
     }
 }
 
-/// Packs a GEMM's B operand `[k][cout4·4]` and bias from folded conv weights.
-fn pack_gemm(cb: &ConvBn, w: &[f32], bias: &[f32], cin4: usize, cout4: usize) -> Vec<f32> {
+/// Packs a GEMM's B operand `[k][cout4·4]` and bias from folded conv weights, by
+/// the kernel's layout (sections `B` and `BIAS`).
+fn pack_gemm(l: &WeightLayout, cb: &ConvBn, w: &[f32], bias: &[f32], cin4: usize) -> Vec<f32> {
     let c = &cb.conv;
     let (k, cin, cout) = (c.kernel, c.in_ch, c.out_ch);
-    let kk = k * k * cin4 * 4;
-    let ncols = cout4 * 4;
-    let mut out = vec![0.0f32; kk * ncols + ncols];
+    let mut out = vec![0.0f32; l.len()];
     for co in 0..cout {
         for ci in 0..cin {
             for ky in 0..k {
                 for kx in 0..k {
                     let row = (ky * k + kx) * cin4 * 4 + ci;
-                    out[row * ncols + co] = w[((co * cin + ci) * k + ky) * k + kx];
+                    out[l.at("B", row, co)] = w[((co * cin + ci) * k + ky) * k + kx];
                 }
             }
         }
-        out[kk * ncols + co] = bias[co];
+        out[l.at("BIAS", 0, co)] = bias[co];
     }
     out
 }
@@ -137,6 +137,7 @@ pub fn pack_weights<'a>(
     let eps = model.bn_eps;
     let mut out = Vec::with_capacity(plan.kernels.len());
     for k in &plan.kernels {
+        let l = &k.layout;
         let packed = match (&k.op, k.source) {
             (Op::Gemm(op), src) => {
                 let (prefix, cb) = match src {
@@ -167,56 +168,55 @@ pub fn pack_weights<'a>(
                     s => unreachable!("a GEMM kernel from {s:?}"),
                 };
                 let (w, b) = g.conv_bn(&prefix, cb, eps)?;
-                pack_gemm(cb, &w, &b, op.cin4, op.cout4)
+                pack_gemm(l, cb, &w, &b, op.cin4)
             }
             (Op::Depthwise(op), Source::Conv(id)) => {
                 let blk = block_of(model, id);
                 let (w, b) = g.conv_bn(&format!("{}.dw", blk.path()), &blk.conv, eps)?;
-                let (kk, c, n) = (op.kernel * op.kernel, blk.conv.conv.out_ch, op.c4 * 4);
-                let mut v = vec![0.0f32; kk * n + n];
+                let (kk, c) = (op.kernel * op.kernel, blk.conv.conv.out_ch);
+                let mut v = vec![0.0f32; l.len()];
                 for ch in 0..c {
                     for t in 0..kk {
-                        v[t * n + ch] = w[ch * kk + t];
+                        v[l.at("TAPS", t, ch)] = w[ch * kk + t];
                     }
-                    v[kk * n + ch] = b[ch];
+                    v[l.at("BIAS", 0, ch)] = b[ch];
                 }
                 v
             }
             (Op::Se(op), Source::Se(id)) => {
                 let blk = block_of(model, id);
                 let p = blk.path();
-                let (c, r, n) = (op.c, op.reduced, op.c4 * 4);
+                let (c, r) = (op.c, op.reduced);
                 let w1 = g.take(&format!("{p}.se.reduce.weight"), r * c)?;
                 let b1 = g.take(&format!("{p}.se.reduce.bias"), r)?;
                 let w2 = g.take(&format!("{p}.se.expand.weight"), c * r)?;
                 let b2 = g.take(&format!("{p}.se.expand.bias"), c)?;
-                let mut v = vec![0.0f32; 2 * r * n + n + r.div_ceil(4) * 4];
+                let mut v = vec![0.0f32; l.len()];
                 for ri in 0..r {
                     for ch in 0..c {
-                        v[ri * n + ch] = w1[ri * c + ch];
-                        v[r * n + ri * n + ch] = w2[ch * r + ri];
+                        v[l.at("W1", ri, ch)] = w1[ri * c + ch];
+                        v[l.at("W2", ri, ch)] = w2[ch * r + ri];
                     }
-                    v[2 * r * n + n + ri] = b1[ri];
+                    v[l.at("B1", 0, ri)] = b1[ri];
                 }
                 for ch in 0..c {
-                    v[2 * r * n + ch] = b2[ch];
+                    v[l.at("B2", 0, ch)] = b2[ch];
                 }
                 v
             }
             (Op::Classifier(op), _) => {
-                if op.classes == 0 {
-                    vec![0.0; 4]
-                } else {
-                    let (c, n, j) = (op.c, op.c4 * 4, op.classes);
+                let mut v = vec![0.0f32; l.len()];
+                if op.classes > 0 {
+                    let (c, j) = (op.c, op.classes);
                     let w = g.take("classifier.weight", j * c)?;
                     let b = g.take("classifier.bias", j)?;
-                    let mut v = vec![0.0f32; j * n + j.div_ceil(4) * 4];
                     for cls in 0..j {
-                        v[cls * n..cls * n + c].copy_from_slice(&w[cls * c..(cls + 1) * c]);
-                        v[j * n + cls] = b[cls];
+                        let at = l.at("W", cls, 0);
+                        v[at..at + c].copy_from_slice(&w[cls * c..(cls + 1) * c]);
+                        v[l.at("BIAS", 0, cls)] = b[cls];
                     }
-                    v
                 }
+                v
             }
             (op, src) => unreachable!("no packing for {src:?} with {op:?}"),
         };

@@ -13,12 +13,9 @@ use std::collections::BTreeMap;
 use effc_ir::Conv2d;
 use serde::{Deserialize, Serialize};
 
-use crate::fuse::{dw_tiles, gemm_tiles, DwTiles, GemmTiles, Kernel, Op};
-
-/// Workgroup invocations every WebGPU adapter allows.
-const MAX_INVOCATIONS: usize = 256;
-/// Workgroup memory every WebGPU adapter allows, in bytes.
-const MAX_WORKGROUP_BYTES: usize = 16384;
+use crate::plan::{Kernel, Op};
+pub use crate::tiles::Tiles;
+use crate::tiles::{dw_candidates, dw_tiles, gemm_candidates, gemm_tiles, DwTiles, GemmTiles};
 
 /// Tiles per kernel shape, measured on one adapter.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -96,101 +93,6 @@ impl Tuning {
     }
 }
 
-impl GemmTiles {
-    /// Whether a shader can be built with these tiles on any WebGPU adapter.
-    pub fn check(&self) -> Result<(), String> {
-        let GemmTiles {
-            tile_m,
-            tile_n4,
-            rows,
-            tile_k4,
-        } = *self;
-        if !(1..=8).contains(&rows) || tile_m == 0 || tile_m % rows != 0 {
-            return Err(format!(
-                "tile_m {tile_m} must be a positive multiple of rows {rows} (1 to 8)"
-            ));
-        }
-        if !(1..=16).contains(&tile_n4) || !(1..=8).contains(&tile_k4) {
-            return Err(format!(
-                "tile_n4 {tile_n4} must be 1 to 16 and tile_k4 {tile_k4} 1 to 8"
-            ));
-        }
-        let invocations = tile_n4 * tile_m / rows;
-        if invocations > MAX_INVOCATIONS {
-            return Err(format!(
-                "{invocations} invocations per workgroup (at most {MAX_INVOCATIONS})"
-            ));
-        }
-        // a_tile, b_tile and (at most) the pooling tile.
-        let bytes = 16 * (tile_m * tile_k4 + 4 * tile_k4 * tile_n4 + (tile_m / rows) * tile_n4);
-        if bytes > MAX_WORKGROUP_BYTES {
-            return Err(format!(
-                "{bytes} bytes of workgroup memory (at most {MAX_WORKGROUP_BYTES})"
-            ));
-        }
-        Ok(())
-    }
-}
-
-impl DwTiles {
-    /// Whether a shader can be built with these tiles on any WebGPU adapter.
-    pub fn check(&self) -> Result<(), String> {
-        let DwTiles {
-            run,
-            lanes_c4,
-            lanes_run,
-            tile_runs,
-        } = *self;
-        if !(1..=8).contains(&run) {
-            return Err(format!("run {run} must be 1 to 8"));
-        }
-        if lanes_c4 == 0 || lanes_run == 0 || lanes_c4 * lanes_run > MAX_INVOCATIONS {
-            return Err(format!(
-                "{lanes_c4}x{lanes_run} invocations per workgroup (1 to {MAX_INVOCATIONS})"
-            ));
-        }
-        if tile_runs < lanes_run || tile_runs > 16 * lanes_run {
-            return Err(format!(
-                "tile_runs {tile_runs} must be 1 to 16 times lanes_run {lanes_run}"
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// The tiles of one kernel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Tiles {
-    Gemm(GemmTiles),
-    Dw(DwTiles),
-}
-
-impl std::fmt::Display for Tiles {
-    /// `56px x 32ch, 7 px/thread, k 16` (a GEMM tile: pixels by channels, pixels per
-    /// invocation, reduction step); `runs of 4px, 16ch x 4, 8 runs` (depthwise: run
-    /// length, channels by run lanes, runs per workgroup).
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Tiles::Gemm(t) => write!(
-                f,
-                "{}px x {}ch, {} px/thread, k {}",
-                t.tile_m,
-                t.tile_n4 * 4,
-                t.rows,
-                t.tile_k4 * 4
-            ),
-            Tiles::Dw(t) => write!(
-                f,
-                "runs of {}px, {}ch x {}, {} runs",
-                t.run,
-                t.lanes_c4 * 4,
-                t.lanes_run,
-                t.tile_runs
-            ),
-        }
-    }
-}
-
 /// A kernel's tiles in its plan (for the kernels that have tiles).
 pub fn tiles_of(k: &Kernel) -> Option<Tiles> {
     match &k.op {
@@ -241,89 +143,9 @@ fn geometry(c: &Conv2d) -> String {
     )
 }
 
-/// GEMM tiles worth measuring for `m` output pixels and `n4` output vec4s: the cost
-/// model's choice first, then 8, 7, 5 or 4 pixels per invocation, 8 or 4 invocations
-/// along the pixels, reduction steps of 4 or 8 vec4s, and 4-column tiles where 8
-/// would pad the columns; tiles that pad the pixels by more than a quarter are left
-/// out.
-pub fn gemm_candidates(m: usize, n4: usize) -> Vec<GemmTiles> {
-    let mut v = vec![gemm_tiles(m, n4)];
-    let widths: &[usize] = match n4 {
-        0..=4 => &[4],
-        _ if n4.is_multiple_of(8) => &[8],
-        _ => &[8, 4],
-    };
-    for &tile_n4 in widths {
-        for rows in [8, 7, 5, 4] {
-            for lanes in [8, 4] {
-                let tile_m = rows * lanes;
-                if m.div_ceil(tile_m) * tile_m - m > (m / 4).max(8) {
-                    continue;
-                }
-                for tile_k4 in [4, 8] {
-                    let t = GemmTiles {
-                        tile_m,
-                        tile_n4,
-                        rows,
-                        tile_k4,
-                    };
-                    if !v.contains(&t) && t.check().is_ok() {
-                        v.push(t);
-                    }
-                }
-            }
-        }
-    }
-    v
-}
-
-/// Depthwise tiles worth measuring: the cost model's choice first, then runs of 4
-/// or 2 pixels, half the channel lanes, and 1, 2 or 4 runs per invocation.
-pub fn dw_candidates(c4: usize, out_w: usize) -> Vec<DwTiles> {
-    let base = dw_tiles(c4, out_w);
-    let mut v = vec![base];
-    for run in [4, 2] {
-        let run = run.min(out_w.max(1));
-        for lanes_c4 in [base.lanes_c4, (base.lanes_c4 / 2).max(1)] {
-            let lanes_run = 64 / lanes_c4;
-            for per_lane in [2, 1, 4] {
-                let t = DwTiles {
-                    run,
-                    lanes_c4,
-                    lanes_run,
-                    tile_runs: lanes_run * per_lane,
-                };
-                if !v.contains(&t) && t.check().is_ok() {
-                    v.push(t);
-                }
-            }
-        }
-    }
-    v
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn candidates_are_valid_and_start_with_the_cost_model() {
-        for m in [1, 49, 196, 784, 12544] {
-            for n4 in [1, 4, 30, 320] {
-                let c = gemm_candidates(m, n4);
-                assert_eq!(c[0], gemm_tiles(m, n4));
-                assert!(m < 49 || c.len() > 4, "{m}x{n4}: {c:?}");
-                assert!(c.iter().all(|t| t.check().is_ok()));
-            }
-        }
-        for c4 in [1, 4, 24, 288] {
-            for w in [1, 3, 7, 112] {
-                let c = dw_candidates(c4, w);
-                assert_eq!(c[0], dw_tiles(c4, w));
-                assert!(c.iter().all(|t| t.check().is_ok() && t.run <= w));
-            }
-        }
-    }
 
     /// Every kernel of a plan tuned with its `pick`-th candidate (the last when it
     /// has fewer) uses those tiles, and the pooling sums it writes are the ones

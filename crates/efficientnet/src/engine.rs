@@ -84,6 +84,17 @@ pub(crate) fn rebuild(def: &Definition) -> Result<(effc_ir::Model, effc_plan::Pl
     if plan.input_shape != def.input_shape || plan.output_len != def.output_len {
         return Err(stale(def, "its input or output shape differs".into()));
     }
+    // Everything else the shaders rely on (weight layouts, bindings, tiles, buffers).
+    let hash = plan.fingerprint();
+    if hash != def.plan_hash {
+        return Err(stale(
+            def,
+            format!(
+                "its kernel plan (weight layouts, bindings, tiles, buffers) has fingerprint {}, this version plans {hash}",
+                def.plan_hash
+            ),
+        ));
+    }
     Ok((model, plan))
 }
 

@@ -349,3 +349,61 @@ fn a_definition_from_another_version_is_refused() {
     assert!(matches!(err, Error::Stale { .. }), "{err}");
     assert!(err.to_string().contains(tiny::KERNELS[1].name), "{err}");
 }
+
+#[test]
+fn weights_packed_in_another_layout_are_refused() {
+    // A definition generated from a plan whose first depthwise kernel stores its
+    // bias before its taps: the same length, the same kernels, names, grids and
+    // workgroups, but packed weights that its shaders would misread.
+    let ir = ir_of(&tiny::DEFINITION);
+    let plan = effc_plan::plan(&ir);
+    let mut other = plan.clone();
+    let k = other
+        .kernels
+        .iter_mut()
+        .find(|k| k.kind() == "depthwise")
+        .unwrap();
+    let (taps, bias) = (k.layout.sections[0].clone(), k.layout.sections[1].clone());
+    k.layout.sections = vec![
+        effc_plan::Section {
+            offset: 0,
+            ..bias.clone()
+        },
+        effc_plan::Section {
+            offset: bias.len,
+            ..taps
+        },
+    ];
+    assert_eq!(other.validate(), Ok(()));
+    assert_eq!(other.weight_bytes(), plan.weight_bytes());
+    // Packing follows the layout it is given: the bytes differ.
+    let (bytes, _) = random_checkpoint_and_reference(&ir, &ramp(3 * 64 * 64), 1);
+    let weights =
+        effc_weights::Weights::from_bytes(&bytes, std::path::Path::new("<bytes>"), &ir, None)
+            .unwrap();
+    let packed = effc_plan::pack_weights(&plan, &ir, weights.by_name(&ir)).unwrap();
+    let repacked = effc_plan::pack_weights(&other, &ir, weights.by_name(&ir)).unwrap();
+    assert_eq!(packed.len(), repacked.len());
+    assert_ne!(packed, repacked);
+    // The load check refuses it.
+    let def = efficientnet::Definition {
+        plan_hash: Box::leak(other.fingerprint().into_boxed_str()),
+        ..tiny::DEFINITION
+    };
+    let gpu: Arc<efficientnet::Gpu> = efficientnet::default_gpu().unwrap();
+    let err = efficientnet::__private::Engine::new(
+        &def,
+        gpu,
+        &bytes,
+        std::path::Path::new("<bytes>"),
+        None,
+        1,
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::Stale { .. }), "{err}");
+    assert!(err.to_string().contains(&other.fingerprint()), "{err}");
+    assert!(
+        err.to_string().contains(tiny::DEFINITION.plan_hash),
+        "{err}"
+    );
+}
