@@ -206,8 +206,7 @@ pub fn gpu_host(plan: &Plan, batch: usize, software: bool) -> Vec<(String, u64)>
         .map(|k| f32s(k.weights_len as u64))
         .sum();
     let b = batch as u64;
-    let io = (plan.tensors[plan.input].bytes as u64 + plan.tensors[plan.output].bytes as u64)
-        .saturating_mul(b);
+    let io = (plan.tensors[plan.input].bytes as u64 + plan.output_bytes() as u64).saturating_mul(b);
     let mut v = vec![
         ("packed weights for the GPU".into(), packed),
         (format!("input staging, batch {batch}"), io),
@@ -263,8 +262,12 @@ pub fn check_gpu(
             )));
         }
     }
-    for (which, t) in [("input", plan.input), ("output", plan.output)] {
-        let per = plan.tensors[t].bytes as u64;
+    // A backbone's output buffer holds every feature level.
+    for (which, per) in [
+        ("input", plan.tensors[plan.input].bytes),
+        ("output", plan.output_bytes()),
+    ] {
+        let per = per as u64;
         let need = per.saturating_mul(batch as u64);
         if need > limits.max_buffer_size {
             let most = limits.max_buffer_size / per.max(1);
