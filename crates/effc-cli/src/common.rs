@@ -31,6 +31,11 @@ pub struct ModelArgs {
     /// Number of classes; 0 ends the model at the pooled features (default: the model's).
     #[arg(long, value_name = "N")]
     pub classes: Option<usize>,
+    /// End the model at these feature levels (timm's `features_only`: level i has
+    /// reduction 2^(i+1); e.g. 1,2,3,4): no head, no classifier (default: the spec's
+    /// `features`, else none).
+    #[arg(long, value_name = "L,..", value_delimiter = ',')]
+    pub features: Option<Vec<usize>>,
 }
 
 impl ModelArgs {
@@ -43,6 +48,7 @@ impl ModelArgs {
             }),
             bn_eps: self.bn_eps,
             classes: self.classes,
+            features: self.features.clone(),
         }
     }
 

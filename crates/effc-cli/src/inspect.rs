@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use effc_ir::cost::group;
-use effc_ir::Naming;
+use effc_ir::{FeatureInfo, Model, Naming};
 
 use crate::common::ModelArgs;
 use crate::output::{out, outln};
@@ -95,11 +95,64 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
             })).collect::<Vec<_>>(),
             "layers": m.layers(),
             "dispatches": effc_plan::plan(&m).dispatches(),
+            "features": feature_json(&m, &m.features),
+            "feature_levels": feature_json(&m, &m.feature_levels()),
         });
         outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
     out!("{}", m.render());
+    print_features(&m)?;
     let _ = group;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The IR path of block `id` (`blocks.1.1`).
+fn block_path(m: &Model, id: usize) -> String {
+    m.blocks()
+        .find(|b| b.id == id)
+        .map_or_else(|| format!("block {id}"), |b| b.path())
+}
+
+/// Feature levels as JSON: level, channels, reduction, the IR block (id and path).
+fn feature_json(m: &Model, levels: &[FeatureInfo]) -> serde_json::Value {
+    levels
+        .iter()
+        .map(|f| {
+            serde_json::json!({
+                "level": f.level, "channels": f.channels, "reduction": f.reduction,
+                "block": f.block, "block_path": block_path(m, f.block),
+            })
+        })
+        .collect()
+}
+
+/// The feature levels a backbone ends at (`--features`, a spec's `features`), or
+/// the levels the network offers.
+fn print_features(m: &Model) -> Result<(), Failure> {
+    let requested = m.is_backbone();
+    let levels = if requested {
+        m.features.clone()
+    } else {
+        m.feature_levels()
+    };
+    if requested {
+        outln!("feature levels (the model ends at the last; no head, no classifier):");
+    } else {
+        outln!("feature levels (--features L,.. ends the model at them):");
+    }
+    for f in &levels {
+        let [c, h, w] = m
+            .blocks()
+            .find(|b| b.id == f.block)
+            .map_or([f.channels, 0, 0], |b| b.out_shape);
+        outln!(
+            "  level {}  {:<12} reduction {:>2}  from {}",
+            f.level,
+            format!("{c}x{h}x{w}"),
+            f.reduction,
+            block_path(m, f.block)
+        );
+    }
+    Ok(())
 }

@@ -195,8 +195,7 @@ pub fn gpu_host(plan: &Plan, batch: usize, software: bool) -> Vec<(String, u64)>
         .map(|k| f32s(k.weights_len as u64))
         .sum();
     let b = batch as u64;
-    let io = (plan.tensors[plan.input].bytes as u64 + plan.tensors[plan.output].bytes as u64)
-        .saturating_mul(b);
+    let io = (plan.tensors[plan.input].bytes as u64 + plan.output_bytes() as u64).saturating_mul(b);
     let mut v = vec![
         ("packed weights for the GPU".into(), packed),
         (format!("input staging, batch {batch}"), io),

@@ -18,6 +18,7 @@ mod outdir;
 mod output;
 mod pick;
 mod run;
+mod run_features;
 mod scale;
 mod scale_grid;
 mod scale_report;

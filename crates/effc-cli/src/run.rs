@@ -44,7 +44,8 @@ pub struct Args {
     /// Run on the tensor `input` (NCHW f32) of a safetensors file instead of images.
     #[arg(long, value_name = "X.safetensors", conflicts_with = "images")]
     input: Option<PathBuf>,
-    /// Write the output tensor (`logits`, or `features` when classes is 0) to a safetensors file.
+    /// Write the output tensor (`logits`, or `features` when classes is 0; with
+    /// --features, `features.<level>` per level, NCHW) to a safetensors file.
     #[arg(long, value_name = "Y.safetensors")]
     save: Option<PathBuf>,
     /// Images per forward (more images run in several forwards).
@@ -160,7 +161,8 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
     need.check(&doing, &budget)?;
 
     let per_image: usize = model.input.iter().product();
-    let out_len = model.output_shape()[0];
+    // Logits, pooled features, or per image every feature level of a backbone.
+    let out_len = plan.output_len;
     let chunk = args.batch as usize;
     let choice = crate::device::choose(args.device)?;
     match &choice {
@@ -223,7 +225,11 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
             let mut out = Vec::with_capacity(batch * out_len);
             for (i, part) in input.chunks(per_image * chunk).enumerate() {
                 let n = part.len() / per_image;
-                out.extend(ex.run(part, n)?.data);
+                if model.is_backbone() {
+                    out.extend(crate::run_features::cpu_forward(&ex, part, n)?);
+                } else {
+                    out.extend(ex.run(part, n)?.data);
+                }
                 progress(i * chunk + n, batch);
             }
             out
@@ -247,6 +253,15 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         }
     };
     check_finite(&output, &labels, out_len)?;
+
+    if model.is_backbone() {
+        let levels = crate::run_features::split(&plan, &output, batch);
+        if let Some(p) = &args.save {
+            crate::run_features::save(p, &levels, batch)?;
+        }
+        crate::run_features::print(&levels, &labels, args.json, args.save.is_some())?;
+        return Ok(ExitCode::SUCCESS);
+    }
 
     if let Some(p) = &args.save {
         let name = if model.classes > 0 {

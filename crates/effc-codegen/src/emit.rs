@@ -40,7 +40,7 @@ pub(crate) fn const_name(kernel: &str) -> String {
     s
 }
 
-fn usize_lit(v: usize) -> Literal {
+pub(crate) fn usize_lit(v: usize) -> Literal {
     u64_lit(v as u64)
 }
 
@@ -112,7 +112,9 @@ pub(crate) fn module_items(i: &Input) -> TokenStream {
     let title = format!(
         " EfficientNet `{}` compiled by effc: input {c}×{h}×{w}, {}.",
         i.spec_name,
-        if classes > 0 {
+        if plan.is_backbone() {
+            crate::features::title(plan)
+        } else if classes > 0 {
             format!("{classes} classes")
         } else {
             format!("{features} pooled features (no classifier)")
@@ -192,12 +194,17 @@ pub(crate) fn module_items(i: &Input) -> TokenStream {
             let v = usize_lit(v);
             quote!(#v)
         });
+        let features = opt(o.features.as_ref(), |v| {
+            let v = v.iter().copied().map(usize_lit);
+            quote!(&[#(#v),*])
+        });
         quote! {
             #p::Overrides {
                 resolution: #resolution,
                 padding: #padding,
                 bn_eps: #bn_eps,
                 classes: #classes,
+                features: #features,
             }
         }
     };
@@ -228,7 +235,9 @@ pub(crate) fn module_items(i: &Input) -> TokenStream {
     let model_doc = format!(
         " EfficientNet `{name}` on a GPU: pipelines, packed weights and buffers, created once by [`Model::load`]."
     );
-    let output_doc = if classes > 0 {
+    let output_doc = if plan.is_backbone() {
+        " Values per image in a forward's output: every feature level's (`FEATURE_INFO`), CHW, one after another; `Model::features` splits them."
+    } else if classes > 0 {
         " Values per image in a forward's output: `CLASSES` logits."
     } else {
         " Values per image in a forward's output: the `FEATURES` pooled features (the model has no classifier)."
@@ -238,6 +247,7 @@ pub(crate) fn module_items(i: &Input) -> TokenStream {
         " Reads a safetensors checkpoint of `{name}` (timm, torchvision, TF-port or effc names, detected; f32, f16, bf16), folds batch norm, and creates the model on the process's shared GPU (`efficientnet::default_gpu`) for batches up to [`MAX_BATCH`]."
     );
     let use_doc = format!(" `{module}::Model::load(\"weights.safetensors\")?` then `forward`.");
+    let feature_items = crate::features::items(m, plan);
 
     quote! {
         #![doc = #title]
@@ -377,6 +387,8 @@ pub(crate) fn module_items(i: &Input) -> TokenStream {
             }
         }
 
+        #feature_items
+
         impl #p::Network for Model {
             const DEFINITION: &'static #p::Definition = &DEFINITION;
 
@@ -405,6 +417,10 @@ fn settings_note(o: &Options) -> String {
     }
     if let Some(c) = o.classes {
         parts.push(format!("classes = {c}"));
+    }
+    if let Some(f) = &o.features {
+        let f: Vec<String> = f.iter().map(usize::to_string).collect();
+        parts.push(format!("features = [{}]", f.join(", ")));
     }
     if parts.is_empty() {
         String::new()

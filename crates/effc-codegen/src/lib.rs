@@ -17,6 +17,7 @@
 //! macros (it is testable without expansion) or of GPUs.
 
 mod emit;
+mod features;
 mod report;
 
 use std::fmt;

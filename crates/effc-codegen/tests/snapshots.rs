@@ -38,3 +38,21 @@ fn tiny_macro_expansion() {
     let g = generate(&req).unwrap();
     insta::assert_snapshot!("tiny_macro_expansion", g.module_file());
 }
+
+/// A backbone (`features = [0, 1]`): `FEATURE_INFO`, `Model::features`, and no
+/// kernel after level 1 (the last stage, the head and the classifier are not planned).
+#[test]
+fn tiny_features_model_rs() {
+    let mut req = Request::new(SpecSource::Inline(TINY.into()));
+    req.options.features = Some(vec![0, 1]);
+    req.shaders = Shaders::IncludeStr;
+    req.module = Some("tiny_backbone".into());
+    let g = generate(&req).unwrap();
+    assert_eq!(g.plan.features.len(), 2);
+    assert!(g
+        .plan
+        .kernels
+        .iter()
+        .all(|k| !k.name.starts_with("blocks.2")));
+    insta::assert_snapshot!("tiny_features_model_rs", g.file());
+}

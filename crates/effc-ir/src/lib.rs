@@ -14,12 +14,14 @@
 //! nothing of GPUs, kernels or weights' values.
 
 pub mod cost;
+pub mod features;
 pub mod model;
 pub mod params;
 pub mod scale;
 pub mod spec;
 
 pub use cost::{Cost, LayerRow};
+pub use features::FeatureInfo;
 pub use model::{
     Block, BlockKind, Conv2d, ConvBn, Linear, Model, Options, Pad, SqueezeExcite, Stage,
 };

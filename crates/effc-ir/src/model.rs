@@ -254,6 +254,8 @@ pub struct Options {
     pub padding: Option<PaddingMode>,
     pub bn_eps: Option<f64>,
     pub classes: Option<usize>,
+    /// Feature levels to end at (`--features`), replacing the spec's `features`.
+    pub features: Option<Vec<usize>>,
 }
 
 /// The network: settings after overrides and scaling, and every layer.
@@ -283,6 +285,11 @@ pub struct Model {
     pub head: ConvBn,
     /// Present when `classes > 0`.
     pub classifier: Option<Linear>,
+    /// The requested feature levels, in level order; empty for a classifier (or
+    /// pooled-features) model. When present, the model ends at them: nothing
+    /// after the last level's block (no head, no classifier) runs.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub features: Vec<crate::features::FeatureInfo>,
 }
 
 /// `round_filters`: channels after width scaling.
@@ -550,7 +557,7 @@ impl Model {
             in_features: head_ch,
             out_features: classes,
         });
-        Ok(Model {
+        let mut model = Model {
             name: spec.name.clone(),
             base: spec.base.clone(),
             rounding: spec.rounding,
@@ -572,7 +579,19 @@ impl Model {
             stages,
             head,
             classifier,
-        })
+            features: vec![],
+        };
+        let requested = match &opts.features {
+            Some(l) => Some((l.clone(), None)),
+            None => spec
+                .features
+                .clone()
+                .map(|l| (l, spec.origin.get("features").cloned())),
+        };
+        if let Some((levels, origin)) = requested {
+            model.features = crate::features::select(&model, &levels, origin)?;
+        }
+        Ok(model)
     }
 
     /// All blocks in order.

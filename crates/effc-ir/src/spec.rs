@@ -184,6 +184,8 @@ pub struct Spec {
     pub padding: PaddingMode,
     pub bn_eps: f64,
     pub classes: usize,
+    /// Feature levels to end at (`features = [1, 2, 3, 4]`); `None`: the full model.
+    pub features: Option<Vec<usize>>,
     pub mean: [f64; 3],
     pub std: [f64; 3],
     pub training: Training,
@@ -227,6 +229,10 @@ pub const MODEL_KEYS: &[(&str, &str)] = &[
         "classes",
         "number of classes (0: end at the pooled features)",
     ),
+    (
+        "features",
+        "feature levels to end at, e.g. [1, 2, 3, 4] (level i: reduction 2^(i+1))",
+    ),
     ("mean", "input mean per channel"),
     ("std", "input standard deviation per channel"),
 ];
@@ -266,6 +272,7 @@ impl Spec {
             padding: PaddingMode::Same,
             bn_eps: 1e-3,
             classes: 1000,
+            features: None,
             mean: [0.485, 0.456, 0.406],
             std: [0.229, 0.224, 0.225],
             training: Training::default(),
@@ -888,6 +895,44 @@ impl Ctx<'_> {
     fn bool(&self) -> Result<bool, Diagnostic> {
         Ok(self.word(&["true", "false"])? == "true")
     }
+    /// A list of feature levels: whole numbers 0–4, each once.
+    fn levels(&self) -> Result<Vec<usize>, Diagnostic> {
+        let max = crate::features::MAX_LEVEL;
+        let Value::List(items) = &self.s.value.node else {
+            return Err(self.bad("a list of feature levels, e.g. [1, 2, 3, 4]"));
+        };
+        if items.is_empty() {
+            return Err(Diagnostic::error(
+                format!("`{}` needs at least one level", self.key()),
+                self.value_loc(),
+                "empty list",
+            )
+            .with_help(format!("levels are 0 to {max}, e.g. [1, 2, 3, 4]")));
+        }
+        let mut out: Vec<usize> = vec![];
+        for it in items {
+            let v = it.node;
+            if v.fract() != 0.0 || v < 0.0 || v > max as f64 {
+                return Err(Diagnostic::error(
+                    format!("feature level must be a whole number from 0 to {max}, got {v}"),
+                    Loc::new(self.source, it.span),
+                    "out of range",
+                )
+                .with_help(format!(
+                    "level i is the map at reduction 2^(i+1): 0 to {max}"
+                )));
+            }
+            if out.contains(&(v as usize)) {
+                return Err(Diagnostic::error(
+                    format!("feature level {v} is listed twice"),
+                    Loc::new(self.source, it.span),
+                    "duplicate level",
+                ));
+            }
+            out.push(v as usize);
+        }
+        Ok(out)
+    }
     fn triple(&self, positive: bool) -> Result<[f64; 3], Diagnostic> {
         match &self.s.value.node {
             Value::List(items) if items.len() == 3 => {
@@ -1000,6 +1045,7 @@ fn apply_model_setting(
         }
         "bn_eps" => spec.bn_eps = c.in_range(0.0, 1.0, true, true, "bn_eps")?,
         "classes" => spec.classes = c.whole(0, 1 << 24)?,
+        "features" => spec.features = Some(c.levels()?),
         "mean" => spec.mean = c.triple(false)?,
         "std" => spec.std = c.triple(true)?,
         _ => unreachable!("every key of MODEL_KEYS is handled"),

@@ -22,6 +22,7 @@ fn options_override_the_spec() {
             padding: Some(effc_ir::PaddingMode::Symmetric),
             bn_eps: Some(1e-5),
             classes: Some(0),
+            features: None,
         },
     )
     .unwrap();

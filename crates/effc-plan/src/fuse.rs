@@ -9,6 +9,7 @@
 
 use effc_ir::{Block, BlockKind, ConvBn, Model};
 
+use crate::features::FeatureOutput;
 use crate::layout::{ElemType, WeightLayout};
 use crate::plan::{
     ALoad, Binding, ClassifierOp, DwOp, Epilogue, GemmOp, Kernel, Op, Plan, SeOp, Source,
@@ -50,6 +51,8 @@ struct Builder<'t> {
     tensors: Vec<NewTensor>,
     kernels: Vec<Kernel>,
     tuning: &'t Tuning,
+    /// A backbone's levels: their tensors get buffers of their own.
+    features: Vec<FeatureOutput>,
 }
 
 fn c4(c: usize) -> usize {
@@ -80,7 +83,8 @@ impl Builder<'_> {
     ) -> Plan {
         let sizes: Vec<(TensorKind, usize)> =
             self.tensors.iter().map(|t| (t.kind, t.bytes)).collect();
-        let memory = crate::memory::assign(&sizes, &self.kernels);
+        let keep: Vec<TensorId> = self.features.iter().map(|f| f.tensor).collect();
+        let memory = crate::memory::assign_keeping(&sizes, &self.kernels, &keep);
         let tensors = self
             .tensors
             .into_iter()
@@ -105,6 +109,7 @@ impl Builder<'_> {
             output,
             input_shape,
             output_len,
+            features: self.features,
         };
         debug_assert_eq!(plan.validate(), Ok(()), "{}", plan.model);
         plan
@@ -236,6 +241,7 @@ pub fn plan_tuned(model: &Model, tuning: &Tuning) -> Plan {
         tensors: vec![],
         kernels: vec![],
         tuning,
+        features: vec![],
     };
     let [cin, h, w] = model.input;
     let input = b.tensor("input".into(), TensorKind::Input, h, w, cin);
@@ -255,8 +261,17 @@ pub fn plan_tuned(model: &Model, tuning: &Tuning) -> Plan {
         pool: None,
     });
     let mut x = stem_out;
-    for blk in model.blocks() {
+    let mut ends = vec![];
+    for blk in model.blocks().filter(|blk| model.block_needed(blk.id)) {
         x = block(&mut b, blk, x);
+        let t = &b.tensors[x.0];
+        ends.push((blk.id, x, t.h, t.w));
+    }
+    if model.is_backbone() {
+        // Nothing after the last level: no head, no classifier.
+        b.features = crate::features::outputs(model, &ends);
+        let len = b.features.iter().map(FeatureOutput::len).sum();
+        return b.finish(model.name.clone(), input, x, model.input, len);
     }
     // Head: 1x1 conv + BN + act, pooled in the epilogue (the full map is never stored).
     let head = &model.head;
@@ -346,6 +361,7 @@ pub fn gemm_probe(m: usize, k: usize, n: usize) -> Plan {
         tensors: vec![],
         kernels: vec![],
         tuning: &Tuning::default(),
+        features: vec![],
     };
     let side = (m as f64).sqrt() as usize;
     let (h, w) = if side * side == m {

@@ -6,6 +6,7 @@
 //! - [`tiles`]: tile types, their cost models and the candidates worth measuring;
 //! - [`fuse`]: the fusion pass, IR → [`Plan`] (kernels over tensors);
 //! - [`layout`]: where each part of a kernel's packed weights lives;
+//! - [`features`]: a backbone's feature levels (what it writes, invariant 10);
 //! - [`memory`]: the memory plan, tensors → buffers ("slots") by liveness;
 //! - [`pack`]: BN folding and weight packing for each kernel, from a checkpoint's tensors;
 //! - [`tune`]: tiles measured on an adapter, per kernel shape, instead of the cost models.
@@ -17,6 +18,7 @@
 //! that prints and can be tested; the WGSL emitter and the runtime only follow it.
 //! This crate does no I/O and knows nothing of wgpu.
 
+pub mod features;
 pub mod fuse;
 pub mod layout;
 pub mod memory;
@@ -27,6 +29,7 @@ pub mod tiles;
 pub mod tune;
 pub mod validate;
 
+pub use features::FeatureOutput;
 pub use fuse::{gemm_probe, plan, plan_tuned};
 pub use layout::{ElemType, Section, WeightLayout};
 pub use pack::{fold_bn, pack_weights, PackError};

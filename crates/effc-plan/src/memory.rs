@@ -17,6 +17,17 @@ pub struct Memory {
 /// slots of their own, so the caller can upload and read them back without
 /// disturbing anything else.
 pub fn assign(tensors: &[(TensorKind, usize)], kernels: &[Kernel]) -> Memory {
+    assign_keeping(tensors, kernels, &[])
+}
+
+/// [`assign`], where the tensors of `keep` (a backbone's feature levels) also get
+/// buffers of their own: alive from their first write to the end of the forward,
+/// and read back after it.
+pub fn assign_keeping(
+    tensors: &[(TensorKind, usize)],
+    kernels: &[Kernel],
+    keep: &[TensorId],
+) -> Memory {
     let n = tensors.len();
     let mut first = vec![usize::MAX; n];
     let mut last = vec![0usize; n];
@@ -29,7 +40,9 @@ pub fn assign(tensors: &[(TensorKind, usize)], kernels: &[Kernel]) -> Memory {
     let mut slots: Vec<Slot> = vec![];
     let mut slot_of: Vec<Option<SlotId>> = vec![None; n];
     let mut free: Vec<SlotId> = vec![];
-    let dedicated = |t: TensorId| matches!(tensors[t.0].0, TensorKind::Input | TensorKind::Output);
+    let dedicated = |t: TensorId| {
+        matches!(tensors[t.0].0, TensorKind::Input | TensorKind::Output) || keep.contains(&t)
+    };
     for t in (0..n).map(TensorId) {
         if dedicated(t) {
             slot_of[t.0] = Some(SlotId(slots.len()));

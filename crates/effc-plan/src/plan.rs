@@ -337,11 +337,17 @@ pub struct Plan {
     pub kernels: Vec<Kernel>,
     pub slots: Vec<Slot>,
     pub input: TensorId,
+    /// Logits or pooled features; a backbone's last feature level.
     pub output: TensorId,
     /// Real input channels and resolution (CHW).
     pub input_shape: [usize; 3],
-    /// Output values per image.
+    /// Output values per image (a backbone's: every level's, NCHW without padding).
     pub output_len: usize,
+    /// A backbone's feature levels ([`crate::features`]), in level order; empty
+    /// when the model ends at logits or pooled features (and then not serialized,
+    /// so such a plan's fingerprint does not change).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub features: Vec<crate::features::FeatureOutput>,
 }
 
 impl Plan {

@@ -49,6 +49,24 @@ impl fmt::Display for Plan {
             };
             writeln!(f, "  #{i:<2} {:>12}  {}", s.bytes, shown)?;
         }
+        if self.is_backbone() {
+            writeln!(
+                f,
+                "feature levels (CxHxW, read back after the last kernel):"
+            )?;
+        }
+        for l in &self.features {
+            let t = &self.tensors[l.tensor];
+            writeln!(
+                f,
+                "  level {}  {:<12} reduction {:>2}  `{}` in buffer #{}",
+                l.level,
+                format!("{}x{}x{}", l.channels, l.h, l.w),
+                l.reduction,
+                t.name,
+                t.slot.index()
+            )?;
+        }
         writeln!(
             f,
             "activations {} bytes per image in {} buffers; weights {} bytes",

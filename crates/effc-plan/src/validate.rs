@@ -25,6 +25,10 @@ impl Plan {
     ///    reader adds up that many and divides by the writer's pixel count.
     /// 9. Each kernel binds exactly the buffers its op uses, by the names its shader
     ///    gives them, and the tensors it writes have the op's output shape.
+    /// 10. A backbone's feature levels ([`crate::features`]): in level order, each an
+    ///     activation of its level's shape written by a kernel, in a buffer of its
+    ///     own; the output is the last level, the output length their sum, and the
+    ///     last kernel writes the last level (no head, no classifier).
     ///
     /// Ids out of range are reported, never indexed: a broken plan is an error, not
     /// a panic.
@@ -157,6 +161,8 @@ impl Plan {
                 ));
             }
         }
+        // 10
+        self.check_features()?;
         // 5
         for (si, s) in self.slots.iter().enumerate() {
             for (a, &ta) in s.tensors.iter().enumerate() {

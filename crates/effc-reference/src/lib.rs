@@ -79,6 +79,8 @@ pub enum Error {
         what: &'static str,
         count: usize,
     },
+    #[error("model `{model}` has no feature levels requested (`features = [..]`, `--features`)")]
+    NoFeatures { model: String },
     #[error("model `{model}` has no classifier (classes = 0): ask for Tap::Pooled")]
     NoClassifier { model: String },
     #[error("layer `{layer}` has {groups} groups: only dense and depthwise convolutions run")]
@@ -268,6 +270,23 @@ impl Executor {
             Tap::Pooled
         };
         self.run_until(input, batch, tap)
+    }
+
+    /// The requested feature levels (`Model::features`, in level order), one NCHW
+    /// map `[N, C, H, W]` each, from one pass that stops at the last level's block.
+    pub fn features(&self, input: &[f32], batch: usize) -> Result<Vec<Tensor>, Error> {
+        if self.model.features.is_empty() {
+            return Err(Error::NoFeatures {
+                model: self.model.name.clone(),
+            });
+        }
+        let taps: Vec<Tap> = self
+            .model
+            .features
+            .iter()
+            .map(|f| Tap::Block(f.block))
+            .collect();
+        self.run_taps(input, batch, &taps)
     }
 
     /// The activations at `tap`; the network runs only as far as needed.

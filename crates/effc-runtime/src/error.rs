@@ -51,6 +51,11 @@ pub enum GpuError {
     Batch { batch: usize, max: usize },
     #[error("batch size must be at least 1")]
     EmptyBatch,
+    /// Feature maps asked of a model built without feature levels.
+    #[error(
+        "model `{model}` has no feature levels; build it with `features = [..]` (`--features`)"
+    )]
+    NoFeatures { model: String },
     #[error("packed weights of kernel `{kernel}` have {got} values, the plan says {expected}")]
     Weights {
         kernel: String,

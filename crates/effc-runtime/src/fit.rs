@@ -203,7 +203,8 @@ pub fn fit(plan: &Plan, limits: &wgpu::Limits, max_batch: usize) -> Result<Fit, 
         }
     };
     let input_buffer = batch_buffer("input", plan.tensors[plan.input].bytes as u64)?;
-    let output_buffer = batch_buffer("output", plan.tensors[plan.output].bytes as u64)?;
+    // A backbone copies out every feature level.
+    let output_buffer = batch_buffer("output", plan.output_bytes() as u64)?;
     Ok(Fit {
         chunk,
         weight_buffers: plan

@@ -12,10 +12,12 @@
 //!
 //! Modules: `adapter` (choice), `gpu` (the device, its errors, read-back), `fit`
 //! (limits and chunking, pure), `pipelines` (the cache), `model` (creation), `run`
-//! (upload, dispatch, read-back), [`profile`] and [`tune`].
+//! (upload, dispatch, read-back), `features` (a backbone's levels read back as
+//! NCHW [`FeatureMap`]s), [`profile`] and [`tune`].
 
 pub mod adapter;
 mod error;
+mod features;
 pub mod fit;
 mod gpu;
 pub mod latency;
@@ -27,6 +29,7 @@ pub mod tune;
 
 pub use adapter::AdapterSummary;
 pub use error::GpuError;
+pub use features::FeatureMap;
 pub use fit::{fit, Fit, FitError};
 pub use gpu::Gpu;
 pub use model::CompiledModel;

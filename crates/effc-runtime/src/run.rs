@@ -10,7 +10,8 @@ use crate::{CompiledModel, GpuError};
 
 impl CompiledModel {
     /// Runs a batch: `input` is NCHW f32 (`batch × 3 × H × W`); returns
-    /// `batch × output_len` values (logits, or pooled features).
+    /// `batch × output_len` values (logits, pooled features, or per image every
+    /// feature level of a backbone; [`CompiledModel::features`] splits them).
     pub fn forward(&self, input: &[f32], batch: usize) -> Result<Vec<f32>, GpuError> {
         self.upload(input, batch)?;
         self.run_uploaded(batch, "effc forward")
@@ -88,9 +89,16 @@ impl CompiledModel {
         timestamps: Option<&wgpu::QuerySet>,
     ) {
         let in_bytes = self.plan.tensors[self.plan.input].bytes as u64;
-        let out_bytes = self.plan.tensors[self.plan.output].bytes as u64;
         let in_slot = &self.slots[self.plan.tensors[self.plan.input].slot.index()];
-        let out_slot = &self.slots[self.plan.tensors[self.plan.output].slot.index()];
+        // What is copied out: the output, or every feature level of a backbone, each
+        // to its own region of `batch` images (see `read_features`).
+        let mut outs = vec![];
+        let mut region = 0;
+        for t in self.plan.output_tensors() {
+            let t = &self.plan.tensors[t];
+            outs.push((&self.slots[t.slot.index()], t.bytes as u64, region));
+            region += t.bytes as u64 * batch as u64;
+        }
         let mut start = 0;
         while start < batch {
             let n = self.chunk.min(batch - start);
@@ -103,13 +111,15 @@ impl CompiledModel {
             );
             self.encode_dispatches(encoder, n, if start == 0 { timestamps } else { None });
             // Output sizes are whole f32s, so copies are 4-byte aligned.
-            encoder.copy_buffer_to_buffer(
-                out_slot,
-                0,
-                &self.output_all,
-                start as u64 * out_bytes,
-                n as u64 * out_bytes,
-            );
+            for &(slot, bytes, region) in &outs {
+                encoder.copy_buffer_to_buffer(
+                    slot,
+                    0,
+                    &self.output_all,
+                    region + start as u64 * bytes,
+                    n as u64 * bytes,
+                );
+            }
             start += n;
         }
     }
@@ -153,8 +163,12 @@ impl CompiledModel {
         pass.dispatch_workgroups(k.grid[0], k.grid[1], n as u32);
     }
 
-    /// Waits for the GPU and reads back the output of `batch` images.
+    /// Waits for the GPU and reads back the output of `batch` images (a backbone's:
+    /// per image, its levels one after another, each NCHW).
     pub fn read_output(&self, batch: usize) -> Result<Vec<f32>, GpuError> {
+        if self.plan.is_backbone() {
+            return Ok(crate::features::per_image(&self.read_features(batch)?));
+        }
         let bytes = (batch * self.plan.output_len * 4) as u64;
         self.gpu
             .read_back(&self.output_all, bytes, "running the model", "the output")

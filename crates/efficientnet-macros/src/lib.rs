@@ -26,10 +26,12 @@ enum Arg {
     Option { key: Ident, value: Value },
 }
 
-/// An option's value: a literal or an identifier (`symmetric`, `b0`).
+/// An option's value: a literal, an identifier (`symmetric`, `b0`) or a list of
+/// literals (`[1, 2, 3, 4]`).
 enum Value {
     Lit(Lit),
     Ident(Ident),
+    List(Vec<Lit>, Span),
 }
 
 impl Value {
@@ -37,6 +39,7 @@ impl Value {
         match self {
             Value::Lit(l) => l.span(),
             Value::Ident(i) => i.span(),
+            Value::List(_, s) => *s,
         }
     }
 }
@@ -56,6 +59,11 @@ impl Parse for Arg {
         let value =
             if input.peek(syn::Ident) {
                 Value::Ident(input.parse()?)
+            } else if input.peek(syn::token::Bracket) {
+                let inner;
+                let bracket = syn::bracketed!(inner in input);
+                let items = Punctuated::<Lit, Token![,]>::parse_terminated(&inner)?;
+                Value::List(items.into_iter().collect(), bracket.span.join())
             } else {
                 Value::Lit(input.parse().map_err(|e| {
                     syn::Error::new(e.span(), format!("expected a value for `{key}`"))
@@ -91,6 +99,7 @@ const OPTIONS: &[&str] = &[
     "padding",
     "bn_eps",
     "classes",
+    "features",
     "max_batch",
 ];
 
@@ -146,6 +155,8 @@ fn bare_option_span(d: &effc_syntax::Diagnostic, spans: &Spans) -> Option<Span> 
         "bn_eps"
     } else if m.contains("resolution") {
         "resolution"
+    } else if m.contains("feature level") {
+        "features"
     } else {
         return None;
     };
@@ -235,6 +246,23 @@ fn parse_request(input: TokenStream) -> syn::Result<(Request, Spans)> {
                     }
                     "resolution" => options.resolution = Some(int(&value, known)?),
                     "classes" => options.classes = Some(int(&value, known)?),
+                    "features" => match &value {
+                        Value::List(items, _) => {
+                            options.features = Some(
+                                items
+                                    .iter()
+                                    .map(|l| int(&Value::Lit(l.clone()), known))
+                                    .collect::<syn::Result<_>>()?,
+                            )
+                        }
+                        v => {
+                            return Err(expected(
+                                v,
+                                known,
+                                "a list of feature levels, e.g. `features = [1, 2, 3, 4]`",
+                            ))
+                        }
+                    },
                     "max_batch" => req.max_batch = int(&value, known)?,
                     "bn_eps" => {
                         options.bn_eps = Some(match &value {

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use effc_ir::{Options, PaddingMode, Spec};
-use effc_runtime::{CompiledModel, Gpu, GpuError};
+use effc_runtime::{CompiledModel, FeatureMap, Gpu, GpuError};
 use effc_weights::Weights;
 
 use crate::{Definition, Error, Naming, Padding};
@@ -50,6 +50,7 @@ pub(crate) fn rebuild(def: &Definition) -> Result<(effc_ir::Model, effc_plan::Pl
         }),
         bn_eps: o.bn_eps,
         classes: o.classes,
+        features: o.features.map(<[usize]>::to_vec),
     };
     let model = effc_ir::Model::build(&spec, &options)
         .map_err(|d| stale(def, format!("its spec no longer builds: {d}")))?;
@@ -174,6 +175,16 @@ impl Engine {
             .into());
         }
         Ok(self.compiled.read_output(batch)?)
+    }
+
+    /// A backbone's feature levels of a batch, NCHW (see `CompiledModel::features`).
+    pub fn features(&self, input: &[f32], batch: usize) -> Result<Vec<FeatureMap>, Error> {
+        Ok(self.compiled.features(input, batch)?)
+    }
+
+    /// The feature levels of a forward recorded by [`Engine::encode`], once submitted.
+    pub fn read_features(&self, batch: usize) -> Result<Vec<FeatureMap>, Error> {
+        Ok(self.compiled.read_features(batch)?)
     }
 
     pub fn load_images<P: AsRef<Path>>(&self, paths: &[P]) -> Result<Vec<f32>, Error> {

@@ -44,6 +44,7 @@
 //! | `padding` | `same` (TensorFlow) or `symmetric` (PyTorch) | the spec's |
 //! | `bn_eps` | batch-norm epsilon (`1e-5`) | the spec's |
 //! | `classes` | classifier outputs; `0` ends the model at the pooled features (a backbone) | the spec's |
+//! | `features` | feature levels to end at, `[1, 2, 3, 4]` (timm's `features_only`: level `i` has stride `2^(i+1)`); no head, no classifier | the spec's `features`, else none |
 //! | `max_batch` | the largest batch a forward takes (the loader can change it) | 8 |
 //!
 //! ```
@@ -76,6 +77,22 @@
 //!   `forward`, `upload` / `encode` / `read_output` (to record the model into
 //!   your own [`wgpu::CommandEncoder`]), `load_images`, `gpu`, `max_batch`,
 //!   `naming`. It implements [`Network`].
+//! - with `features = [..]` (a backbone for detection or segmentation):
+//!   `FEATURE_INFO` (a [`FeatureInfo`] per level: level, channels, reduction,
+//!   size, IR block) and `Model::features` / `Model::read_features`, which return
+//!   the levels as a list of NCHW [`FeatureMap`]s:
+//!
+//! ```no_run
+//! efficientnet::efficientnet!("b0", name = b0_fpn, features = [2, 3, 4]);
+//! # fn main() -> Result<(), efficientnet::Error> {
+//! assert_eq!(b0_fpn::FEATURE_INFO[0].channels, 40); // stride 8
+//! let model = b0_fpn::Model::load("tf_efficientnet_b0.safetensors")?;
+//! let input = model.load_images(&["street.jpg"])?;
+//! for map in model.features(&input, 1)? {
+//!     println!("level {}: {:?}", map.level, map.shape); // [1, C, H, W]
+//! }
+//! # Ok(()) }
+//! ```
 //!
 //! # Running the model inside your own GPU work
 //!
@@ -114,7 +131,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 pub use effc_ir::Naming;
-pub use effc_runtime::{AdapterSummary, Gpu, GpuError};
+pub use effc_runtime::{AdapterSummary, FeatureMap, Gpu, GpuError};
 pub use efficientnet_macros::efficientnet;
 /// The wgpu this crate runs on: use it for your own GPU work with a model's device,
 /// so that the types match.
@@ -130,7 +147,8 @@ pub use engine::Engine;
 pub mod __private {
     pub use crate::engine::Engine;
     pub use crate::{
-        Definition, Error, Kernel, Loader, Naming, Network, Overrides, Padding, Prediction,
+        Definition, Error, FeatureInfo, FeatureMap, Kernel, Loader, Naming, Network, Overrides,
+        Padding, Prediction,
     };
     pub use effc_runtime::Gpu;
     pub use std::convert::AsRef;
@@ -201,6 +219,26 @@ pub struct Overrides {
     pub bn_eps: Option<f64>,
     /// Classifier outputs; `Some(0)` ends the model at the pooled features.
     pub classes: Option<usize>,
+    /// Feature levels the model ends at (a backbone: no head, no classifier).
+    pub features: Option<&'static [usize]>,
+}
+
+/// One feature level of a backbone (`features = [..]`): what `FEATURE_INFO`
+/// lists and `Model::features` returns, in level order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FeatureInfo {
+    /// timm's level (`features_only`, `out_indices`): reduction `2^(level+1)`.
+    pub level: usize,
+    pub channels: usize,
+    /// Input pixels per output pixel, per side (the stride so far).
+    pub reduction: usize,
+    /// Height and width of the map.
+    pub height: usize,
+    pub width: usize,
+    /// The IR block whose output it is: its index among all blocks, and its path
+    /// (`blocks.1.1`).
+    pub block: usize,
+    pub block_path: &'static str,
 }
 
 /// A generated model, as data: its spec and options (which the loader rebuilds

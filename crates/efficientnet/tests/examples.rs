@@ -1,7 +1,7 @@
 //! The examples, run as a user runs them: `classify` must name a cat for
 //! tests/fixtures/images/chelsea.png and espresso for coffee.png, `custom_spec`
-//! likewise from its own `.enet` file at 192x192, and `features` must print
-//! 1280 features per image.
+//! likewise from its own `.enet` file at 192x192, `features` must print
+//! 1280 features per image, and `backbone` the shapes of levels 1–4.
 //!
 //! `cargo test` builds the examples next to this test; when only this test was
 //! built (`cargo test --test examples`), they are built here first.
@@ -127,4 +127,23 @@ fn features_prints_1280_per_image_and_a_similarity() {
     assert_eq!(cos.len(), 3, "{out}");
     assert!((cos[1] - 1.0).abs() < 1e-4, "an image is itself: {out}");
     assert!(cos[0] < 0.5 && (cos[0] - cos[2]).abs() < 1e-4, "{out}");
+}
+
+#[test]
+fn backbone_prints_each_level_shape() {
+    let out = run("backbone", &[CHELSEA]);
+    // lite0 at 224: levels 1-4 have 24, 40, 112, 320 channels at strides 4-32.
+    for line in [
+        "level 1: 24 channels, reduction 4, from blocks.1.1",
+        "level 4: 320 channels, reduction 32, from blocks.6.0",
+        "  level 1: 24x56x56 (stride 4)",
+        "  level 2: 40x28x28 (stride 8)",
+        "  level 3: 112x14x14 (stride 16)",
+        "  level 4: 320x7x7 (stride 32)",
+    ] {
+        assert!(out.contains(line), "{line}: {out}");
+    }
+    let l4 = out.lines().find(|l| l.starts_with("  level 4")).unwrap();
+    let max: f64 = l4.rsplit("max ").next().unwrap().parse().unwrap();
+    assert!(max.is_finite() && max > 0.0, "{out}");
 }

@@ -63,6 +63,7 @@ fn ir_of(def: &efficientnet::Definition) -> Ir {
         }),
         bn_eps: o.bn_eps,
         classes: o.classes,
+        features: o.features.map(<[usize]>::to_vec),
     };
     Ir::build(&spec, &opts).unwrap()
 }
@@ -127,6 +128,7 @@ fn constants_equal_the_ir() {
             padding: Some(efficientnet::Padding::Symmetric),
             bn_eps: Some(1e-5),
             classes: Some(0),
+            features: None,
         }
     );
     assert_eq!(ir_of(&b0_torch::DEFINITION).bn_eps, 1e-5);
