@@ -47,6 +47,10 @@ pub struct Args {
     /// Print JSON: `latency_ms` {median, min, max}, `kernels` [{name, kind, ms, gflops, gbps}], `roofline` {gemm_gflops}, ...
     #[arg(long)]
     json: bool,
+    /// How weights and activations are stored on the GPU (f16: half the bytes,
+    /// f32 sums); GB/s counts the bytes at this precision.
+    #[arg(long, default_value = "f32", value_name = "f32|f16")]
+    precision: effc_plan::Precision,
 }
 
 #[derive(Serialize)]
@@ -90,6 +94,10 @@ struct Report {
     batch: usize,
     resolution: usize,
     adapter: String,
+    /// Storage precision, and how f16 is spelled (`native`, `packed`) at f16.
+    precision: String,
+    weight_bytes: usize,
+    activation_bytes_per_image: usize,
     dispatches: usize,
     /// Images per chunk: a batch larger than the activation buffers can bind runs
     /// in `chunks` chunks; `kernels` are the times of one chunk.
@@ -130,7 +138,7 @@ fn traffic(plan: &effc_plan::Plan, k: &effc_plan::Kernel, n: usize) -> f64 {
         .iter()
         .map(|b| {
             b.tensor
-                .map_or(k.weights_len * 4, |t| plan.tensors[t].bytes * n)
+                .map_or(k.layout.bytes(), |t| plan.tensors[t].bytes * n)
         })
         .sum();
     t as f64
@@ -185,9 +193,9 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
     bar.set_message("compiling");
     let t = Instant::now();
     let (tuning, tiles) = crate::tune::cached(&gpu, args.untuned, &args.model.model);
-    let plan = effc_plan::plan_tuned(&model, &tuning);
+    let plan = effc_plan::plan_with(&model, &tuning, args.precision);
     let (tuned_kernels, tiled_kernels) = effc_runtime::tune::coverage(&plan, &tuning);
-    let shaders = effc_wgsl::compile(&plan)?;
+    let shaders = gpu.shaders(&plan)?;
     let compile_ms = t.elapsed().as_secs_f64() * 1e3;
     let packed = effc_plan::pack_weights(&plan, &model, weights.by_name(&model))?;
     let t = Instant::now();
@@ -298,6 +306,12 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         batch: args.batch,
         resolution: model.resolution,
         adapter: gpu.adapter.to_string(),
+        precision: match cm.f16_spelling() {
+            Some(s) => format!("{} ({})", plan.precision, s.name()),
+            None => plan.precision.to_string(),
+        },
+        weight_bytes: plan.weight_bytes(),
+        activation_bytes_per_image: plan.activation_bytes(1),
         dispatches: plan.dispatches() * chunks,
         chunk: n,
         chunks,
@@ -339,6 +353,12 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         }
     );
     outln!("adapter     {}", r.adapter);
+    outln!(
+        "precision   {}: weights {:.2} MiB, activations {:.2} MiB per image",
+        r.precision,
+        r.weight_bytes as f64 / 1048576.0,
+        r.activation_bytes_per_image as f64 / 1048576.0
+    );
     outln!(
         "tiles       {}{}",
         r.tiles,

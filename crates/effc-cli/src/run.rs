@@ -54,6 +54,10 @@ pub struct Args {
     /// On the GPU, use the cost model's tiles even where `effc tune` cached faster ones.
     #[arg(long)]
     untuned: bool,
+    /// On the GPU, how weights and activations are stored (f16: half the memory,
+    /// f32 sums; `EFFC_F16=packed` forces the packed spelling).
+    #[arg(long, default_value = "f32", value_name = "f32|f16")]
+    precision: effc_plan::Precision,
     /// PNG or JPEG images.
     #[arg(value_name = "IMAGE", required_unless_present = "input")]
     images: Vec<PathBuf>,
@@ -236,10 +240,11 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         }
         Choice::Gpu(gpu) => {
             let (tuning, _) = crate::tune::cached(&gpu, args.untuned, &args.model.model);
-            let compiled = effc_runtime::compile_model_tuned(
+            let compiled = effc_runtime::compile_model_with(
                 gpu,
                 &model,
                 &tuning,
+                args.precision,
                 weights.by_name(&model),
                 chunk.min(batch),
             )?;

@@ -15,6 +15,7 @@ use crate::plan::{
     ALoad, Binding, ClassifierOp, DwOp, Epilogue, GemmOp, Kernel, Op, Plan, SeOp, Source,
     TensorDesc, TensorId, TensorKind,
 };
+use crate::precision::Precision;
 use crate::tune::{dw_key, gemm_key, Tuning};
 /// Invocations per workgroup of the SE and classifier kernels (one reduction each).
 const REDUCE_WORKGROUP: u32 = 64;
@@ -53,6 +54,7 @@ struct Builder<'t> {
     tuning: &'t Tuning,
     /// A backbone's levels: their tensors get buffers of their own.
     features: Vec<FeatureOutput>,
+    precision: Precision,
 }
 
 fn c4(c: usize) -> usize {
@@ -67,7 +69,7 @@ impl Builder<'_> {
             h,
             w,
             c,
-            bytes: h * w * c4(c) * 16,
+            bytes: h * w * c4(c) * 4 * self.precision.tensor_elem(kind).bytes(),
         });
         TensorId(self.tensors.len() - 1)
     }
@@ -81,6 +83,7 @@ impl Builder<'_> {
         input_shape: [usize; 3],
         output_len: usize,
     ) -> Plan {
+        let precision = self.precision;
         let sizes: Vec<(TensorKind, usize)> =
             self.tensors.iter().map(|t| (t.kind, t.bytes)).collect();
         let keep: Vec<TensorId> = self.features.iter().map(|f| f.tensor).collect();
@@ -98,6 +101,7 @@ impl Builder<'_> {
                 c: t.c,
                 bytes: t.bytes,
                 slot,
+                elem: precision.tensor_elem(t.kind),
             })
             .collect();
         let plan = Plan {
@@ -110,6 +114,7 @@ impl Builder<'_> {
             input_shape,
             output_len,
             features: self.features,
+            precision,
         };
         debug_assert_eq!(plan.validate(), Ok(()), "{}", plan.model);
         plan
@@ -194,7 +199,7 @@ impl Builder<'_> {
             1,
         ];
         let layout = WeightLayout::new(
-            ElemType::F32,
+            self.precision.elem(),
             &[
                 (
                     "B",
@@ -237,11 +242,18 @@ pub fn plan(model: &Model) -> Plan {
 /// [`plan`], with the tiles `tuning` names for its shapes (measured on an adapter);
 /// the cost models for the others.
 pub fn plan_tuned(model: &Model, tuning: &Tuning) -> Plan {
+    plan_with(model, tuning, Precision::F32)
+}
+
+/// [`plan_tuned`] at a precision: weights and activations stored as f16 or f32
+/// (see [`crate::precision`]).
+pub fn plan_with(model: &Model, tuning: &Tuning, precision: Precision) -> Plan {
     let mut b = Builder {
         tensors: vec![],
         kernels: vec![],
         tuning,
         features: vec![],
+        precision,
     };
     let [cin, h, w] = model.input;
     let input = b.tensor("input".into(), TensorKind::Input, h, w, cin);
@@ -320,7 +332,7 @@ pub fn plan_tuned(model: &Model, tuning: &Tuning) -> Plan {
     let threads = if classes > 0 { classes } else { c };
     let layout = if classes > 0 {
         WeightLayout::new(
-            ElemType::F32,
+            b.precision.elem(),
             &[
                 ("W", classes, op.c4 * 4, "weights [CLASSES][C4]"),
                 ("BIAS", 1, classes, "bias [CLASSES]"),
@@ -328,7 +340,7 @@ pub fn plan_tuned(model: &Model, tuning: &Tuning) -> Plan {
         )
     } else {
         // A binding cannot be empty: one unused vec4.
-        WeightLayout::new(ElemType::F32, &[("UNUSED", 1, 4, "unused")])
+        WeightLayout::new(b.precision.elem(), &[("UNUSED", 1, 4, "unused")])
     };
     b.kernels.push(Kernel {
         name: "classifier".into(),
@@ -362,6 +374,7 @@ pub fn gemm_probe(m: usize, k: usize, n: usize) -> Plan {
         kernels: vec![],
         tuning: &Tuning::default(),
         features: vec![],
+        precision: Precision::F32,
     };
     let side = (m as f64).sqrt() as usize;
     let (h, w) = if side * side == m {
@@ -475,7 +488,7 @@ fn block(b: &mut Builder<'_>, blk: &Block, x: TensorId) -> TensorId {
             debug_assert_eq!(op.tiles(), tiles);
             let grid = [op.c4.div_ceil(dw.lanes_c4) as u32, tiles as u32];
             let layout = WeightLayout::new(
-                ElemType::F32,
+                b.precision.elem(),
                 &[
                     (
                         "TAPS",
@@ -549,7 +562,7 @@ fn block(b: &mut Builder<'_>, blk: &Block, x: TensorId) -> TensorId {
                 act: se.act,
             };
             let layout = WeightLayout::new(
-                ElemType::F32,
+                b.precision.elem(),
                 &[
                     ("W1", se.reduced, op.c4 * 4, "reduce weights [R][C4]"),
                     (

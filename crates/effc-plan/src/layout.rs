@@ -10,6 +10,8 @@ use serde::Serialize;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum ElemType {
     F32,
+    /// IEEE half (see [`crate::precision`]).
+    F16,
 }
 
 impl ElemType {
@@ -17,6 +19,7 @@ impl ElemType {
     pub fn bytes(self) -> usize {
         match self {
             ElemType::F32 => 4,
+            ElemType::F16 => 2,
         }
     }
 
@@ -24,6 +27,7 @@ impl ElemType {
     pub fn wgsl(self) -> &'static str {
         match self {
             ElemType::F32 => "f32",
+            ElemType::F16 => "f16",
         }
     }
 }
@@ -136,5 +140,7 @@ mod tests {
         assert_eq!(l.len(), 32);
         assert_eq!(l.at("W", 2, 1), 17);
         assert_eq!(l.bytes(), 128);
+        let h = WeightLayout::new(ElemType::F16, &[("W", 3, 6, "weights")]);
+        assert_eq!(h.bytes(), 48);
     }
 }

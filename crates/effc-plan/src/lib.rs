@@ -8,6 +8,7 @@
 //! - [`layout`]: where each part of a kernel's packed weights lives;
 //! - [`features`]: a backbone's feature levels (what it writes, invariant 10);
 //! - [`memory`]: the memory plan, tensors → buffers ("slots") by liveness;
+//! - [`precision`]: f32 or f16 storage, and converting values to it;
 //! - [`pack`]: BN folding and weight packing for each kernel, from a checkpoint's tensors;
 //! - [`tune`]: tiles measured on an adapter, per kernel shape, instead of the cost models.
 //!
@@ -24,18 +25,20 @@ pub mod layout;
 pub mod memory;
 pub mod pack;
 pub mod plan;
+pub mod precision;
 pub mod print;
 pub mod tiles;
 pub mod tune;
 pub mod validate;
 
 pub use features::FeatureOutput;
-pub use fuse::{gemm_probe, plan, plan_tuned};
+pub use fuse::{gemm_probe, plan, plan_tuned, plan_with};
 pub use layout::{ElemType, Section, WeightLayout};
 pub use pack::{fold_bn, pack_weights, PackError};
 pub use plan::{
     ALoad, Binding, ClassifierOp, DwOp, Epilogue, GemmOp, Kernel, Op, Plan, SeOp, Slot, SlotId,
     Source, TensorDesc, TensorId, TensorKind,
 };
+pub use precision::{Encoded, Precision};
 pub use tiles::{dw_tiles, gemm_tiles, DwTiles, GemmTiles, Tiles};
 pub use tune::Tuning;

@@ -9,7 +9,8 @@ use std::ops::{Index, IndexMut};
 use effc_ir::Activation;
 use serde::Serialize;
 
-use crate::layout::WeightLayout;
+use crate::layout::{ElemType, WeightLayout};
+use crate::precision::Precision;
 use crate::tiles::DwTiles;
 
 /// A tensor: an index into [`Plan::tensors`].
@@ -83,6 +84,14 @@ pub struct TensorDesc {
     pub bytes: usize,
     /// The buffer it lives in (from the memory plan).
     pub slot: SlotId,
+    /// How its values are stored ([`Precision::tensor_elem`]); not serialized when
+    /// f32, so that f32 plans keep their fingerprints.
+    #[serde(skip_serializing_if = "is_f32_elem")]
+    pub elem: ElemType,
+}
+
+fn is_f32_elem(e: &ElemType) -> bool {
+    *e == ElemType::F32
 }
 
 /// How a GEMM kernel reads its A operand (rows = output pixels, columns = reduction).
@@ -348,6 +357,10 @@ pub struct Plan {
     /// so such a plan's fingerprint does not change).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub features: Vec<crate::features::FeatureOutput>,
+    /// How weights and activations are stored (f32 plans do not serialize it, so
+    /// their fingerprints are those they had before precisions existed).
+    #[serde(skip_serializing_if = "Precision::is_f32")]
+    pub precision: Precision,
 }
 
 impl Plan {
@@ -363,7 +376,7 @@ impl Plan {
 
     /// Bytes of packed weights.
     pub fn weight_bytes(&self) -> usize {
-        self.kernels.iter().map(|k| k.weights_len * 4).sum()
+        self.kernels.iter().map(|k| k.layout.bytes()).sum()
     }
 }
 

@@ -29,6 +29,9 @@ impl Plan {
     ///     activation of its level's shape written by a kernel, in a buffer of its
     ///     own; the output is the last level, the output length their sum, and the
     ///     last kernel writes the last level (no head, no classifier).
+    /// 11. Storage follows the plan's precision: weights and activations at it,
+    ///     pooling sums, gates and the output f32; activation bytes are their
+    ///     padded size at their element type.
     ///
     /// Ids out of range are reported, never indexed: a broken plan is an error, not
     /// a panic.
@@ -48,6 +51,35 @@ impl Plan {
                     self.slots.len()
                 ));
             }
+        }
+        // 11
+        for t in &self.tensors {
+            let elem = self.precision.tensor_elem(t.kind);
+            let padded = t.h * t.w * t.c4 * 4 * elem.bytes();
+            let sized =
+                !matches!(t.kind, TensorKind::Input | TensorKind::Activation) || t.bytes == padded;
+            if t.elem != elem || !sized {
+                return Err(format!(
+                    "`{}` is stored as {} in {} bytes; a {} plan stores it as {} in {padded}",
+                    t.name,
+                    t.elem.wgsl(),
+                    t.bytes,
+                    self.precision,
+                    elem.wgsl()
+                ));
+            }
+        }
+        if let Some(k) = self
+            .kernels
+            .iter()
+            .find(|k| k.layout.elem != self.precision.elem())
+        {
+            return Err(format!(
+                "kernel `{}` stores its weights as {} in a {} plan",
+                k.name,
+                k.layout.elem.wgsl(),
+                self.precision
+            ));
         }
         for (si, s) in self.slots.iter().enumerate() {
             if let Some(t) = s.tensors.iter().find(|t| t.0 >= n) {

@@ -69,6 +69,9 @@ pub enum GpuError {
         got: usize,
         expected: usize,
     },
+    /// The plan stores f16 and the adapter cannot (or not as forced).
+    #[error("adapter `{adapter}` cannot run f16 storage: {message}")]
+    F16 { adapter: String, message: String },
     #[error(transparent)]
     Pack(#[from] effc_plan::PackError),
     #[error(transparent)]

@@ -121,7 +121,7 @@ pub fn fit(plan: &Plan, limits: &wgpu::Limits, max_batch: usize) -> Result<Fit, 
     ];
     for k in &plan.kernels {
         let kernel = || k.name.clone();
-        let bytes = k.weights_len as u64 * 4;
+        let bytes = k.layout.bytes() as u64;
         if bytes > max_binding {
             return Err(FitError::Weights {
                 kernel: kernel(),
@@ -210,7 +210,7 @@ pub fn fit(plan: &Plan, limits: &wgpu::Limits, max_batch: usize) -> Result<Fit, 
         weight_buffers: plan
             .kernels
             .iter()
-            .map(|k| (k.weights_len as u64 * 4).max(MIN_BUFFER))
+            .map(|k| (k.layout.bytes() as u64).max(MIN_BUFFER))
             .collect(),
         slot_buffers: plan
             .slots

@@ -3,6 +3,9 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
+use effc_plan::{Plan, Precision};
+use effc_wgsl::{Shader, Spelling};
+
 use crate::adapter::{self, AdapterSummary};
 use crate::pipelines::PipelineCache;
 use crate::GpuError;
@@ -18,7 +21,17 @@ pub struct Gpu {
     errors: Arc<Mutex<Vec<String>>>,
     /// Pipelines shared by every model compiled on this device.
     pub(crate) pipelines: PipelineCache,
+    /// How f16 storage can be spelled here: the device has `shader-f16` (native),
+    /// the adapter has the packed-half built-ins (packed); and the spelling forced
+    /// by `EFFC_F16` or [`Gpu::force_f16_spelling`].
+    f16_native: bool,
+    f16_packed: bool,
+    f16_forced: Option<Spelling>,
 }
+
+/// The environment variable that forces an f16 spelling: `native`, `packed` or
+/// `auto` (the default: native where the device has it).
+pub const F16_ENV: &str = "EFFC_F16";
 
 impl Gpu {
     /// Chooses an adapter (see [`crate::adapter`]) and opens a device on it, with
@@ -33,9 +46,23 @@ impl Gpu {
     async fn open(adapter: wgpu::Adapter, summary: AdapterSummary) -> Result<Gpu, GpuError> {
         let limits = adapter.limits();
         let mut features = wgpu::Features::empty();
-        if adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY) {
-            features |= wgpu::Features::TIMESTAMP_QUERY;
+        for wanted in [wgpu::Features::TIMESTAMP_QUERY, wgpu::Features::SHADER_F16] {
+            if adapter.features().contains(wanted) {
+                features |= wanted;
+            }
         }
+        let f16_packed = adapter
+            .get_downlevel_capabilities()
+            .flags
+            .contains(wgpu::DownlevelFlags::SHADER_F16_IN_F32);
+        let f16_forced = match std::env::var(F16_ENV) {
+            Err(_) => None,
+            Ok(v) if v.is_empty() || v == "auto" => None,
+            Ok(v) => Some(v.parse::<Spelling>().map_err(|e| GpuError::F16 {
+                adapter: summary.to_string(),
+                message: format!("{F16_ENV}: {e}, or auto"),
+            })?),
+        };
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("effc"),
@@ -74,6 +101,49 @@ impl Gpu {
             lost,
             errors,
             pipelines: PipelineCache::default(),
+            f16_native: features.contains(wgpu::Features::SHADER_F16),
+            f16_packed,
+            f16_forced,
+        })
+    }
+
+    /// Forces the spelling of f16 storage for models compiled on this device from
+    /// now on (the API counterpart of `EFFC_F16`); fails if the adapter lacks it.
+    pub fn force_f16_spelling(&mut self, spelling: Spelling) -> Result<(), GpuError> {
+        self.f16_forced = Some(spelling);
+        self.f16_spelling().map(|_| ())
+    }
+
+    /// How f16 storage is spelled on this device: the forced spelling, else native
+    /// where the device has `shader-f16`, else packed halves.
+    pub fn f16_spelling(&self) -> Result<Spelling, GpuError> {
+        let has = |s| match s {
+            Spelling::Native => self.f16_native,
+            Spelling::Packed => self.f16_packed,
+        };
+        let chosen = match self.f16_forced {
+            Some(s) => Some(s).filter(|&s| has(s)),
+            None => [Spelling::Native, Spelling::Packed]
+                .into_iter()
+                .find(|&s| has(s)),
+        };
+        chosen.ok_or_else(|| GpuError::F16 {
+            adapter: self.adapter.to_string(),
+            message: match self.f16_forced {
+                Some(Spelling::Native) => "it has no shader-f16 feature (try packed)".into(),
+                _ => "it has neither shader-f16 nor the packed-half built-ins \
+                      (pack2x16float); use --precision f32"
+                    .into(),
+            },
+        })
+    }
+
+    /// Emits and validates the shaders of `plan` as this device needs them (f16
+    /// storage in [`Gpu::f16_spelling`]).
+    pub fn shaders(&self, plan: &Plan) -> Result<Vec<Shader>, GpuError> {
+        Ok(match plan.precision {
+            Precision::F32 => effc_wgsl::compile(plan)?,
+            Precision::F16 => effc_wgsl::compile_as(plan, self.f16_spelling()?)?,
         })
     }
 

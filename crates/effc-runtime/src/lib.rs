@@ -28,10 +28,12 @@ mod run;
 pub mod tune;
 
 pub use adapter::AdapterSummary;
+pub use effc_plan::Precision;
+pub use effc_wgsl::Spelling;
 pub use error::GpuError;
 pub use features::FeatureMap;
 pub use fit::{fit, Fit, FitError};
-pub use gpu::Gpu;
+pub use gpu::{Gpu, F16_ENV};
 pub use model::CompiledModel;
 pub use profile::{median, KernelTiming};
 
@@ -58,8 +60,22 @@ pub fn compile_model_tuned<'a>(
     get: impl Fn(&str) -> Option<&'a [f32]>,
     max_batch: usize,
 ) -> Result<CompiledModel, GpuError> {
-    let plan = effc_plan::plan_tuned(model, tuning);
-    let shaders = effc_wgsl::compile(&plan)?;
+    compile_model_with(gpu, model, tuning, Precision::F32, get, max_batch)
+}
+
+/// [`compile_model_tuned`] at a precision: with [`Precision::F16`] weights and
+/// activations are stored as halves (BN folded in f32 first), spelled as the
+/// device allows ([`Gpu::f16_spelling`]); input and output stay f32 to the caller.
+pub fn compile_model_with<'a>(
+    gpu: Arc<Gpu>,
+    model: &effc_ir::Model,
+    tuning: &effc_plan::Tuning,
+    precision: Precision,
+    get: impl Fn(&str) -> Option<&'a [f32]>,
+    max_batch: usize,
+) -> Result<CompiledModel, GpuError> {
+    let plan = effc_plan::plan_with(model, tuning, precision);
+    let shaders = gpu.shaders(&plan)?;
     let weights = effc_plan::pack_weights(&plan, model, get)?;
     CompiledModel::new(gpu, plan, &shaders, &weights, max_batch)
 }

@@ -5,8 +5,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use effc_plan::{Kernel, Plan};
-use effc_wgsl::Shader;
+use effc_plan::{precision, Kernel, Plan, Precision};
+use effc_wgsl::{Shader, Spelling};
 
 use crate::fit::{fit, Fit, FitError};
 use crate::{Gpu, GpuError};
@@ -29,6 +29,10 @@ pub struct CompiledModel {
     pub(crate) chunk: usize,
     /// The input converted to padded NHWC before it is uploaded.
     pub(crate) scratch: Mutex<Vec<f32>>,
+    /// Weights beyond f16's range, clamped to ±65504 when uploaded (f16 plans).
+    clamped_weights: usize,
+    /// How f16 storage is spelled (f16 plans).
+    spelling: Option<Spelling>,
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -37,7 +41,7 @@ impl CompiledModel {
     /// Compiles `plan` with zero weights and a zero input of `batch` images already
     /// uploaded: what timing (tuning, latency) needs, where values do not matter.
     pub fn zeroed(gpu: &Arc<Gpu>, plan: Plan, batch: usize) -> Result<CompiledModel, GpuError> {
-        let shaders = effc_wgsl::compile(&plan)?;
+        let shaders = gpu.shaders(&plan)?;
         let weights: Vec<Vec<f32>> = plan
             .kernels
             .iter()
@@ -61,6 +65,10 @@ impl CompiledModel {
         max_batch: usize,
     ) -> Result<CompiledModel, GpuError> {
         check_inputs(&plan, shaders, weights)?;
+        let spelling = match plan.precision {
+            Precision::F32 => None,
+            Precision::F16 => Some(gpu.f16_spelling()?),
+        };
         let fit = fit(&plan, &gpu.limits, max_batch).map_err(|what| match what {
             FitError::EmptyBatch => GpuError::EmptyBatch,
             what => GpuError::TooBig {
@@ -105,7 +113,8 @@ impl CompiledModel {
         }
         new.commit();
         gpu.check("creating pipelines")?;
-        let scratch = Mutex::new(vec![0.0f32; fit.input_buffer as usize / 4]);
+        let input_elem = plan.tensors[plan.input].elem.bytes();
+        let scratch = Mutex::new(vec![0.0f32; fit.input_buffer as usize / input_elem]);
         Ok(CompiledModel {
             gpu,
             plan,
@@ -118,7 +127,24 @@ impl CompiledModel {
             max_batch,
             chunk: fit.chunk,
             scratch,
+            clamped_weights: buffers.clamped,
+            spelling,
         })
+    }
+
+    /// How weights and activations are stored.
+    pub fn precision(&self) -> Precision {
+        self.plan.precision
+    }
+
+    /// How f16 storage is spelled in the shaders (`None` for f32 plans).
+    pub fn f16_spelling(&self) -> Option<Spelling> {
+        self.spelling
+    }
+
+    /// Weights beyond f16's range that were clamped to ±65504 on upload (0 at f32).
+    pub fn clamped_weights(&self) -> usize {
+        self.clamped_weights
     }
 
     pub fn plan(&self) -> &Plan {
@@ -179,6 +205,8 @@ struct Buffers {
     slots: Vec<wgpu::Buffer>,
     input: wgpu::Buffer,
     output: wgpu::Buffer,
+    /// Weights clamped to f16's range.
+    clamped: usize,
 }
 
 impl Buffers {
@@ -194,6 +222,7 @@ impl Buffers {
         let storage = wgpu::BufferUsages::STORAGE
             | wgpu::BufferUsages::COPY_DST
             | wgpu::BufferUsages::COPY_SRC;
+        let mut clamped = 0;
         let weights = plan
             .kernels
             .iter()
@@ -201,7 +230,10 @@ impl Buffers {
             .zip(&fit.weight_buffers)
             .map(|((k, w), &size)| {
                 let b = buffer(&format!("{} weights", k.name), size, storage);
-                gpu.queue.write_buffer(&b, 0, bytemuck::cast_slice(w));
+                // f32 as is; f16 rounded, beyond ±65504 clamped (and counted).
+                let stored = precision::encode(k.layout.elem, w);
+                clamped += stored.clamped;
+                gpu.queue.write_buffer(&b, 0, &stored.bytes);
                 b
             })
             .collect();
@@ -226,6 +258,7 @@ impl Buffers {
             slots,
             input,
             output,
+            clamped,
         }
     }
 }

@@ -70,11 +70,13 @@ impl CompiledModel {
                 }
             }
         }
-        self.gpu.queue.write_buffer(
-            &self.input_all,
-            0,
-            bytemuck::cast_slice(&buf[..batch * per]),
-        );
+        // Stored at the plan's precision: f16 plans get the input rounded to halves
+        // here (clamped to ±65504), and read it as halves.
+        let elem = self.plan.tensors[self.plan.input].elem;
+        let stored = effc_plan::precision::encode(elem, &buf[..batch * per]);
+        self.gpu
+            .queue
+            .write_buffer(&self.input_all, 0, &stored.bytes);
         Ok(())
     }
 
@@ -175,7 +177,8 @@ impl CompiledModel {
     }
 
     /// Reads a whole tensor of the plan from the last chunk run, NHWC with padded
-    /// channels, `n` images (for debugging where two implementations part).
+    /// channels, `n` images, as f32 whatever its storage (for debugging where two
+    /// implementations part).
     pub fn read_tensor(&self, tensor: usize, n: usize) -> Result<Vec<f32>, GpuError> {
         let t = &self.plan.tensors[tensor];
         let size = (t.bytes * n) as u64;
@@ -188,12 +191,13 @@ impl CompiledModel {
         let mut encoder = self.encoder("readback");
         encoder.copy_buffer_to_buffer(&self.slots[t.slot.index()], 0, &staging, 0, size);
         self.gpu.queue.submit([encoder.finish()]);
-        self.gpu.read_back(
+        let bytes: Vec<u8> = self.gpu.read_back(
             &staging,
             size,
             "reading a tensor",
             &format!("tensor `{}`", t.name),
-        )
+        )?;
+        Ok(effc_plan::precision::decode(t.elem, &bytes))
     }
 
     /// Whether a tensor is an activation that survives until the end of a forward

@@ -11,8 +11,11 @@ use effc_plan::{Kernel, Op, Plan};
 
 mod depthwise;
 mod gemm;
+mod half;
 mod reduce;
 mod writer;
+
+pub use half::Spelling;
 
 /// One generated shader.
 #[derive(Clone, Debug, PartialEq)]
@@ -43,9 +46,15 @@ impl fmt::Display for CompileError {
 
 impl std::error::Error for CompileError {}
 
-/// Emits and validates the shaders of every kernel of a plan, in dispatch order.
+/// Emits and validates the shaders of every kernel of a plan, in dispatch order
+/// (f16 storage, if the plan has it, in the default [`Spelling`], packed).
 pub fn compile(plan: &Plan) -> Result<Vec<Shader>, CompileError> {
-    let shaders = emit_all(plan);
+    compile_as(plan, Spelling::default())
+}
+
+/// [`compile`], with f16 storage spelled `spelling` (f32 plans ignore it).
+pub fn compile_as(plan: &Plan, spelling: Spelling) -> Result<Vec<Shader>, CompileError> {
+    let shaders = emit_all_as(plan, spelling);
     validate_all(&shaders)?;
     Ok(shaders)
 }
@@ -53,12 +62,17 @@ pub fn compile(plan: &Plan) -> Result<Vec<Shader>, CompileError> {
 /// The shaders of every kernel of a plan, in dispatch order, not yet validated
 /// (see [`validate_all`]; [`compile`] does both).
 pub fn emit_all(plan: &Plan) -> Vec<Shader> {
+    emit_all_as(plan, Spelling::default())
+}
+
+/// [`emit_all`], with f16 storage spelled `spelling`.
+pub fn emit_all_as(plan: &Plan, spelling: Spelling) -> Vec<Shader> {
     plan.kernels
         .iter()
         .map(|k| Shader {
             kernel: k.name.clone(),
             file_name: file_name(&k.name),
-            source: emit(plan, k),
+            source: emit_as(plan, k, spelling),
         })
         .collect()
 }
@@ -137,12 +151,15 @@ pub fn file_name(kernel: &str) -> String {
     format!("{}.wgsl", kernel.replace(['.', '-'], "_"))
 }
 
-/// Parses and validates a WGSL module with naga.
+/// Parses and validates a WGSL module with naga (native f16 and the packed-half
+/// built-ins allowed: which one the adapter has is the runtime's choice of
+/// [`Spelling`]).
 pub fn validate(source: &str) -> Result<(), String> {
     let module = naga::front::wgsl::parse_str(source).map_err(|e| e.emit_to_string(source))?;
     let mut v = naga::valid::Validator::new(
         naga::valid::ValidationFlags::all(),
-        naga::valid::Capabilities::empty(),
+        naga::valid::Capabilities::SHADER_FLOAT16
+            | naga::valid::Capabilities::SHADER_FLOAT16_IN_FLOAT32,
     );
     v.validate(&module).map_err(|e| e.emit_to_string(source))?;
     Ok(())
@@ -151,13 +168,26 @@ pub fn validate(source: &str) -> Result<(), String> {
 /// The WGSL of one kernel: the header and bindings, then its kind's body
 /// (`kernels/*.wgsl`) with the constants and variants the plan decides.
 pub fn emit(plan: &Plan, k: &Kernel) -> String {
+    emit_as(plan, k, Spelling::default())
+}
+
+/// [`emit`], with f16 storage spelled `spelling` (see [`Spelling`]): the same
+/// body, its loads and stores of f16 bindings converted.
+pub fn emit_as(plan: &Plan, k: &Kernel, spelling: Spelling) -> String {
     let mut o = String::new();
-    writer::header(&mut o, plan, k);
+    writer::header(&mut o, plan, k, spelling);
+    let mut body = String::new();
     match &k.op {
-        Op::Gemm(g) => gemm::gemm(&mut o, plan, k, g),
-        Op::Depthwise(d) => depthwise::depthwise(&mut o, k, d),
-        Op::Se(s) => reduce::se(&mut o, plan, k, s),
-        Op::Classifier(h) => reduce::classifier(&mut o, k, h),
+        Op::Gemm(g) => gemm::gemm(&mut body, plan, k, g),
+        Op::Depthwise(d) => depthwise::depthwise(&mut body, k, d),
+        Op::Se(s) => reduce::se(&mut body, plan, k, s),
+        Op::Classifier(h) => reduce::classifier(&mut body, k, h),
+    }
+    let half = writer::f16_bindings(plan, k);
+    if half.is_empty() {
+        o.push_str(&body);
+    } else {
+        o.push_str(&half::rewrite(&body, &half));
     }
     o
 }

@@ -5,7 +5,9 @@
 use std::fmt::Write;
 
 use effc_ir::Activation;
-use effc_plan::{Kernel, Plan, TensorDesc, TensorKind};
+use effc_plan::{ElemType, Kernel, Plan, TensorDesc, TensorKind};
+
+use crate::half::{self, Spelling};
 
 /// Fills `{{KEY}}` placeholders of a kernel body. The body's leading comment (its
 /// documentation in the `.wgsl` file) is left out. A placeholder alone on its line
@@ -54,8 +56,22 @@ pub(crate) fn fill(template: &str, values: &[(&str, &str)]) -> String {
     out
 }
 
-/// The header comment (kernel, layers, tensors, dispatch) and the bindings.
-pub(crate) fn header(o: &mut String, plan: &Plan, k: &Kernel) {
+/// The bindings of a kernel stored as f16 (see [`crate::half`]), by name.
+pub(crate) fn f16_bindings(plan: &Plan, k: &Kernel) -> Vec<&'static str> {
+    k.bindings
+        .iter()
+        .filter(|b| binding_elem(plan, k, b.tensor) == ElemType::F16)
+        .map(|b| b.name)
+        .collect()
+}
+
+fn binding_elem(plan: &Plan, k: &Kernel, tensor: Option<effc_plan::TensorId>) -> ElemType {
+    tensor.map_or(k.layout.elem, |t| plan.tensors[t].elem)
+}
+
+/// The header comment (kernel, layers, tensors, dispatch) and the bindings (f16
+/// ones in `spelling`, with their accessors).
+pub(crate) fn header(o: &mut String, plan: &Plan, k: &Kernel, spelling: Spelling) {
     let _ = writeln!(
         o,
         "// effc kernel `{}` ({}) of model `{}`",
@@ -75,9 +91,22 @@ pub(crate) fn header(o: &mut String, plan: &Plan, k: &Kernel) {
         "// dispatch: {}x{}xN workgroups of {}x{}x{}",
         k.grid[0], k.grid[1], k.workgroup[0], k.workgroup[1], k.workgroup[2]
     );
+    let halves = f16_bindings(plan, k);
+    if !halves.is_empty() {
+        let _ = writeln!(
+            o,
+            "// f16 storage ({}: {}), f32 arithmetic",
+            spelling.name(),
+            halves.join(", ")
+        );
+    }
     let _ = writeln!(o);
+    if !halves.is_empty() && spelling == Spelling::Native {
+        let _ = writeln!(o, "enable f16;\n");
+    }
     for (i, b) in k.bindings.iter().enumerate() {
         let elem = match b.tensor.map(|t| plan.tensors[t].kind) {
+            _ if halves.contains(&b.name) => half::elem(spelling).to_string(),
             None => format!("vec4<{}>", k.layout.elem.wgsl()),
             Some(TensorKind::Output) => "f32".into(),
             Some(_) => "vec4<f32>".into(),
@@ -90,6 +119,12 @@ pub(crate) fn header(o: &mut String, plan: &Plan, k: &Kernel) {
         );
     }
     let _ = writeln!(o);
+    if !halves.is_empty() {
+        for b in k.bindings.iter().filter(|b| halves.contains(&b.name)) {
+            half::accessors(o, spelling, b.name, b.write);
+        }
+        let _ = writeln!(o);
+    }
 }
 
 fn shape_comment(t: &TensorDesc) -> String {

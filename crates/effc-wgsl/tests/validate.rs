@@ -124,3 +124,71 @@ fn validation_reports_the_first_broken_kernel_in_dispatch_order() {
     // Identical bodies are validated once, but a broken one is still reported.
     assert!(effc_wgsl::validate_all(&shaders[40..]).is_err());
 }
+
+fn plan_f16(name: &str) -> effc_plan::Plan {
+    let m = Model::build(&Spec::builtin(name).unwrap(), &Options::default()).unwrap();
+    effc_plan::plan_with(&m, &effc_plan::Tuning::default(), effc_plan::Precision::F16)
+}
+
+#[test]
+fn every_builtin_validates_at_f16_in_both_spellings() {
+    for name in effc_catalog_names() {
+        let p = plan_f16(name);
+        for s in [effc_wgsl::Spelling::Native, effc_wgsl::Spelling::Packed] {
+            let shaders =
+                effc_wgsl::compile_as(&p, s).unwrap_or_else(|e| panic!("{name} {s:?}: {e}"));
+            assert_eq!(shaders.len(), p.kernels.len());
+            for sh in &shaders {
+                // Every kernel stores its weights as f16; nothing indexes an f16
+                // binding directly outside its accessors.
+                assert!(sh.source.contains("fn weights_load("), "{}", sh.kernel);
+                let native = sh.source.contains("enable f16;");
+                assert_eq!(native, s == effc_wgsl::Spelling::Native, "{}", sh.kernel);
+                assert_eq!(
+                    sh.source.contains("pack2x16float") || sh.source.contains("unpack2x16float"),
+                    s == effc_wgsl::Spelling::Packed,
+                    "{}",
+                    sh.kernel
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn f16_shader_snapshots() {
+    let b0 = plan_f16("b0");
+    for (s, tag) in [
+        (effc_wgsl::Spelling::Native, "native"),
+        (effc_wgsl::Spelling::Packed, "packed"),
+    ] {
+        let shaders: Vec<String> = [
+            "stem",
+            "blocks.1.1.expand",
+            "blocks.1.1.dw",
+            "blocks.1.1.se",
+            "blocks.1.1.project",
+            "classifier",
+        ]
+        .iter()
+        .map(|n| {
+            let k = b0.kernels.iter().find(|k| k.name == *n).unwrap();
+            effc_wgsl::emit_as(&b0, k, s)
+        })
+        .collect();
+        insta::assert_snapshot!(
+            format!("b0_f16_{tag}"),
+            shaders
+                .join("\n// ----------------------------------------------------------------\n\n")
+        );
+    }
+}
+
+#[test]
+fn f32_plans_do_not_depend_on_the_spelling() {
+    let p = plan("b0");
+    let a = effc_wgsl::emit_all_as(&p, effc_wgsl::Spelling::Native);
+    let b = effc_wgsl::emit_all_as(&p, effc_wgsl::Spelling::Packed);
+    assert_eq!(a, b);
+    assert!(a.iter().all(|s| !s.source.contains("f16")));
+}
