@@ -19,6 +19,21 @@ pub struct Args {
     /// The largest batch the generated `model.rs` runs (its `MAX_BATCH`).
     #[arg(long, value_name = "N", default_value_t = effc_codegen::DEFAULT_MAX_BATCH)]
     max_batch: usize,
+    /// What to write: `rust` (model.rs, the shaders, the report) or `web` (a static
+    /// site: model.js, the shaders, index.html, and weights.bin with --weights).
+    #[arg(long, value_enum, default_value_t = Target::Rust)]
+    target: Target,
+    /// Checkpoint to pack into weights.bin (with `--target web`; safetensors).
+    #[arg(long, value_name = "W.safetensors")]
+    weights: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Target {
+    /// Rust host code (`model.rs`) for the `efficientnet` crate.
+    Rust,
+    /// A static web site running the model on WebGPU.
+    Web,
 }
 
 fn write(path: &Path, text: &str) -> Result<(), Failure> {
@@ -55,6 +70,15 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         }
         e => Failure::from(e),
     })?;
+    if args.target == Target::Web {
+        return crate::web::write_site(&generated, &model, args.weights.as_deref(), &args.out);
+    }
+    if args.weights.is_some() {
+        return Err(
+            "--weights is for `--target web` (the Rust host loads its checkpoint at run time)"
+                .into(),
+        );
+    }
     let plan = &generated.plan;
     std::fs::create_dir_all(&args.out)
         .map_err(|e| format!("cannot create `{}`: {e}", args.out.display()))?;

@@ -13,6 +13,7 @@ mod inspect;
 mod list;
 mod run;
 mod tune;
+mod web;
 
 /// effc compiles EfficientNet-family networks (.enet specs or built-in models).
 #[derive(Parser)]

@@ -18,6 +18,7 @@
 
 mod emit;
 mod report;
+pub mod web;
 
 use std::fmt;
 use std::path::PathBuf;
