@@ -1,7 +1,11 @@
 //! The built-in models: one `.enet` source per model, embedded at compile time.
 //!
 //! This crate only holds text. It parses nothing; `effc-ir` resolves a built-in
-//! name (and `extends NAME` of a built-in) through [`source`].
+//! name (and `extends NAME` of a built-in) through [`source`]. [`accuracy`] holds
+//! the published ImageNet accuracy of each built-in's official weights, as data.
+
+pub mod accuracy;
+pub use accuracy::{accuracy, Accuracy, Pretraining};
 
 /// Every built-in model, in catalog order: (name, `.enet` source).
 pub const MODELS: &[(&str, &str)] = &[

@@ -10,6 +10,9 @@ use effc_weights::Weights;
 use serde::Serialize;
 
 use crate::common::ModelArgs;
+use crate::device::{Choice, Device};
+use crate::limits::{self, Budget, Need};
+use crate::output::outln;
 use crate::Failure;
 
 #[derive(clap::Args, Debug)]
@@ -37,6 +40,10 @@ pub struct Args {
     /// Also time the CPU reference executor on the same input.
     #[arg(long)]
     cpu: bool,
+    /// Where to run: the GPU (default when a hardware adapter exists) or the CPU
+    /// reference executor (default otherwise); `gpu` also takes a software adapter.
+    #[arg(long, value_enum)]
+    device: Option<Device>,
     /// Print JSON: `latency_ms` {median, min, max}, `kernels` [{name, kind, ms, gflops, gbps}], `roofline` {gemm_gflops}, ...
     #[arg(long)]
     json: bool,
@@ -84,6 +91,10 @@ struct Report {
     resolution: usize,
     adapter: String,
     dispatches: usize,
+    /// Images per chunk: a batch larger than the activation buffers can bind runs
+    /// in `chunks` chunks; `kernels` are the times of one chunk.
+    chunk: usize,
+    chunks: usize,
     /// Which tiles: the cost model's, or tuned on this adapter (`effc tune`).
     tiles: String,
     /// Kernels with tiles, and how many of them have tuned ones.
@@ -130,10 +141,43 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         return Err("--batch and --runs must be at least 1".into());
     }
     let model = args.model.build()?;
+    // Sizes first: nothing is allocated for a model that cannot fit.
+    let budget = Budget::host()?;
+    let plan = effc_plan::plan(&model);
+    let mut need = Need::default();
+    let (w, b) = limits::weights(&model);
+    need.add(w, b);
+    let (w, b) = limits::inputs(&model, args.batch);
+    need.add(w, b);
+    let doing = format!(
+        "benchmarking `{}` at batch {} ({}x{})",
+        model.name, args.batch, model.resolution, model.resolution
+    );
+    need.check(&doing, &budget)?;
+    let gpu = match crate::device::choose(args.device)? {
+        Choice::Gpu(gpu) => gpu,
+        Choice::Cpu => {
+            for (w, b) in limits::cpu_executor(&model, &plan) {
+                need.add(w, b);
+            }
+            need.check(&doing, &budget)?;
+            return cpu_only(&args, &model);
+        }
+    };
+    limits::check_gpu(&plan, args.batch, &gpu.adapter.to_string(), &gpu.limits)?;
+    for (w, b) in limits::gpu_host(&plan, args.batch, crate::device::is_software(&gpu)) {
+        need.add(w, b);
+    }
+    if args.cpu {
+        for (w, b) in limits::cpu_executor(&model, &plan) {
+            need.add(w, b);
+        }
+    }
+    need.check(&doing, &budget)?;
+    drop(plan);
+
     let steps = (args.warmup + args.runs + 12) as u64;
     let bar = crate::common::progress_bar(steps, args.json);
-    bar.set_message("opening the GPU");
-    let gpu = Arc::new(Gpu::new()?);
     let weights = match &args.weights {
         Some(p) => Weights::load(p, &model, None)?,
         None => Weights::random(&model, 0),
@@ -200,7 +244,10 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
     bar.finish_and_clear();
 
     let plan = cm.plan();
+    // Kernels are timed on one chunk of `n` images; a forward of the whole batch
+    // runs `chunks` of them.
     let n = args.batch.min(cm.chunk());
+    let chunks = args.batch.div_ceil(n);
     let total: f64 = kms.iter().sum();
     let kernels: Vec<KernelRow> = plan
         .kernels
@@ -251,7 +298,9 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         batch: args.batch,
         resolution: model.resolution,
         adapter: gpu.adapter.to_string(),
-        dispatches: plan.dispatches(),
+        dispatches: plan.dispatches() * chunks,
+        chunk: n,
+        chunks,
         tiles,
         tiled_kernels,
         tuned_kernels,
@@ -272,16 +321,25 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         cpu_reference_ms,
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);
     }
     let r = &report;
-    println!(
-        "effc bench {}: batch {}, {}x{}, {} dispatches",
-        r.model, r.batch, r.resolution, r.resolution, r.dispatches
+    outln!(
+        "effc bench {}: batch {}, {}x{}, {} dispatches{}",
+        r.model,
+        r.batch,
+        r.resolution,
+        r.resolution,
+        r.dispatches,
+        if r.chunks > 1 {
+            format!(" ({} chunks of at most {} images)", r.chunks, r.chunk)
+        } else {
+            String::new()
+        }
     );
-    println!("adapter     {}", r.adapter);
-    println!(
+    outln!("adapter     {}", r.adapter);
+    outln!(
         "tiles       {}{}",
         r.tiles,
         if r.tuned_kernels > 0 {
@@ -293,32 +351,56 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
             String::new()
         }
     );
-    println!(
+    outln!(
         "compile     {:.1} ms (plan + WGSL + naga), pipelines and uploads {:.0} ms",
-        r.compile_ms, r.pipelines_ms
+        r.compile_ms,
+        r.pipelines_ms
     );
-    println!(
-        "latency     median {:.2} ms, min {:.2}, max {:.2} ({} runs after {} warm-up); {:.1} images/s",
-        r.latency_ms.median, r.latency_ms.min, r.latency_ms.max, args.runs, args.warmup, r.throughput
+    outln!(
+        "latency     median {:.2} ms, min {:.2}, max {:.2} ({} runs after {} warm-up); {} images/s",
+        r.latency_ms.median,
+        r.latency_ms.min,
+        r.latency_ms.max,
+        args.runs,
+        args.warmup,
+        significant(r.throughput)
     );
     if let Some(c) = r.cpu_reference_ms {
-        println!(
+        outln!(
             "cpu ref     median {c:.2} ms (reference executor, same input); GPU/CPU latency {:.2}x",
             r.latency_ms.median / c
         );
     }
-    println!(
+    outln!(
         "ceiling     {:.2} GFLOP/s (effc's GEMM, {})",
-        r.roofline.gemm_gflops, r.roofline.problem
+        r.roofline.gemm_gflops,
+        r.roofline.problem
     );
-    println!();
-    println!("kernels ({}, sum {:.2} ms):", r.kernel_timing, total);
-    println!(
+    outln!();
+    if r.chunks > 1 {
+        outln!(
+            "kernels ({}, one chunk of {} of the {} images; a forward runs {} chunks: sum {:.2} ms per chunk, about {:.2} ms per forward):",
+            r.kernel_timing,
+            r.chunk,
+            r.batch,
+            r.chunks,
+            total,
+            total * r.batch as f64 / r.chunk as f64
+        );
+    } else {
+        outln!("kernels ({}, sum {:.2} ms):", r.kernel_timing, total);
+    }
+    outln!(
         "{:<26} {:<11} {:>9} {:>9} {:>8} {:>6}",
-        "kernel", "kind", "ms", "GFLOP/s", "GB/s", "share"
+        "kernel",
+        "kind",
+        "ms",
+        "GFLOP/s",
+        "GB/s",
+        "share"
     );
     for k in &r.kernels {
-        println!(
+        outln!(
             "{:<26} {:<11} {:>9.3} {:>9.2} {:>8.2} {:>5.1}%",
             k.name,
             k.kind,
@@ -328,13 +410,19 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
             k.share * 100.0
         );
     }
-    println!();
-    println!(
+    outln!();
+    outln!(
         "{:<11} {:>7} {:>9} {:>9} {:>8} {:>6} {:>9}",
-        "kind", "kernels", "ms", "GFLOP/s", "GB/s", "share", "ceiling"
+        "kind",
+        "kernels",
+        "ms",
+        "GFLOP/s",
+        "GB/s",
+        "share",
+        "ceiling"
     );
     for k in &r.by_kind {
-        println!(
+        outln!(
             "{:<11} {:>7} {:>9.3} {:>9.2} {:>8.2} {:>5.1}% {:>8.0}%",
             k.kind,
             k.kernels,
@@ -368,4 +456,93 @@ pub fn gemm_ceiling(gpu: Arc<Gpu>) -> Result<f64, Failure> {
     let (_, ms) = cm.time_kernels(1, 3, None)?;
     let flops = 2.0 * 1024f64.powi(3);
     Ok(flops / (ms[0] * 1e6))
+}
+
+/// A rate with three significant digits: `123`, `12.3`, `0.0812`, never `0.0`.
+fn significant(x: f64) -> String {
+    if !x.is_finite() || x == 0.0 {
+        return format!("{x}");
+    }
+    let digits = (2 - x.abs().log10().floor() as i32).max(0) as usize;
+    format!("{x:.digits$}")
+}
+
+#[derive(Serialize)]
+struct CpuReport {
+    model: String,
+    batch: usize,
+    resolution: usize,
+    device: &'static str,
+    latency_ms: Latency,
+    throughput: f64,
+}
+
+/// `effc bench` on the CPU reference executor: latency and throughput only.
+fn cpu_only(args: &Args, model: &effc_ir::Model) -> Result<ExitCode, Failure> {
+    let weights = match &args.weights {
+        Some(p) => Weights::load(p, model, None)?,
+        None => Weights::random(model, 0),
+    };
+    let ex = effc_reference::Executor::new(model, &weights)?;
+    let x = input(args.batch * model.input.iter().product::<usize>());
+    let bar = crate::common::progress_bar((args.warmup + args.runs) as u64, args.json);
+    bar.set_message("timing the CPU reference");
+    let mut times = Vec::with_capacity(args.runs);
+    for i in 0..args.warmup + args.runs {
+        let s = Instant::now();
+        ex.run(&x, args.batch)?;
+        if i >= args.warmup {
+            times.push(s.elapsed().as_secs_f64() * 1e3);
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let lat = Latency {
+        median: median(&mut times.clone()),
+        min: times.iter().copied().fold(f64::INFINITY, f64::min),
+        max: times.iter().copied().fold(0.0, f64::max),
+    };
+    let r = CpuReport {
+        model: model.name.clone(),
+        batch: args.batch,
+        resolution: model.resolution,
+        device: "cpu",
+        throughput: args.batch as f64 / (lat.median / 1e3),
+        latency_ms: lat,
+    };
+    if args.json {
+        outln!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    outln!(
+        "effc bench {}: batch {}, {}x{}, on the CPU reference executor",
+        r.model,
+        r.batch,
+        r.resolution,
+        r.resolution
+    );
+    outln!(
+        "latency     median {:.2} ms, min {:.2}, max {:.2} ({} runs after {} warm-up); {} images/s",
+        r.latency_ms.median,
+        r.latency_ms.min,
+        r.latency_ms.max,
+        args.runs,
+        args.warmup,
+        significant(r.throughput)
+    );
+    outln!("(per-kernel times and the GEMM ceiling need a GPU: --device gpu takes a software adapter too)");
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::significant;
+
+    #[test]
+    fn rates_keep_three_significant_digits() {
+        assert_eq!(significant(1234.4), "1234");
+        assert_eq!(significant(12.345), "12.3");
+        assert_eq!(significant(0.0812), "0.0812");
+        assert_eq!(significant(0.000123), "0.000123");
+    }
 }

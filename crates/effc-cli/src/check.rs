@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use effc_ir::cost::group;
 use effc_ir::{Model, Options, Spec};
 
+use crate::output::outln;
 use crate::Failure;
 
 #[derive(clap::Args, Debug)]
@@ -42,7 +43,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
                 if !args.quiet {
                     for m in models {
                         let c = m.cost();
-                        println!(
+                        outln!(
                             "{}: model {} ok: {} params, {} MACs at {}px",
                             path.display(),
                             m.name,

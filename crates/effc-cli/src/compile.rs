@@ -1,12 +1,14 @@
 //! `effc compile` and `effc shaders`: the generated WGSL, the Rust host code and
 //! the report.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use effc_codegen::{Request, Shaders, SpecSource};
 
 use crate::common::ModelArgs;
+use crate::outdir::{OutputDir, Written};
+use crate::output::{out, outln};
 use crate::Failure;
 
 #[derive(clap::Args, Debug)]
@@ -26,6 +28,10 @@ pub struct Args {
     /// Checkpoint to pack into weights.bin (with `--target web`; safetensors).
     #[arg(long, value_name = "W.safetensors")]
     weights: Option<PathBuf>,
+    /// Write into a directory effc did not write (no `.effc-manifest`), overwriting
+    /// files of the same names.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -36,17 +42,28 @@ pub enum Target {
     Web,
 }
 
-fn write(path: &Path, text: &str) -> Result<(), Failure> {
-    std::fs::write(path, text)
-        .map_err(|e| Failure::from(format!("cannot write `{}`: {e}", path.display())))
-}
+/// The most kernels `effc compile` writes (one `.wgsl` file each). The largest
+/// built-in model has a few hundred; a spec beyond this is refused before anything
+/// is generated.
+pub const MAX_KERNELS: usize = 4096;
 
 /// Writes, into the output directory: one `.wgsl` file per kernel, `plan.txt`
 /// (the kernel plan), `model.rs` (the host code `efficientnet!` generates, its
-/// shaders included from the `.wgsl` files) and `report.md` / `report.json`.
+/// shaders included from the `.wgsl` files), `report.md` / `report.json` and
+/// `architecture.svg`, which the report shows.
 pub fn run(args: Args) -> Result<ExitCode, Failure> {
     // Resolve and build first, for the same diagnostics as every other command.
     let model = args.model.build()?;
+    let kernels = effc_plan::plan(&model).kernels.len();
+    if kernels > MAX_KERNELS {
+        return Err(format!(
+            "model `{}` has {kernels} kernels; effc compile writes at most {MAX_KERNELS} (one .wgsl file each): fewer blocks, or `effc check`/`effc inspect` to examine the spec",
+            model.name
+        )
+        .into());
+    }
+    // Before anything is generated: a directory effc does not own is refused.
+    let mut out = OutputDir::open(&args.out, args.force)?;
     let source = if effc_catalog::source(&args.model.model).is_some() {
         SpecSource::Builtin(args.model.model.clone())
     } else {
@@ -71,7 +88,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         e => Failure::from(e),
     })?;
     if args.target == Target::Web {
-        return crate::web::write_site(&generated, &model, args.weights.as_deref(), &args.out);
+        return crate::web::write_site(&generated, &model, args.weights.as_deref(), out, &args.out);
     }
     if args.weights.is_some() {
         return Err(
@@ -80,24 +97,50 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         );
     }
     let plan = &generated.plan;
-    std::fs::create_dir_all(&args.out)
-        .map_err(|e| format!("cannot create `{}`: {e}", args.out.display()))?;
-    for s in &generated.shaders {
-        write(&args.out.join(&s.file_name), &s.source)?;
+    for sh in &generated.shaders {
+        out.write(&sh.file_name, sh.source.as_str())?;
     }
-    write(&args.out.join("plan.txt"), &plan.to_string())?;
-    write(&args.out.join("model.rs"), &generated.file())?;
+    out.write("plan.txt", plan.to_string())?;
+    out.write("model.rs", generated.file())?;
     let report = generated.report();
-    write(&args.out.join("report.md"), &report.markdown())?;
-    write(&args.out.join("report.json"), &report.json())?;
-    println!(
-        "{}: {} kernels ({} dispatches per forward) written to {}, with model.rs, report.md and report.json",
+    // The report links the architecture picture, written beside it.
+    out.write("architecture.svg", effc_draw::architecture(&model))?;
+    let md = report.markdown();
+    let md = match md.split_once("\n\n") {
+        Some((title, rest)) => format!(
+            "{title}\n\n![architecture of {}](architecture.svg)\n\n{rest}",
+            model.name
+        ),
+        None => md,
+    };
+    out.write("report.md", md)?;
+    out.write("report.json", report.json())?;
+    let written = out.finish()?;
+    note_removed(&written);
+    outln!(
+        "{}: {} kernels ({} dispatches per forward) written to {}, with model.rs, report.md, report.json and architecture.svg",
         model.name,
         generated.shaders.len(),
         plan.dispatches(),
         args.out.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Notes on stderr the files of the previous output that this one no longer has.
+pub fn note_removed(written: &Written) {
+    if !written.removed.is_empty() {
+        eprintln!(
+            "note: removed {} file(s) of the previous output that this one no longer has ({}{})",
+            written.removed.len(),
+            written.removed[..written.removed.len().min(3)].join(", "),
+            if written.removed.len() > 3 {
+                ", ..."
+            } else {
+                ""
+            }
+        );
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -136,14 +179,14 @@ pub fn shaders(args: ShadersArgs) -> Result<ExitCode, Failure> {
                 )
                 .into());
             };
-            print!("{}", s.source);
+            out!("{}", s.source);
         }
         None => {
             for (i, s) in shaders.iter().enumerate() {
                 if i > 0 {
-                    println!();
+                    outln!();
                 }
-                print!("{}", s.source);
+                out!("{}", s.source);
             }
         }
     }

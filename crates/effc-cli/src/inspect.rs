@@ -6,6 +6,7 @@ use effc_ir::cost::group;
 use effc_ir::Naming;
 
 use crate::common::ModelArgs;
+use crate::output::{out, outln};
 use crate::Failure;
 
 #[derive(clap::Args, Debug)]
@@ -21,16 +22,31 @@ pub struct Args {
     /// Show the kernel plan instead: fused kernels, dispatches, buffers.
     #[arg(long, conflicts_with = "params")]
     kernels: bool,
+    /// Draw the architecture (stem, stages, head) as an SVG file instead.
+    #[arg(long, value_name = "FILE.svg", conflicts_with_all = ["params", "kernels", "json"])]
+    svg: Option<std::path::PathBuf>,
 }
 
 pub fn run(args: Args) -> Result<ExitCode, Failure> {
     let m = args.model.build()?;
+    if let Some(path) = &args.svg {
+        std::fs::write(path, effc_draw::architecture(&m))
+            .map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
+        outln!(
+            "{}: the architecture of {} ({} stages, {} blocks)",
+            path.display(),
+            m.name,
+            m.stages.len(),
+            m.blocks().count()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     if args.kernels {
         let plan = effc_plan::plan(&m);
         if args.json {
-            println!("{}", serde_json::to_string_pretty(&plan)?);
+            outln!("{}", serde_json::to_string_pretty(&plan)?);
         } else {
-            print!("{plan}");
+            out!("{plan}");
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -42,11 +58,11 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
                 .iter()
                 .map(|(n, p)| serde_json::json!({"name": n, "shape": p.shape, "trainable": p.trainable}))
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            outln!("{}", serde_json::to_string_pretty(&v)?);
         } else {
             for (n, p) in &list {
                 let s: Vec<String> = p.shape.iter().map(|d| d.to_string()).collect();
-                println!("{n}\t{}", s.join("x"));
+                outln!("{n}\t{}", s.join("x"));
             }
         }
         return Ok(ExitCode::SUCCESS);
@@ -80,10 +96,10 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
             "layers": m.layers(),
             "dispatches": effc_plan::plan(&m).dispatches(),
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
-    print!("{}", m.render());
+    out!("{}", m.render());
     let _ = group;
     Ok(ExitCode::SUCCESS)
 }

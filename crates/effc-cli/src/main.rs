@@ -6,12 +6,21 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod budget;
 mod check;
 mod common;
 mod compile;
+mod device;
 mod inspect;
+mod limits;
 mod list;
+mod outdir;
+mod output;
+mod pick;
 mod run;
+mod scale;
+mod scale_grid;
+mod scale_report;
 mod tune;
 mod web;
 
@@ -41,9 +50,14 @@ enum Command {
     Bench(bench::Args),
     /// Measure the tile sizes of a model's kernels on this GPU and cache the fastest.
     Tune(tune::Args),
+    /// Scale a model by φ: the largest that meets MACs, parameter, memory and latency budgets.
+    Scale(scale::Args),
+    /// Recommend the most accurate built-in model that meets latency and memory budgets here.
+    Pick(pick::Args),
 }
 
 /// An error already reported to the user (or to be reported), with the exit code.
+#[derive(Debug)]
 pub struct Failure {
     pub message: String,
 }
@@ -61,6 +75,22 @@ pub fn color() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }
 
+/// Mesa's implicit Vulkan layer `VK_LAYER_MESA_device_select` connects to the
+/// Wayland and X displays while listing adapters, to put the one driving the
+/// screen first, and libwayland prints "XDG_RUNTIME_DIR is invalid" twice where
+/// there is no session. effc draws nothing on a screen and picks its adapter itself
+/// (`WGPU_ADAPTER_NAME`), so the layer is switched off for this process with the
+/// variable its manifest names (`NODEVICE_SELECT=1`), unless the user chose a
+/// device through the layer (`MESA_VK_DEVICE_SELECT`) or set the variable.
+fn quiet_vulkan_device_select() {
+    if std::env::var_os("NODEVICE_SELECT").is_none()
+        && std::env::var_os("MESA_VK_DEVICE_SELECT").is_none()
+    {
+        // Before any other thread exists (edition 2021: not `unsafe` yet).
+        std::env::set_var("NODEVICE_SELECT", "1");
+    }
+}
+
 fn main() -> ExitCode {
     // `effc ... | head` should end quietly, as other Unix tools do, rather than
     // panic on a closed pipe: restore the default SIGPIPE action.
@@ -70,6 +100,7 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    quiet_vulkan_device_select();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::List(a) => list::run(a),
@@ -80,8 +111,10 @@ fn main() -> ExitCode {
         Command::Shaders(a) => compile::shaders(a),
         Command::Bench(a) => bench::run(a),
         Command::Tune(a) => tune::run(a),
+        Command::Scale(a) => scale::run(a),
+        Command::Pick(a) => pick::run(a),
     };
-    match result {
+    match result.and_then(|code| output::flush().map(|()| code)) {
         Ok(code) => code,
         Err(f) => {
             if !f.message.is_empty() {

@@ -1,23 +1,17 @@
 //! `effc run`: classify images (or run a saved input tensor) on the GPU or the CPU.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::ValueEnum;
 use effc_ir::{Model, Naming};
 use effc_weights::Weights;
 
 use crate::common::ModelArgs;
+use crate::device::{Choice, Device};
+use crate::limits::{self, Budget, Need};
+use crate::output::outln;
 use crate::Failure;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Device {
-    /// The compiled WGSL kernels on a wgpu adapter.
-    Gpu,
-    /// The reference executor (plain f32 code on the CPU).
-    Cpu,
-}
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum NamingArg {
@@ -34,7 +28,8 @@ pub struct Args {
     /// Checkpoint (safetensors: f32, f16 or bf16; timm, torchvision or TF-port names).
     #[arg(long, short, value_name = "W")]
     weights: PathBuf,
-    /// Where to run: the GPU (default when an adapter exists) or the CPU reference.
+    /// Where to run: the GPU (default when a hardware adapter exists) or the CPU
+    /// reference (default otherwise); `gpu` also takes a software adapter.
     #[arg(long, value_enum)]
     device: Option<Device>,
     /// Force the checkpoint's naming instead of detecting it.
@@ -64,7 +59,7 @@ pub struct Args {
 }
 
 /// Reads the `input` tensor of a safetensors file: NCHW f32 for this model.
-fn read_input(path: &PathBuf, model: &Model) -> Result<(Vec<f32>, usize), Failure> {
+fn read_input(path: &Path, model: &Model) -> Result<(Vec<f32>, usize), Failure> {
     let bytes =
         std::fs::read(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
     let st = safetensors::SafeTensors::deserialize(&bytes)
@@ -101,17 +96,26 @@ fn read_input(path: &PathBuf, model: &Model) -> Result<(Vec<f32>, usize), Failur
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect();
+    let bad = data.iter().filter(|v| !v.is_finite()).count();
+    if bad > 0 {
+        let first = data.iter().position(|v| !v.is_finite()).unwrap_or(0);
+        return Err(format!(
+            "`{}`: tensor `input` has {bad} NaN or infinite values (the first in image {}); a network input must be finite",
+            path.display(),
+            first / (c * h * w).max(1)
+        )
+        .into());
+    }
     Ok((data, shape[0]))
 }
 
-fn save(path: &PathBuf, name: &str, data: &[f32], shape: Vec<usize>) -> Result<(), Failure> {
+fn save(path: &Path, name: &str, data: &[f32], shape: Vec<usize>) -> Result<(), Failure> {
     let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
     let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape, &bytes)
         .map_err(|e| format!("cannot build tensor `{name}`: {e}"))?;
     let out = safetensors::serialize([(name, view)], None)
         .map_err(|e| format!("cannot serialize `{name}`: {e}"))?;
-    std::fs::write(path, out).map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
-    Ok(())
+    crate::output::write_atomic(path, &out)
 }
 
 pub fn run(args: Args) -> Result<ExitCode, Failure> {
@@ -122,6 +126,59 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         NamingArg::Torchvision => Naming::Torchvision,
         NamingArg::Tf => Naming::Tf,
     });
+    if let Some(out) = &args.save {
+        let mut inputs = vec![(args.weights.as_path(), "the checkpoint")];
+        inputs.extend(
+            args.input
+                .iter()
+                .map(|p| (p.as_path(), "the --input tensor")),
+        );
+        inputs.extend(args.images.iter().map(|p| (p.as_path(), "an input image")));
+        crate::output::refuse_overwrite("--save", out, inputs)?;
+    }
+    let budget = Budget::host()?;
+    let plan = effc_plan::plan(&model);
+    // What every device needs: the checkpoint as f32, the inputs, the outputs.
+    let images = if args.input.is_some() {
+        0
+    } else {
+        args.images.len()
+    };
+    let mut need = Need::default();
+    let (w, b) = limits::weights(&model);
+    need.add(w, b);
+    if images > 0 {
+        let (w, b) = limits::inputs(&model, images);
+        need.add(w, b);
+        let (w, b) = limits::preprocessing(&model);
+        need.add(w, b);
+    }
+    let doing = format!(
+        "running `{}` at {}x{}",
+        model.name, model.resolution, model.resolution
+    );
+    need.check(&doing, &budget)?;
+
+    let per_image: usize = model.input.iter().product();
+    let out_len = model.output_shape()[0];
+    let chunk = args.batch as usize;
+    let choice = crate::device::choose(args.device)?;
+    match &choice {
+        Choice::Cpu => {
+            for (w, b) in limits::cpu_executor(&model, &plan) {
+                need.add(w, b);
+            }
+        }
+        Choice::Gpu(gpu) => {
+            let n = if images > 0 { images.min(chunk) } else { chunk };
+            limits::check_gpu(&plan, n, &gpu.adapter.to_string(), &gpu.limits)?;
+            for (w, b) in limits::gpu_host(&plan, n, crate::device::is_software(gpu)) {
+                need.add(w, b);
+            }
+        }
+    }
+    need.check(&doing, &budget)?;
+
     let weights = Weights::load(&args.weights, &model, naming)?;
 
     // Inputs: images (preprocessed like timm) or a saved tensor.
@@ -134,7 +191,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
             (data, labels, n)
         }
         None => {
-            let mut data = Vec::new();
+            let mut data = Vec::with_capacity(images * per_image);
             for img in &args.images {
                 data.extend(effc_weights::load_image(img, &model)?);
             }
@@ -150,24 +207,8 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         return Err("no input: give images, or --input with a non-empty batch".into());
     }
 
-    let mut gpu = None;
-    let device = match args.device {
-        Some(d) => d,
-        None => match effc_runtime::Gpu::new() {
-            Ok(g) => {
-                gpu = Some(g);
-                Device::Gpu
-            }
-            Err(e) => {
-                eprintln!("note: running on the CPU reference executor ({e})");
-                Device::Cpu
-            }
-        },
-    };
-    let out_len = model.output_shape()[0];
-    let per_image: usize = model.input.iter().product();
     // A progress line on stderr for long runs (many images), on a terminal only.
-    let show = batch > args.batch as usize && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let show = batch > chunk && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let progress = |done: usize, total: usize| {
         if show {
             eprint!("\r{done}/{total} images");
@@ -176,39 +217,36 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
             }
         }
     };
-    let output = match device {
-        Device::Cpu => {
+    let output = match choice {
+        Choice::Cpu => {
             let ex = effc_reference::Executor::new(&model, &weights)?;
             let mut out = Vec::with_capacity(batch * out_len);
-            for (i, chunk) in input.chunks(per_image * args.batch as usize).enumerate() {
-                let n = chunk.len() / per_image;
-                out.extend(ex.run(chunk, n)?.data);
-                progress(i * args.batch as usize + n, batch);
+            for (i, part) in input.chunks(per_image * chunk).enumerate() {
+                let n = part.len() / per_image;
+                out.extend(ex.run(part, n)?.data);
+                progress(i * chunk + n, batch);
             }
             out
         }
-        Device::Gpu => {
-            let gpu = Arc::new(match gpu {
-                Some(g) => g,
-                None => effc_runtime::Gpu::new()?,
-            });
+        Choice::Gpu(gpu) => {
             let (tuning, _) = crate::tune::cached(&gpu, args.untuned, &args.model.model);
             let compiled = effc_runtime::compile_model_tuned(
                 gpu,
                 &model,
                 &tuning,
                 weights.by_name(&model),
-                (args.batch as usize).min(batch),
+                chunk.min(batch),
             )?;
             let mut out = Vec::with_capacity(batch * out_len);
-            for (i, chunk) in input.chunks(per_image * args.batch as usize).enumerate() {
-                let n = chunk.len() / per_image;
-                out.extend(compiled.forward(chunk, n)?);
-                progress(i * args.batch as usize + n, batch);
+            for (i, part) in input.chunks(per_image * chunk).enumerate() {
+                let n = part.len() / per_image;
+                out.extend(compiled.forward(part, n)?);
+                progress(i * chunk + n, batch);
             }
             out
         }
     };
+    check_finite(&output, &labels, out_len)?;
 
     if let Some(p) = &args.save {
         let name = if model.classes > 0 {
@@ -226,12 +264,12 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
                 .zip(output.chunks(out_len))
                 .map(|(l, f)| serde_json::json!({"image": l, "features": f}))
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            outln!("{}", serde_json::to_string_pretty(&v)?);
         } else {
             for (l, f) in labels.iter().zip(output.chunks(out_len)) {
                 let mean = f.iter().sum::<f32>() / f.len() as f32;
                 let max = f.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                println!("{l}: {} features (mean {mean:.4}, max {max:.4})", f.len());
+                outln!("{l}: {} features (mean {mean:.4}, max {max:.4})", f.len());
             }
             if args.save.is_none() {
                 eprintln!(
@@ -265,12 +303,12 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         for (l, top) in labels.iter().zip(&tops) {
-            println!("{l}");
+            outln!("{l}");
             for (rank, (c, p)) in top.iter().enumerate() {
-                println!(
+                outln!(
                     "  {:>2}. {:>6.2}%  {:<4} {}",
                     rank + 1,
                     p * 100.0,
@@ -281,4 +319,37 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A NaN or infinite output is an error, never a printed `NaN%`: the weights or
+/// the input do not describe a working network.
+fn check_finite(output: &[f32], labels: &[String], per_image: usize) -> Result<(), Failure> {
+    let bad = output.iter().filter(|v| !v.is_finite()).count();
+    if bad == 0 {
+        return Ok(());
+    }
+    let first = output.iter().position(|v| !v.is_finite()).unwrap_or(0) / per_image.max(1);
+    Err(format!(
+        "the network's output has {bad} NaN or infinite values (the first for `{}`): the weights or the input overflow; no result is printed",
+        labels.get(first).map_or("?", String::as_str)
+    )
+    .into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_finite;
+
+    #[test]
+    fn a_non_finite_output_is_an_error_naming_the_image() {
+        let labels = vec!["a.png".to_string(), "b.png".to_string()];
+        assert!(check_finite(&[0.1, 0.2, 0.3, 0.4], &labels, 2).is_ok());
+        let e = check_finite(&[0.1, 0.2, f32::NAN, f32::INFINITY], &labels, 2)
+            .unwrap_err()
+            .message;
+        assert!(
+            e.contains("2 NaN or infinite values (the first for `b.png`)"),
+            "{e}"
+        );
+    }
 }

@@ -10,6 +10,7 @@ use effc_runtime::{Gpu, KernelTiming};
 use serde_json::json;
 
 use crate::common::ModelArgs;
+use crate::output::outln;
 use crate::Failure;
 
 #[derive(clap::Args, Debug)]
@@ -64,6 +65,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         return Err("--batch, --reps and --candidates must be at least 1".into());
     }
     let model = args.model.build()?;
+    crate::device::check_env()?;
     let gpu = Arc::new(Gpu::new()?);
     let bar = crate::common::progress_bar(1, args.json);
     bar.set_message("measuring candidates");
@@ -80,10 +82,23 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         }
     })?;
     bar.finish_and_clear();
+    // What was measured is printed even when the cache cannot be written; the
+    // error comes after it.
     let saved = if args.no_save || report.shapes.is_empty() {
-        None
+        Ok(None)
     } else {
-        Some(save_tuning(&gpu.adapter, &report.tuning)?)
+        save_tuning(&gpu.adapter, &report.tuning).map(Some)
+    };
+    if let Ok(Some((path, Some(backup)))) = &saved {
+        eprintln!(
+            "warning: the tuning cache `{}` was not valid JSON of effc's; it is kept as `{}` and replaced by these tiles",
+            path.display(),
+            backup.display()
+        );
+    }
+    let (saved, save_error) = match saved {
+        Ok(s) => (s.map(|(p, _)| p), None),
+        Err(e) => (None, Some(e)),
     };
     let timing = match report.timing {
         KernelTiming::Timestamps => "timestamps",
@@ -108,25 +123,36 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
             "before_ms": report.before_ms, "after_ms": report.after_ms,
             "kept_cost_model": report.kept_cost_model, "shapes": shapes,
             "cache": saved.as_ref().map(|p| p.display().to_string()),
+            "cache_error": save_error.as_ref().map(|e| e.to_string()),
         });
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?
         );
-        return Ok(ExitCode::SUCCESS);
+        return match save_error {
+            Some(e) => Err(e.into()),
+            None => Ok(ExitCode::SUCCESS),
+        };
     }
-    println!(
+    outln!(
         "effc tune {}: {} kernel shapes, {} rounds, batch {}, kernel times from {timing}",
         model.name,
         report.shapes.len(),
         report.rounds,
         args.batch
     );
-    println!("adapter     {}", gpu.adapter);
-    println!();
-    println!(
+    outln!("adapter     {}", gpu.adapter);
+    outln!();
+    outln!(
         "{:<28} {:<10} {:>6} {:<38} {:>9} {:<38} {:>9} {:>6}",
-        "kernels", "kind", "tried", "cost model", "ms", "fastest", "ms", "gain"
+        "kernels",
+        "kind",
+        "tried",
+        "cost model",
+        "ms",
+        "fastest",
+        "ms",
+        "gain"
     );
     for s in &report.shapes {
         let name = if s.kernels.len() > 1 {
@@ -134,7 +160,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         } else {
             s.kernels[0].clone()
         };
-        println!(
+        outln!(
             "{:<28} {:<10} {:>6} {:<38} {:>9.3} {:<38} {:>9.3} {:>5.2}x",
             name,
             s.kind,
@@ -150,20 +176,24 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
             s.default_ms / s.best_ms
         );
     }
-    println!();
-    println!(
+    outln!();
+    outln!(
         "kernel time per forward: {:.3} ms with the cost model's tiles, {:.3} ms tuned ({gain:.2}x), measured in separate rounds",
         report.before_ms, report.after_ms
     );
     if report.kept_cost_model {
-        println!("no gain together: keeping the cost model's tiles for every shape");
+        outln!("no gain together: keeping the cost model's tiles for every shape");
     }
-    match saved {
-        Some(p) => println!(
+    match (saved, save_error) {
+        (Some(p), _) => outln!(
             "saved to {}; `effc run` and `effc bench` use these tiles on this adapter (--untuned ignores them)",
             p.display()
         ),
-        None => println!("not saved (--no-save)"),
+        (None, Some(e)) => {
+            outln!("not saved: the cache cannot be written");
+            return Err(e.into());
+        }
+        (None, None) => outln!("not saved (--no-save)"),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -311,7 +311,9 @@ fn json(o: &Output) -> serde_json::Value {
 fn bench_and_tune_share_the_tiles_cache() {
     let cache = tempfile::tempdir().unwrap();
     let spec = "tests/specs/gpu/wide_classes.enet";
-    let bench = ["bench", spec, "--runs", "2", "--warmup", "1", "--json"];
+    let bench = [
+        "bench", spec, "--device", "gpu", "--runs", "2", "--warmup", "1", "--json",
+    ];
 
     let b = json(&effc_cached(&bench, cache.path()));
     assert!(b["latency_ms"]["median"].as_f64().unwrap() > 0.0);
@@ -375,4 +377,369 @@ fn bench_and_tune_share_the_tiles_cache() {
     let o = effc_cached(&["tune", spec, "--candidates", "0"], cache.path());
     assert!(!o.status.success());
     assert!(stderr(&o).contains("--candidates"), "{}", stderr(&o));
+}
+
+fn effc_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_effc"));
+    c.args(args).current_dir(root()).env("NO_COLOR", "1");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("the effc binary runs")
+}
+
+const LITE0: &str = "tests/fixtures/lite0/efficientnet-lite0.safetensors";
+const CHELSEA: &str = "tests/fixtures/images/chelsea.png";
+
+/// Issue 11, items 3 and 4: sizes are checked before anything is allocated, and
+/// the refusal names them (a budget set small, so the test does not depend on the
+/// machine's memory).
+#[test]
+fn too_big_for_memory_is_refused_before_allocating() {
+    let limit = [("EFFC_MEMORY_LIMIT", "64M")];
+    for device in ["cpu", "gpu"] {
+        let o = effc_env(
+            &[
+                "run",
+                "lite0",
+                "-w",
+                LITE0,
+                "--device",
+                device,
+                "--resolution",
+                "4096",
+                CHELSEA,
+            ],
+            &limit,
+        );
+        assert_eq!(o.status.code(), Some(1), "{device}: {}", stderr(&o));
+        let e = stderr(&o);
+        assert!(
+            e.contains("running `lite0` at 4096x4096 needs")
+                && e.contains("more than the 64.0 MiB it may use (EFFC_MEMORY_LIMIT=64M)")
+                && e.contains("input: 1 x 3x4096x4096 f32"),
+            "{device}: {e}"
+        );
+        assert!(
+            !e.contains("panicked") && !e.contains("memory allocation"),
+            "{e}"
+        );
+    }
+    // The real budget: 100000 px needs hundreds of GiB, refused at once.
+    let o = effc(&[
+        "run",
+        "lite0",
+        "-w",
+        LITE0,
+        "--resolution",
+        "100000",
+        CHELSEA,
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("111.8 GiB  input"), "{}", stderr(&o));
+
+    let dir = tempfile::tempdir().unwrap();
+    let huge = dir.path().join("huge.enet");
+    std::fs::write(&huge, "model huge extends b0 {\n  width = 64\n}\n").unwrap();
+    let o = effc(&["bench", huge.to_str().unwrap(), "--runs", "1"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("weights: 15,552,398,056 parameters, f32"),
+        "{}",
+        stderr(&o)
+    );
+    let o = effc_env(
+        &["bench", "lite0", "--batch", "2000"],
+        &[("EFFC_MEMORY_LIMIT", "1G")],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("input: 2000 x 3x224x224"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(effc_env(&["bench", "b0"], &[("EFFC_MEMORY_LIMIT", "lots")])
+        .status
+        .code()
+        .is_some_and(|c| c == 1));
+}
+
+/// The adapter's limits, checked before the weights are built: a 500k-class
+/// classifier, and a batch whose input buffer exceeds the largest buffer.
+#[test]
+fn too_big_for_the_adapter_is_refused_before_allocating() {
+    let dir = tempfile::tempdir().unwrap();
+    let wide = dir.path().join("wide.enet");
+    std::fs::write(&wide, "model wide extends b0 {\n  classes = 500000\n}\n").unwrap();
+    let o = effc(&[
+        "bench",
+        wide.to_str().unwrap(),
+        "--device",
+        "gpu",
+        "--runs",
+        "1",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("the weights of kernel `classifier` take 2.4 GiB"),
+        "{}",
+        stderr(&o)
+    );
+    let o = effc(&[
+        "bench", "lite0", "--device", "gpu", "--batch", "3000", "--runs", "1",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("batch 3000 needs an input buffer of") && e.contains("images per forward fit"),
+        "{e}"
+    );
+    assert!(!e.contains("Validation Error"), "{e}");
+}
+
+/// Issue 11, item 5: an output never replaces an input, whatever the spelling.
+#[test]
+fn save_never_overwrites_an_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w.safetensors");
+    let img = dir.path().join("img.png");
+    let x = dir.path().join("x.safetensors");
+    std::fs::copy(root().join(LITE0), &w).unwrap();
+    std::fs::copy(root().join(CHELSEA), &img).unwrap();
+    std::fs::copy(root().join("tests/fixtures/b0/expected.safetensors"), &x).unwrap();
+    let (w, img, x) = (
+        w.to_str().unwrap(),
+        img.to_str().unwrap(),
+        x.to_str().unwrap(),
+    );
+    let same_dir = format!("{}/./w.safetensors", dir.path().display());
+    let cases: [(Vec<&str>, &str); 3] = [
+        (
+            vec![
+                "run", "lite0", "--device", "cpu", "-w", w, img, "--save", &same_dir,
+            ],
+            "is the checkpoint",
+        ),
+        (
+            vec![
+                "run", "lite0", "--device", "cpu", "-w", w, img, "--save", img,
+            ],
+            "is an input image",
+        ),
+        (
+            vec![
+                "run",
+                "b0-pytorch",
+                "--device",
+                "cpu",
+                "-w",
+                "tests/fixtures/b0/weights.f16.safetensors",
+                "--input",
+                x,
+                "--save",
+                x,
+            ],
+            "is the --input tensor",
+        ),
+    ];
+    let before: Vec<Vec<u8>> = [w, img, x]
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    for (args, what) in cases {
+        let o = effc(&args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(what), "{}", stderr(&o));
+        assert!(stdout(&o).is_empty(), "nothing printed: {}", stdout(&o));
+    }
+    let after: Vec<Vec<u8>> = [w, img, x]
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    assert!(before == after, "an input changed");
+}
+
+/// Issue 11, item 6: a negative BN variance is a checkpoint error; a NaN input
+/// is an error; nothing prints `NaN%`.
+#[test]
+fn invalid_numbers_are_errors_not_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = std::fs::read(root().join(LITE0)).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let (name, _) = st
+        .tensors()
+        .into_iter()
+        .find(|(n, _)| n.ends_with("running_var"))
+        .unwrap();
+    let header = 8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let meta: serde_json::Value = serde_json::from_slice(&bytes[8..header]).unwrap();
+    let start = header + meta[&name]["data_offsets"][0].as_u64().unwrap() as usize;
+    bytes[start..start + 4].copy_from_slice(&(-0.5f32).to_le_bytes());
+    let bad = dir.path().join("negative-var.safetensors");
+    std::fs::write(&bad, &bytes).unwrap();
+    for device in ["cpu", "gpu"] {
+        let o = effc(&[
+            "run",
+            "lite0",
+            "--device",
+            device,
+            "-w",
+            bad.to_str().unwrap(),
+            CHELSEA,
+        ]);
+        assert_eq!(o.status.code(), Some(1), "{device}");
+        assert!(
+            stderr(&o).contains(&format!("bad variance: {name}")),
+            "{}",
+            stderr(&o)
+        );
+        assert!(!stdout(&o).contains("NaN"), "{}", stdout(&o));
+    }
+
+    let n = 3 * 224 * 224;
+    let nan: Vec<u8> = (0..n)
+        .flat_map(|i| if i == 7 { f32::NAN } else { 0.0 }.to_le_bytes())
+        .collect();
+    let view =
+        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![1, 3, 224, 224], &nan)
+            .unwrap();
+    let x = dir.path().join("nan.safetensors");
+    std::fs::write(&x, safetensors::serialize([("input", view)], None).unwrap()).unwrap();
+    let o = effc(&[
+        "run",
+        "b0-pytorch",
+        "--device",
+        "cpu",
+        "-w",
+        "tests/fixtures/b0/weights.f16.safetensors",
+        "--input",
+        x.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("1 NaN or infinite values"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stdout(&o).contains("NaN"), "{}", stdout(&o));
+}
+
+/// Issue 11, item 7: a write error on stdout is a message and exit 1, not a panic.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_full_stdout_is_an_error_not_a_panic() {
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_effc"))
+        .args(["list"])
+        .stdout(full)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains("cannot write to stdout: No space left on device"),
+        "{e}"
+    );
+    assert!(!e.contains("panicked"), "{e}");
+}
+
+/// Issue 11, item 8: `effc compile` owns its directory.
+#[test]
+fn compile_owns_its_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let o = out.to_str().unwrap();
+    assert!(effc(&["compile", "b2", "-o", o]).status.success());
+    let wgsl = |d: &std::path::Path| {
+        std::fs::read_dir(d)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "wgsl")
+            })
+            .count()
+    };
+    let b2 = wgsl(&out);
+    std::fs::write(out.join("notes.txt"), "mine").unwrap();
+    let c = effc(&["compile", "b0", "-o", o]);
+    assert!(c.status.success(), "{}", stderr(&c));
+    assert_eq!(
+        wgsl(&out),
+        66,
+        "b2's {b2} kernels replaced by b0's, none stale"
+    );
+    assert!(stderr(&c).contains("removed"), "{}", stderr(&c));
+    assert_eq!(
+        std::fs::read_to_string(out.join("notes.txt")).unwrap(),
+        "mine"
+    );
+    let manifest = std::fs::read_to_string(out.join(".effc-manifest")).unwrap();
+    assert!(manifest.contains("report.md") && !manifest.contains("notes.txt"));
+
+    // A user's report.md in a directory effc did not write is refused, untouched.
+    let theirs = dir.path().join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    std::fs::write(theirs.join("report.md"), "my report").unwrap();
+    let c = effc(&["compile", "b0", "-o", theirs.to_str().unwrap()]);
+    assert_eq!(c.status.code(), Some(1));
+    assert!(
+        stderr(&c).contains("report.md") && stderr(&c).contains("--force"),
+        "{}",
+        stderr(&c)
+    );
+    assert_eq!(std::fs::read_dir(&theirs).unwrap().count(), 1);
+    let c = effc(&["compile", "b0", "-o", theirs.to_str().unwrap(), "--force"]);
+    assert!(c.status.success(), "{}", stderr(&c));
+
+    // Too many kernels: refused before anything is written.
+    let spec = dir.path().join("deep.enet");
+    let blocks = "    r1_k3_s11_e1_i32_o32\n".repeat(3000);
+    std::fs::write(
+        &spec,
+        format!("model deep extends b0 {{\n  blocks {{\n{blocks}  }}\n}}\n"),
+    )
+    .unwrap();
+    let deep = dir.path().join("deep");
+    let c = effc(&[
+        "compile",
+        spec.to_str().unwrap(),
+        "-o",
+        deep.to_str().unwrap(),
+    ]);
+    assert_eq!(c.status.code(), Some(1), "{}", stderr(&c));
+    assert!(
+        stderr(&c).contains("6003 kernels") && stderr(&c).contains("at most 4096"),
+        "{}",
+        stderr(&c)
+    );
+    assert!(!deep.exists());
+}
+
+/// Issue 11, items 8 and 9: the device in use is named; no software adapter by
+/// default; a bad `WGPU_BACKEND` is an error; no XDG_RUNTIME_DIR noise.
+#[test]
+fn device_choice_is_said_and_checked() {
+    let args = ["run", "lite0", "-w", LITE0, "--resolution", "64", CHELSEA];
+    let o = effc_env(&args, &[("WGPU_BACKEND", "nonsense")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("WGPU_BACKEND=`nonsense`: unknown backend")
+            && stderr(&o).contains("vulkan"),
+        "{}",
+        stderr(&o)
+    );
+    let o = effc(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("note: running on "), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("XDG_RUNTIME_DIR"), "{}", stderr(&o));
+    let o = effc(&[&args[..], &["--device", "gpu"]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("XDG_RUNTIME_DIR"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("note: running on "), "{}", stderr(&o));
 }

@@ -5,6 +5,8 @@
 //!   channels, kernel, stride, padding per side, groups and output shape;
 //! - [`Model::params`]: the canonical parameter list, nameable in the timm,
 //!   torchvision and TF-port layouts ([`Naming`]);
+//! - [`scale`]: compound scaling by φ, the search for the largest φ within
+//!   budgets and the grid search of α, β, γ;
 //! - [`Cost`]: parameters, multiply-accumulates and activation memory; the
 //!   printout ([`Model::render`]) that `effc inspect` shows.
 //!
@@ -14,6 +16,7 @@
 pub mod cost;
 pub mod model;
 pub mod params;
+pub mod scale;
 pub mod spec;
 
 pub use cost::{Cost, LayerRow};

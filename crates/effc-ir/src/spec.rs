@@ -279,7 +279,7 @@ impl Spec {
     /// A built-in model by name (`b0`, `v2-s`, ...).
     pub fn builtin(name: &str) -> Result<Spec, Diagnostics> {
         let mut r = Resolver::default();
-        r.builtin(name, None).map_err(Diagnostics)
+        r.builtin(name, None).map(|(s, _)| s).map_err(Diagnostics)
     }
 
     /// The last model of a `.enet` text. `name` is what diagnostics call the text
@@ -292,7 +292,7 @@ impl Spec {
     pub fn parse_model(name: &str, text: &str, model: Option<&str>) -> Result<Spec, Diagnostics> {
         let source = Source::new(name, text);
         let mut r = Resolver::default();
-        r.file(&source, model).map_err(Diagnostics)
+        r.file(&source, model).map(|(s, _)| s).map_err(Diagnostics)
     }
 
     /// Every model of a `.enet` text, each resolved (for `effc check`).
@@ -304,10 +304,12 @@ impl Spec {
         }
         let mut out = vec![];
         let mut errors = vec![];
-        for m in &file.models {
-            let mut r = Resolver::default();
-            match r.resolve_in(&source, &file, m) {
-                Ok(s) => out.push(s),
+        // One resolver for the file: each model is resolved once, each error
+        // reported once (a model whose base failed adds none of its own).
+        let mut r = Resolver::default();
+        for i in 0..file.models.len() {
+            match r.resolve_in(&source, &file, i) {
+                Ok((s, _)) => out.push(s),
                 Err(e) => errors.extend(e),
             }
         }
@@ -372,15 +374,36 @@ fn no_model(source: &Arc<Source>) -> Diagnostic {
     .with_help("a spec looks like: model my_net extends b0 { width = 1.1 }")
 }
 
-/// Resolves models, following `extends` through the same file and the catalog.
+/// The most models one chain of `extends` may hold, the model itself and the
+/// built-in models it reaches included.
+pub const MAX_EXTENDS_CHAIN: usize = 64;
+
+/// Resolves the models of one file, following `extends` through the same file and
+/// the catalog. Each model is resolved once (memoized by its index), so resolving
+/// every model of a file is linear in the number of models, and an error in a base
+/// is reported once, not again for every model that extends it.
 #[derive(Default)]
 struct Resolver {
-    /// Models being resolved, for cycle detection.
+    /// Built-in models being resolved, for cycle detection.
     stack: Vec<String>,
+    /// Per model of the file: its spec and the length of its chain, or `None` when
+    /// it failed (its errors were returned when it was first resolved).
+    memo: HashMap<usize, Option<(Spec, usize)>>,
+    /// Per model of the file: the index of its base when that is an earlier model of
+    /// the file; and each name's last declaration.
+    index: Option<FileIndex>,
 }
 
+/// Per model of a file, its base's index when that is an earlier model of the
+/// file; and each name's last declaration.
+type FileIndex = (Vec<Option<usize>>, HashMap<String, usize>);
+
 impl Resolver {
-    fn builtin(&mut self, name: &str, used_at: Option<&Loc>) -> Result<Spec, Vec<Diagnostic>> {
+    fn builtin(
+        &mut self,
+        name: &str,
+        used_at: Option<&Loc>,
+    ) -> Result<(Spec, usize), Vec<Diagnostic>> {
         let Some(text) = effc_catalog::source(name) else {
             let names: Vec<&str> = effc_catalog::names().collect();
             let mut d = match used_at {
@@ -398,16 +421,25 @@ impl Resolver {
             return Err(vec![d]);
         };
         let source = Source::new(format!("<builtin {name}>"), text);
-        self.file(&source, Some(name))
+        // A built-in file is resolved on its own, with the cycle stack carried over.
+        let mut sub = Resolver {
+            stack: self.stack.clone(),
+            ..Resolver::default()
+        };
+        sub.file(&source, Some(name))
     }
 
-    fn file(&mut self, source: &Arc<Source>, model: Option<&str>) -> Result<Spec, Vec<Diagnostic>> {
+    fn file(
+        &mut self,
+        source: &Arc<Source>,
+        model: Option<&str>,
+    ) -> Result<(Spec, usize), Vec<Diagnostic>> {
         let file = effc_syntax::parse(source).map_err(|d| vec![d])?;
-        let decl = match model {
+        let index = match model {
             Some(n) => file
                 .models
                 .iter()
-                .find(|m| m.name.node == n)
+                .position(|m| m.name.node == n)
                 .ok_or_else(|| {
                     vec![Diagnostic::error(
                         format!("no model `{n}` in {}", source.name),
@@ -415,48 +447,102 @@ impl Resolver {
                         "",
                     )]
                 })?,
-            None => file.models.last().ok_or_else(|| vec![no_model(source)])?,
+            None => file
+                .models
+                .len()
+                .checked_sub(1)
+                .ok_or_else(|| vec![no_model(source)])?,
         };
-        self.resolve_in(source, &file, decl)
+        self.resolve_in(source, &file, index)
     }
 
+    fn index(&mut self, file: &ast::File) -> &FileIndex {
+        self.index.get_or_insert_with(|| {
+            let mut last: HashMap<String, usize> = HashMap::new();
+            let mut local = Vec::with_capacity(file.models.len());
+            for (i, m) in file.models.iter().enumerate() {
+                local.push(m.base.as_ref().and_then(|b| last.get(&b.node).copied()));
+                last.insert(m.name.node.clone(), i);
+            }
+            (local, last)
+        })
+    }
+
+    /// Resolves model `index` of `file`: first the chain of its not yet resolved
+    /// local bases, root first, without recursion.
     fn resolve_in(
         &mut self,
         source: &Arc<Source>,
         file: &ast::File,
-        m: &ast::ModelDecl,
-    ) -> Result<Spec, Vec<Diagnostic>> {
-        let name_loc = Loc::new(source, m.name.span);
-        if self.stack.contains(&m.name.node) {
-            let chain = format!("{} -> {}", self.stack.join(" -> "), m.name.node);
-            return Err(vec![Diagnostic::error(
-                format!("model `{}` extends itself ({chain})", m.name.node),
-                name_loc,
-                "cycle",
-            )]);
+        index: usize,
+    ) -> Result<(Spec, usize), Vec<Diagnostic>> {
+        let mut chain = vec![index];
+        loop {
+            let i = *chain.last().expect("the chain starts with one model");
+            if self.memo.contains_key(&i) {
+                chain.pop();
+                break;
+            }
+            let m = &file.models[i];
+            if m.base.as_ref().is_some_and(|b| b.node == m.name.node) {
+                break;
+            }
+            match self.index(file).0[i] {
+                Some(b) => chain.push(b),
+                None => break,
+            }
         }
-        if self.stack.len() > 64 {
-            return Err(vec![Diagnostic::error(
-                "models extend each other too deeply",
-                name_loc,
-                "",
-            )]);
+        let mut errors = vec![];
+        for &i in chain.iter().rev() {
+            let result = self.resolve_one(source, file, i);
+            let entry = match result {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    errors.extend(e);
+                    None
+                }
+            };
+            self.memo.insert(i, entry);
         }
-        self.stack.push(m.name.node.clone());
-        let result = self.resolve_decl(source, file, m);
-        self.stack.pop();
-        result
+        match &self.memo[&index] {
+            Some(r) => Ok(r.clone()),
+            None => Err(errors),
+        }
     }
 
-    fn resolve_decl(
+    /// The chain of names from model `index` through its local bases, for messages.
+    fn chain_names(&mut self, file: &ast::File, index: usize) -> String {
+        let mut names = vec![];
+        let mut at = Some(index);
+        while let Some(i) = at {
+            names.push(file.models[i].name.node.as_str());
+            at = self.index(file).0[i];
+            if at.is_none() {
+                if let Some(b) = &file.models[i].base {
+                    names.push(b.node.as_str());
+                }
+            }
+        }
+        if names.len() > 8 {
+            let tail = names.split_off(names.len() - 3);
+            names.truncate(4);
+            names.push("...");
+            names.extend(tail);
+        }
+        names.join(" -> ")
+    }
+
+    /// Resolves one model whose local base, if any, is already resolved.
+    fn resolve_one(
         &mut self,
         source: &Arc<Source>,
         file: &ast::File,
-        m: &ast::ModelDecl,
-    ) -> Result<Spec, Vec<Diagnostic>> {
+        index: usize,
+    ) -> Result<(Spec, usize), Vec<Diagnostic>> {
+        let m = &file.models[index];
         let name_loc = Loc::new(source, m.name.span);
-        let mut spec = match &m.base {
-            None => Spec::defaults(&m.name.node, name_loc.clone()),
+        let (spec, depth) = match &m.base {
+            None => (Spec::defaults(&m.name.node, name_loc.clone()), 1),
             Some(base) => {
                 let base_loc = Loc::new(source, base.span);
                 if base.node == m.name.node {
@@ -467,22 +553,19 @@ impl Resolver {
                     )
                     .with_help("name a built-in model (`effc list`) or a model declared earlier in this file")]);
                 }
-                // A model of the same file declared before this one, else a built-in.
-                let own_index = file
-                    .models
-                    .iter()
-                    .position(|x| std::ptr::eq(x, m))
-                    .unwrap_or(file.models.len());
-                let local = file.models[..own_index]
-                    .iter()
-                    .rev()
-                    .find(|x| x.name.node == base.node);
-                let mut s = match local {
-                    Some(b) => self.resolve_in(source, file, b)?,
+                let (mut s, base_depth) = match self.index(file).0[index] {
+                    // A model of the same file declared before this one.
+                    Some(b) => match &self.memo[&b] {
+                        Some((s, d)) => (s.clone(), *d),
+                        // The base failed; its errors are already reported.
+                        None => return Err(vec![]),
+                    },
                     None => {
-                        if file.models[own_index..]
-                            .iter()
-                            .any(|x| x.name.node == base.node)
+                        if self
+                            .index(file)
+                            .1
+                            .get(&base.node)
+                            .is_some_and(|&last| last > index)
                         {
                             return Err(vec![Diagnostic::error(
                                 format!(
@@ -494,27 +577,54 @@ impl Resolver {
                             )
                             .with_help("declare a base model before the models that extend it")]);
                         }
-                        if self.stack.contains(&base.node) {
+                        if self.stack.contains(&base.node) || self.stack.contains(&m.name.node) {
                             return Err(vec![Diagnostic::error(
                                 format!(
-                                    "model `{}` extends itself ({} -> {})",
+                                    "model `{}` extends itself ({} -> {} -> {})",
                                     m.name.node,
                                     self.stack.join(" -> "),
+                                    m.name.node,
                                     base.node
                                 ),
                                 base_loc,
                                 "cycle",
                             )]);
                         }
-                        self.builtin(&base.node, Some(&base_loc))?
+                        self.stack.push(m.name.node.clone());
+                        let r = self.builtin(&base.node, Some(&base_loc));
+                        self.stack.pop();
+                        r?
                     }
                 };
+                let depth = base_depth + 1;
+                if depth > MAX_EXTENDS_CHAIN {
+                    let chain = self.chain_names(file, index);
+                    return Err(vec![Diagnostic::error(
+                        format!(
+                            "`extends` chain too long: model `{}` is model {depth} of its chain, at most {MAX_EXTENDS_CHAIN} may extend each other",
+                            m.name.node
+                        ),
+                        base_loc,
+                        format!("model {depth} of the chain"),
+                    )
+                    .with_help(format!("the chain: {chain}; declare this model with its own settings instead of extending"))]);
+                }
                 s.base = Some(base.node.clone());
                 s.name = m.name.node.clone();
                 s.decl = name_loc.clone();
-                s
+                (s, depth)
             }
         };
+        self.resolve_decl(source, m, spec).map(|s| (s, depth))
+    }
+
+    fn resolve_decl(
+        &mut self,
+        source: &Arc<Source>,
+        m: &ast::ModelDecl,
+        mut spec: Spec,
+    ) -> Result<Spec, Vec<Diagnostic>> {
+        let name_loc = Loc::new(source, m.name.span);
         let mut errors = vec![];
 
         // Settings, each at most once per declaration.
@@ -550,15 +660,13 @@ impl Resolver {
                     );
                 }
             }
-            let alpha = phi_parts[1].unwrap_or(1.2);
-            let beta = phi_parts[2].unwrap_or(1.1);
-            let gamma = phi_parts[3].unwrap_or(1.15);
-            spec.depth = alpha.powf(phi);
-            spec.width = beta.powf(phi);
-            spec.resolution = ((spec.resolution as f64) * gamma.powf(phi))
-                .round()
-                .max(1.0) as usize;
-            spec.phi = Some([phi, alpha, beta, gamma]);
+            let d = crate::scale::PAPER;
+            let c = crate::scale::Coefficients {
+                alpha: phi_parts[1].unwrap_or(d.alpha),
+                beta: phi_parts[2].unwrap_or(d.beta),
+                gamma: phi_parts[3].unwrap_or(d.gamma),
+            };
+            crate::scale::apply(&mut spec, phi, &c);
             let loc = Loc::new(source, seen["phi"]);
             for k in ["width", "depth", "resolution"] {
                 spec.origin.insert(k, loc.clone());

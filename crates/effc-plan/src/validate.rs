@@ -2,7 +2,7 @@
 //! pass runs it in debug builds; the tests run it on every built-in, every spec of
 //! `tests/specs` and tuned plans. The WGSL backend and the runtime rely on each.
 
-use crate::plan::{Op, Plan, TensorKind};
+use crate::plan::{ALoad, Kernel, Op, Plan, TensorDesc, TensorKind};
 
 impl Plan {
     /// Checks every invariant the shaders and the runtime rely on, and says which
@@ -20,10 +20,36 @@ impl Plan {
     ///    kernel's weight length is the layout's.
     /// 7. Grid × workgroup covers each kernel's work, and the workgroup is the one
     ///    its tiles imply.
-    /// 8. Pooling partial sums: the reader adds up as many partials as the writer
-    ///    writes (one per tile), and the partial tensor has that many rows.
+    /// 8. Pooling partial sums: a kernel that pools writes a `pool` tensor of
+    ///    partial sums, one row per workgroup tile, as many as its grid has; the
+    ///    reader adds up that many and divides by the writer's pixel count.
+    /// 9. Each kernel binds exactly the buffers its op uses, by the names its shader
+    ///    gives them, and the tensors it writes have the op's output shape.
+    ///
+    /// Ids out of range are reported, never indexed: a broken plan is an error, not
+    /// a panic.
     pub fn validate(&self) -> Result<(), String> {
         let n = self.tensors.len();
+        for (what, t) in [("input", self.input), ("output", self.output)] {
+            if t.0 >= n {
+                return Err(format!("the {what} is tensor {} of {n}", t.0));
+            }
+        }
+        for t in &self.tensors {
+            if t.slot.0 >= self.slots.len() {
+                return Err(format!(
+                    "`{}` lives in buffer #{} of {}",
+                    t.name,
+                    t.slot.0,
+                    self.slots.len()
+                ));
+            }
+        }
+        for (si, s) in self.slots.iter().enumerate() {
+            if let Some(t) = s.tensors.iter().find(|t| t.0 >= n) {
+                return Err(format!("buffer #{si} lists tensor {} of {n}", t.0));
+            }
+        }
         let mut writer: Vec<Option<usize>> = vec![None; n];
         let mut first = vec![usize::MAX; n];
         let mut last = vec![0usize; n];
@@ -53,6 +79,8 @@ impl Plan {
                     }
                 }
             }
+            // 9
+            self.check_bindings(k)?;
             // 2
             let mut slots: Vec<_> = k
                 .tensors_read()
@@ -88,12 +116,21 @@ impl Plan {
             }
             // 6
             let mut end = 0;
-            for s in &k.layout.sections {
+            for (j, s) in k.layout.sections.iter().enumerate() {
                 if s.offset != end || s.offset % 4 != 0 || s.len % 4 != 0 || s.row % 4 != 0 {
                     return Err(format!(
                         "{name}: weight section `{}` at {} (+{}) does not follow the previous one at a vec4 boundary",
                         s.name, s.offset, s.len
                     ));
+                }
+                if s.row == 0 || s.len % s.row != 0 {
+                    return Err(format!(
+                        "{name}: weight section `{}` of {} elements is not whole rows of {}",
+                        s.name, s.len, s.row
+                    ));
+                }
+                if k.layout.sections[..j].iter().any(|o| o.name == s.name) {
+                    return Err(format!("{name}: weight section `{}` twice", s.name));
                 }
                 end = s.offset + s.len;
             }
@@ -161,21 +198,40 @@ impl Plan {
         let name = &k.name;
         let [gx, gy] = k.grid.map(|g| g as usize);
         let [wx, wy, wz] = k.workgroup.map(|w| w as usize);
-        let partials_of = |binding: &str| {
-            k.bindings
-                .iter()
-                .find(|b| b.name == binding)
-                .and_then(|b| b.tensor)
-                .map(|t| &self.tensors[t])
-        };
-        let check_partials = |tiles: usize| -> Result<(), String> {
-            match partials_of("pool") {
-                Some(t) if t.kind == TensorKind::PoolPartial && t.h != tiles => Err(format!(
-                    "{name}: {tiles} pooling tiles, but `{}` holds {} partial sums",
-                    t.name, t.h
-                )),
-                _ => Ok(()),
+        // The partial sums a pooling kernel writes, or a reducing kernel reads: as
+        // many rows as tiles, the op's channels, and (for the reader) the pixel
+        // count of the kernel that wrote them.
+        let check_partials = |tiles: usize, c4: usize, hw: Option<usize>| -> Result<(), String> {
+            let Some(t) = self.bound(k, "pool") else {
+                return Err(format!("{name}: pools, but binds no partial sums"));
+            };
+            if t.kind != TensorKind::PoolPartial || t.h != tiles || t.c4 != c4 {
+                return Err(format!(
+                    "{name}: {tiles} pooling tiles of {c4} vec4s, but `{}` ({:?}) holds {} partial sums of {}",
+                    t.name, t.kind, t.h, t.c4
+                ));
             }
+            let Some(hw) = hw else { return Ok(()) };
+            let pool = k
+                .bindings
+                .iter()
+                .find(|b| b.name == "pool")
+                .and_then(|b| b.tensor);
+            let pixels = self.kernels[..i]
+                .iter()
+                .find(|w| w.tensors_written().any(|x| Some(x) == pool))
+                .and_then(|w| match &w.op {
+                    Op::Gemm(g) => Some(g.m()),
+                    Op::Depthwise(d) => Some(d.out_h * d.out_w),
+                    _ => None,
+                });
+            if pixels != Some(hw) {
+                return Err(format!(
+                    "{name}: divides by {hw} pixels, but `{}` sums {pixels:?}",
+                    t.name
+                ));
+            }
+            Ok(())
         };
         match &k.op {
             Op::Gemm(g) => {
@@ -196,7 +252,15 @@ impl Plan {
                     ));
                 }
                 if g.epilogue.pool {
-                    check_partials(g.tiles_m())?;
+                    // One partial row per workgroup row: no more, no fewer.
+                    if gy != g.tiles_m() {
+                        return Err(format!(
+                            "{name}: grid {:?} pools over {gy} tiles, not its {}",
+                            k.grid,
+                            g.tiles_m()
+                        ));
+                    }
+                    check_partials(g.tiles_m(), g.cout4, None)?;
                 }
             }
             Op::Depthwise(d) => {
@@ -215,7 +279,7 @@ impl Plan {
                     ));
                 }
                 if d.pool {
-                    check_partials(d.tiles())?;
+                    check_partials(d.tiles(), d.c4, None)?;
                 }
             }
             Op::Se(s) => {
@@ -226,19 +290,107 @@ impl Plan {
                         k.grid
                     ));
                 }
-                check_partials(s.tiles)?;
+                check_partials(s.tiles, s.c4, Some(s.hw))?;
             }
             Op::Classifier(c) => {
-                if gx * wx < c.classes.max(1).max(if c.classes == 0 { c.c } else { 1 })
-                    || wy * wz != 1
-                {
+                let outputs = if c.classes > 0 { c.classes } else { c.c };
+                if gx * wx < outputs || wy * wz != 1 {
                     return Err(format!(
                         "{name}: {} invocations cannot cover the output",
                         gx * wx
                     ));
                 }
-                check_partials(c.tiles)?;
+                check_partials(c.tiles, c.c4, Some(c.hw))?;
             }
+        }
+        Ok(())
+    }
+}
+
+impl Plan {
+    /// The tensor kernel `k` binds as `name`, if any (ids already checked).
+    fn bound(&self, k: &Kernel, name: &str) -> Option<&TensorDesc> {
+        k.bindings
+            .iter()
+            .find(|b| b.name == name)
+            .and_then(|b| b.tensor)
+            .map(|t| &self.tensors[t])
+    }
+
+    /// Invariant 9 for kernel `k`: the bindings its shader declares, in order, and
+    /// the shapes of the tensors it reads and writes.
+    fn check_bindings(&self, k: &Kernel) -> Result<(), String> {
+        let name = &k.name;
+        let mut want = vec!["weights"];
+        match &k.op {
+            Op::Gemm(g) => {
+                want.push("src");
+                if matches!(g.a, ALoad::Pointwise { gated: true }) {
+                    want.push("gate");
+                }
+                if g.epilogue.residual && !g.epilogue.residual_is_src {
+                    want.push("residual");
+                }
+                if g.epilogue.store {
+                    want.push("dst");
+                }
+                if g.epilogue.pool {
+                    want.push("pool");
+                }
+            }
+            Op::Depthwise(d) => {
+                want.extend(["src", "dst"]);
+                if d.pool {
+                    want.push("pool");
+                }
+            }
+            Op::Se(_) => want.extend(["pool", "gate"]),
+            Op::Classifier(_) => want.extend(["pool", "dst"]),
+        }
+        let have: Vec<_> = k.bindings.iter().map(|b| b.name).collect();
+        if have != want {
+            return Err(format!("{name}: binds {have:?}, its op uses {want:?}"));
+        }
+        let shape = |binding: &str, h: usize, w: usize, c4: usize| -> Result<(), String> {
+            match self.bound(k, binding) {
+                Some(t) if [t.h, t.w, t.c4] != [h, w, c4] => Err(format!(
+                    "{name}: `{binding}` is `{}` of {}x{}x{} vec4s, the op's is {h}x{w}x{c4}",
+                    t.name, t.h, t.w, t.c4
+                )),
+                _ => Ok(()),
+            }
+        };
+        match &k.op {
+            Op::Gemm(g) => {
+                shape("dst", g.out_h, g.out_w, g.cout4)?;
+                match g.a {
+                    ALoad::Conv { in_h, in_w, .. } => shape("src", in_h, in_w, g.cin4)?,
+                    ALoad::Pointwise { .. } => {
+                        let src = self.bound(k, "src").expect("checked above");
+                        if src.h * src.w != g.m() || src.c4 != g.cin4 || g.k != g.cin4 * 4 {
+                            return Err(format!(
+                                "{name}: `{}` is not {} pixels of {} vec4s",
+                                src.name,
+                                g.m(),
+                                g.cin4
+                            ));
+                        }
+                    }
+                }
+                if g.epilogue.residual {
+                    let r = if g.epilogue.residual_is_src {
+                        "src"
+                    } else {
+                        "residual"
+                    };
+                    shape(r, g.out_h, g.out_w, g.cout4)?;
+                }
+            }
+            Op::Depthwise(d) => {
+                shape("src", d.in_h, d.in_w, d.c4)?;
+                shape("dst", d.out_h, d.out_w, d.c4)?;
+            }
+            Op::Se(_) | Op::Classifier(_) => {}
         }
         Ok(())
     }
@@ -351,6 +503,52 @@ mod tests {
             }
         })
         .contains("partial sums"));
+        // The SE kernel dividing by another pixel count than its depthwise conv's.
+        assert!(err(&|p| {
+            let k = p.kernels.iter_mut().find(|k| k.kind() == "se").unwrap();
+            if let crate::Op::Se(s) = &mut k.op {
+                s.hw += 1;
+            }
+        })
+        .contains("pixels"));
+        // The head pooling over one workgroup row more than it has partial rows for.
+        assert!(err(&|p| {
+            let k = p.kernels.iter_mut().find(|k| k.kind() == "head").unwrap();
+            k.grid[1] += 1;
+        })
+        .contains("pools over"));
+        // A pooling depthwise conv whose partial sums are not bound.
+        assert!(err(&|p| {
+            let k = p
+                .kernels
+                .iter_mut()
+                .find(|k| k.kind() == "depthwise")
+                .unwrap();
+            k.bindings.retain(|b| b.name != "pool");
+        })
+        .contains("its op uses"));
+        // A GEMM writing a tensor of another shape than its output.
+        assert!(err(&|p| {
+            let k = p
+                .kernels
+                .iter_mut()
+                .find(|k| k.kind() == "pointwise")
+                .unwrap();
+            if let crate::Op::Gemm(g) = &mut k.op {
+                g.out_w += 1;
+            }
+        })
+        .contains("the op's is"));
+        // Two sections of one name.
+        assert!(err(&|p| {
+            let l = &mut p.kernels[0].layout;
+            l.sections[1].name = l.sections[0].name;
+        })
+        .contains("twice"));
+        // Ids out of range are errors, not panics.
+        assert!(err(&|p| p.output = TensorId(p.tensors.len())).contains("the output"));
+        assert!(err(&|p| p.tensors[3].slot = SlotId(p.slots.len())).contains("lives in"));
+        assert!(err(&|p| p.slots[0].tensors.push(TensorId(usize::MAX))).contains("lists"));
     }
 
     #[test]

@@ -19,15 +19,7 @@ impl CompiledModel {
     /// included), in milliseconds. The input must have been uploaded.
     pub fn time_forward(&self, batch: usize) -> Result<f64, GpuError> {
         let t = Instant::now();
-        let mut encoder = self
-            .gpu
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("effc bench"),
-            });
-        self.encode_batch(&mut encoder, batch, None);
-        self.gpu.queue.submit([encoder.finish()]);
-        self.read_output(batch)?;
+        self.run_uploaded(batch, "effc bench")?;
         Ok(t.elapsed().as_secs_f64() * 1e3)
     }
 
@@ -68,51 +60,23 @@ impl CompiledModel {
             });
             let period = self.gpu.queue.get_timestamp_period() as f64;
             for _ in 0..reps {
-                let mut encoder =
-                    self.gpu
-                        .device
-                        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                            label: Some("effc profile"),
-                        });
+                let mut encoder = self.encoder("effc profile");
                 self.encode_dispatches(&mut encoder, n, Some(&qs));
                 encoder.resolve_query_set(&qs, 0..2 * k as u32, &resolve, 0);
                 encoder.copy_buffer_to_buffer(&resolve, 0, &read, 0, size);
                 self.gpu.queue.submit([encoder.finish()]);
-                let slice = read.slice(..);
-                let (tx, rx) = std::sync::mpsc::channel();
-                slice.map_async(wgpu::MapMode::Read, move |r| {
-                    let _ = tx.send(r);
-                });
-                self.gpu.wait("profiling kernels")?;
-                if !matches!(rx.recv(), Ok(Ok(()))) {
-                    return Err(GpuError::Validation {
-                        during: "reading timestamps".into(),
-                        message: "map failed".into(),
-                    });
+                let ts: Vec<u64> =
+                    self.gpu
+                        .read_back(&read, size, "profiling kernels", "the timestamps")?;
+                for (i, s) in samples.iter_mut().enumerate() {
+                    s.push(ts[2 * i + 1].saturating_sub(ts[2 * i]) as f64 * period / 1e6);
                 }
-                {
-                    let view = slice.get_mapped_range().map_err(|e| GpuError::Validation {
-                        during: "reading timestamps".into(),
-                        message: e.to_string(),
-                    })?;
-                    let ts: &[u64] = bytemuck::cast_slice(&view);
-                    for i in 0..k {
-                        let d = ts[2 * i + 1].saturating_sub(ts[2 * i]) as f64 * period / 1e6;
-                        samples[i].push(d);
-                    }
-                }
-                read.unmap();
             }
         } else {
             for (i, s) in samples.iter_mut().enumerate() {
                 for _ in 0..reps {
                     let t = Instant::now();
-                    let mut encoder =
-                        self.gpu
-                            .device
-                            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                                label: Some("effc profile"),
-                            });
+                    let mut encoder = self.encoder("effc profile");
                     self.encode_kernel(&mut encoder, i, n);
                     self.gpu.queue.submit([encoder.finish()]);
                     self.gpu.wait("profiling kernels")?;

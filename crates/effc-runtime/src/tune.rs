@@ -217,15 +217,7 @@ fn time_plan(
     batch: usize,
     reps: usize,
 ) -> Result<(KernelTiming, Vec<f64>), GpuError> {
-    let shaders = effc_wgsl::compile(&plan)?;
-    let weights: Vec<Vec<f32>> = plan
-        .kernels
-        .iter()
-        .map(|k| vec![0.0; k.weights_len])
-        .collect();
-    let input_len = batch * plan.input_shape.iter().product::<usize>();
-    let cm = CompiledModel::new(gpu.clone(), plan, &shaders, &weights, batch)?;
-    cm.upload(&vec![0.0; input_len], batch)?;
+    let cm = CompiledModel::zeroed(gpu, plan, batch)?;
     cm.time_forward(batch)?; // warm-up
     cm.time_kernels(batch, reps, None)
 }
@@ -266,6 +258,12 @@ fn cache_dir() -> Option<PathBuf> {
 
 /// The cache file of an adapter: `tuning-<name, backend and driver>.json`.
 pub fn cache_path(adapter: &AdapterSummary) -> Result<PathBuf, CacheError> {
+    adapter_cache_path(adapter, "tuning")
+}
+
+/// An adapter's cache file of one kind: `<kind>-<name, backend and driver>.json`
+/// in the cache directory.
+pub fn adapter_cache_path(adapter: &AdapterSummary, kind: &str) -> Result<PathBuf, CacheError> {
     let id = format!("{} {} {}", adapter.name, adapter.backend, adapter.driver);
     let mut slug = String::new();
     for ch in id.chars() {
@@ -278,7 +276,7 @@ pub fn cache_path(adapter: &AdapterSummary) -> Result<PathBuf, CacheError> {
     let slug: String = slug.trim_matches('-').chars().take(120).collect();
     Ok(cache_dir()
         .ok_or(CacheError::NoDirectory)?
-        .join(format!("tuning-{slug}.json")))
+        .join(format!("{kind}-{slug}.json")))
 }
 
 /// The tiles cached for this adapter (`None` when nothing was tuned on it), with
@@ -312,18 +310,43 @@ pub fn load_tuning_at(path: &Path) -> Result<Option<(Tuning, Vec<String>)>, Cach
 }
 
 /// Adds `tuning` to this adapter's cache (replacing the shapes it names) and
-/// returns the file's path. A corrupt cache file is replaced.
-pub fn save_tuning(adapter: &AdapterSummary, tuning: &Tuning) -> Result<PathBuf, CacheError> {
+/// returns the file's path, and where a corrupt cache file was moved (see
+/// [`save_tuning_at`]).
+pub fn save_tuning(
+    adapter: &AdapterSummary,
+    tuning: &Tuning,
+) -> Result<(PathBuf, Option<PathBuf>), CacheError> {
     let path = cache_path(adapter)?;
-    save_tuning_at(&path, &adapter.to_string(), tuning)?;
-    Ok(path)
+    let backup = save_tuning_at(&path, &adapter.to_string(), tuning)?;
+    Ok((path, backup))
 }
 
-/// [`save_tuning`] to a given file, for the adapter `adapter` describes.
-pub fn save_tuning_at(path: &Path, adapter: &str, tuning: &Tuning) -> Result<(), CacheError> {
+/// [`save_tuning`] to a given file, for the adapter `adapter` describes. The
+/// read-merge-write holds an advisory lock on the cache directory (`flock`), so
+/// two `effc tune` runs never lose each other's tiles. A corrupt cache file is
+/// kept as `<file>.corrupt` (its path is returned) and replaced.
+pub fn save_tuning_at(
+    path: &Path,
+    adapter: &str,
+    tuning: &Tuning,
+) -> Result<Option<PathBuf>, CacheError> {
+    let write_err = |p: &Path, e: std::io::Error| CacheError::Write {
+        path: p.to_path_buf(),
+        message: e.to_string(),
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| write_err(dir, e))?;
+    let _lock = DirLock::acquire(dir).map_err(|e| write_err(dir, e))?;
+    let mut backup = None;
     let mut all = match load_tuning_at(path) {
         Ok(Some((t, _))) => t,
-        Ok(None) | Err(CacheError::Corrupt { .. }) => Tuning::default(),
+        Ok(None) => Tuning::default(),
+        Err(CacheError::Corrupt { .. }) => {
+            let b = path.with_extension("json.corrupt");
+            std::fs::rename(path, &b).map_err(|e| write_err(&b, e))?;
+            backup = Some(b);
+            Tuning::default()
+        }
         Err(e) => return Err(e),
     };
     all.merge(tuning.clone());
@@ -332,6 +355,17 @@ pub fn save_tuning_at(path: &Path, adapter: &str, tuning: &Tuning) -> Result<(),
         effc: env!("CARGO_PKG_VERSION").to_string(),
         tuning: all,
     };
+    let text = serde_json::to_string_pretty(&file).map_err(|e| CacheError::Write {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    write_atomic(path, &(text + "\n"))?;
+    Ok(backup)
+}
+
+/// Writes a cache file (creating its directory) beside it, then renames it: a
+/// reader never sees half a file.
+pub fn write_atomic(path: &Path, text: &str) -> Result<(), CacheError> {
     let write_err = |p: &Path, e: std::io::Error| CacheError::Write {
         path: p.to_path_buf(),
         message: e.to_string(),
@@ -339,15 +373,40 @@ pub fn save_tuning_at(path: &Path, adapter: &str, tuning: &Tuning) -> Result<(),
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| write_err(dir, e))?;
     }
-    let text = serde_json::to_string_pretty(&file).map_err(|e| CacheError::Write {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    // Write beside it, then rename: a reader never sees half a file.
     let tmp = path.with_extension(format!("json.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, text + "\n").map_err(|e| write_err(&tmp, e))?;
+    if let Err(e) = std::fs::write(&tmp, text) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(write_err(&tmp, e));
+    }
     std::fs::rename(&tmp, path).map_err(|e| write_err(path, e))?;
     Ok(())
+}
+
+/// An exclusive advisory lock on a directory, held until dropped (closing the
+/// descriptor releases it). Where `flock` does not exist, no lock.
+struct DirLock {
+    _file: std::fs::File,
+}
+
+impl DirLock {
+    fn acquire(dir: &Path) -> std::io::Result<DirLock> {
+        let file = std::fs::File::open(dir)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::io::AsRawFd;
+            loop {
+                // SAFETY: flock on a descriptor this function owns; no memory is shared.
+                if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+                    break;
+                }
+                let e = std::io::Error::last_os_error();
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+        Ok(DirLock { _file: file })
+    }
 }
 
 /// How many of the kernels of `plan` that have tiles `tuning` names, and how many
@@ -413,13 +472,38 @@ mod tests {
         let err = load_tuning_at(&path).unwrap_err();
         assert!(matches!(err, CacheError::Corrupt { .. }), "{err}");
         assert!(err.to_string().contains("tuning-x.json"), "{err}");
-        save_tuning_at(&path, "adapter x", &a).unwrap();
+        let backup = save_tuning_at(&path, "adapter x", &a).unwrap().unwrap();
         assert_eq!(load_tuning_at(&path).unwrap().unwrap().0, a);
+        // ... keeping the damaged one beside it.
+        assert_eq!(std::fs::read_to_string(&backup).unwrap(), "{ not json");
+        assert!(backup.to_string_lossy().ends_with("tuning-x.json.corrupt"));
 
         // A directory where the file should be cannot be read.
         std::fs::remove_file(&path).unwrap();
         std::fs::create_dir(&path).unwrap();
         assert!(load_tuning_at(&path).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Concurrent read-merge-writes keep every writer's tiles (the lock).
+    #[test]
+    fn concurrent_saves_lose_nothing() {
+        let dir = temp("lock");
+        let path = dir.join("tuning-y.json");
+        let threads: Vec<_> = (0..8)
+            .map(|i| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let mut t = Tuning::default();
+                    t.set(&format!("gemm {i}"), Tiles::Gemm(gemm_tiles(196, 30)));
+                    save_tuning_at(&path, "adapter y", &t).unwrap();
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(load_tuning_at(&path).unwrap().unwrap().0.len(), 8);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -176,6 +176,14 @@ pub fn decode(source: &Arc<Source>, s: &Spanned<String>) -> Result<BlockArgs, Ve
                                 Loc::new(source, t.span),
                                 "zero stride",
                             ));
+                        } else if v > limit {
+                            errors.push(Diagnostic::error(
+                                format!(
+                                    "stride {v} is too large (at most {limit}), got `s{digits}`"
+                                ),
+                                Loc::new(source, t.span),
+                                "too large",
+                            ));
                         } else {
                             st = Some(Spanned::new(v, t.span));
                         }
@@ -341,5 +349,21 @@ mod tests {
         assert!(msgs[3].contains("squeeze-excitation"));
         assert!(msgs[4].contains("unknown key `x`"));
         assert_eq!(e[4].labels[0].0.span, Span::new(26, 28));
+    }
+
+    #[test]
+    fn one_and_two_digit_strides_have_the_same_limit() {
+        for s in ["s9", "s99"] {
+            let e = dec(&format!("r1_k3_{s}_i8_o8")).unwrap_err();
+            assert_eq!(e.len(), 1, "{s}");
+            assert!(
+                e[0].message
+                    .starts_with("stride 9 is too large (at most 8)"),
+                "{s}: {}",
+                e[0].message
+            );
+        }
+        assert_eq!(dec("r1_k3_s88_i8_o8").unwrap().stride.node, 8);
+        assert_eq!(dec("r1_k3_s8_i8_o8").unwrap().stride.node, 8);
     }
 }

@@ -1,9 +1,16 @@
 //! Diagnostics for people: a message, the place (file:line:col with a caret) and a hint.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, SourceCode};
+use miette::{
+    GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteError, MietteSpanContents,
+    SourceCode, SourceSpan, SpanContents,
+};
+
+/// At most this many diagnostics are rendered; the rest are counted ("and N more
+/// errors"), as compilers cap their output (clang's `-ferror-limit`).
+pub const MAX_RENDERED: usize = 100;
 
 /// A byte range in a source text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -24,10 +31,15 @@ impl Span {
 }
 
 /// A source text with the name it is shown under (a path, or `<builtin b0>`).
+///
+/// Diagnostics share it (`Arc<Source>`) and miette reads their snippets from it
+/// directly, so N diagnostics about one text cost O(N), not N copies of the text.
 #[derive(Debug)]
 pub struct Source {
     pub name: String,
     pub text: String,
+    /// Byte offset of each line's start, computed on first use.
+    line_starts: OnceLock<Vec<usize>>,
 }
 
 impl Source {
@@ -35,17 +47,54 @@ impl Source {
         Arc::new(Source {
             name: name.into(),
             text: text.into(),
+            line_starts: OnceLock::new(),
+        })
+    }
+
+    fn line_starts(&self) -> &[usize] {
+        self.line_starts.get_or_init(|| {
+            std::iter::once(0)
+                .chain(self.text.match_indices('\n').map(|(i, _)| i + 1))
+                .collect()
         })
     }
 
     /// 1-based line and column (in characters) of a byte offset.
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
-        let offset = offset.min(self.text.len());
-        let before = &self.text[..offset];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let col = before[line_start..].chars().count() + 1;
+        let mut offset = offset.min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let starts = self.line_starts();
+        let line = starts.partition_point(|&s| s <= offset);
+        let line_start = starts[line - 1];
+        let col = self.text[line_start..offset].chars().count() + 1;
         (line, col)
+    }
+}
+
+/// miette reads snippets from the text and names them with the source's name.
+impl SourceCode for Source {
+    fn read_span<'a>(
+        &'a self,
+        span: &SourceSpan,
+        context_lines_before: usize,
+        context_lines_after: usize,
+    ) -> Result<Box<dyn SpanContents<'a> + 'a>, MietteError> {
+        let inner = self
+            .text
+            .read_span(span, context_lines_before, context_lines_after)?;
+        Ok(Box::new(
+            MietteSpanContents::new_named(
+                self.name.clone(),
+                inner.data(),
+                *inner.span(),
+                inner.line(),
+                inner.column(),
+                inner.line_count(),
+            )
+            .with_language("enet"),
+        ))
     }
 }
 
@@ -78,21 +127,15 @@ pub struct Diagnostic {
     /// Where, and what to say there. The first label is the primary one.
     pub labels: Vec<(Loc, String)>,
     pub help: Option<String>,
-    named: Option<Arc<NamedSource<String>>>,
 }
 
 impl Diagnostic {
     /// An error at `loc`, with `label` printed under the caret.
     pub fn error(message: impl Into<String>, loc: Loc, label: impl Into<String>) -> Diagnostic {
-        let named = Arc::new(
-            NamedSource::new(loc.source.name.clone(), loc.source.text.clone())
-                .with_language("enet"),
-        );
         Diagnostic {
             message: message.into(),
             labels: vec![(loc, label.into())],
             help: None,
-            named: Some(named),
         }
     }
 
@@ -102,7 +145,6 @@ impl Diagnostic {
             message: message.into(),
             labels: vec![],
             help: None,
-            named: None,
         }
     }
 
@@ -187,7 +229,9 @@ impl miette::Diagnostic for Diagnostic {
     }
 
     fn source_code(&self) -> Option<&dyn SourceCode> {
-        self.named.as_deref().map(|s| s as &dyn SourceCode)
+        self.labels
+            .first()
+            .map(|(l, _)| &*l.source as &dyn SourceCode)
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
@@ -217,12 +261,29 @@ impl miette::Diagnostic for Diagnostic {
 pub struct Diagnostics(pub Vec<Diagnostic>);
 
 impl Diagnostics {
+    /// Renders the first [`MAX_RENDERED`] diagnostics, then how many more there are.
     pub fn render(&self, color: bool) -> String {
-        self.0
+        let mut out = self
+            .0
             .iter()
+            .take(MAX_RENDERED)
             .map(|d| d.render(color))
             .collect::<Vec<_>>()
-            .join("\n")
+            .join("\n");
+        if let Some(more) = self.more() {
+            out.push_str(&format!("\n{more}\n"));
+        }
+        out
+    }
+
+    /// "and N more errors (the first M are shown)", past the render limit.
+    fn more(&self) -> Option<String> {
+        let rest = self.0.len().checked_sub(MAX_RENDERED).filter(|&n| n > 0)?;
+        let s = if rest == 1 { "" } else { "s" };
+        Some(format!(
+            "... and {rest} more error{s} ({} in all; the first {MAX_RENDERED} are shown)",
+            self.0.len()
+        ))
     }
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
@@ -237,11 +298,14 @@ impl From<Diagnostic> for Diagnostics {
 
 impl fmt::Display for Diagnostics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, d) in self.0.iter().enumerate() {
+        for (i, d) in self.0.iter().take(MAX_RENDERED).enumerate() {
             if i > 0 {
                 writeln!(f)?;
             }
             write!(f, "{}", d.summary())?;
+        }
+        if let Some(more) = self.more() {
+            write!(f, "\n{more}")?;
         }
         Ok(())
     }
@@ -269,5 +333,45 @@ mod tests {
         assert!(r.contains("x.enet:2:11"), "{r}");
         assert!(r.contains("not a number"), "{r}");
         assert_eq!(d.summary(), "x.enet:2:11: bad width");
+    }
+
+    #[test]
+    fn line_col_inside_a_character_and_past_the_end() {
+        let s = Source::new("x.enet", "é\nab");
+        assert_eq!(s.line_col(1), (1, 1));
+        assert_eq!(s.line_col(100), (2, 3));
+    }
+
+    #[test]
+    fn diagnostics_share_the_source() {
+        let s = Source::new("x.enet", "x".repeat(1 << 20));
+        let ds: Vec<_> = (0..1000)
+            .map(|i| Diagnostic::error("bad", Loc::new(&s, Span::new(i, i + 1)), ""))
+            .collect();
+        // One text, referenced by every diagnostic: no copies.
+        assert_eq!(Arc::strong_count(&s), 1001);
+        drop(ds);
+    }
+
+    #[test]
+    fn rendering_stops_at_the_limit() {
+        let s = Source::new("x.enet", "a\n".repeat(300));
+        let ds = Diagnostics(
+            (0..250)
+                .map(|i| {
+                    Diagnostic::error(
+                        format!("bad {i}"),
+                        Loc::new(&s, Span::new(2 * i, 2 * i + 1)),
+                        "",
+                    )
+                })
+                .collect(),
+        );
+        let r = ds.render(false);
+        assert!(r.contains("bad 99") && !r.contains("bad 100"), "{r}");
+        assert!(r.contains("... and 150 more errors (250 in all; the first 100 are shown)"));
+        let t = ds.to_string();
+        assert_eq!(t.lines().count(), 101);
+        assert!(t.ends_with("the first 100 are shown)"));
     }
 }

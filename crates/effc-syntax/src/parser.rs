@@ -202,6 +202,27 @@ fn syntax_error(source: &Arc<Source>, e: pest::error::Error<Rule>) -> Diagnostic
         }
         ErrorVariant::CustomError { message } => message.clone(),
     };
+    // A non-ASCII character where the grammar wanted a name or a key: say so,
+    // pointing at that character alone.
+    if let Some(c) = text[start.min(text.len())..]
+        .chars()
+        .next()
+        .filter(|c| !c.is_ascii())
+    {
+        return Diagnostic::error(
+            format!(
+                "syntax error: unexpected non-ASCII character `{c}` (U+{:04X}); expected {expected}",
+                c as u32
+            ),
+            Loc::new(source, Span::new(start, start + c.len_utf8())),
+            "not an ASCII character",
+        )
+        .with_help(
+            "model names, setting names, values and block strings are written with ASCII \
+             letters, digits, `_` and `-`; only a quoted model name (\"...\") or a comment may \
+             hold other characters",
+        );
+    }
     let mut d = Diagnostic::error(
         format!("syntax error: expected {expected}, found {found}"),
         Loc::new(source, Span::new(start, end)),
@@ -214,4 +235,33 @@ fn syntax_error(source: &Arc<Source>, e: pest::error::Error<Rule>) -> Diagnostic
         d = d.with_help("a `{` is not closed: add `}`");
     }
     d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_byte_order_mark_at_the_start_is_skipped() {
+        let src = Source::new("t.enet", "\u{FEFF}model a extends b0 { width = 1.1 }\n");
+        let f = parse(&src).unwrap();
+        assert_eq!(f.models[0].name.node, "a");
+        assert_eq!(f.models[0].name.span, Span::new(9, 10));
+    }
+
+    #[test]
+    fn a_non_ascii_letter_is_named_and_pointed_at() {
+        let src = Source::new("t.enet", "model a extends b0 {\n    wìdth = 1.1\n}\n");
+        let d = parse(&src).unwrap_err();
+        assert!(
+            d.message.contains("non-ASCII character `ì` (U+00EC)"),
+            "{}",
+            d.message
+        );
+        assert_eq!(d.labels[0].0.span, Span::new(26, 28));
+        assert_eq!(d.position().unwrap(), "t.enet:2:6");
+        // A byte order mark anywhere else is not skipped.
+        let src = Source::new("t.enet", "model a {\u{FEFF} }");
+        assert!(parse(&src).unwrap_err().message.contains("U+FEFF"));
+    }
 }

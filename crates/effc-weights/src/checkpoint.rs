@@ -256,6 +256,7 @@ impl Weights {
             wrong_shape: vec![],
             wrong_dtype: vec![],
             non_finite: vec![],
+            bad_variance: vec![],
             fits: vec![],
             looks_like: None,
         };
@@ -286,6 +287,16 @@ impl Weights {
                 m.non_finite.push((name.to_string(), bad));
                 continue;
             }
+            if param.key.tensor == effc_ir::params::Tensor::RunningVar {
+                // BN divides by sqrt(var + eps): a variance at or below -eps is no
+                // variance, and would give NaN (or a sign flip once folded).
+                let eps = model.bn_eps as f32;
+                let bad = values.iter().filter(|&&v| v + eps <= 0.0).count();
+                if bad > 0 {
+                    m.bad_variance.push((name.to_string(), bad));
+                    continue;
+                }
+            }
             tensors.insert(param.key, values);
         }
         for (name, param) in model.named_params(naming_used) {
@@ -294,7 +305,11 @@ impl Weights {
             }
         }
         let misfit = !(m.missing.is_empty() && m.unexpected.is_empty() && m.wrong_shape.is_empty());
-        if misfit || !m.wrong_dtype.is_empty() || !m.non_finite.is_empty() {
+        if misfit
+            || !m.wrong_dtype.is_empty()
+            || !m.non_finite.is_empty()
+            || !m.bad_variance.is_empty()
+        {
             if naming.is_some() && detected_naming != naming_used && hits > 0 {
                 m.looks_like = Some(detected_naming);
             }

@@ -69,6 +69,8 @@ pub struct Mismatch {
     pub wrong_dtype: Vec<(String, String)>,
     /// Name, number of NaN or infinite values.
     pub non_finite: Vec<(String, usize)>,
+    /// BN `running_var` tensors with values where `var + eps <= 0`: name, how many.
+    pub bad_variance: Vec<(String, usize)>,
     /// Built-in models (and their naming) that the file's tensors fit exactly.
     pub fits: Vec<(String, Naming)>,
     /// When the naming was requested: the naming the file's names are in, if
@@ -105,6 +107,11 @@ impl fmt::Display for Mismatch {
                 self.non_finite.len(),
                 "tensor with NaN/inf",
                 "tensors with NaN/inf",
+            ),
+            (
+                self.bad_variance.len(),
+                "variance at or below -eps",
+                "variances at or below -eps",
             ),
         ];
         for (n, one, many) in lists {
@@ -150,6 +157,13 @@ impl fmt::Display for Mismatch {
                 f,
                 "\n  not finite:  {name}: {} NaN or infinite",
                 plural(*n, "value is", "values are")
+            )?;
+        }
+        for (name, n) in &self.bad_variance {
+            write!(
+                f,
+                "\n  bad variance: {name}: {} var + eps <= 0 (a BN variance must be positive)",
+                plural(*n, "value has", "values have")
             )?;
         }
         if let Some(n) = self.looks_like {

@@ -303,6 +303,29 @@ fn wrong_dtype_and_non_finite_values() {
     ));
 }
 
+/// A BN variance at or below -eps is an error listed like a NaN, not a NaN later.
+#[test]
+fn negative_running_variance() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = b0_tensors();
+    for t in &mut t {
+        match t.name.as_str() {
+            "bn1.running_var" => {
+                t.data[0..2].copy_from_slice(&half::f16::from_f32(-0.5).to_le_bytes())
+            }
+            "blocks.1.0.bn3.running_var" => {
+                t.data[2..4].copy_from_slice(&half::f16::from_f32(-1.0).to_le_bytes());
+                t.data[4..6].copy_from_slice(&half::f16::from_f32(-2.0).to_le_bytes());
+            }
+            _ => {}
+        }
+    }
+    let path = write(dir.path(), "variance.safetensors", &t);
+    let m = message(Weights::load(&path, &model("b0"), None), dir.path());
+    assert!(m.contains("2 variances at or below -eps"), "{m}");
+    insta::assert_snapshot!(m);
+}
+
 #[test]
 fn truncated_file() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,0 +1,467 @@
+//! [`fit()`]: whether a plan fits an adapter's limits, and how a batch is cut into
+//! chunks so that every activation buffer fits one storage binding. Pure: it reads
+//! the plan and a `wgpu::Limits`, creates nothing, and is tested without an adapter.
+
+use std::fmt;
+
+use effc_plan::Plan;
+use thiserror::Error;
+
+/// How a plan is laid out on an adapter: the images per chunk and the size of
+/// every buffer [`crate::CompiledModel`] creates.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fit {
+    /// Images per chunk: as many as every activation buffer can bind at once, at
+    /// most the max batch (a batch runs in `ceil(batch / chunk)` passes).
+    pub chunk: usize,
+    /// Bytes of each kernel's weights buffer, in kernel order.
+    pub weight_buffers: Vec<u64>,
+    /// Bytes of each activation slot's buffer (one chunk of images).
+    pub slot_buffers: Vec<u64>,
+    /// Bytes of the buffer the whole max batch's input is uploaded to.
+    pub input_buffer: u64,
+    /// Bytes of the buffer the whole max batch's output is read back from.
+    pub output_buffer: u64,
+}
+
+/// What of a plan exceeds which limit of the adapter.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum FitError {
+    #[error("the batch must be at least 1 image")]
+    EmptyBatch,
+    #[error("the weights of kernel `{kernel}` take {}, more than the adapter's largest storage binding ({})", Mib(*bytes), Mib(*max))]
+    Weights {
+        kernel: String,
+        bytes: u64,
+        max: u64,
+    },
+    #[error("kernel `{kernel}` binds {count} storage buffers, the adapter allows {max}")]
+    StorageBuffers {
+        kernel: String,
+        count: u32,
+        max: u32,
+    },
+    #[error("kernel `{kernel}` needs {}x{} workgroups, the adapter allows {max} per dimension", grid[0], grid[1])]
+    Workgroups {
+        kernel: String,
+        grid: [u32; 2],
+        max: u32,
+    },
+    #[error("kernel `{kernel}` has workgroups of {}x{}x{} invocations, the adapter allows {}x{}x{}", size[0], size[1], size[2], max[0], max[1], max[2])]
+    WorkgroupSize {
+        kernel: String,
+        size: [u32; 3],
+        max: [u32; 3],
+    },
+    #[error(
+        "kernel `{kernel}` uses {threads} invocations per workgroup, the adapter allows {max}"
+    )]
+    Invocations {
+        kernel: String,
+        threads: u32,
+        max: u32,
+    },
+    #[error("activation `{tensor}` takes {} for one image, more than the adapter's largest storage binding ({}); use a smaller resolution", Mib(*bytes), Mib(*max))]
+    Activation {
+        tensor: String,
+        bytes: u64,
+        max: u64,
+    },
+    #[error("the {which} of a batch of {batch} images takes {}, more than the adapter's largest buffer ({}); a max batch of {fits} fits", Mib(*bytes), Mib(*max))]
+    BatchBuffer {
+        /// `input` or `output`.
+        which: &'static str,
+        batch: usize,
+        bytes: u64,
+        max: u64,
+        fits: usize,
+    },
+}
+
+/// Bytes shown in MiB with one decimal.
+struct Mib(u64);
+
+impl fmt::Display for Mib {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:.1} MiB", self.0 as f64 / (1024.0 * 1024.0))
+    }
+}
+
+/// Every buffer is at least this large (wgpu refuses empty bindings).
+const MIN_BUFFER: u64 = 16;
+
+/// Checks every kernel of `plan` (weights binding, storage buffers, workgroups and
+/// their size) and every buffer against `limits`, and chooses the chunk for a
+/// model created for batches up to `max_batch`. The first limit exceeded is the
+/// error.
+pub fn fit(plan: &Plan, limits: &wgpu::Limits, max_batch: usize) -> Result<Fit, FitError> {
+    if max_batch == 0 {
+        return Err(FitError::EmptyBatch);
+    }
+    let max_binding = limits
+        .max_storage_buffer_binding_size
+        .min(limits.max_buffer_size);
+    let max_wg = limits.max_compute_workgroups_per_dimension;
+    let max_size = [
+        limits.max_compute_workgroup_size_x,
+        limits.max_compute_workgroup_size_y,
+        limits.max_compute_workgroup_size_z,
+    ];
+    for k in &plan.kernels {
+        let kernel = || k.name.clone();
+        let bytes = k.weights_len as u64 * 4;
+        if bytes > max_binding {
+            return Err(FitError::Weights {
+                kernel: kernel(),
+                bytes,
+                max: max_binding,
+            });
+        }
+        let count = k.bindings.len() as u32;
+        if count > limits.max_storage_buffers_per_shader_stage {
+            return Err(FitError::StorageBuffers {
+                kernel: kernel(),
+                count,
+                max: limits.max_storage_buffers_per_shader_stage,
+            });
+        }
+        if k.grid[0] > max_wg || k.grid[1] > max_wg {
+            return Err(FitError::Workgroups {
+                kernel: kernel(),
+                grid: k.grid,
+                max: max_wg,
+            });
+        }
+        if k.workgroup.iter().zip(&max_size).any(|(s, m)| s > m) {
+            return Err(FitError::WorkgroupSize {
+                kernel: kernel(),
+                size: k.workgroup,
+                max: max_size,
+            });
+        }
+        let threads = k.workgroup.iter().product::<u32>();
+        if threads > limits.max_compute_invocations_per_workgroup {
+            return Err(FitError::Invocations {
+                kernel: kernel(),
+                threads,
+                max: limits.max_compute_invocations_per_workgroup,
+            });
+        }
+    }
+    // Activations: as many images per chunk as the largest slot can bind, and no
+    // more than the workgroups the batch dimension (z) allows.
+    let per_image = plan
+        .slots
+        .iter()
+        .map(|s| s.bytes as u64)
+        .max()
+        .unwrap_or(MIN_BUFFER)
+        .max(4);
+    if per_image > max_binding {
+        // A slot is as large as its largest tensor, so the largest tensor is in it.
+        let tensor = plan
+            .tensors
+            .iter()
+            .max_by_key(|t| t.bytes)
+            .map(|t| t.name.clone())
+            .unwrap_or_default();
+        return Err(FitError::Activation {
+            tensor,
+            bytes: per_image,
+            max: max_binding,
+        });
+    }
+    let chunk = ((max_binding / per_image) as usize)
+        .min(max_batch)
+        .min(max_wg as usize)
+        .max(1);
+    // The input and output of the whole batch are copied in and out chunk by chunk.
+    let batch_buffer = |which: &'static str, per: u64| {
+        let bytes = (per * max_batch as u64).div_ceil(4) * 4;
+        if bytes > limits.max_buffer_size {
+            Err(FitError::BatchBuffer {
+                which,
+                batch: max_batch,
+                bytes,
+                max: limits.max_buffer_size,
+                fits: (limits.max_buffer_size / per.max(1)) as usize,
+            })
+        } else {
+            Ok(bytes)
+        }
+    };
+    let input_buffer = batch_buffer("input", plan.tensors[plan.input].bytes as u64)?;
+    let output_buffer = batch_buffer("output", plan.tensors[plan.output].bytes as u64)?;
+    Ok(Fit {
+        chunk,
+        weight_buffers: plan
+            .kernels
+            .iter()
+            .map(|k| (k.weights_len as u64 * 4).max(MIN_BUFFER))
+            .collect(),
+        slot_buffers: plan
+            .slots
+            .iter()
+            .map(|s| (s.bytes as u64 * chunk as u64).max(MIN_BUFFER))
+            .collect(),
+        input_buffer,
+        output_buffer,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use effc_ir::{Model, Options, Spec};
+
+    fn plan_of(name: &str, resolution: Option<usize>) -> Plan {
+        let spec = Spec::builtin(name).unwrap();
+        let options = Options {
+            resolution,
+            ..Default::default()
+        };
+        effc_plan::plan(&Model::build(&spec, &options).unwrap())
+    }
+
+    /// The largest activation slot of one image, in bytes.
+    fn per_image(plan: &Plan) -> u64 {
+        plan.slots.iter().map(|s| s.bytes as u64).max().unwrap()
+    }
+
+    fn max_weights(plan: &Plan) -> (String, u64) {
+        plan.kernels
+            .iter()
+            .map(|k| (k.name.clone(), k.weights_len as u64 * 4))
+            .max_by_key(|k| k.1)
+            .unwrap()
+    }
+
+    /// WebGPU's default limits (what every adapter offers at least).
+    fn limits() -> wgpu::Limits {
+        wgpu::Limits::default()
+    }
+
+    #[test]
+    fn a_small_batch_runs_in_one_chunk() {
+        let plan = plan_of("b0", Some(448));
+        let fit = fit(&plan, &limits(), 4).unwrap();
+        assert_eq!(fit.chunk, 4);
+        assert_eq!(fit.weight_buffers.len(), plan.kernels.len());
+        for (k, &b) in plan.kernels.iter().zip(&fit.weight_buffers) {
+            assert_eq!(b, (k.weights_len as u64 * 4).max(16), "{}", k.name);
+        }
+        for (s, &b) in plan.slots.iter().zip(&fit.slot_buffers) {
+            assert_eq!(b, (s.bytes as u64 * 4).max(16));
+        }
+        assert_eq!(fit.input_buffer, 4 * plan.tensors[plan.input].bytes as u64);
+        assert_eq!(
+            fit.output_buffer,
+            4 * plan.tensors[plan.output].bytes as u64
+        );
+    }
+
+    #[test]
+    fn the_chunk_is_what_the_largest_binding_holds() {
+        let plan = plan_of("b0", Some(448));
+        let one = per_image(&plan);
+        for (binding, max_batch, chunk) in [
+            (2 * one, 5, 2),
+            (2 * one + one / 2, 5, 2),
+            (5 * one, 5, 5),
+            (9 * one, 5, 5),
+            (one, 5, 1),
+            (3 * one, 1, 1),
+        ] {
+            let lim = wgpu::Limits {
+                max_storage_buffer_binding_size: binding,
+                ..limits()
+            };
+            let fit = fit(&plan, &lim, max_batch).unwrap();
+            assert_eq!(fit.chunk, chunk, "binding {binding}, max batch {max_batch}");
+            let largest = *fit.slot_buffers.iter().max().unwrap();
+            assert_eq!(largest, one * chunk as u64);
+            assert!(largest <= binding);
+        }
+        // A smaller max buffer size bounds the binding too.
+        let lim = wgpu::Limits {
+            max_buffer_size: 3 * one,
+            ..limits()
+        };
+        assert_eq!(fit(&plan, &lim, 8).unwrap().chunk, 3);
+    }
+
+    #[test]
+    fn the_chunk_is_at_most_the_workgroups_of_the_batch_dimension() {
+        let plan = plan_of("b0", Some(32));
+        let largest_grid = plan.kernels.iter().flat_map(|k| k.grid).max().unwrap();
+        let lim = wgpu::Limits {
+            max_compute_workgroups_per_dimension: largest_grid,
+            ..limits()
+        };
+        let fit = fit(&plan, &lim, largest_grid as usize + 7).unwrap();
+        assert_eq!(fit.chunk, largest_grid as usize);
+    }
+
+    #[test]
+    fn an_activation_too_big_even_for_one_image() {
+        // At 448 pixels b0's activations outgrow its largest weights.
+        let plan = plan_of("b0", Some(448));
+        let one = per_image(&plan);
+        assert!(max_weights(&plan).1 < one - 4);
+        let lim = wgpu::Limits {
+            max_storage_buffer_binding_size: one - 4,
+            ..limits()
+        };
+        let err = fit(&plan, &lim, 1).unwrap_err();
+        let largest = plan.tensors.iter().max_by_key(|t| t.bytes).unwrap();
+        assert_eq!(
+            err,
+            FitError::Activation {
+                tensor: largest.name.clone(),
+                bytes: one,
+                max: one - 4
+            }
+        );
+        let msg = err.to_string();
+        assert!(msg.contains("MiB") && msg.contains(&largest.name), "{msg}");
+        assert!(msg.contains("smaller resolution"), "{msg}");
+        // One image fits exactly.
+        let lim = wgpu::Limits {
+            max_storage_buffer_binding_size: one,
+            ..limits()
+        };
+        assert_eq!(fit(&plan, &lim, 4).unwrap().chunk, 1);
+    }
+
+    #[test]
+    fn weights_too_big_for_a_binding() {
+        let plan = plan_of("b0", Some(448));
+        let (kernel, bytes) = max_weights(&plan);
+        let lim = wgpu::Limits {
+            max_storage_buffer_binding_size: bytes - 4,
+            ..limits()
+        };
+        let err = fit(&plan, &lim, 1).unwrap_err();
+        assert_eq!(
+            err,
+            FitError::Weights {
+                kernel: kernel.clone(),
+                bytes,
+                max: bytes - 4
+            }
+        );
+        assert!(err.to_string().contains(&format!("kernel `{kernel}`")));
+    }
+
+    #[test]
+    fn kernels_beyond_the_compute_limits() {
+        let plan = plan_of("lite0", Some(64));
+        let first = |pred: &dyn Fn(&effc_plan::Kernel) -> bool| {
+            plan.kernels
+                .iter()
+                .find(|k| pred(k))
+                .map(|k| k.name.clone())
+                .unwrap()
+        };
+        let err = fit(
+            &plan,
+            &wgpu::Limits {
+                max_storage_buffers_per_shader_stage: 2,
+                ..limits()
+            },
+            1,
+        )
+        .unwrap_err();
+        let kernel = first(&|k| k.bindings.len() > 2);
+        assert!(
+            matches!(&err, FitError::StorageBuffers { kernel: k, max: 2, .. } if *k == kernel),
+            "{err}"
+        );
+
+        let err = fit(
+            &plan,
+            &wgpu::Limits {
+                max_compute_workgroups_per_dimension: 1,
+                ..limits()
+            },
+            1,
+        )
+        .unwrap_err();
+        let kernel = first(&|k| k.grid.iter().any(|&g| g > 1));
+        assert!(
+            matches!(&err, FitError::Workgroups { kernel: k, max: 1, .. } if *k == kernel),
+            "{err}"
+        );
+
+        let err = fit(
+            &plan,
+            &wgpu::Limits {
+                max_compute_workgroup_size_x: 1,
+                ..limits()
+            },
+            1,
+        )
+        .unwrap_err();
+        let kernel = first(&|k| k.workgroup[0] > 1);
+        assert!(
+            matches!(&err, FitError::WorkgroupSize { kernel: k, .. } if *k == kernel),
+            "{err}"
+        );
+
+        let err = fit(
+            &plan,
+            &wgpu::Limits {
+                max_compute_invocations_per_workgroup: 16,
+                ..limits()
+            },
+            1,
+        )
+        .unwrap_err();
+        let kernel = first(&|k| k.workgroup.iter().product::<u32>() > 16);
+        assert!(
+            matches!(&err, FitError::Invocations { kernel: k, max: 16, .. } if *k == kernel),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("invocations per workgroup"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_batch_too_big_for_the_input_buffer() {
+        let plan = plan_of("b0", Some(448));
+        let one = per_image(&plan);
+        let input = plan.tensors[plan.input].bytes as u64;
+        assert!(input < one);
+        let lim = wgpu::Limits {
+            max_buffer_size: one,
+            ..limits()
+        };
+        let fits = (one / input) as usize;
+        assert_eq!(
+            fit(&plan, &lim, fits).unwrap().input_buffer,
+            fits as u64 * input
+        );
+        let err = fit(&plan, &lim, fits + 1).unwrap_err();
+        assert_eq!(
+            err,
+            FitError::BatchBuffer {
+                which: "input",
+                batch: fits + 1,
+                bytes: (fits as u64 + 1) * input,
+                max: one,
+                fits
+            }
+        );
+        assert!(err
+            .to_string()
+            .contains(&format!("a max batch of {fits} fits")));
+    }
+
+    #[test]
+    fn no_batch_is_an_error() {
+        let plan = plan_of("lite0", Some(64));
+        assert_eq!(fit(&plan, &limits(), 0), Err(FitError::EmptyBatch));
+    }
+}

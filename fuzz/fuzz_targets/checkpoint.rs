@@ -1,0 +1,5 @@
+#![no_main]
+//! `cargo +nightly fuzz run checkpoint`: the body is `effc_fuzz::checkpoint`, which the corpus
+//! replay test (`crates/effc-fuzz/tests/replay.rs`) also runs.
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| effc_fuzz::checkpoint(data));
