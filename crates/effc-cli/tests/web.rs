@@ -75,7 +75,13 @@ fn web_site_files_and_weights_header() {
     assert!(!out.join("model.rs").exists());
     let wgsl = std::fs::read_dir(&out)
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "wgsl"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "wgsl")
+        })
         .count();
     let plan = effc_plan::plan(
         &Model::build(&Spec::builtin("lite0").unwrap(), &Options::default()).unwrap(),
@@ -135,7 +141,9 @@ fn browser_missing() -> Option<String> {
     let chromium =
         std::env::var("EFFC_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_string());
     if !Path::new(&chromium).is_file() {
-        return Some(format!("no chromium at {chromium} (apt-get install chromium)"));
+        return Some(format!(
+            "no chromium at {chromium} (apt-get install chromium)"
+        ));
     }
     match Command::new("node").arg("--version").output() {
         Ok(o) if o.status.success() => {}
@@ -145,7 +153,9 @@ fn browser_missing() -> Option<String> {
         .join("web-tests/node_modules/playwright-core/package.json")
         .is_file()
     {
-        return Some("web-tests/node_modules has no playwright-core (run `npm ci` in web-tests)".into());
+        return Some(
+            "web-tests/node_modules has no playwright-core (run `npm ci` in web-tests)".into(),
+        );
     }
     None
 }
@@ -219,7 +229,9 @@ fn fit_cases(model: &str) -> serde_json::Value {
     add(8, &|_| {});
     add(1, &|_| {});
     add(64, &|_| {});
-    add(8, &|l| l.max_storage_buffer_binding_size = per_image * 3 + 5);
+    add(8, &|l| {
+        l.max_storage_buffer_binding_size = per_image * 3 + 5
+    });
     add(8, &|l| l.max_buffer_size = per_image * 2 + 1);
     add(100, &|l| l.max_compute_workgroups_per_dimension = 400);
     add(8, &|l| l.max_compute_workgroups_per_dimension = 2);
@@ -268,7 +280,10 @@ fn web_site_runs_in_chromium() {
         ("b0-pytorch", "b0", "input", "logits.efficientnet_b0"),
         ("v2-b0", "v2-b0", "input", "logits.tf_efficientnetv2_b0"),
     ] {
-        write_f32(&dir.join(format!("{site}.input.f32")), &fixture(dir_, input));
+        write_f32(
+            &dir.join(format!("{site}.input.f32")),
+            &fixture(dir_, input),
+        );
         write_f32(
             &dir.join(format!("{site}.expected.f32")),
             &fixture(dir_, logits),
