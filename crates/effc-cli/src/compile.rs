@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use effc_codegen::{Request, Shaders, SpecSource};
 
 use crate::common::ModelArgs;
-use crate::outdir::OutputDir;
+use crate::outdir::{OutputDir, Written};
 use crate::output::{out, outln};
 use crate::Failure;
 
@@ -21,10 +21,25 @@ pub struct Args {
     /// The largest batch the generated `model.rs` runs (its `MAX_BATCH`).
     #[arg(long, value_name = "N", default_value_t = effc_codegen::DEFAULT_MAX_BATCH)]
     max_batch: usize,
+    /// What to write: `rust` (model.rs, the shaders, the report) or `web` (a static
+    /// site: model.js, the shaders, index.html, and weights.bin with --weights).
+    #[arg(long, value_enum, default_value_t = Target::Rust)]
+    target: Target,
+    /// Checkpoint to pack into weights.bin (with `--target web`; safetensors).
+    #[arg(long, value_name = "W.safetensors")]
+    weights: Option<PathBuf>,
     /// Write into a directory effc did not write (no `.effc-manifest`), overwriting
     /// files of the same names.
     #[arg(long)]
     force: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Target {
+    /// Rust host code (`model.rs`) for the `efficientnet` crate.
+    Rust,
+    /// A static web site running the model on WebGPU.
+    Web,
 }
 
 /// The most kernels `effc compile` writes (one `.wgsl` file each). The largest
@@ -72,6 +87,15 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         }
         e => Failure::from(e),
     })?;
+    if args.target == Target::Web {
+        return crate::web::write_site(&generated, &model, args.weights.as_deref(), out, &args.out);
+    }
+    if args.weights.is_some() {
+        return Err(
+            "--weights is for `--target web` (the Rust host loads its checkpoint at run time)"
+                .into(),
+        );
+    }
     let plan = &generated.plan;
     for sh in &generated.shaders {
         out.write(&sh.file_name, sh.source.as_str())?;
@@ -92,6 +116,19 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
     out.write("report.md", md)?;
     out.write("report.json", report.json())?;
     let written = out.finish()?;
+    note_removed(&written);
+    outln!(
+        "{}: {} kernels ({} dispatches per forward) written to {}, with model.rs, report.md, report.json and architecture.svg",
+        model.name,
+        generated.shaders.len(),
+        plan.dispatches(),
+        args.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Notes on stderr the files of the previous output that this one no longer has.
+pub fn note_removed(written: &Written) {
     if !written.removed.is_empty() {
         eprintln!(
             "note: removed {} file(s) of the previous output that this one no longer has ({}{})",
@@ -104,14 +141,6 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
             }
         );
     }
-    outln!(
-        "{}: {} kernels ({} dispatches per forward) written to {}, with model.rs, report.md, report.json and architecture.svg",
-        model.name,
-        generated.shaders.len(),
-        plan.dispatches(),
-        args.out.display()
-    );
-    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(clap::Args, Debug)]

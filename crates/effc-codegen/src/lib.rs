@@ -19,6 +19,7 @@
 mod emit;
 mod features;
 mod report;
+pub mod web;
 
 use std::fmt;
 use std::path::PathBuf;

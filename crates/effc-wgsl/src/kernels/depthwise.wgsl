@@ -28,7 +28,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
             let oy = run / RUNS_W;
             let ox0 = (run % RUNS_W) * RUN;
             let ix0 = i32(ox0 * STRIDE) - PAD_LEFT;
-            var acc: array<vec4<f32>, RUN>;
+            // Zeroed explicitly: WGSL zeroes a `var` each time its declaration runs,
+            // but Chromium's SwiftShader keeps a loop's array from the previous
+            // iteration without an initializer.
+            var acc = array<vec4<f32>, RUN>();
             for (var ky = 0u; ky < KSIZE; ky = ky + 1u) {
                 let iy = i32(oy * STRIDE + ky) - PAD_TOP;
                 if (iy < 0 || iy >= IN_H) {
@@ -36,7 +39,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
                 }
                 // the row's input pixels, loaded once for all taps and pixels of the run
                 let row = (n * u32(IN_H) + u32(iy)) * u32(IN_W);
-                var seg: array<vec4<f32>, SEG>;
+                var seg = array<vec4<f32>, SEG>();
                 for (var i = 0u; i < SEG; i = i + 1u) {
                     let ix = ix0 + i32(i);
                     if (ix >= 0 && ix < IN_W) {

@@ -1,0 +1,336 @@
+//! `effc compile --target web`: the site's files, and the site in a real browser
+//! (headless `/usr/bin/chromium`, WebGPU on its SwiftShader, driven by
+//! `web-tests/run.mjs` through playwright-core) against the fixtures, the reference
+//! executor and the native runtime's `fit()`.
+//!
+//! Without node, chromium or `web-tests/node_modules` (`npm ci` in web-tests) the
+//! browser test is skipped with the reason printed; under `CI=true` that is a failure.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use effc_codegen::{Request, SpecSource};
+use effc_ir::{Model, Options, Spec};
+use effc_weights::Weights;
+use serde_json::json;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn fixtures() -> PathBuf {
+    root().join("tests/fixtures")
+}
+
+fn effc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_effc"))
+        .args(args)
+        .current_dir(root())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("the effc binary runs")
+}
+
+fn compile(args: &[&str]) -> String {
+    let o = effc(args);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "effc {}: {err}", args.join(" "));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn write_f32(path: &Path, values: &[f32]) {
+    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn fixture(dir: &str, key: &str) -> Vec<f32> {
+    let bytes = std::fs::read(fixtures().join(dir).join("expected.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    st.tensor(key)
+        .unwrap()
+        .data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+fn fresh_dir(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn web_site_files_and_weights_header() {
+    let dir = fresh_dir("web-files");
+    let out = dir.join("site");
+    let o = out.to_str().unwrap();
+    let stdout = compile(&["compile", "lite0", "--target", "web", "-o", o]);
+    assert!(stdout.contains("no --weights"), "{stdout}");
+    for f in ["model.js", "index.html", ".effc-manifest"] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    assert!(!out.join("weights.bin").exists());
+    assert!(!out.join("model.rs").exists());
+    let wgsl = std::fs::read_dir(&out)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "wgsl")
+        })
+        .count();
+    let plan = effc_plan::plan(
+        &Model::build(&Spec::builtin("lite0").unwrap(), &Options::default()).unwrap(),
+    );
+    assert_eq!(wgsl, plan.kernels.len());
+
+    // With weights: the header names the model and its plan.
+    let w = fixtures().join("lite0/efficientnet-lite0.safetensors");
+    compile(&[
+        "compile",
+        "lite0",
+        "--target",
+        "web",
+        "--weights",
+        w.to_str().unwrap(),
+        "-o",
+        o,
+    ]);
+    let bin = std::fs::read(out.join("weights.bin")).unwrap();
+    assert_eq!(&bin[..8], b"EFFCWEB\0");
+    let hlen = u32::from_le_bytes(bin[12..16].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bin[16..16 + hlen]).unwrap();
+    assert_eq!(header["model"], "lite0");
+    assert_eq!(header["fingerprint"], plan.fingerprint());
+    assert_eq!(bin.len(), (16 + hlen).div_ceil(4) * 4 + plan.weight_bytes());
+
+    // A checkpoint of another model is refused before anything is written.
+    let b0 = fixtures().join("b0/weights.f16.safetensors");
+    let o2 = dir.join("other");
+    let r = effc(&[
+        "compile",
+        "lite0",
+        "--target",
+        "web",
+        "--weights",
+        b0.to_str().unwrap(),
+        "-o",
+        o2.to_str().unwrap(),
+    ]);
+    assert!(!r.status.success());
+    assert!(!o2.exists());
+    // --weights is for the web target.
+    let r = effc(&[
+        "compile",
+        "lite0",
+        "--weights",
+        w.to_str().unwrap(),
+        "-o",
+        o2.to_str().unwrap(),
+    ]);
+    assert!(!r.status.success());
+    assert!(String::from_utf8_lossy(&r.stderr).contains("--target web"));
+}
+
+/// Why the browser test cannot run here, if it cannot.
+fn browser_missing() -> Option<String> {
+    let chromium =
+        std::env::var("EFFC_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_string());
+    if !Path::new(&chromium).is_file() {
+        return Some(format!(
+            "no chromium at {chromium} (apt-get install chromium)"
+        ));
+    }
+    match Command::new("node").arg("--version").output() {
+        Ok(o) if o.status.success() => {}
+        _ => return Some("no `node` on PATH".into()),
+    }
+    if !root()
+        .join("web-tests/node_modules/playwright-core/package.json")
+        .is_file()
+    {
+        return Some(
+            "web-tests/node_modules has no playwright-core (run `npm ci` in web-tests)".into(),
+        );
+    }
+    None
+}
+
+/// The custom spec's site: model.js from the effc binary, weights.bin of random
+/// weights packed by the same code (`effc_codegen::web::weights_bin`), the input
+/// and the reference executor's output.
+fn custom_site(dir: &Path, spec: &str, batch: usize) -> serde_json::Value {
+    let path = root().join("tests/specs/gpu").join(spec);
+    let name = spec.trim_end_matches(".enet");
+    let out = dir.join(name);
+    compile(&[
+        "compile",
+        path.to_str().unwrap(),
+        "--target",
+        "web",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let g = effc_codegen::generate(&Request::new(SpecSource::File {
+        path: path.clone(),
+        display: path.display().to_string(),
+    }))
+    .unwrap();
+    let w = Weights::random(&g.model, 7);
+    let packed = effc_plan::pack_weights(&g.plan, &g.model, w.by_name(&g.model)).unwrap();
+    std::fs::write(
+        out.join("weights.bin"),
+        effc_codegen::web::weights_bin(&g, &packed).unwrap(),
+    )
+    .unwrap();
+    let n = batch * g.model.input.iter().product::<usize>();
+    let input: Vec<f32> = (0..n)
+        .map(|i| ((i * 7919 % 4001) as f32 / 1000.0) - 2.0)
+        .collect();
+    let want = effc_reference::Executor::new(&g.model, &w)
+        .unwrap()
+        .run(&input, batch)
+        .unwrap()
+        .data;
+    write_f32(&dir.join(format!("{name}.input.f32")), &input);
+    write_f32(&dir.join(format!("{name}.expected.f32")), &want);
+    json!({ "site": name, "batch": batch, "input": format!("{name}.input.f32"), "expected": format!("{name}.expected.f32") })
+}
+
+/// Limit sets for `fit()`, with effc-runtime's answer for each.
+fn fit_cases(model: &str) -> serde_json::Value {
+    let m = Model::build(&Spec::builtin(model).unwrap(), &Options::default()).unwrap();
+    let plan = effc_plan::plan(&m);
+    let per_image = plan.slots.iter().map(|s| s.bytes as u64).max().unwrap();
+    let base = wgpu::Limits::default();
+    let mut cases = vec![];
+    let mut add = |max_batch: usize, f: &dyn Fn(&mut wgpu::Limits)| {
+        let mut l = base.clone();
+        f(&mut l);
+        let limits = json!({
+            "maxStorageBufferBindingSize": l.max_storage_buffer_binding_size,
+            "maxBufferSize": l.max_buffer_size,
+            "maxStorageBuffersPerShaderStage": l.max_storage_buffers_per_shader_stage,
+            "maxComputeWorkgroupsPerDimension": l.max_compute_workgroups_per_dimension,
+            "maxComputeWorkgroupSizeX": l.max_compute_workgroup_size_x,
+            "maxComputeWorkgroupSizeY": l.max_compute_workgroup_size_y,
+            "maxComputeWorkgroupSizeZ": l.max_compute_workgroup_size_z,
+            "maxComputeInvocationsPerWorkgroup": l.max_compute_invocations_per_workgroup,
+        });
+        cases.push(match effc_runtime::fit(&plan, &l, max_batch) {
+            Ok(fit) => json!({ "limits": limits, "maxBatch": max_batch, "chunk": fit.chunk }),
+            Err(e) => json!({ "limits": limits, "maxBatch": max_batch, "error": e.to_string() }),
+        });
+    };
+    add(8, &|_| {});
+    add(1, &|_| {});
+    add(64, &|_| {});
+    add(8, &|l| {
+        l.max_storage_buffer_binding_size = per_image * 3 + 5
+    });
+    add(8, &|l| l.max_buffer_size = per_image * 2 + 1);
+    add(100, &|l| l.max_compute_workgroups_per_dimension = 400);
+    add(8, &|l| l.max_compute_workgroups_per_dimension = 2);
+    add(8, &|l| l.max_storage_buffer_binding_size = 1 << 20);
+    add(8, &|l| l.max_storage_buffers_per_shader_stage = 2);
+    add(8, &|l| l.max_compute_invocations_per_workgroup = 32);
+    add(8, &|l| l.max_compute_workgroup_size_x = 8);
+    add(10_000, &|_| {});
+    json!({ "site": model, "cases": cases })
+}
+
+#[test]
+fn web_site_runs_in_chromium() {
+    if let Some(why) = browser_missing() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true and the browser test cannot run: {why}"
+        );
+        eprintln!("skipped: the browser test needs {why}");
+        return;
+    }
+    let dir = fresh_dir("web");
+    let d = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let fx = |p: &str| fixtures().join(p).to_str().unwrap().to_string();
+    let lite0_w = fx("lite0/efficientnet-lite0.safetensors");
+    let b0_w = fx("b0/weights.f16.safetensors");
+    let v2_w = fx("v2-b0/weights.f16.safetensors");
+    for (model, weights) in [
+        ("lite0", &lite0_w),
+        ("b0", &b0_w),
+        ("b0-pytorch", &b0_w),
+        ("v2-b0", &v2_w),
+    ] {
+        compile(&[
+            "compile",
+            model,
+            "--target",
+            "web",
+            "--weights",
+            weights,
+            "-o",
+            &d(model),
+        ]);
+    }
+    for (site, dir_, input, logits) in [
+        ("b0-pytorch", "b0", "input", "logits.efficientnet_b0"),
+        ("v2-b0", "v2-b0", "input", "logits.tf_efficientnetv2_b0"),
+    ] {
+        write_f32(
+            &dir.join(format!("{site}.input.f32")),
+            &fixture(dir_, input),
+        );
+        write_f32(
+            &dir.join(format!("{site}.expected.f32")),
+            &fixture(dir_, logits),
+        );
+    }
+    for image in ["chelsea", "coffee"] {
+        std::fs::copy(
+            fixtures().join(format!("images/{image}.png")),
+            dir.join(format!("{image}.png")),
+        )
+        .unwrap();
+        write_f32(
+            &dir.join(format!("{image}.input.f32")),
+            &fixture("lite0", &format!("input.{image}")),
+        );
+    }
+    let numerics = |site: &str| json!({ "site": site, "batch": 2, "input": format!("{site}.input.f32"), "expected": format!("{site}.expected.f32") });
+    let tests = json!({
+        "numerics": [
+            numerics("b0-pytorch"),
+            numerics("v2-b0"),
+            custom_site(&dir, "b0_small.enet", 2),
+            custom_site(&dir, "odd_channels.enet", 3),
+        ],
+        // Native top-1 (README, tests/fixtures/lite0/expected.json): tiger cat, espresso.
+        "classify": { "site": "lite0", "images": [
+            { "file": "chelsea.png", "top1": 282, "input": "chelsea.input.f32" },
+            { "file": "coffee.png", "top1": 967, "input": "coffee.input.f32" },
+        ]},
+        "wrongWeights": { "site": "lite0", "other": "b0-pytorch" },
+        "timing": { "site": "b0" },
+        "fit": fit_cases("lite0"),
+    });
+    std::fs::write(
+        dir.join("tests.json"),
+        serde_json::to_string_pretty(&tests).unwrap(),
+    )
+    .unwrap();
+    let o = Command::new("node")
+        .arg(root().join("web-tests/run.mjs"))
+        .arg(&dir)
+        .current_dir(root().join("web-tests"))
+        .output()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    eprintln!("{stdout}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "the browser checks failed (above)");
+    assert!(stdout.contains("TIMING b0"), "{stdout}");
+    assert!(dir.join("index-chelsea-png.png").is_file());
+}

@@ -1,0 +1,486 @@
+// The effc WebGPU runtime. `PLAN` (above, generated) holds the facts the Rust host
+// is generated from: kernels, bindings, buffer slots, grids and workgroup sizes.
+// This part computes only what depends on the browser's adapter (limits, chunk).
+
+const MIB = 1024 * 1024;
+
+function fail(message) {
+  return new Error(`effc model \`${PLAN.name}\`: ${message}`);
+}
+
+// Bytes in MiB with one decimal, as effc-runtime prints them (Rust's `{:.1}`
+// rounds an exact tie, 0.25 MiB, to even).
+function mib(bytes) {
+  const tenths = (bytes / MIB) * 10;
+  let n = Math.round(tenths);
+  if (tenths % 1 === 0.5 && n % 2 !== 0) n -= 1;
+  return `${(n / 10).toFixed(1)} MiB`;
+}
+
+// Reads `weights.bin`: magic, version, JSON header, f32 data. Refuses a file made
+// for another model or another plan.
+export function parseWeights(buffer) {
+  const bytes = new Uint8Array(buffer);
+  const magic = [0x45, 0x46, 0x46, 0x43, 0x57, 0x45, 0x42, 0x00]; // "EFFCWEB\0"
+  if (bytes.length < 16 || magic.some((b, i) => bytes[i] !== b)) {
+    throw fail("the weights file is not an effc weights.bin (wrong magic bytes)");
+  }
+  const view = new DataView(buffer);
+  const version = view.getUint32(8, true);
+  if (version !== PLAN.weightsVersion) {
+    throw fail(`the weights file has layout version ${version}, this model.js reads ${PLAN.weightsVersion}`);
+  }
+  const hlen = view.getUint32(12, true);
+  if (16 + hlen > bytes.length) throw fail("the weights file is truncated (in its header)");
+  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(16, 16 + hlen)));
+  if (header.model !== PLAN.name || header.fingerprint !== PLAN.fingerprint) {
+    throw fail(
+      `the weights file is for model \`${header.model}\` (plan ${header.fingerprint}), ` +
+        `this model.js is \`${PLAN.name}\` (plan ${PLAN.fingerprint}); compile them together`
+    );
+  }
+  const start = Math.ceil((16 + hlen) / 4) * 4;
+  const floats = (bytes.length - start) / 4;
+  if (floats * 4 !== PLAN.weightBytes) {
+    throw fail(`the weights file holds ${floats * 4} bytes of weights, the plan needs ${PLAN.weightBytes}`);
+  }
+  const data = new Float32Array(buffer, start, floats);
+  return PLAN.kernels.map((k, i) => {
+    const e = header.kernels[i];
+    if (!e || e.name !== k.name || e.len !== k.weightsLen) throw fail(`the weights file's kernel #${i} is not \`${k.name}\``);
+    return data.subarray(e.offset, e.offset + e.len);
+  });
+}
+
+// The WebGPU defaults of the limits a plan can exceed: a device gets these unless
+// more are requested.
+const DEFAULT_LIMITS = {
+  maxStorageBufferBindingSize: 128 * MIB,
+  maxBufferSize: 256 * MIB,
+  maxStorageBuffersPerShaderStage: 8,
+  maxComputeWorkgroupsPerDimension: 65535,
+  maxComputeWorkgroupSizeX: 256,
+  maxComputeWorkgroupSizeY: 256,
+  maxComputeWorkgroupSizeZ: 64,
+  maxComputeInvocationsPerWorkgroup: 256,
+};
+
+// What the plan needs of each limit to run `maxBatch` images in as few chunks as
+// the adapter allows.
+function needs(maxBatch) {
+  const perImage = Math.max(4, ...PLAN.slots);
+  const weights = Math.max(0, ...PLAN.kernels.map((k) => k.weightsLen * 4));
+  const batchBuffer = Math.max(PLAN.input.bytes, PLAN.output.bytes) * maxBatch;
+  const binding = Math.max(perImage * maxBatch, weights);
+  const max = (f) => Math.max(0, ...PLAN.kernels.map(f));
+  return {
+    maxStorageBufferBindingSize: binding,
+    maxBufferSize: Math.max(binding, batchBuffer),
+    maxStorageBuffersPerShaderStage: max((k) => k.bindings.length),
+    maxComputeWorkgroupsPerDimension: Math.max(maxBatch, max((k) => Math.max(k.grid[0], k.grid[1]))),
+    maxComputeWorkgroupSizeX: max((k) => k.workgroup[0]),
+    maxComputeWorkgroupSizeY: max((k) => k.workgroup[1]),
+    maxComputeWorkgroupSizeZ: max((k) => k.workgroup[2]),
+    maxComputeInvocationsPerWorkgroup: max((k) => k.workgroup[0] * k.workgroup[1] * k.workgroup[2]),
+  };
+}
+
+// The limits to request: the adapter's own value of each limit the plan needs more
+// of than the WebGPU default (as the native runtime, which requests all of them);
+// the defaults otherwise.
+export function requiredLimits(adapterLimits, maxBatch) {
+  const need = needs(maxBatch);
+  const req = {};
+  for (const [key, def] of Object.entries(DEFAULT_LIMITS)) {
+    if (need[key] > def && adapterLimits[key] > def) req[key] = adapterLimits[key];
+  }
+  return req;
+}
+
+// effc-runtime's `fit()` (crates/effc-runtime/src/fit.rs), rule for rule: checks
+// every kernel and buffer of the plan against `limits` (a GPUSupportedLimits or a
+// plain object with the same keys) and returns the images per chunk. The first
+// limit exceeded is the error.
+export function fit(limits, maxBatch) {
+  if (!Number.isInteger(maxBatch) || maxBatch < 1) throw fail(`maxBatch must be a positive integer, not ${maxBatch}`);
+  const tooSmall = (what) => fail(`the adapter's limits are too small: ${what}`);
+  const maxBinding = Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
+  const maxWg = limits.maxComputeWorkgroupsPerDimension;
+  const maxSize = [limits.maxComputeWorkgroupSizeX, limits.maxComputeWorkgroupSizeY, limits.maxComputeWorkgroupSizeZ];
+  for (const k of PLAN.kernels) {
+    const bytes = k.weightsLen * 4;
+    if (bytes > maxBinding) {
+      throw tooSmall(`the weights of kernel \`${k.name}\` take ${mib(bytes)}, more than the adapter's largest storage binding (${mib(maxBinding)})`);
+    }
+    if (k.bindings.length > limits.maxStorageBuffersPerShaderStage) {
+      throw tooSmall(`kernel \`${k.name}\` binds ${k.bindings.length} storage buffers, the adapter allows ${limits.maxStorageBuffersPerShaderStage}`);
+    }
+    if (k.grid[0] > maxWg || k.grid[1] > maxWg) {
+      throw tooSmall(`kernel \`${k.name}\` needs ${k.grid[0]}x${k.grid[1]} workgroups, the adapter allows ${maxWg} per dimension`);
+    }
+    if (k.workgroup.some((s, i) => s > maxSize[i])) {
+      throw tooSmall(`kernel \`${k.name}\` has workgroups of ${k.workgroup.join("x")} invocations, the adapter allows ${maxSize.join("x")}`);
+    }
+    const threads = k.workgroup[0] * k.workgroup[1] * k.workgroup[2];
+    if (threads > limits.maxComputeInvocationsPerWorkgroup) {
+      throw tooSmall(`kernel \`${k.name}\` uses ${threads} invocations per workgroup, the adapter allows ${limits.maxComputeInvocationsPerWorkgroup}`);
+    }
+  }
+  const perImage = Math.max(4, ...PLAN.slots);
+  if (perImage > maxBinding) {
+    throw tooSmall(`activation \`${PLAN.largestTensor}\` takes ${mib(perImage)} for one image, more than the adapter's largest storage binding (${mib(maxBinding)}); use a smaller resolution`);
+  }
+  const chunk = Math.max(1, Math.min(Math.floor(maxBinding / perImage), maxBatch, maxWg));
+  for (const [which, per] of [["input", PLAN.input.bytes], ["output", PLAN.output.bytes]]) {
+    const bytes = Math.ceil((per * maxBatch) / 4) * 4;
+    if (bytes > limits.maxBufferSize) {
+      const fits = Math.floor(limits.maxBufferSize / Math.max(per, 1));
+      throw tooSmall(`the ${which} of a batch of ${maxBatch} images takes ${mib(bytes)}, more than the adapter's largest buffer (${mib(limits.maxBufferSize)}); a max batch of ${fits} fits`);
+    }
+  }
+  return chunk;
+}
+
+function adapterName(info) {
+  if (!info) return "unknown adapter";
+  const parts = [info.vendor, info.architecture, info.device, info.description].filter((s) => s);
+  return parts.length ? [...new Set(parts)].join(" ") : "unknown adapter";
+}
+
+// Loads the model: `weights` a URL (default `./weights.bin` beside this file), an
+// `ArrayBuffer` or a `Response`; `options.device` a `GPUDevice` to share (its limits
+// must fit the model), `options.maxBatch` the largest batch a forward takes.
+export async function load(weights = new URL("./weights.bin", import.meta.url), options = {}) {
+  const maxBatch = options.maxBatch ?? PLAN.maxBatch;
+  if (!Number.isInteger(maxBatch) || maxBatch < 1) throw fail(`options.maxBatch must be a positive integer, not ${maxBatch}`);
+  let buffer;
+  if (weights instanceof ArrayBuffer) buffer = weights;
+  else {
+    let response;
+    try {
+      response = weights instanceof Response ? weights : await fetch(weights);
+    } catch (e) {
+      throw fail(`cannot fetch the weights ${weights}: ${e.message}`);
+    }
+    if (!response.ok) throw fail(`cannot fetch the weights ${response.url || weights}: HTTP ${response.status}`);
+    buffer = await response.arrayBuffer();
+  }
+  // The weights are checked before a GPU is touched: a wrong file is the error.
+  const packed = parseWeights(buffer);
+  let device = options.device;
+  let adapterLabel = "a shared GPUDevice";
+  if (!device) {
+    if (typeof navigator === "undefined" || !navigator.gpu) {
+      throw fail("this browser has no WebGPU (navigator.gpu is missing): use a recent Chrome or Edge, Safari 26, or Firefox 141+ on Windows, served over https or from localhost");
+    }
+    const adapter = await navigator.gpu.requestAdapter();
+    if (!adapter) throw fail("this browser has WebGPU but offers no GPU adapter (disabled, or the GPU is blocklisted)");
+    adapterLabel = adapterName(adapter.info);
+    // The adapter's limits are checked first, so that what is missing is named.
+    fit(adapter.limits, maxBatch);
+    device = await adapter.requestDevice({ requiredLimits: requiredLimits(adapter.limits, maxBatch) });
+  }
+  const chunk = fit(device.limits, maxBatch);
+  const sources = new Map();
+  await Promise.all(
+    [...new Set(PLAN.kernels.map((k) => k.shader))].map(async (file) => {
+      const r = await fetch(new URL(file, import.meta.url));
+      if (!r.ok) throw fail(`cannot fetch shader ${file}: HTTP ${r.status}`);
+      sources.set(file, await r.text());
+    })
+  );
+  const model = new Model(device, adapterLabel, packed, sources, maxBatch, chunk, !options.device);
+  try {
+    await model.ready;
+  } catch (e) {
+    model.destroy();
+    throw e;
+  }
+  return model;
+}
+
+export class Model {
+  constructor(device, adapter, packed, sources, maxBatch, chunk, ownsDevice) {
+    this.device = device;
+    this.maxBatch = maxBatch;
+    this.chunk = chunk;
+    this.ownsDevice = ownsDevice;
+    const STORAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;
+    device.pushErrorScope("validation");
+    device.pushErrorScope("out-of-memory");
+    this.buffers = [];
+    const make = (size, usage, label) => {
+      const b = device.createBuffer({ size: Math.max(16, Math.ceil(size / 4) * 4), usage, label });
+      this.buffers.push(b);
+      return b;
+    };
+    this.slots = PLAN.slots.map((bytes, i) => make(bytes * chunk, STORAGE, `activations #${i}`));
+    this.inputAll = make(PLAN.input.bytes * maxBatch, GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST, "input batch");
+    this.outputAll = make(PLAN.output.bytes * maxBatch, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, "output batch");
+    // One pipeline per distinct shader (kernels of the same shape share one).
+    const cache = new Map();
+    this.steps = PLAN.kernels.map((k, i) => {
+      const w = make(k.weightsLen * 4, STORAGE, `${k.name} weights`);
+      device.queue.writeBuffer(w, 0, packed[i]);
+      const source = sources.get(k.shader);
+      let entry = cache.get(source);
+      if (!entry) {
+        const layout = device.createBindGroupLayout({
+          label: k.name,
+          entries: k.bindings.map((b, j) => ({
+            binding: j,
+            visibility: GPUShaderStage.COMPUTE,
+            buffer: { type: b.write ? "storage" : "read-only-storage" },
+          })),
+        });
+        const pipeline = device.createComputePipeline({
+          label: k.name,
+          layout: device.createPipelineLayout({ bindGroupLayouts: [layout] }),
+          compute: { module: device.createShaderModule({ label: k.name, code: source }), entryPoint: "main" },
+        });
+        entry = { pipeline, layout };
+        cache.set(source, entry);
+      }
+      const bindGroup = device.createBindGroup({
+        label: k.name,
+        layout: entry.layout,
+        entries: k.bindings.map((b, j) => ({ binding: j, resource: { buffer: b.weights ? w : this.slots[b.slot] } })),
+      });
+      return { kernel: k, pipeline: entry.pipeline, bindGroup };
+    });
+    this.ready = Promise.all([device.popErrorScope(), device.popErrorScope()]).then(([oom, val]) => {
+      if (oom) throw fail(`out of GPU memory while creating its buffers (weights ${mib(PLAN.weightBytes)}): ${oom.message}`);
+      if (val) throw fail(`creating its pipelines failed: ${val.message}`);
+    });
+    this.info = {
+      name: PLAN.name,
+      resolution: PLAN.resolution,
+      inputShape: PLAN.inputShape,
+      classes: PLAN.classes,
+      outputLen: PLAN.outputLen,
+      parameters: PLAN.parameters,
+      macs: PLAN.macs,
+      kernels: PLAN.kernels.length,
+      adapter,
+      maxBatch,
+      chunk,
+      fingerprint: PLAN.fingerprint,
+    };
+    this.busy = Promise.resolve();
+  }
+
+  // Runs `batch` images, `input` NCHW f32 normalized (batch × 3 × R × R); resolves
+  // to `batch × outputLen` values (logits, or pooled features when classes = 0).
+  // Forwards run one after another.
+  forward(input, batch = 1) {
+    const run = this.busy.then(() => this.#forward(input, batch));
+    this.busy = run.catch(() => {});
+    return run;
+  }
+
+  async #forward(input, batch) {
+    if (!this.buffers.length) throw fail("the model was destroyed");
+    const [c, h, w] = PLAN.inputShape;
+    if (!Number.isInteger(batch) || batch < 1) throw fail(`batch must be a positive integer, not ${batch}`);
+    if (batch > this.maxBatch) throw fail(`batch ${batch} is more than the model's maxBatch ${this.maxBatch} (load(weights, { maxBatch }))`);
+    if (!(input instanceof Float32Array)) throw fail("forward takes a Float32Array (NCHW)");
+    if (input.length !== batch * c * h * w) {
+      throw fail(`input has ${input.length} values, a batch of ${batch} × ${c}×${h}×${w} needs ${batch * c * h * w}`);
+    }
+    // NCHW to the plan's NHWC with channels padded to a multiple of 4 (zeros).
+    const c4 = PLAN.inputC4 * 4;
+    const per = h * w * c4;
+    const nhwc = new Float32Array(batch * per);
+    for (let n = 0; n < batch; n++) {
+      for (let ch = 0; ch < c; ch++) {
+        const src = (n * c + ch) * h * w;
+        const dst = n * per + ch;
+        for (let p = 0; p < h * w; p++) nhwc[dst + p * c4] = input[src + p];
+      }
+    }
+    const { device } = this;
+    device.pushErrorScope("validation");
+    device.queue.writeBuffer(this.inputAll, 0, nhwc);
+    // Chunk by chunk, as effc-runtime's encode_batch: copy the chunk's input in,
+    // every dispatch (z = images), copy its output out.
+    const enc = device.createCommandEncoder({ label: "effc forward" });
+    const inSlot = this.slots[PLAN.input.slot];
+    const outSlot = this.slots[PLAN.output.slot];
+    for (let start = 0; start < batch; ) {
+      const n = Math.min(this.chunk, batch - start);
+      enc.copyBufferToBuffer(this.inputAll, start * PLAN.input.bytes, inSlot, 0, n * PLAN.input.bytes);
+      const pass = enc.beginComputePass({ label: "effc" });
+      for (const s of this.steps) {
+        pass.setPipeline(s.pipeline);
+        pass.setBindGroup(0, s.bindGroup);
+        pass.dispatchWorkgroups(s.kernel.grid[0], s.kernel.grid[1], n);
+      }
+      pass.end();
+      enc.copyBufferToBuffer(outSlot, 0, this.outputAll, start * PLAN.output.bytes, n * PLAN.output.bytes);
+      start += n;
+    }
+    device.queue.submit([enc.finish()]);
+    const err = await device.popErrorScope();
+    if (err) throw fail(`running the model failed: ${err.message}`);
+    const bytes = batch * PLAN.outputLen * 4;
+    await this.outputAll.mapAsync(GPUMapMode.READ, 0, bytes);
+    const out = new Float32Array(this.outputAll.getMappedRange(0, bytes).slice(0));
+    this.outputAll.unmap();
+    for (let i = 0; i < out.length; i++) {
+      if (!Number.isFinite(out[i])) throw fail(`the output has a NaN or infinite value (at ${i}): the weights or the input overflow`);
+    }
+    return out;
+  }
+
+  // Preprocesses an image as effc does natively (effc-weights' input.rs): the
+  // shorter side resized to resolution / 0.875 with Pillow's bicubic filter (the
+  // same fixed-point arithmetic, so the same bytes as native for the same decoded
+  // pixels), centre crop, x / 255, (x − mean) / std. Resolves to CHW f32 of one image.
+  async preprocess(source) {
+    const { rgba, width, height } = await pixels(source);
+    const R = PLAN.resolution;
+    // As timm computes it: Python's round(), half to even.
+    const scale = R / PLAN.crop / Math.min(width, height);
+    const nw = Math.max(R, roundHalfEven(width * scale));
+    const nh = Math.max(R, roundHalfEven(height * scale));
+    const bytes = resizeCrop(rgba, width, height, nw, nh, Math.floor((nw - R) / 2), Math.floor((nh - R) / 2), R);
+    const out = new Float32Array(3 * R * R);
+    for (let ch = 0; ch < 3; ch++) {
+      const m = Math.fround(PLAN.mean[ch]);
+      const s = Math.fround(PLAN.std[ch]);
+      // f32 arithmetic step by step, as native (double rounding is exact for these).
+      for (let i = 0; i < R * R; i++) out[ch * R * R + i] = Math.fround(Math.fround(Math.fround(bytes[i * 3 + ch] / 255) - m) / s);
+    }
+    return out;
+  }
+
+  // The top `k` classes of an image (an HTMLImageElement, ImageBitmap,
+  // HTMLCanvasElement, OffscreenCanvas or ImageData): `[{ class, name, prob }]`,
+  // most probable first. `lastForwardMs` is then the time of the forward alone.
+  async classify(source, k = 5) {
+    if (PLAN.classes === 0) throw fail("the model has no classifier (classes = 0); forward gives its pooled features");
+    const input = await this.preprocess(source);
+    const t0 = performance.now();
+    const logits = await this.forward(input, 1);
+    this.lastForwardMs = performance.now() - t0;
+    let max = -Infinity;
+    for (const v of logits) max = Math.max(max, v);
+    const exp = Array.from(logits, (v) => Math.exp(v - max));
+    const sum = exp.reduce((a, b) => a + b, 0);
+    return exp
+      .map((e, i) => ({ class: i, name: PLAN.classNames[i] ?? `class ${i}`, prob: e / sum }))
+      .sort((a, b) => b.prob - a.prob)
+      .slice(0, k);
+  }
+
+  // Frees the GPU buffers (and the device when `load` created it).
+  destroy() {
+    for (const b of this.buffers) b.destroy();
+    this.buffers = [];
+    if (this.ownsDevice) this.device.destroy();
+  }
+}
+
+// The RGBA bytes of an image as decoded, without colour-space conversion or
+// premultiplied alpha (the alpha channel is then dropped, as native `to_rgb8`).
+async function pixels(source) {
+  if (typeof ImageData !== "undefined" && source instanceof ImageData) {
+    return { rgba: source.data, width: source.width, height: source.height };
+  }
+  if (typeof HTMLImageElement !== "undefined" && source instanceof HTMLImageElement) await source.decode();
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(source, { colorSpaceConversion: "none", premultiplyAlpha: "none" });
+  } catch (e) {
+    throw fail(`cannot read the image's pixels (${e.message}); classify takes an HTMLImageElement, ImageBitmap, HTMLCanvasElement, OffscreenCanvas or ImageData`);
+  }
+  const { width, height } = bitmap;
+  if (!width || !height) throw fail("the image has no pixels");
+  const canvas = new OffscreenCanvas(width, height);
+  const ctx = canvas.getContext("2d", { willReadFrequently: true });
+  ctx.drawImage(bitmap, 0, 0);
+  bitmap.close();
+  return { rgba: ctx.getImageData(0, 0, width, height).data, width, height };
+}
+
+function roundHalfEven(x) {
+  const r = Math.round(x);
+  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+// Pillow's fixed-point precision for 8-bit images: 32 − 8 − 2.
+const PRECISION_BITS = 22;
+
+// Pillow's bicubic kernel, a = −0.5.
+function bicubic(x) {
+  const A = -0.5;
+  x = Math.abs(x);
+  if (x < 1) return ((A + 2) * x - (A + 3)) * x * x + 1;
+  if (x < 2) return (((x - 5) * x + 8) * x - 4) * A;
+  return 0;
+}
+
+// Pillow's precompute_coeffs + normalize_coeffs_8bpc, for output indices
+// from..from + count (a port of effc-weights' `taps`).
+function taps(inSize, outSize, from, count) {
+  const scale = inSize / outSize;
+  const filterscale = Math.max(scale, 1);
+  const support = 2 * filterscale;
+  const out = [];
+  for (let xx = from; xx < from + count; xx++) {
+    const center = (xx + 0.5) * scale;
+    const ss = 1 / filterscale;
+    const xmin = Math.max(0, Math.trunc(center - support + 0.5));
+    const xmax = Math.min(inSize, Math.trunc(center + support + 0.5));
+    const k = [];
+    for (let x = xmin; x < Math.max(xmax, xmin); x++) k.push(bicubic((x - center + 0.5) * ss));
+    const ww = k.reduce((a, b) => a + b, 0);
+    const weights = k.map((v) => {
+      v = ww !== 0 ? v / ww : v;
+      const f = v * 2 ** PRECISION_BITS;
+      return Math.trunc(v < 0 ? f - 0.5 : f + 0.5);
+    });
+    out.push({ first: xmin, weights });
+  }
+  return out;
+}
+
+function clip8(v) {
+  if (v >= 2 ** (PRECISION_BITS + 8)) return 255;
+  if (v <= 0) return 0;
+  return Math.floor(v / 2 ** PRECISION_BITS);
+}
+
+// Resizes RGBA `src` (w × h) to nw × nh and returns the size × size window at
+// (left, top), HWC RGB bytes: Pillow's resize (horizontal pass first, both rounded
+// to 8 bits) then crop. Integer sums stay below 2^53, exact in doubles.
+function resizeCrop(src, w, h, nw, nh, left, top, size) {
+  const half = 2 ** (PRECISION_BITS - 1);
+  const ht = taps(w, nw, left, size);
+  const vt = taps(h, nh, top, size);
+  const y0 = Math.min(...vt.map((t) => t.first));
+  const y1 = Math.max(...vt.map((t) => t.first + t.weights.length));
+  const tmp = new Uint8Array((y1 - y0) * size * 3);
+  for (let y = y0; y < y1; y++) {
+    for (let j = 0; j < size; j++) {
+      const t = ht[j];
+      for (let c = 0; c < 3; c++) {
+        let acc = half;
+        for (let x = 0; x < t.weights.length; x++) acc += src[(y * w + t.first + x) * 4 + c] * t.weights[x];
+        tmp[((y - y0) * size + j) * 3 + c] = clip8(acc);
+      }
+    }
+  }
+  const out = new Uint8Array(size * size * 3);
+  for (let i = 0; i < size; i++) {
+    const t = vt[i];
+    for (let j = 0; j < size; j++) {
+      for (let c = 0; c < 3; c++) {
+        let acc = half;
+        for (let y = 0; y < t.weights.length; y++) acc += tmp[((t.first + y - y0) * size + j) * 3 + c] * t.weights[y];
+        out[(i * size + j) * 3 + c] = clip8(acc);
+      }
+    }
+  }
+  return out;
+}
