@@ -10,7 +10,7 @@
 use effc_ir::{Block, BlockKind, ConvBn, Model};
 
 use crate::features::FeatureOutput;
-use crate::layout::{ElemType, WeightLayout};
+use crate::layout::WeightLayout;
 use crate::plan::{
     ALoad, Binding, ClassifierOp, DwOp, Epilogue, GemmOp, Kernel, Op, Plan, SeOp, Source,
     TensorDesc, TensorId, TensorKind,

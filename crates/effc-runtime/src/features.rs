@@ -49,22 +49,26 @@ impl CompiledModel {
             });
         }
         let bytes = (batch * self.plan.output_bytes()) as u64;
-        let raw: Vec<f32> = self.gpu.read_back(
+        let raw: Vec<u8> = self.gpu.read_back(
             &self.output_all,
             bytes,
             "running the model",
             "the feature levels",
         )?;
+        // Each level is stored as its tensor is (f16 in an f16 plan), one after another.
         let mut at = 0;
         Ok(self
             .plan
             .features
             .iter()
             .map(|f| {
-                let c4 = self.plan.tensors[f.tensor].c4 * 4;
+                let t = &self.plan.tensors[f.tensor];
+                let c4 = t.c4 * 4;
                 let len = batch * f.h * f.w * c4;
-                let data = nhwc_to_nchw(&raw[at..at + len], batch, f.h * f.w, f.channels, c4);
-                at += len;
+                let end = at + len * t.elem.bytes();
+                let values = effc_plan::precision::decode(t.elem, &raw[at..end]);
+                let data = nhwc_to_nchw(&values, batch, f.h * f.w, f.channels, c4);
+                at = end;
                 FeatureMap {
                     level: f.level,
                     reduction: f.reduction,
