@@ -8,13 +8,22 @@ function fail(message) {
   return new Error(`effc model \`${PLAN.name}\`: ${message}`);
 }
 
-// Bytes in MiB with one decimal, as effc-runtime prints them (Rust's `{:.1}`
-// rounds an exact tie, 0.25 MiB, to even).
+// A byte count as effc-runtime prints it (`fit::Bytes`): `512 B`, `4.9 MiB`,
+// `2.4 GiB` (powers of 1024, one decimal; Rust's `{:.1}` rounds an exact tie to
+// even).
 function mib(bytes) {
-  const tenths = (bytes / MIB) * 10;
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let v = bytes;
+  let u = 0;
+  while (v >= 1024 && u + 1 < units.length) {
+    v /= 1024;
+    u += 1;
+  }
+  if (u === 0) return `${bytes} B`;
+  const tenths = v * 10;
   let n = Math.round(tenths);
   if (tenths % 1 === 0.5 && n % 2 !== 0) n -= 1;
-  return `${(n / 10).toFixed(1)} MiB`;
+  return `${(n / 10).toFixed(1)} ${units[u]}`;
 }
 
 // Reads `weights.bin`: magic, version, JSON header, f32 data. Refuses a file made
