@@ -31,24 +31,24 @@ struct NewTensor {
 }
 
 /// What [`Builder::gemm`] builds: a conv+BN(+act) and the tensors around it.
-struct GemmArgs<'a> {
-    name: String,
+pub(crate) struct GemmArgs<'a> {
+    pub(crate) name: String,
     /// The IR layers it implements.
-    layers: Vec<String>,
-    source: Source,
-    cb: &'a ConvBn,
-    input: TensorId,
+    pub(crate) layers: Vec<String>,
+    pub(crate) source: Source,
+    pub(crate) cb: &'a ConvBn,
+    pub(crate) input: TensorId,
     /// The SE gate applied to the input (a project after SE).
-    gate: Option<TensorId>,
+    pub(crate) gate: Option<TensorId>,
     /// Added in the epilogue (may be `input` itself).
-    residual: Option<TensorId>,
+    pub(crate) residual: Option<TensorId>,
     /// Written; `None` when the kernel only pools (the head).
-    out: Option<TensorId>,
+    pub(crate) out: Option<TensorId>,
     /// Pooling partial sums written in the epilogue.
-    pool: Option<TensorId>,
+    pub(crate) pool: Option<TensorId>,
 }
 
-struct Builder<'t> {
+pub(crate) struct Builder<'t> {
     tensors: Vec<NewTensor>,
     kernels: Vec<Kernel>,
     tuning: &'t Tuning,
@@ -61,8 +61,26 @@ fn c4(c: usize) -> usize {
     c.div_ceil(4)
 }
 
-impl Builder<'_> {
-    fn tensor(&mut self, name: String, kind: TensorKind, h: usize, w: usize, c: usize) -> TensorId {
+impl<'t> Builder<'t> {
+    /// An f32 plan's builder with no kernels yet, no feature levels.
+    pub(crate) fn new(tuning: &'t Tuning) -> Builder<'t> {
+        Builder {
+            tensors: vec![],
+            kernels: vec![],
+            tuning,
+            features: vec![],
+            precision: Precision::F32,
+        }
+    }
+
+    pub(crate) fn tensor(
+        &mut self,
+        name: String,
+        kind: TensorKind,
+        h: usize,
+        w: usize,
+        c: usize,
+    ) -> TensorId {
         self.tensors.push(NewTensor {
             name,
             kind,
@@ -75,7 +93,7 @@ impl Builder<'_> {
     }
 
     /// The plan, once the memory plan has given every tensor its buffer.
-    fn finish(
+    pub(crate) fn finish(
         self,
         model: String,
         input: TensorId,
@@ -125,7 +143,7 @@ impl Builder<'_> {
     }
 
     /// A GEMM kernel for a conv+BN(+act): pointwise when 1x1 stride 1, else implicit GEMM.
-    fn gemm(&mut self, g: GemmArgs<'_>) {
+    pub(crate) fn gemm(&mut self, g: GemmArgs<'_>) {
         let GemmArgs {
             name,
             layers,
@@ -249,11 +267,8 @@ pub fn plan_tuned(model: &Model, tuning: &Tuning) -> Plan {
 /// (see [`crate::precision`]).
 pub fn plan_with(model: &Model, tuning: &Tuning, precision: Precision) -> Plan {
     let mut b = Builder {
-        tensors: vec![],
-        kernels: vec![],
-        tuning,
-        features: vec![],
         precision,
+        ..Builder::new(tuning)
     };
     let [cin, h, w] = model.input;
     let input = b.tensor("input".into(), TensorKind::Input, h, w, cin);
@@ -363,48 +378,6 @@ pub fn plan_with(model: &Model, tuning: &Tuning, precision: Precision) -> Plan {
         tune_key: None,
     });
     b.finish(model.name.clone(), input, output, model.input, out_len)
-}
-
-/// A plan with a single pointwise GEMM kernel, `[m × k] · [k × n]` (m output pixels,
-/// k input and n output channels): effc's own GEMM on a given problem, used as the
-/// adapter's ceiling by `effc bench`. Its "input" and "output" are the GEMM's A and C.
-pub fn gemm_probe(m: usize, k: usize, n: usize) -> Plan {
-    let mut b = Builder {
-        tensors: vec![],
-        kernels: vec![],
-        tuning: &Tuning::default(),
-        features: vec![],
-        precision: Precision::F32,
-    };
-    let side = (m as f64).sqrt() as usize;
-    let (h, w) = if side * side == m {
-        (side, side)
-    } else {
-        (1, m)
-    };
-    let a = b.tensor("a".into(), TensorKind::Input, h, w, k);
-    let c = b.tensor("c".into(), TensorKind::Activation, h, w, n);
-    let conv = effc_ir::Conv2d::new(k, n, 1, 1, 1, (h, w), effc_ir::PaddingMode::Same);
-    let cb = ConvBn {
-        bn: effc_ir::model::BatchNorm {
-            channels: n,
-            eps: 1e-3,
-        },
-        conv,
-        act: None,
-    };
-    b.gemm(GemmArgs {
-        name: "gemm".into(),
-        layers: vec![format!("gemm {m}x{k}x{n}")],
-        source: Source::Stem,
-        cb: &cb,
-        input: a,
-        gate: None,
-        residual: None,
-        out: Some(c),
-        pool: None,
-    });
-    b.finish(format!("gemm-{m}x{k}x{n}"), a, c, [k, h, w], n * m)
 }
 
 fn block(b: &mut Builder<'_>, blk: &Block, x: TensorId) -> TensorId {

@@ -27,12 +27,13 @@ pub mod pack;
 pub mod plan;
 pub mod precision;
 pub mod print;
+pub mod probe;
 pub mod tiles;
 pub mod tune;
 pub mod validate;
 
 pub use features::FeatureOutput;
-pub use fuse::{gemm_probe, plan, plan_tuned, plan_with};
+pub use fuse::{plan, plan_tuned, plan_with};
 pub use layout::{ElemType, Section, WeightLayout};
 pub use pack::{fold_bn, pack_weights, PackError};
 pub use plan::{
@@ -40,5 +41,6 @@ pub use plan::{
     Source, TensorDesc, TensorId, TensorKind,
 };
 pub use precision::{Encoded, Precision};
+pub use probe::gemm_probe;
 pub use tiles::{dw_tiles, gemm_tiles, DwTiles, GemmTiles, Tiles};
 pub use tune::Tuning;
