@@ -1,6 +1,7 @@
 //! `--features`: a backbone's levels through the `effc` binary (inspect, run on both
 //! devices against timm's `features_only` fixtures, compile), and bad levels.
 
+use effc_testkit::{assert_close, read_tensors};
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -23,22 +24,6 @@ fn stdout(o: &Output) -> String {
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn tensors(path: &std::path::Path) -> Vec<(String, Vec<usize>, Vec<f32>)> {
-    let bytes = std::fs::read(path).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    st.tensors()
-        .into_iter()
-        .map(|(k, v)| {
-            let data = v
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-                .collect();
-            (k.to_string(), v.shape().to_vec(), data)
-        })
-        .collect()
 }
 
 #[test]
@@ -112,7 +97,7 @@ fn bad_levels_are_clear_errors() {
 fn run_saves_each_level_as_timm_gives_it() {
     let dir = root().join("tests/fixtures/features/b0");
     let expected = dir.join("expected.safetensors");
-    let want = tensors(&expected);
+    let want = read_tensors(&expected);
     let tmp = std::env::temp_dir().join(format!("effc-features-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).unwrap();
     for device in ["cpu", "gpu"] {
@@ -141,24 +126,12 @@ fn run_saves_each_level_as_timm_gives_it() {
             "{device}: {out}"
         );
         assert!(!out.contains('%'), "no classes: {out}");
-        let got = tensors(&save);
+        let got = read_tensors(&save);
         assert_eq!(got.len(), 4, "{device}");
-        for (name, shape, data) in &got {
-            let (_, ws, wd) = want.iter().find(|w| &w.0 == name).unwrap();
+        for (name, (shape, data)) in &got {
+            let (ws, wd) = &want[name];
             assert_eq!(shape, ws, "{device} {name}");
-            let scale = wd.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-            let err = data
-                .iter()
-                .zip(wd)
-                .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
-            eprintln!(
-                "{device} {name}: max|diff| {err:.3e}, ratio {:.3e}",
-                err / scale
-            );
-            assert!(
-                err <= 1e-3 * scale,
-                "{device} {name}: {err} > 1e-3 x {scale}"
-            );
+            assert_close(&format!("{device} {name}"), data, wd);
         }
     }
     // JSON: one object per image with its levels.

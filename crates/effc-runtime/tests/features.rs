@@ -2,13 +2,14 @@
 //! `features_only=True` (tests/fixtures/features, made by make_features.py beside
 //! them): every level within 1e-3 · max|want|.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use effc_ir::{Model, Options, Spec};
 use effc_runtime::{compile_model, CompiledModel, FeatureMap, Gpu, GpuError};
+use effc_testkit::{assert_close, assert_close_within, read_tensors};
 use effc_weights::Weights;
-use safetensors::SafeTensors;
 
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/features")
@@ -45,27 +46,15 @@ fn compile(gpu: Arc<Gpu>, m: &Model, w: &Weights, max_batch: usize) -> CompiledM
 }
 
 /// The fixture's tensors by name: shape and f32 values.
-fn expected(sub: &str) -> Vec<(String, Vec<usize>, Vec<f32>)> {
-    let bytes = std::fs::read(dir().join(sub).join("expected.safetensors")).unwrap();
-    let st = SafeTensors::deserialize(&bytes).unwrap();
-    st.tensors()
-        .into_iter()
-        .map(|(k, v)| {
-            let data = v
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-                .collect();
-            (k.to_string(), v.shape().to_vec(), data)
-        })
-        .collect()
+fn expected(sub: &str) -> HashMap<String, (Vec<usize>, Vec<f32>)> {
+    read_tensors(dir().join(sub).join("expected.safetensors"))
 }
 
-fn get<'a>(exp: &'a [(String, Vec<usize>, Vec<f32>)], name: &str) -> (&'a [usize], &'a [f32]) {
-    let (_, s, d) = exp
-        .iter()
-        .find(|e| e.0 == name)
-        .unwrap_or_else(|| panic!("{name}"));
+fn get<'a>(
+    exp: &'a HashMap<String, (Vec<usize>, Vec<f32>)>,
+    name: &str,
+) -> (&'a [usize], &'a [f32]) {
+    let (s, d) = exp.get(name).unwrap_or_else(|| panic!("{name}"));
     (s, d)
 }
 
@@ -83,22 +72,7 @@ fn check(model: &str, levels: &[usize]) {
     for f in &got {
         let (shape, want) = get(&exp, &format!("features.{}", f.level));
         assert_eq!(f.shape.as_slice(), shape, "{model} level {}", f.level);
-        let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        let err = f
-            .data
-            .iter()
-            .zip(want)
-            .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
-        eprintln!(
-            "{model} level {}: max|diff| = {err:.3e}, max|want| = {scale:.3e}, ratio {:.3e}",
-            f.level,
-            err / scale
-        );
-        assert!(
-            err <= 1e-3 * scale,
-            "{model} level {}: {err} > 1e-3 x {scale}",
-            f.level
-        );
+        assert_close(&format!("{model} level {}", f.level), &f.data, want);
     }
     // `forward` gives the same values, image by image.
     let flat = cm.forward(input, 2).unwrap();
@@ -190,17 +164,6 @@ fn b0_levels_at_f16_match_timm_within_f16_tolerance() {
     for f in &got {
         let (shape, want) = get(&exp, &format!("features.{}", f.level));
         assert_eq!(f.shape.as_slice(), shape);
-        let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        let err = f
-            .data
-            .iter()
-            .zip(want)
-            .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
-        eprintln!("f16 b0 level {}: ratio {:.3e}", f.level, err / scale);
-        assert!(
-            err <= 1e-2 * scale,
-            "f16 level {}: {err} > 1e-2 x {scale}",
-            f.level
-        );
+        assert_close_within(&format!("f16 b0 level {}", f.level), &f.data, want, 1e-2);
     }
 }
