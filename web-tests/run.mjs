@@ -4,7 +4,10 @@
 //   node web-tests/run.mjs DIR
 //
 // DIR holds one site per directory and `tests.json`, which lists what to check:
-//   numerics: [{ site, batch, input, expected }]   forward vs. a fixture (f32 files)
+//   numerics: [{ site, batch, input, expected, tolerance?, f16? }]   forward vs. a
+//                                                  fixture (f32 files), max|diff| ≤
+//                                                  tolerance (1e-3) × max|expected|
+//   halves: { site, values, bits }                 toHalf() vs. effc's f16 encoding
 //   classify: { site, images: [{ file, top1, input }] }   lite0 with real weights
 //   wrongWeights: { site, other }                  a weights.bin of another model
 //   timing: { site }                               batch-1 forward time
@@ -119,13 +122,24 @@ try {
     });
   }
 
+  // toHalf() (the input's f32 -> f16 at f16) against effc_plan::precision::encode.
+  if (tests.halves) {
+    await check(`toHalf() equals effc's f16 rounding for ${tests.halves.values.length} values`, async () => {
+      const m = await import(pathToFileURL(join(dir, tests.halves.site, "model.js")));
+      tests.halves.values.forEach((v, i) => {
+        const got = m.toHalf(v);
+        assert(got === tests.halves.bits[i], `toHalf(${v}) = 0x${got.toString(16)}, effc encodes 0x${tests.halves.bits[i].toString(16)}`);
+      });
+    });
+  }
+
   const page = await blank();
   for (const n of tests.numerics ?? []) {
     await check(`${n.site}: forward of batch ${n.batch} equals ${n.expected}`, async () => {
       const r = await page.evaluate(async (n) => {
         const { load } = await import(`/${n.site}/model.js`);
         const f32 = async (p) => new Float32Array(await (await fetch(p)).arrayBuffer());
-        const model = await load(undefined, { maxBatch: n.batch });
+        const model = await load(undefined, { maxBatch: n.batch, f16: n.f16 });
         const input = await f32(`/${n.input}`);
         const want = await f32(`/${n.expected}`);
         const got = await model.forward(input, n.batch);
@@ -135,11 +149,12 @@ try {
           err = Math.max(err, Math.abs(got[i] - want[i]));
           scale = Math.max(scale, Math.abs(want[i]));
         }
-        return { err, scale, len: got.length, want: want.length, adapter: model.info.adapter, chunk: model.info.chunk };
+        return { err, scale, len: got.length, want: want.length, adapter: model.info.adapter, chunk: model.info.chunk, precision: model.info.precision };
       }, n);
+      const tol = n.tolerance ?? 1e-3;
       assert(r.len === r.want, `${r.len} values, the fixture has ${r.want}`);
-      assert(r.err <= 1e-3 * r.scale, `max|diff| ${r.err} > 1e-3 × ${r.scale}`);
-      return `max|diff| ${r.err.toExponential(2)} = ${(r.err / r.scale).toExponential(2)} × max|want| on ${r.adapter}`;
+      assert(r.err <= tol * r.scale, `max|diff| ${r.err} > ${tol} × ${r.scale}`);
+      return `${r.precision}: max|diff| ${r.err.toExponential(2)} = ${(r.err / r.scale).toExponential(2)} × max|want| on ${r.adapter}`;
     });
   }
 

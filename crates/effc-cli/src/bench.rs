@@ -151,7 +151,9 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
     let model = args.model.build()?;
     // Sizes first: nothing is allocated for a model that cannot fit.
     let budget = Budget::host()?;
-    let plan = effc_plan::plan(&model);
+    // Sized at the precision it runs at; tuned tiles change only the small
+    // pooling-sum buffers, which the runtime's own fit check covers.
+    let plan = effc_plan::plan_with(&model, &effc_plan::Tuning::default(), args.precision);
     let mut need = Need::default();
     let (w, b) = limits::weights(&model);
     need.add(w, b);
@@ -162,7 +164,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         model.name, args.batch, model.resolution, model.resolution
     );
     need.check(&doing, &budget)?;
-    let gpu = match crate::device::choose(args.device)? {
+    let gpu = match crate::device::choose(args.device, args.precision)? {
         Choice::Gpu(gpu) => gpu,
         Choice::Cpu => {
             for (w, b) in limits::cpu_executor(&model, &plan) {

@@ -32,6 +32,11 @@ pub struct Args {
     /// files of the same names.
     #[arg(long)]
     force: bool,
+    /// How weights and activations are stored on the GPU: f16 halves the memory
+    /// (sums stay f32) and writes each shader twice, native (`enable f16;`) and
+    /// packed into u32s (`*.packed.wgsl`), for the loader to pick per adapter.
+    #[arg(long, default_value = "f32", value_name = "f32|f16")]
+    precision: effc_plan::Precision,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -54,7 +59,9 @@ pub const MAX_KERNELS: usize = 4096;
 pub fn run(args: Args) -> Result<ExitCode, Failure> {
     // Resolve and build first, for the same diagnostics as every other command.
     let model = args.model.build()?;
-    let kernels = effc_plan::plan(&model).kernels.len();
+    let kernels = effc_plan::plan_with(&model, &effc_plan::Tuning::default(), args.precision)
+        .kernels
+        .len();
     if kernels > MAX_KERNELS {
         return Err(format!(
             "model `{}` has {kernels} kernels; effc compile writes at most {MAX_KERNELS} (one .wgsl file each): fewer blocks, or `effc check`/`effc inspect` to examine the spec",
@@ -77,6 +84,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
     req.max_batch = args.max_batch;
     req.shaders = Shaders::IncludeStr;
     req.format = true;
+    req.precision = args.precision;
     let generated = effc_codegen::generate(&req).map_err(|e| match e {
         effc_codegen::Error::Spec(d) => Failure {
             message: d.render(crate::color()),
@@ -97,7 +105,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         );
     }
     let plan = &generated.plan;
-    for sh in &generated.shaders {
+    for sh in generated.shaders.iter().chain(&generated.packed_shaders) {
         out.write(&sh.file_name, sh.source.as_str())?;
     }
     out.write("plan.txt", plan.to_string())?;
@@ -118,10 +126,14 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
     let written = out.finish()?;
     note_removed(&written);
     outln!(
-        "{}: {} kernels ({} dispatches per forward) written to {}, with model.rs, report.md, report.json and architecture.svg",
+        "{}: {} kernels ({} dispatches per forward{}) written to {}, with model.rs, report.md, report.json and architecture.svg",
         model.name,
         generated.shaders.len(),
         plan.dispatches(),
+        match plan.precision {
+            effc_plan::Precision::F32 => "",
+            effc_plan::Precision::F16 => "; f16 storage, each shader native and packed",
+        },
         args.out.display()
     );
     Ok(ExitCode::SUCCESS)
@@ -150,12 +162,19 @@ pub struct ShadersArgs {
     /// Print only this kernel (`stem`, `blocks.1.0.dw`, `head`, ...).
     #[arg(long, value_name = "NAME")]
     kernel: Option<String>,
+    /// The shaders of weights and activations stored as f16 (sums in f32).
+    #[arg(long, default_value = "f32", value_name = "f32|f16")]
+    precision: effc_plan::Precision,
+    /// At f16, the spelling: `native` (`enable f16;`, adapters with shader-f16) or
+    /// `packed` (halves in u32s, core WGSL).
+    #[arg(long, default_value = "native", value_name = "native|packed")]
+    spelling: effc_wgsl::Spelling,
 }
 
 pub fn shaders(args: ShadersArgs) -> Result<ExitCode, Failure> {
     let model = args.model.build()?;
-    let plan = effc_plan::plan(&model);
-    let shaders = effc_wgsl::compile(&plan)?;
+    let plan = effc_plan::plan_with(&model, &effc_plan::Tuning::default(), args.precision);
+    let shaders = effc_wgsl::compile_as(&plan, args.spelling)?;
     match &args.kernel {
         Some(name) => {
             let Some(s) = shaders.iter().find(|s| &s.kernel == name) else {

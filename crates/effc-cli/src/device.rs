@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use clap::ValueEnum;
+use effc_plan::Precision;
 use effc_runtime::{Gpu, GpuError};
 
 use crate::Failure;
@@ -65,9 +66,21 @@ pub fn is_software(gpu: &Gpu) -> bool {
     gpu.adapter.device_type.eq_ignore_ascii_case("cpu")
 }
 
-/// Chooses the device for `requested` and says on stderr which was used.
-pub fn choose(requested: Option<Device>) -> Result<Choice, Failure> {
+/// Chooses the device for `requested` and says on stderr which was used. f16
+/// storage is a GPU format (the reference executor computes in f32): at
+/// [`Precision::F16`] the default is the GPU, a software adapter too, and
+/// `--device cpu` is refused.
+pub fn choose(requested: Option<Device>, precision: Precision) -> Result<Choice, Failure> {
     check_env()?;
+    if precision == Precision::F16 {
+        return match requested {
+            Some(Device::Cpu) => Err(
+                "--precision f16 stores weights and activations as halves on a GPU; the CPU reference executor computes in f32 (drop --device cpu, or use --precision f32)"
+                    .into(),
+            ),
+            _ => open_gpu(),
+        };
+    }
     match requested {
         Some(Device::Cpu) => {
             eprintln!("note: running on the CPU reference executor (--device cpu)");

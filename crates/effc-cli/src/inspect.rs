@@ -22,6 +22,15 @@ pub struct Args {
     /// Show the kernel plan instead: fused kernels, dispatches, buffers.
     #[arg(long, conflicts_with = "params")]
     kernels: bool,
+    /// With --kernels: the plan with weights and activations stored as f16 (its
+    /// byte counts at f16).
+    #[arg(
+        long,
+        default_value = "f32",
+        value_name = "f32|f16",
+        requires = "kernels"
+    )]
+    precision: effc_plan::Precision,
     /// Draw the architecture (stem, stages, head) as an SVG file instead.
     #[arg(long, value_name = "FILE.svg", conflicts_with_all = ["params", "kernels", "json"])]
     svg: Option<std::path::PathBuf>,
@@ -42,7 +51,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         return Ok(ExitCode::SUCCESS);
     }
     if args.kernels {
-        let plan = effc_plan::plan(&m);
+        let plan = effc_plan::plan_with(&m, &effc_plan::Tuning::default(), args.precision);
         if args.json {
             outln!("{}", serde_json::to_string_pretty(&plan)?);
         } else {

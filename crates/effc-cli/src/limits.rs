@@ -189,6 +189,8 @@ pub fn cpu_executor(model: &Model, plan: &Plan) -> Vec<(String, u64)> {
 /// A GPU model's host side: the packed weights and the staging copy of the input;
 /// on a software adapter (a CPU emulating a GPU) also every buffer of the device.
 pub fn gpu_host(plan: &Plan, batch: usize, software: bool) -> Vec<(String, u64)> {
+    // Packing folds BN in f32; at f16 each kernel's weights are then rounded into
+    // a copy of their own for the upload.
     let packed: u64 = plan
         .kernels
         .iter()
@@ -200,9 +202,19 @@ pub fn gpu_host(plan: &Plan, batch: usize, software: bool) -> Vec<(String, u64)>
         ("packed weights for the GPU".into(), packed),
         (format!("input staging, batch {batch}"), io),
     ];
+    if !plan.precision.is_f32() {
+        let largest = plan.kernels.iter().map(|k| k.layout.bytes() as u64).max();
+        v.push((
+            format!("{} copy of one kernel's weights", plan.precision),
+            largest.unwrap_or(0),
+        ));
+    }
     if software {
         let slots: u64 = plan.slots.iter().map(|s| s.bytes as u64).sum();
-        v.push(("software adapter: device weights".into(), packed));
+        v.push((
+            "software adapter: device weights".into(),
+            plan.weight_bytes() as u64,
+        ));
         v.push((
             format!("software adapter: activation buffers, batch {batch}"),
             slots.saturating_mul(b).saturating_add(io),

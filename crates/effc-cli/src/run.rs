@@ -142,7 +142,9 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         crate::output::refuse_overwrite("--save", out, inputs)?;
     }
     let budget = Budget::host()?;
-    let plan = effc_plan::plan(&model);
+    // Sized at the precision it runs at; tuned tiles change only the small
+    // pooling-sum buffers, which the runtime's own fit check covers.
+    let plan = effc_plan::plan_with(&model, &effc_plan::Tuning::default(), args.precision);
     // What every device needs: the checkpoint as f32, the inputs, the outputs.
     let images = if args.input.is_some() {
         0
@@ -168,7 +170,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
     // Logits, pooled features, or per image every feature level of a backbone.
     let out_len = plan.output_len;
     let chunk = args.batch as usize;
-    let choice = crate::device::choose(args.device)?;
+    let choice = crate::device::choose(args.device, args.precision)?;
     match &choice {
         Choice::Cpu => {
             for (w, b) in limits::cpu_executor(&model, &plan) {

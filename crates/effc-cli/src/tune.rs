@@ -26,6 +26,10 @@ pub struct Args {
     /// Candidates per kernel shape at most, the cost model's first (default: all).
     #[arg(long, value_name = "N")]
     candidates: Option<usize>,
+    /// Tune the kernels that store weights and activations as f16 (cached apart
+    /// from f32's tiles; `run`/`bench --precision f16` use them).
+    #[arg(long, default_value = "f32", value_name = "f32|f16")]
+    precision: effc_plan::Precision,
     /// Measure and report, but leave the cache as it is.
     #[arg(long)]
     no_save: bool,
@@ -73,6 +77,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         batch: args.batch,
         reps: args.reps,
         max_candidates: args.candidates.unwrap_or(usize::MAX),
+        precision: args.precision,
     };
     let report = tune(gpu.clone(), &model, &opts, |round, rounds| {
         bar.set_length(rounds as u64);
@@ -119,6 +124,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
             .collect();
         let out = json!({
             "model": model.name, "adapter": gpu.adapter.to_string(), "batch": args.batch,
+            "precision": args.precision,
             "kernel_timing": timing, "rounds": report.rounds,
             "before_ms": report.before_ms, "after_ms": report.after_ms,
             "kept_cost_model": report.kept_cost_model, "shapes": shapes,
@@ -135,11 +141,12 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         };
     }
     outln!(
-        "effc tune {}: {} kernel shapes, {} rounds, batch {}, kernel times from {timing}",
+        "effc tune {}: {} kernel shapes, {} rounds, batch {}, {} storage, kernel times from {timing}",
         model.name,
         report.shapes.len(),
         report.rounds,
-        args.batch
+        args.batch,
+        args.precision
     );
     outln!("adapter     {}", gpu.adapter);
     outln!();

@@ -743,3 +743,55 @@ fn device_choice_is_said_and_checked() {
     assert!(!stderr(&o).contains("XDG_RUNTIME_DIR"), "{}", stderr(&o));
     assert!(stderr(&o).contains("note: running on "), "{}", stderr(&o));
 }
+
+/// The tune cache's failure paths: a cache that cannot be written still prints
+/// what was measured, then fails naming the file; a corrupt cache is kept aside
+/// (`.json.corrupt`) with a warning and replaced; `--no-save` leaves it as it is.
+#[test]
+fn tune_cache_failures_lose_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = "tests/specs/gpu/wide_classes.enet";
+    let tune = ["tune", spec, "--candidates", "1", "--reps", "1"];
+
+    // The cache "directory" is a file: nothing can be written under it.
+    let blocker = tmp.path().join("not-a-dir");
+    std::fs::write(&blocker, "x").unwrap();
+    let o = effc_cached(&tune, &blocker);
+    assert!(!o.status.success());
+    assert!(
+        stdout(&o).contains("kernel time per forward") && stdout(&o).contains("not saved"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        stderr(&o).contains("cannot write the tuning cache") && stderr(&o).contains("not-a-dir"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read_to_string(&blocker).unwrap(), "x");
+
+    // A corrupt cache: kept as .json.corrupt, replaced by valid JSON.
+    let cache = tmp.path().join("cache");
+    let o = effc_cached(&tune, &cache);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let file = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "json"))
+        .unwrap();
+    std::fs::write(&file, "{ damaged").unwrap();
+    let o = effc_cached(&tune, &cache);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("not valid JSON"), "{}", stderr(&o));
+    let backup = file.with_extension("json.corrupt");
+    assert_eq!(std::fs::read_to_string(&backup).unwrap(), "{ damaged");
+    let text = std::fs::read_to_string(&file).unwrap();
+    serde_json::from_str::<serde_json::Value>(&text).unwrap();
+
+    // --no-save measures and leaves the cache alone.
+    let mut no_save = tune.to_vec();
+    no_save.push("--no-save");
+    let o = effc_cached(&no_save, &cache);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), text);
+}

@@ -33,8 +33,12 @@ fn f32s(bytes: &[u8]) -> Vec<f32> {
 /// (Features still differ where other members' dev-dependencies unify extra
 /// features into shared crates; those few are rebuilt.)
 const PROFILE: &str = r#"
+[profile.dev]
+debug = "line-tables-only"
+
 [profile.dev.package."*"]
 opt-level = 2
+debug = false
 
 [profile.dev.package.efficientnet]
 opt-level = 1

@@ -201,6 +201,42 @@ fn custom_site(dir: &Path, spec: &str, batch: usize) -> serde_json::Value {
     json!({ "site": name, "batch": batch, "input": format!("{name}.input.f32"), "expected": format!("{name}.expected.f32") })
 }
 
+/// Values and the f16 bits effc stores them as (`effc_plan::precision::encode`:
+/// round to nearest even, ±65504 clamped, subnormals kept), for `toHalf()`.
+fn halves(site: &str) -> serde_json::Value {
+    let mut values: Vec<f32> = vec![
+        0.0,
+        -0.0,
+        1.0,
+        -1.0,
+        0.1,
+        1.0 / 3.0,
+        65504.0,
+        65519.0,
+        65520.0,
+        1e6,
+        -1e9,
+        6.1e-5,
+        5.96e-8,
+        2.98e-8,
+        2.99e-8,
+        1e-9,
+        2049.0,
+        2051.0,
+        0.33325195,
+        -2.5e-6,
+    ];
+    values.extend((0..200).map(|i| ((i * 7919 % 4001) as f32 - 2000.0) * 10f32.powi(i % 9 - 6)));
+    let bits: Vec<u16> = values
+        .iter()
+        .map(|&v| {
+            let b = effc_plan::precision::encode(effc_plan::ElemType::F16, &[v]).bytes;
+            u16::from_le_bytes([b[0], b[1]])
+        })
+        .collect();
+    json!({ "site": site, "values": values, "bits": bits })
+}
+
 /// Limit sets for `fit()`, with effc-runtime's answer for each.
 fn fit_cases(model: &str) -> serde_json::Value {
     let m = Model::build(&Spec::builtin(model).unwrap(), &Options::default()).unwrap();
@@ -276,8 +312,22 @@ fn web_site_runs_in_chromium() {
             &d(model),
         ]);
     }
+    // At f16: weights.bin of halves, both spellings of every shader.
+    compile(&[
+        "compile",
+        "b0-pytorch",
+        "--target",
+        "web",
+        "--precision",
+        "f16",
+        "--weights",
+        &b0_w,
+        "-o",
+        &d("b0-pytorch-f16"),
+    ]);
     for (site, dir_, input, logits) in [
         ("b0-pytorch", "b0", "input", "logits.efficientnet_b0"),
+        ("b0-pytorch-f16", "b0", "input", "logits.efficientnet_b0"),
         ("v2-b0", "v2-b0", "input", "logits.tf_efficientnetv2_b0"),
     ] {
         write_f32(
@@ -301,10 +351,14 @@ fn web_site_runs_in_chromium() {
         );
     }
     let numerics = |site: &str| json!({ "site": site, "batch": 2, "input": format!("{site}.input.f32"), "expected": format!("{site}.expected.f32") });
+    // The f16 bound of issue 12: max|Δ| ≤ 1e-2 × max|logit| against timm's f32.
+    let mut f16_numerics = numerics("b0-pytorch-f16");
+    f16_numerics["tolerance"] = json!(1e-2);
     let tests = json!({
         "numerics": [
             numerics("b0-pytorch"),
             numerics("v2-b0"),
+            f16_numerics,
             custom_site(&dir, "b0_small.enet", 2),
             custom_site(&dir, "odd_channels.enet", 3),
         ],
@@ -316,6 +370,7 @@ fn web_site_runs_in_chromium() {
         "wrongWeights": { "site": "lite0", "other": "b0-pytorch" },
         "timing": { "site": "b0" },
         "fit": fit_cases("lite0"),
+        "halves": halves("b0-pytorch-f16"),
     });
     std::fs::write(
         dir.join("tests.json"),

@@ -12,6 +12,8 @@ pub(crate) struct Input<'a> {
     pub model: &'a Model,
     pub plan: &'a Plan,
     pub shaders: &'a [Shader],
+    /// At f16, the packed-half spelling of each kernel; empty at f32.
+    pub packed_shaders: &'a [Shader],
     pub spec_name: &'a str,
     pub spec_origin: &'a str,
     pub spec_text: &'a str,
@@ -135,7 +137,7 @@ pub(crate) fn module_items(i: &Input) -> TokenStream {
     // Kernels.
     let mut kernel_consts = vec![];
     let mut kernel_names = vec![];
-    for (k, s) in plan.kernels.iter().zip(i.shaders) {
+    for (n, (k, s)) in plan.kernels.iter().zip(i.shaders).enumerate() {
         let ident = Ident::new(&const_name(&k.name), Span::call_site());
         let name = &k.name;
         let kind = k.kind();
@@ -144,21 +146,31 @@ pub(crate) fn module_items(i: &Input) -> TokenStream {
         let [gx, gy] = k.grid.map(u32_lit);
         let weights_len = usize_lit(k.weights_len);
         let file_name = &s.file_name;
-        let wgsl = match i.embed {
+        let embed = |s: &Shader| match i.embed {
             Shaders::Inline => {
                 let src = raw_str(&s.source);
                 quote!(#src)
             }
-            Shaders::IncludeStr => quote!(include_str!(#file_name)),
+            Shaders::IncludeStr => {
+                let f = &s.file_name;
+                quote!(include_str!(#f))
+            }
         };
+        let wgsl = embed(s);
+        let wgsl_packed = opt(i.packed_shaders.get(n), embed);
         let out = k.tensors_written().next().map(|t| {
             let t = &plan.tensors[t];
             format!(", output {}×{}×{}", t.h, t.w, t.c)
         });
         let doc = format!(
-            " `{name}` ({kind}): {}{}; {gx}×{gy}×batch workgroups of {wx}×{wy}×{wz}.",
+            " `{name}` ({kind}): {}{}; {gx}×{gy}×batch workgroups of {wx}×{wy}×{wz}.{}",
             k.layers.join(", "),
-            out.unwrap_or_default()
+            out.unwrap_or_default(),
+            if i.packed_shaders.is_empty() {
+                ""
+            } else {
+                " f16 storage: `wgsl` native (`enable f16;`), `wgsl_packed` halves in `u32`s."
+            }
         );
         kernel_consts.push(quote! {
             #[doc = #doc]
@@ -171,6 +183,7 @@ pub(crate) fn module_items(i: &Input) -> TokenStream {
                 weights_len: #weights_len,
                 file_name: #file_name,
                 wgsl: #wgsl,
+                wgsl_packed: #wgsl_packed,
             };
         });
         kernel_names.push(ident);
@@ -226,6 +239,18 @@ pub(crate) fn module_items(i: &Input) -> TokenStream {
     let max_batch = usize_lit(i.max_batch);
     let dispatches = usize_lit(plan.dispatches());
     let plan_hash = plan.fingerprint();
+    let precision = match plan.precision {
+        effc_plan::Precision::F32 => quote!(#p::Precision::F32),
+        effc_plan::Precision::F16 => quote!(#p::Precision::F16),
+    };
+    let precision_doc = format!(
+        " How weights and activations are stored on the GPU: {}.",
+        match plan.precision {
+            effc_plan::Precision::F32 => "f32",
+            effc_plan::Precision::F16 =>
+                "f16 (sums in f32; the loader picks native `f16` or packed halves per adapter)",
+        }
+    );
     let tracked = i.tracked_file.map(|f| {
         quote! {
             // Rebuild when the spec file changes.
@@ -283,9 +308,11 @@ pub(crate) fn module_items(i: &Input) -> TokenStream {
         pub const MEAN: [f64; 3] = [#(#mean),*];
         /// Per-channel standard deviation of the input normalization.
         pub const STD: [f64; 3] = [#(#std),*];
-        /// Bytes of activation buffers per image on the GPU (after liveness-based reuse).
+        #[doc = #precision_doc]
+        pub const PRECISION: #p::Precision = #precision;
+        /// Bytes of activation buffers per image on the GPU (after liveness-based reuse), at `PRECISION`.
         pub const ACTIVATION_BYTES: u64 = #activation_bytes;
-        /// Bytes of packed weights on the GPU (batch norm folded, channels padded to 4).
+        /// Bytes of packed weights on the GPU (batch norm folded, channels padded to 4), at `PRECISION`.
         pub const WEIGHT_BYTES: u64 = #weight_bytes;
         /// The largest batch a forward takes, unless the loader changes it.
         pub const MAX_BATCH: usize = #max_batch;
@@ -306,6 +333,7 @@ pub(crate) fn module_items(i: &Input) -> TokenStream {
             spec_origin: SPEC_ORIGIN,
             spec: SPEC,
             overrides: #overrides,
+            precision: PRECISION,
             max_batch: MAX_BATCH,
             input_shape: INPUT_SHAPE,
             classes: CLASSES,

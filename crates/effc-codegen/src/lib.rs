@@ -27,9 +27,10 @@ use std::path::PathBuf;
 use effc_ir::{Model, Options, Spec};
 use effc_plan::Plan;
 use effc_syntax::{Diagnostic, Diagnostics};
-use effc_wgsl::Shader;
+use effc_wgsl::{Shader, Spelling};
 use proc_macro2::TokenStream;
 
+pub use effc_plan::Precision;
 pub use report::{KernelRow, Report};
 
 /// The default of `max_batch`.
@@ -75,6 +76,9 @@ pub struct Request {
     /// Also format the module as a file ([`Generated::file`]), while the shaders are
     /// validated: `effc compile` sets it, the macro (which returns tokens) does not.
     pub format: bool,
+    /// How weights and activations are stored: at f16 the shaders come in both
+    /// spellings ([`Generated::packed_shaders`]) and the loader picks one per adapter.
+    pub precision: Precision,
 }
 
 impl Request {
@@ -89,6 +93,7 @@ impl Request {
             shaders: Shaders::Inline,
             track_file: false,
             format: false,
+            precision: Precision::F32,
         }
     }
 }
@@ -125,7 +130,12 @@ impl std::error::Error for Error {}
 pub struct Generated {
     pub model: Model,
     pub plan: Plan,
+    /// Every kernel's WGSL, in dispatch order; at f16, in the native spelling
+    /// (`enable f16;`, for adapters with `shader-f16`).
     pub shaders: Vec<Shader>,
+    /// At f16: the same kernels with halves packed in pairs into `u32`s (core WGSL,
+    /// every adapter), in `<kernel>.packed.wgsl` files. Empty at f32.
+    pub packed_shaders: Vec<Shader>,
     /// The module's name.
     pub module: String,
     /// Where the spec came from, as the generated code states it.
@@ -248,8 +258,20 @@ pub fn generate(req: &Request) -> Result<Generated, Error> {
     };
     let spec = Spec::parse_model(&origin, &text, select.as_deref()).map_err(Error::Spec)?;
     let model = Model::build(&spec, &req.options).map_err(Error::Spec)?;
-    let plan = effc_plan::plan(&model);
-    let shaders = effc_wgsl::emit_all(&plan);
+    let plan = effc_plan::plan_with(&model, &effc_plan::Tuning::default(), req.precision);
+    let (shaders, packed_shaders) = match req.precision {
+        Precision::F32 => (effc_wgsl::emit_all(&plan), vec![]),
+        Precision::F16 => (
+            effc_wgsl::emit_all_as(&plan, Spelling::Native),
+            effc_wgsl::emit_all_as(&plan, Spelling::Packed)
+                .into_iter()
+                .map(|mut s| {
+                    s.file_name = packed_file_name(&s.file_name);
+                    s
+                })
+                .collect(),
+        ),
+    };
     let module = req
         .module
         .clone()
@@ -265,11 +287,13 @@ pub fn generate(req: &Request) -> Result<Generated, Error> {
     };
     // naga validates the shaders on every core while this thread writes the host
     // code (then helps): the two are independent, and validation is most of the time.
-    let (validated, (items, formatted)) = effc_wgsl::validate_while(&shaders, || {
+    let all: Vec<Shader> = shaders.iter().chain(&packed_shaders).cloned().collect();
+    let (validated, (items, formatted)) = effc_wgsl::validate_while(&all, || {
         let items = emit::module_items(&emit::Input {
             model: &model,
             plan: &plan,
             shaders: &shaders,
+            packed_shaders: &packed_shaders,
             spec_name: &spec.name,
             spec_origin: &origin,
             spec_text: &text,
@@ -287,6 +311,7 @@ pub fn generate(req: &Request) -> Result<Generated, Error> {
         model,
         plan,
         shaders,
+        packed_shaders,
         module,
         spec_origin: origin,
         max_batch: req.max_batch,
@@ -320,6 +345,14 @@ impl Generated {
     /// Layers, parameters, MACs, kernels, dispatches and memory.
     pub fn report(&self) -> Report {
         Report::new(self)
+    }
+}
+
+/// `stem.wgsl` → `stem.packed.wgsl`: the file of a kernel's packed-half spelling.
+pub fn packed_file_name(file_name: &str) -> String {
+    match file_name.strip_suffix(".wgsl") {
+        Some(stem) => format!("{stem}.packed.wgsl"),
+        None => format!("{file_name}.packed"),
     }
 }
 

@@ -43,6 +43,9 @@ pub struct Report {
     /// Multiply-accumulates per image.
     pub macs: u64,
     pub kernels_count: usize,
+    /// How weights and activations are stored on the GPU (`f32`, `f16`); every
+    /// byte count below is at this precision.
+    pub precision: effc_plan::Precision,
     /// Compute dispatches per forward.
     pub dispatches: usize,
     /// Layer-by-layer execution: the most activation bytes live at once, per image.
@@ -78,7 +81,7 @@ impl Report {
                 }),
                 workgroup: k.workgroup,
                 grid: k.grid,
-                weight_bytes: k.weights_len * 4,
+                weight_bytes: k.layout.bytes(),
                 flops: k.flops(),
                 wgsl: s.file_name.clone(),
             })
@@ -93,6 +96,7 @@ impl Report {
             bn_buffers: cost.buffers,
             macs: cost.macs,
             kernels_count: plan.kernels.len(),
+            precision: plan.precision,
             dispatches: plan.dispatches(),
             ir_peak_activation_bytes: cost.peak_activation_bytes,
             gpu_activation_bytes: plan.activation_bytes(1),
@@ -137,6 +141,15 @@ impl Report {
             ("kernels", self.kernels_count.to_string()),
             ("dispatches per forward", self.dispatches.to_string()),
             (
+                "storage precision (GPU)",
+                match self.precision {
+                    effc_plan::Precision::F32 => "f32".to_string(),
+                    effc_plan::Precision::F16 => {
+                        "f16 (sums in f32; shaders native and packed)".to_string()
+                    }
+                },
+            ),
+            (
                 "activation memory per image (GPU)",
                 format!(
                     "{} in {} buffers",
@@ -153,7 +166,7 @@ impl Report {
                 ),
             ),
             (
-                "peak activations, layer by layer",
+                "peak activations, layer by layer (f32)",
                 bytes(self.ir_peak_activation_bytes),
             ),
             ("packed weights (GPU)", bytes(self.gpu_weight_bytes as u64)),

@@ -10,10 +10,16 @@
 //!
 //! `weights.bin` is the weights packed as the kernels read them, after a header:
 //! the 8 bytes `EFFCWEB\0`, a little-endian u32 version ([`WEIGHTS_VERSION`]), a
-//! u32 length of the JSON header that follows (model name, plan fingerprint and per
-//! kernel its name, offset and length in f32s), zero padding to a multiple of 4
-//! bytes, then the f32 data, little endian. `model.js` refuses a file whose magic,
+//! u32 length of the JSON header that follows (model name, plan fingerprint,
+//! precision, and per kernel its name, byte offset and byte length), zero padding
+//! to a multiple of 4 bytes, then the data: each kernel's values little endian, as
+//! f32, or at f16 as halves (rounded from the BN-folded f32 values, clamped to
+//! ±65504: `effc_plan::precision::encode`). `model.js` refuses a file whose magic,
 //! version, model or fingerprint differ from its own plan.
+//!
+//! At f16 every kernel has two shaders, `<kernel>.wgsl` (native `f16`) and
+//! `<kernel>.packed.wgsl` (halves in `u32`s); `model.js` requests `shader-f16` where
+//! the adapter has it and fetches the packed spelling elsewhere.
 
 use serde::Serialize;
 use serde_json::json;
@@ -23,7 +29,7 @@ use crate::Generated;
 /// The magic bytes that start `weights.bin`.
 pub const WEIGHTS_MAGIC: &[u8; 8] = b"EFFCWEB\0";
 /// The version of `weights.bin`'s layout.
-pub const WEIGHTS_VERSION: u32 = 1;
+pub const WEIGHTS_VERSION: u32 = 2;
 
 const RUNTIME: &str = include_str!("../web/runtime.js");
 const INDEX: &str = include_str!("../web/index.html");
@@ -39,14 +45,16 @@ pub struct SiteFile {
 struct WeightsHeader<'a> {
     model: &'a str,
     fingerprint: String,
+    precision: effc_plan::Precision,
     kernels: Vec<WeightsEntry<'a>>,
 }
 
 #[derive(Serialize)]
 struct WeightsEntry<'a> {
     name: &'a str,
+    /// Bytes from the start of the data.
     offset: usize,
-    len: usize,
+    bytes: usize,
 }
 
 /// Why a site was not written.
@@ -72,7 +80,8 @@ pub fn plan_json(g: &Generated, class_names: &[&str]) -> serde_json::Value {
         .kernels
         .iter()
         .zip(&g.shaders)
-        .map(|(k, s)| {
+        .enumerate()
+        .map(|(i, (k, s))| {
             let bindings: Vec<serde_json::Value> = k
                 .bindings
                 .iter()
@@ -85,9 +94,10 @@ pub fn plan_json(g: &Generated, class_names: &[&str]) -> serde_json::Value {
                 "name": k.name,
                 "kind": k.kind(),
                 "shader": s.file_name,
+                "shaderPacked": g.packed_shaders.get(i).map(|p| &p.file_name),
                 "workgroup": k.workgroup,
                 "grid": k.grid,
-                "weightsLen": k.weights_len,
+                "weightBytes": k.layout.bytes(),
                 "bindings": bindings,
             })
         })
@@ -101,6 +111,7 @@ pub fn plan_json(g: &Generated, class_names: &[&str]) -> serde_json::Value {
         "name": plan.model,
         "fingerprint": plan.fingerprint(),
         "weightsVersion": WEIGHTS_VERSION,
+        "precision": plan.precision,
         "inputShape": plan.input_shape,
         "inputC4": input.c4,
         "resolution": m.resolution,
@@ -147,7 +158,7 @@ pub fn weights_bin(g: &Generated, packed: &[Vec<f32>]) -> Result<Vec<u8>, WebErr
         )));
     }
     let mut entries = vec![];
-    let mut offset = 0;
+    let mut data = Vec::with_capacity(plan.weight_bytes());
     for (k, w) in plan.kernels.iter().zip(packed) {
         if w.len() != k.weights_len {
             return Err(WebError(format!(
@@ -157,20 +168,22 @@ pub fn weights_bin(g: &Generated, packed: &[Vec<f32>]) -> Result<Vec<u8>, WebErr
                 k.weights_len
             )));
         }
+        let stored = effc_plan::precision::encode(k.layout.elem, w);
         entries.push(WeightsEntry {
             name: &k.name,
-            offset,
-            len: w.len(),
+            offset: data.len(),
+            bytes: stored.bytes.len(),
         });
-        offset += w.len();
+        data.extend_from_slice(&stored.bytes);
     }
     let header = serde_json::to_vec(&WeightsHeader {
         model: &plan.model,
         fingerprint: plan.fingerprint(),
+        precision: plan.precision,
         kernels: entries,
     })
     .expect("plain data");
-    let mut out = Vec::with_capacity(16 + header.len() + offset * 4);
+    let mut out = Vec::with_capacity(16 + header.len() + 4 + data.len());
     out.extend_from_slice(WEIGHTS_MAGIC);
     out.extend_from_slice(&WEIGHTS_VERSION.to_le_bytes());
     out.extend_from_slice(&(header.len() as u32).to_le_bytes());
@@ -178,11 +191,7 @@ pub fn weights_bin(g: &Generated, packed: &[Vec<f32>]) -> Result<Vec<u8>, WebErr
     while out.len() % 4 != 0 {
         out.push(0);
     }
-    for w in packed {
-        for v in w {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-    }
+    out.extend_from_slice(&data);
     Ok(out)
 }
 
@@ -196,6 +205,7 @@ pub fn site(
     let mut files: Vec<SiteFile> = g
         .shaders
         .iter()
+        .chain(&g.packed_shaders)
         .map(|s| SiteFile {
             name: s.file_name.clone(),
             bytes: s.source.clone().into_bytes(),
@@ -247,7 +257,10 @@ mod tests {
             .collect();
         let bin = weights_bin(&g, &packed).unwrap();
         assert_eq!(&bin[..8], WEIGHTS_MAGIC);
-        assert_eq!(u32::from_le_bytes(bin[8..12].try_into().unwrap()), 1);
+        assert_eq!(
+            u32::from_le_bytes(bin[8..12].try_into().unwrap()),
+            WEIGHTS_VERSION
+        );
         let hlen = u32::from_le_bytes(bin[12..16].try_into().unwrap()) as usize;
         let header: serde_json::Value = serde_json::from_slice(&bin[16..16 + hlen]).unwrap();
         assert_eq!(header["model"], "b0");
@@ -256,7 +269,7 @@ mod tests {
         assert_eq!(bin.len(), start + g.plan.weight_bytes());
         let last = g.plan.kernels.len() - 1;
         let e = &header["kernels"][last];
-        let off = start + e["offset"].as_u64().unwrap() as usize * 4;
+        let off = start + e["offset"].as_u64().unwrap() as usize;
         let v = f32::from_le_bytes(bin[off..off + 4].try_into().unwrap());
         assert_eq!(v, last as f32);
     }
@@ -294,5 +307,49 @@ mod tests {
         let files = site(&g, None, &[]).unwrap();
         assert!(files.iter().all(|f| f.name != "weights.bin"));
         assert!(files.iter().any(|f| f.name == "index.html"));
+    }
+
+    #[test]
+    fn at_f16_weights_are_halves_and_every_shader_has_two_spellings() {
+        let mut r = Request::new(SpecSource::Builtin("b0".into()));
+        r.precision = effc_plan::Precision::F16;
+        let g = generate(&r).unwrap();
+        let f32_bytes = b0().plan.weight_bytes();
+        assert_eq!(g.plan.weight_bytes() * 2, f32_bytes);
+        let packed: Vec<Vec<f32>> = g
+            .plan
+            .kernels
+            .iter()
+            .map(|k| vec![1.5; k.weights_len])
+            .collect();
+        let bin = weights_bin(&g, &packed).unwrap();
+        let hlen = u32::from_le_bytes(bin[12..16].try_into().unwrap()) as usize;
+        let header: serde_json::Value = serde_json::from_slice(&bin[16..16 + hlen]).unwrap();
+        assert_eq!(header["precision"], "f16");
+        let start = (16 + hlen).div_ceil(4) * 4;
+        assert_eq!(bin.len(), start + g.plan.weight_bytes());
+        // 1.5 as a half is 0x3e00.
+        assert_eq!(&bin[start..start + 2], &[0x00, 0x3e]);
+        let e = &header["kernels"][1];
+        assert_eq!(
+            e["bytes"].as_u64().unwrap() as usize,
+            g.plan.kernels[1].layout.bytes()
+        );
+
+        let v = plan_json(&g, &[]);
+        assert_eq!(v["precision"], "f16");
+        let k0 = &v["kernels"][0];
+        assert_eq!(k0["shader"], "stem.wgsl");
+        assert_eq!(k0["shaderPacked"], "stem.packed.wgsl");
+        let files = site(&g, None, &[]).unwrap();
+        let wgsl = files.iter().filter(|f| f.name.ends_with(".wgsl")).count();
+        assert_eq!(wgsl, 2 * g.plan.kernels.len());
+        let stem = |name: &str| {
+            let f = files.iter().find(|f| f.name == name).unwrap();
+            String::from_utf8(f.bytes.clone()).unwrap()
+        };
+        assert!(stem("stem.wgsl").contains("enable f16;"));
+        assert!(!stem("stem.packed.wgsl").contains("enable f16;"));
+        assert!(stem("stem.packed.wgsl").contains("unpack2x16float"));
     }
 }

@@ -56,3 +56,17 @@ fn tiny_features_model_rs() {
         .all(|k| !k.name.starts_with("blocks.2")));
     insta::assert_snapshot!("tiny_features_model_rs", g.file());
 }
+
+/// `precision = f16`: `PRECISION`, byte counts at f16, and each kernel's WGSL in
+/// both spellings (`wgsl` native, `wgsl_packed` halves in u32s); the report states it.
+#[test]
+fn tiny_f16_model_rs() {
+    let mut req = Request::new(SpecSource::Inline(TINY.into()));
+    req.precision = effc_codegen::Precision::F16;
+    req.shaders = Shaders::IncludeStr;
+    req.module = Some("tiny_half".into());
+    let g = generate(&req).unwrap();
+    assert_eq!(g.packed_shaders.len(), g.shaders.len());
+    insta::assert_snapshot!("tiny_f16_model_rs", g.file());
+    insta::assert_snapshot!("tiny_f16_report_md", g.report().markdown());
+}

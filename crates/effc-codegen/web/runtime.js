@@ -26,8 +26,9 @@ function mib(bytes) {
   return `${(n / 10).toFixed(1)} ${units[u]}`;
 }
 
-// Reads `weights.bin`: magic, version, JSON header, f32 data. Refuses a file made
-// for another model or another plan.
+// Reads `weights.bin`: magic, version, JSON header, then each kernel's weights as
+// stored on the GPU (f32, or f16 halves). Refuses a file made for another model or
+// another plan. Returns one byte view per kernel.
 export function parseWeights(buffer) {
   const bytes = new Uint8Array(buffer);
   const magic = [0x45, 0x46, 0x46, 0x43, 0x57, 0x45, 0x42, 0x00]; // "EFFCWEB\0"
@@ -49,15 +50,17 @@ export function parseWeights(buffer) {
     );
   }
   const start = Math.ceil((16 + hlen) / 4) * 4;
-  const floats = (bytes.length - start) / 4;
-  if (floats * 4 !== PLAN.weightBytes) {
-    throw fail(`the weights file holds ${floats * 4} bytes of weights, the plan needs ${PLAN.weightBytes}`);
+  const stored = bytes.length - start;
+  if (stored !== PLAN.weightBytes) {
+    throw fail(`the weights file holds ${stored} bytes of weights, the plan needs ${PLAN.weightBytes}`);
   }
-  const data = new Float32Array(buffer, start, floats);
+  const data = bytes.subarray(start);
   return PLAN.kernels.map((k, i) => {
     const e = header.kernels[i];
-    if (!e || e.name !== k.name || e.len !== k.weightsLen) throw fail(`the weights file's kernel #${i} is not \`${k.name}\``);
-    return data.subarray(e.offset, e.offset + e.len);
+    if (!e || e.name !== k.name || e.bytes !== k.weightBytes || e.offset + e.bytes > stored) {
+      throw fail(`the weights file's kernel #${i} is not \`${k.name}\``);
+    }
+    return data.subarray(e.offset, e.offset + e.bytes);
   });
 }
 
@@ -78,7 +81,7 @@ const DEFAULT_LIMITS = {
 // the adapter allows.
 function needs(maxBatch) {
   const perImage = Math.max(4, ...PLAN.slots);
-  const weights = Math.max(0, ...PLAN.kernels.map((k) => k.weightsLen * 4));
+  const weights = Math.max(0, ...PLAN.kernels.map((k) => k.weightBytes));
   const batchBuffer = Math.max(PLAN.input.bytes, PLAN.output.bytes) * maxBatch;
   const binding = Math.max(perImage * maxBatch, weights);
   const max = (f) => Math.max(0, ...PLAN.kernels.map(f));
@@ -117,7 +120,7 @@ export function fit(limits, maxBatch) {
   const maxWg = limits.maxComputeWorkgroupsPerDimension;
   const maxSize = [limits.maxComputeWorkgroupSizeX, limits.maxComputeWorkgroupSizeY, limits.maxComputeWorkgroupSizeZ];
   for (const k of PLAN.kernels) {
-    const bytes = k.weightsLen * 4;
+    const bytes = k.weightBytes;
     if (bytes > maxBinding) {
       throw tooSmall(`the weights of kernel \`${k.name}\` take ${mib(bytes)}, more than the adapter's largest storage binding (${mib(maxBinding)})`);
     }
@@ -156,9 +159,55 @@ function adapterName(info) {
   return parts.length ? [...new Set(parts)].join(" ") : "unknown adapter";
 }
 
+// How f16 storage is spelled on `features` (an adapter's or a device's): `native`
+// (`enable f16;`) where it has `shader-f16`, else `packed` (halves in u32s, core
+// WGSL); `forced` (options.f16) chooses, if the device allows it. Null at f32.
+export function f16Spelling(features, forced) {
+  if (PLAN.precision !== "f16") return null;
+  const native = !!features && features.has("shader-f16");
+  if (forced === "packed") return "packed";
+  if (forced === "native") {
+    if (!native) throw fail("options.f16 is `native` but the GPU has no shader-f16 feature (try `packed`)");
+    return "native";
+  }
+  if (forced !== undefined) throw fail(`options.f16 must be "native" or "packed", not ${forced}`);
+  return native ? "native" : "packed";
+}
+
+// f32 to IEEE half bits, round to nearest even, beyond ±65504 clamped (not
+// infinite): effc_plan::precision::encode's rule.
+const f32Scratch = new Float32Array(1);
+const u32Scratch = new Uint32Array(f32Scratch.buffer);
+export function toHalf(v) {
+  f32Scratch[0] = v > 65504 ? 65504 : v < -65504 ? -65504 : v;
+  const x = u32Scratch[0];
+  const sign = (x >>> 16) & 0x8000;
+  const exp = (x >>> 23) & 0xff;
+  let mant = x & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7e00; // NaN
+  const e = exp - 112; // rebias 127 -> 15
+  if (e <= 0) {
+    // A subnormal half (or zero): the value in units of 2^-24.
+    if (e < -10) return sign;
+    mant |= 0x800000;
+    const shift = 14 - e;
+    let h = mant >>> shift;
+    const rest = mant & ((1 << shift) - 1);
+    const halfway = 1 << (shift - 1);
+    if (rest > halfway || (rest === halfway && h & 1)) h += 1;
+    return sign | h;
+  }
+  let h = (e << 10) | (mant >>> 13);
+  const rest = mant & 0x1fff;
+  if (rest > 0x1000 || (rest === 0x1000 && h & 1)) h += 1;
+  return sign | h;
+}
+
 // Loads the model: `weights` a URL (default `./weights.bin` beside this file), an
 // `ArrayBuffer` or a `Response`; `options.device` a `GPUDevice` to share (its limits
-// must fit the model), `options.maxBatch` the largest batch a forward takes.
+// must fit the model), `options.maxBatch` the largest batch a forward takes;
+// `options.f16` (`"native"` or `"packed"`) forces how an f16 model's shaders are
+// spelled.
 export async function load(weights = new URL("./weights.bin", import.meta.url), options = {}) {
   const maxBatch = options.maxBatch ?? PLAN.maxBatch;
   if (!Number.isInteger(maxBatch) || maxBatch < 1) throw fail(`options.maxBatch must be a positive integer, not ${maxBatch}`);
@@ -187,18 +236,24 @@ export async function load(weights = new URL("./weights.bin", import.meta.url), 
     adapterLabel = adapterName(adapter.info);
     // The adapter's limits are checked first, so that what is missing is named.
     fit(adapter.limits, maxBatch);
-    device = await adapter.requestDevice({ requiredLimits: requiredLimits(adapter.limits, maxBatch) });
+    const spelling = f16Spelling(adapter.features, options.f16);
+    device = await adapter.requestDevice({
+      requiredLimits: requiredLimits(adapter.limits, maxBatch),
+      requiredFeatures: spelling === "native" ? ["shader-f16"] : [],
+    });
   }
   const chunk = fit(device.limits, maxBatch);
+  const spelling = f16Spelling(device.features, options.f16);
+  const shaderOf = (k) => (spelling === "packed" ? k.shaderPacked : k.shader);
   const sources = new Map();
   await Promise.all(
-    [...new Set(PLAN.kernels.map((k) => k.shader))].map(async (file) => {
+    [...new Set(PLAN.kernels.map(shaderOf))].map(async (file) => {
       const r = await fetch(new URL(file, import.meta.url));
       if (!r.ok) throw fail(`cannot fetch shader ${file}: HTTP ${r.status}`);
       sources.set(file, await r.text());
     })
   );
-  const model = new Model(device, adapterLabel, packed, sources, maxBatch, chunk, !options.device);
+  const model = new Model(device, adapterLabel, packed, sources, shaderOf, spelling, maxBatch, chunk, !options.device);
   try {
     await model.ready;
   } catch (e) {
@@ -209,7 +264,7 @@ export async function load(weights = new URL("./weights.bin", import.meta.url), 
 }
 
 export class Model {
-  constructor(device, adapter, packed, sources, maxBatch, chunk, ownsDevice) {
+  constructor(device, adapter, packed, sources, shaderOf, spelling, maxBatch, chunk, ownsDevice) {
     this.device = device;
     this.maxBatch = maxBatch;
     this.chunk = chunk;
@@ -229,9 +284,9 @@ export class Model {
     // One pipeline per distinct shader (kernels of the same shape share one).
     const cache = new Map();
     this.steps = PLAN.kernels.map((k, i) => {
-      const w = make(k.weightsLen * 4, STORAGE, `${k.name} weights`);
+      const w = make(k.weightBytes, STORAGE, `${k.name} weights`);
       device.queue.writeBuffer(w, 0, packed[i]);
-      const source = sources.get(k.shader);
+      const source = sources.get(shaderOf(k));
       let entry = cache.get(source);
       if (!entry) {
         const layout = device.createBindGroupLayout({
@@ -273,6 +328,8 @@ export class Model {
       adapter,
       maxBatch,
       chunk,
+      precision: spelling ? `f16 (${spelling})` : "f32",
+      weightBytes: PLAN.weightBytes,
       fingerprint: PLAN.fingerprint,
     };
     this.busy = Promise.resolve();
@@ -297,14 +354,17 @@ export class Model {
       throw fail(`input has ${input.length} values, a batch of ${batch} × ${c}×${h}×${w} needs ${batch * c * h * w}`);
     }
     // NCHW to the plan's NHWC with channels padded to a multiple of 4 (zeros).
+    // At f16 the input is stored as halves too.
     const c4 = PLAN.inputC4 * 4;
     const per = h * w * c4;
-    const nhwc = new Float32Array(batch * per);
+    const half = PLAN.precision === "f16";
+    const nhwc = half ? new Uint16Array(batch * per) : new Float32Array(batch * per);
     for (let n = 0; n < batch; n++) {
       for (let ch = 0; ch < c; ch++) {
         const src = (n * c + ch) * h * w;
         const dst = n * per + ch;
-        for (let p = 0; p < h * w; p++) nhwc[dst + p * c4] = input[src + p];
+        if (half) for (let p = 0; p < h * w; p++) nhwc[dst + p * c4] = toHalf(input[src + p]);
+        else for (let p = 0; p < h * w; p++) nhwc[dst + p * c4] = input[src + p];
       }
     }
     const { device } = this;

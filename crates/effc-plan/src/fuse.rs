@@ -173,7 +173,7 @@ impl<'t> Builder<'t> {
             }
         };
         let k = c.kernel * c.kernel * cin4 * 4;
-        let key = gemm_key(c, pool.is_some());
+        let key = gemm_key(c, pool.is_some(), self.precision);
         let tiles = self
             .tuning
             .gemm_tiles(&key, c.out_hw.0 * c.out_hw.1, c4(c.out_ch));
@@ -303,9 +303,11 @@ pub fn plan_with(model: &Model, tuning: &Tuning, precision: Precision) -> Plan {
     // Head: 1x1 conv + BN + act, pooled in the epilogue (the full map is never stored).
     let head = &model.head;
     let hw = head.conv.out_hw.0 * head.conv.out_hw.1;
-    let head_tiles = b
-        .tuning
-        .gemm_tiles(&gemm_key(&head.conv, true), hw, c4(head.conv.out_ch));
+    let head_tiles = b.tuning.gemm_tiles(
+        &gemm_key(&head.conv, true, b.precision),
+        hw,
+        c4(head.conv.out_ch),
+    );
     let tiles = hw.div_ceil(head_tiles.tile_m);
     let pooled = b.partial("head.pool".into(), tiles, head.conv.out_ch);
     let mut layers = conv_layers("head", head);
@@ -425,7 +427,7 @@ fn block(b: &mut Builder<'_>, blk: &Block, x: TensorId) -> TensorId {
     let mut layers = conv_layers(&format!("{p}.{}", blk.conv_name()), conv);
     let partial = match blk.kind {
         BlockKind::MBConv => {
-            let key = dw_key(&conv.conv);
+            let key = dw_key(&conv.conv, b.precision);
             let dw = b.tuning.dw_tiles(&key, c4(o[0]), o[2]);
             let tiles = (o[1] * o[2].div_ceil(dw.run)).div_ceil(dw.tile_runs);
             let partial = blk
@@ -487,9 +489,11 @@ fn block(b: &mut Builder<'_>, blk: &Block, x: TensorId) -> TensorId {
             partial.map(|pt| (pt, tiles))
         }
         BlockKind::FusedMBConv => {
-            let fused_tiles =
-                b.tuning
-                    .gemm_tiles(&gemm_key(&conv.conv, blk.se.is_some()), hw, c4(o[0]));
+            let fused_tiles = b.tuning.gemm_tiles(
+                &gemm_key(&conv.conv, blk.se.is_some(), b.precision),
+                hw,
+                c4(o[0]),
+            );
             let tiles = hw.div_ceil(fused_tiles.tile_m);
             let partial = blk
                 .se

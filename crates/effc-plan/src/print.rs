@@ -8,8 +8,12 @@ impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "kernel plan of {}: {} kernels, {} dispatches per forward, {} buffers",
+            "kernel plan of {}{}: {} kernels, {} dispatches per forward, {} buffers",
             self.model,
+            match self.precision {
+                crate::Precision::F32 => "",
+                crate::Precision::F16 => " (f16 storage, f32 sums)",
+            },
             self.kernels.len(),
             self.dispatches(),
             self.slots.len()

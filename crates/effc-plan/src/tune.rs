@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::plan::{Kernel, Op};
 pub use crate::tiles::Tiles;
 use crate::tiles::{dw_candidates, dw_tiles, gemm_candidates, gemm_tiles, DwTiles, GemmTiles};
+use crate::Precision;
 
 /// Tiles per kernel shape, measured on one adapter.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -124,14 +125,27 @@ pub fn candidates(k: &Kernel) -> Vec<Tiles> {
 }
 
 /// The key of a conv run as a GEMM (the stem, 1x1 convs, Fused-MBConv's kxk conv,
-/// the head): its geometry, and whether the kernel also writes pooling sums.
-pub fn gemm_key(c: &Conv2d, pool: bool) -> String {
-    format!("gemm {}{}", geometry(c), if pool { " pool" } else { "" })
+/// the head): its geometry, whether the kernel also writes pooling sums, and ` f16`
+/// at f16 storage (whose best tiles are measured apart from f32's).
+pub fn gemm_key(c: &Conv2d, pool: bool, precision: Precision) -> String {
+    format!(
+        "gemm {}{}{}",
+        geometry(c),
+        if pool { " pool" } else { "" },
+        precision_suffix(precision)
+    )
 }
 
-/// The key of a depthwise conv: its geometry.
-pub fn dw_key(c: &Conv2d) -> String {
-    format!("dw {}", geometry(c))
+/// The key of a depthwise conv: its geometry, and ` f16` at f16 storage.
+pub fn dw_key(c: &Conv2d, precision: Precision) -> String {
+    format!("dw {}{}", geometry(c), precision_suffix(precision))
+}
+
+fn precision_suffix(precision: Precision) -> &'static str {
+    match precision {
+        Precision::F32 => "",
+        Precision::F16 => " f16",
+    }
 }
 
 /// `k3 s2 pad0,1 224x224x3 -> 112x112x32`

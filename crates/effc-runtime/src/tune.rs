@@ -30,6 +30,9 @@ pub struct TuneOptions {
     pub reps: usize,
     /// Candidates per shape at most, the cost model's first.
     pub max_candidates: usize,
+    /// The storage precision tuned for: f16 kernels move half the bytes, so their
+    /// best tiles can differ; their shape keys end in ` f16`.
+    pub precision: effc_plan::Precision,
 }
 
 impl Default for TuneOptions {
@@ -38,6 +41,7 @@ impl Default for TuneOptions {
             batch: 1,
             reps: 5,
             max_candidates: usize::MAX,
+            precision: effc_plan::Precision::F32,
         }
     }
 }
@@ -87,7 +91,7 @@ pub fn tune(
     mut progress: impl FnMut(usize, usize),
 ) -> Result<TuneReport, GpuError> {
     let batch = opts.batch.max(1);
-    let base = effc_plan::plan(model);
+    let base = effc_plan::plan_with(model, &Tuning::default(), opts.precision);
     // Shapes in dispatch order, with their candidates and kernels.
     let mut shapes: Vec<(String, Vec<Tiles>, Vec<usize>)> = vec![];
     for (i, k) in base.kernels.iter().enumerate() {
@@ -105,7 +109,7 @@ pub fn tune(
     // Compiles the model with `tuning` and times it: each shape's kernels, summed,
     // and all kernels.
     let measure = |tuning: &Tuning| -> Result<(KernelTiming, Vec<f64>, f64), GpuError> {
-        let plan = effc_plan::plan_tuned(model, tuning);
+        let plan = effc_plan::plan_with(model, tuning, opts.precision);
         let (how, ms) = time_plan(&gpu, plan, batch, opts.reps)?;
         let per_shape = shapes
             .iter()

@@ -230,6 +230,7 @@ fn tuning_measures_every_shape() {
         batch: 1,
         reps: 1,
         max_candidates: 3,
+        ..TuneOptions::default()
     };
     let mut calls = vec![];
     let report = tune(gpu(), &m, &opts, |r, n| calls.push((r, n))).unwrap();

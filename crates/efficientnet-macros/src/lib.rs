@@ -101,6 +101,7 @@ const OPTIONS: &[&str] = &[
     "classes",
     "features",
     "max_batch",
+    "precision",
 ];
 
 fn expand(input: TokenStream) -> TokenStream {
@@ -264,6 +265,24 @@ fn parse_request(input: TokenStream) -> syn::Result<(Request, Spans)> {
                         }
                     },
                     "max_batch" => req.max_batch = int(&value, known)?,
+                    "precision" => {
+                        let word = match &value {
+                            Value::Ident(i) => Some(i.to_string()),
+                            Value::Lit(Lit::Str(s)) => Some(s.value()),
+                            _ => None,
+                        };
+                        req.precision = match word.as_deref() {
+                            Some("f32") => effc_codegen::Precision::F32,
+                            Some("f16") => effc_codegen::Precision::F16,
+                            _ => {
+                                return Err(expected(
+                                    &value,
+                                    known,
+                                    "`f32` or `f16` (weights and activations stored as halves)",
+                                ))
+                            }
+                        }
+                    }
                     "bn_eps" => {
                         options.bn_eps = Some(match &value {
                             Value::Lit(Lit::Float(f)) => f.base10_parse::<f64>()?,

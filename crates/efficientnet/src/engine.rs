@@ -9,7 +9,7 @@ use effc_ir::{Options, PaddingMode, Spec};
 use effc_runtime::{CompiledModel, FeatureMap, Gpu, GpuError};
 use effc_weights::Weights;
 
-use crate::{Definition, Error, Naming, Padding};
+use crate::{Definition, Error, Naming, Padding, Precision};
 
 /// A generated model on a GPU, without its type.
 pub struct Engine {
@@ -54,7 +54,7 @@ pub(crate) fn rebuild(def: &Definition) -> Result<(effc_ir::Model, effc_plan::Pl
     };
     let model = effc_ir::Model::build(&spec, &options)
         .map_err(|d| stale(def, format!("its spec no longer builds: {d}")))?;
-    let plan = effc_plan::plan(&model);
+    let plan = effc_plan::plan_with(&model, &effc_plan::Tuning::default(), def.precision);
     if plan.kernels.len() != def.kernels.len() {
         return Err(stale(
             def,
@@ -66,6 +66,15 @@ pub(crate) fn rebuild(def: &Definition) -> Result<(effc_ir::Model, effc_plan::Pl
         ));
     }
     for (k, d) in plan.kernels.iter().zip(def.kernels) {
+        if def.precision == Precision::F16 && d.wgsl_packed.is_none() {
+            return Err(stale(
+                def,
+                format!(
+                    "kernel `{}` is stored at f16 but has no packed-half shader",
+                    d.name
+                ),
+            ));
+        }
         if k.name != d.name
             || k.grid != d.grid
             || k.workgroup != d.workgroup
@@ -112,13 +121,21 @@ impl Engine {
         let (model, plan) = rebuild(def)?;
         let weights = Weights::from_bytes(bytes, source, &model, naming)?;
         let packed = effc_plan::pack_weights(&plan, &model, weights.by_name(&model))?;
+        // At f16, the spelling this adapter takes (native `f16`, else packed halves).
+        let packed_halves = match def.precision {
+            Precision::F32 => false,
+            Precision::F16 => gpu.f16_spelling()? == effc_wgsl::Spelling::Packed,
+        };
         let shaders: Vec<effc_wgsl::Shader> = def
             .kernels
             .iter()
             .map(|k| effc_wgsl::Shader {
                 kernel: k.name.to_string(),
                 file_name: k.file_name.to_string(),
-                source: k.wgsl.to_string(),
+                source: match (packed_halves, k.wgsl_packed) {
+                    (true, Some(p)) => p.to_string(),
+                    _ => k.wgsl.to_string(),
+                },
             })
             .collect();
         let compiled = CompiledModel::new(gpu.clone(), plan, &shaders, &packed, max_batch)?;

@@ -46,6 +46,7 @@
 //! | `classes` | classifier outputs; `0` ends the model at the pooled features (a backbone) | the spec's |
 //! | `features` | feature levels to end at, `[1, 2, 3, 4]` (timm's `features_only`: level `i` has stride `2^(i+1)`); no head, no classifier | the spec's `features`, else none |
 //! | `max_batch` | the largest batch a forward takes (the loader can change it) | 8 |
+//! | `precision` | `f16` stores weights and activations as halves (half the GPU memory, sums still in f32), `f32` | `f32` |
 //!
 //! ```
 //! // timm's efficientnet_b0 weights (PyTorch-trained) at 256x256, as a backbone.
@@ -67,7 +68,8 @@
 //!
 //! - constants: `NAME`, `SPEC` (the `.enet` source), `SPEC_ORIGIN`, `INPUT_SHAPE`
 //!   (CHW), `RESOLUTION`, `CLASSES`, `FEATURES`, `OUTPUT_LEN`, `PARAMETERS`, `MACS`,
-//!   `MEAN`, `STD`, `ACTIVATION_BYTES`, `WEIGHT_BYTES`, `MAX_BATCH`, `DISPATCHES`;
+//!   `MEAN`, `STD`, `PRECISION`, `ACTIVATION_BYTES`, `WEIGHT_BYTES` (bytes at
+//!   `PRECISION`), `MAX_BATCH`, `DISPATCHES`;
 //! - `kernels::STEM`, `kernels::BLOCKS_1_0_EXPAND`, …: one [`Kernel`] per GPU
 //!   kernel (name, layers, grid, workgroup, WGSL), and `KERNELS`, all of them in
 //!   dispatch order;
@@ -131,7 +133,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 pub use effc_ir::Naming;
-pub use effc_runtime::{AdapterSummary, FeatureMap, Gpu, GpuError};
+pub use effc_plan::Precision;
+pub use effc_runtime::{AdapterSummary, FeatureMap, Gpu, GpuError, Spelling};
 pub use efficientnet_macros::efficientnet;
 /// The wgpu this crate runs on: use it for your own GPU work with a model's device,
 /// so that the types match.
@@ -148,7 +151,7 @@ pub mod __private {
     pub use crate::engine::Engine;
     pub use crate::{
         Definition, Error, FeatureInfo, FeatureMap, Kernel, Loader, Naming, Network, Overrides,
-        Padding, Prediction,
+        Padding, Precision, Prediction,
     };
     pub use effc_runtime::Gpu;
     pub use std::convert::AsRef;
@@ -192,12 +195,15 @@ pub struct Kernel {
     pub workgroup: [u32; 3],
     /// Workgroups per image in x and y; z is the batch.
     pub grid: [u32; 2],
-    /// Packed weights (BN folded in), in f32 values.
+    /// Packed weights (BN folded in), in values (f32 or f16, as the model's precision).
     pub weights_len: usize,
     /// The file `effc compile` writes the shader to (`blocks_1_0_expand.wgsl`).
     pub file_name: &'static str,
-    /// The WGSL source.
+    /// The WGSL source (at f16, in the native spelling: `enable f16;`).
     pub wgsl: &'static str,
+    /// At f16, the same kernel with halves packed in pairs into `u32`s (core WGSL),
+    /// for adapters without `shader-f16`; `None` at f32.
+    pub wgsl_packed: Option<&'static str>,
 }
 
 /// Padding convention of the convolutions.
@@ -253,6 +259,8 @@ pub struct Definition {
     /// The `.enet` source.
     pub spec: &'static str,
     pub overrides: Overrides,
+    /// How weights and activations are stored on the GPU.
+    pub precision: Precision,
     /// The largest batch a forward takes, unless the loader changes it.
     pub max_batch: usize,
     /// One image, CHW.

@@ -23,6 +23,7 @@ efficientnet!(
     max_batch = 3
 );
 efficientnet!(file = "tests/specs/tiny.enet");
+efficientnet!("lite0", name = lite0_half, precision = f16, max_batch = 2);
 efficientnet!(
     spec = r#"
         model wide extends tiny_base { width = 1.5 }
@@ -166,6 +167,54 @@ fn lite0_matches_timm_on_both_photos_and_encode_matches_forward() {
         .load_images(&[fixtures().join("images/chelsea.png")])
         .unwrap();
     assert_close("chelsea preprocessed", &images, &exp["input.chelsea"]);
+}
+
+/// `precision = f16`: half the weight bytes, and timm's logits within 1e-2 of their
+/// largest in each spelling the adapter has (the loader picks one per adapter;
+/// forced here), with the same top-1 as f32.
+#[test]
+fn f16_lite0_matches_timm_in_both_spellings() {
+    use efficientnet::{Gpu, Precision, Spelling};
+    assert_eq!(lite0_half::PRECISION, Precision::F16);
+    assert_eq!(lite0::PRECISION, Precision::F32);
+    const { assert!(lite0_half::WEIGHT_BYTES * 2 == lite0::WEIGHT_BYTES) };
+    const { assert!(lite0_half::ACTIVATION_BYTES * 100 <= lite0::ACTIVATION_BYTES * 52) };
+    assert!(lite0_half::KERNELS
+        .iter()
+        .all(|k| k.wgsl.contains("enable f16;")
+            && k.wgsl_packed.is_some_and(|p| !p.contains("enable f16;"))));
+    assert!(lite0::KERNELS.iter().all(|k| k.wgsl_packed.is_none()));
+
+    let exp = tensors(fixtures().join("lite0/expected.safetensors"));
+    let mut input = exp["input.chelsea"].clone();
+    input.extend(&exp["input.coffee"]);
+    let mut ran = 0;
+    for spelling in [Spelling::Native, Spelling::Packed] {
+        let mut gpu = Gpu::new().unwrap();
+        if let Err(e) = gpu.force_f16_spelling(spelling) {
+            eprintln!("skipping the {} spelling: {e}", spelling.name());
+            continue;
+        }
+        let model = lite0_half::Model::loader()
+            .gpu(Arc::new(gpu))
+            .load(lite0_weights())
+            .unwrap();
+        let got = model.forward(&input, 2).unwrap();
+        for (i, image) in ["chelsea", "coffee"].iter().enumerate() {
+            let want = &exp[&format!("logits.{image}")];
+            let part = &got[i * 1000..(i + 1) * 1000];
+            effc_testkit::assert_close_within(
+                &format!("lite0 f16 {} {image}", spelling.name()),
+                part,
+                want,
+                1e-2,
+            );
+            let top = |v: &[f32]| efficientnet::top_k(v, 1)[0].class;
+            assert_eq!(top(part), top(want), "{image}: top-1");
+        }
+        ran += 1;
+    }
+    assert!(ran >= 1, "no f16 spelling on this adapter");
 }
 
 #[test]

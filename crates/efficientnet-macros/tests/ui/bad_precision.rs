@@ -1,0 +1,3 @@
+efficientnet_macros::efficientnet!("b0", precision = f8);
+
+fn main() {}
