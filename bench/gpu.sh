@@ -7,12 +7,15 @@
 # targets are stated in:
 #   b0 batch-1 latency: effc / PyTorch  (target <= 0.5)
 #   batch-64 throughput: effc / PyTorch (target >= 1)
+#   b0 batch-64 throughput: effc f16 / effc f32 (target >= 1.3)
 #
 # Usage: bench/gpu.sh [RUNS]   (default 50 timed runs after 10 warm-up runs)
 # Environment:
 #   EFFC=PATH        use this effc binary instead of building one with cargo
 #   PYTHON=PATH      the Python with torch and timm (default python3)
 #   OUT=DIR          where the JSON results go (default target/bench-gpu)
+#   PRECISIONS="f32 f16"  effc's storage precisions to measure (default both; the
+#                    ratios against PyTorch are effc f32's, PyTorch runs fp32)
 #   TUNE=1           run `effc tune` for each model first (at batch 64; its cache goes
 #                    to $OUT/cache), so that effc runs with tiles measured on this GPU
 #   SMOKE=1          check the script itself on a machine without a GPU: PyTorch on
@@ -24,6 +27,7 @@ RUNS=${1:-50}
 PY=${PYTHON:-python3}
 OUT=${OUT:-target/bench-gpu}
 SMOKE=${SMOKE:-0}
+PRECISIONS=${PRECISIONS:-f32 f16}
 mkdir -p "$OUT"
 
 if [ "$SMOKE" = 1 ]; then
@@ -57,19 +61,23 @@ fi
 export EFFC_CACHE_DIR="$OUT/cache"
 rm -rf "$EFFC_CACHE_DIR"
 if [ "${TUNE:-0}" = 1 ]; then
-    for m in b0 v2-s; do
-        res=$([ "$m" = b0 ] && echo "$RES_B0" || echo "$RES_V2S")
-        echo "effc tune $m --batch ${BATCHES##* } --resolution $res" >&2
-        "$EFFC" tune "$m" --batch "${BATCHES##* }" --resolution "$res" | tail -2 >&2
+    for p in $PRECISIONS; do
+        for m in b0 v2-s; do
+            res=$([ "$m" = b0 ] && echo "$RES_B0" || echo "$RES_V2S")
+            echo "effc tune $m --batch ${BATCHES##* } --resolution $res --precision $p" >&2
+            "$EFFC" tune "$m" --batch "${BATCHES##* }" --resolution "$res" --precision "$p" | tail -2 >&2
+        done
     done
 fi
 
-for m in b0 v2-s; do
-    res=$([ "$m" = b0 ] && echo "$RES_B0" || echo "$RES_V2S")
-    for b in $BATCHES; do
-        echo "effc bench $m --batch $b --resolution $res" >&2
-        "$EFFC" bench "$m" --batch "$b" --resolution "$res" --runs "$RUNS" --warmup "$WARMUP" --json \
-            > "$OUT/effc-$m-b$b.json"
+for p in $PRECISIONS; do
+    for m in b0 v2-s; do
+        res=$([ "$m" = b0 ] && echo "$RES_B0" || echo "$RES_V2S")
+        for b in $BATCHES; do
+            echo "effc bench $m --batch $b --resolution $res --precision $p" >&2
+            "$EFFC" bench "$m" --batch "$b" --resolution "$res" --precision "$p" --device gpu \
+                --runs "$RUNS" --warmup "$WARMUP" --json > "$OUT/effc-$m-b$b-$p.json"
+        done
     done
 done
 
@@ -112,25 +120,31 @@ for name, timm_name in [("b0", "tf_efficientnet_b0"), ("v2-s", "tf_efficientnetv
                        "throughput": b / (med / 1e3), "device": name_of_device}, f)
 PYEOF
 
-"$PY" - "$OUT" "$BATCHES" <<'PYEOF'
+"$PY" - "$OUT" "$BATCHES" "$PRECISIONS" <<'PYEOF'
 import json, sys
 out, batches = sys.argv[1], [int(b) for b in sys.argv[2].split()]
+precisions = sys.argv[3].split()
 def load(p):
     with open(f"{out}/{p}.json") as f:
         return json.load(f)
-print(f"{'model':<6} {'res':>4} {'batch':>5} {'effc ms':>9} {'torch ms':>9} {'effc img/s':>11} {'torch img/s':>12} {'latency ratio':>14} {'throughput ratio':>17}")
-for m in ("b0", "v2-s"):
-    for b in batches:
-        e, t = load(f"effc-{m}-b{b}"), load(f"torch-{m}-b{b}")
-        assert e["resolution"] == t["resolution"] and e["batch"] == t["batch"] == b, (e, t)
-        print(f"{m:<6} {e['resolution']:>4} {b:>5} {e['latency_ms']['median']:>9.3f} {t['latency_ms']['median']:>9.3f} {e['throughput']:>11.1f} {t['throughput']:>12.1f} "
-              f"{e['latency_ms']['median'] / t['latency_ms']['median']:>14.3f} {e['throughput'] / t['throughput']:>17.3f}")
+print(f"{'model':<6} {'res':>4} {'batch':>5} {'effc':>5} {'effc ms':>9} {'torch ms':>9} {'effc img/s':>11} {'torch img/s':>12} {'latency ratio':>14} {'throughput ratio':>17}")
+for p in precisions:
+    for m in ("b0", "v2-s"):
+        for b in batches:
+            e, t = load(f"effc-{m}-b{b}-{p}"), load(f"torch-{m}-b{b}")
+            assert e["resolution"] == t["resolution"] and e["batch"] == t["batch"] == b, (e, t)
+            print(f"{m:<6} {e['resolution']:>4} {b:>5} {p:>5} {e['latency_ms']['median']:>9.3f} {t['latency_ms']['median']:>9.3f} {e['throughput']:>11.1f} {t['throughput']:>12.1f} "
+                  f"{e['latency_ms']['median'] / t['latency_ms']['median']:>14.3f} {e['throughput'] / t['throughput']:>17.3f}")
 lo, hi = batches[0], batches[-1]
-e1, t1 = load(f"effc-b0-b{lo}"), load(f"torch-b0-b{lo}")
-eh, th = load(f"effc-b0-b{hi}"), load(f"torch-b0-b{hi}")
+first = precisions[0]
+e1, t1 = load(f"effc-b0-b{lo}-{first}"), load(f"torch-b0-b{lo}")
+eh, th = load(f"effc-b0-b{hi}-{first}"), load(f"torch-b0-b{hi}")
 print()
-print(f"b0 batch-{lo} latency effc/PyTorch: {e1['latency_ms']['median'] / t1['latency_ms']['median']:.3f} (target <= 0.5)")
-print(f"b0 batch-{hi} throughput effc/PyTorch: {eh['throughput'] / th['throughput']:.3f} (target >= 1)")
+print(f"b0 batch-{lo} latency effc {first}/PyTorch: {e1['latency_ms']['median'] / t1['latency_ms']['median']:.3f} (target <= 0.5)")
+print(f"b0 batch-{hi} throughput effc {first}/PyTorch: {eh['throughput'] / th['throughput']:.3f} (target >= 1)")
+if "f16" in precisions and "f32" in precisions:
+    h, f = load(f"effc-b0-b{hi}-f16"), load(f"effc-b0-b{hi}-f32")
+    print(f"b0 batch-{hi} throughput effc f16/f32: {h['throughput'] / f['throughput']:.3f} (target >= 1.3; effc {h['precision']})")
 print(f"effc adapter: {e1['adapter']}; its GEMM ceiling {e1['roofline']['gemm_gflops']:.1f} GFLOP/s")
 print(f"effc tiles: {e1['tiles']}")
 print(f"PyTorch device: {t1['device']}")
