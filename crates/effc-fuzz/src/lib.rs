@@ -25,16 +25,26 @@ const MAX_SPEC_BYTES: usize = 1 << 16;
 /// one run short; the IR's limits already bound their size.
 const MAX_PLANNED_BLOCKS: usize = 400;
 
-/// The small model the `checkpoint` and `image` targets load their inputs against.
+/// Images declaring more pixels than this, but not more than effc reads at all
+/// ([`effc_weights::MAX_IMAGE_PIXELS`], refused from the header), are not run:
+/// decoding is linear in the declared size, so a few hundred bytes declaring
+/// 60 million pixels take seconds under ASAN and the fuzzer would stall on them.
+const MAX_FUZZED_PIXELS: u64 = 1 << 22;
+
+/// The small model the `checkpoint` and `image` targets load their inputs against:
+/// every kind of tensor (stem, expansion, depthwise, SE, projection, head,
+/// classifier, BN statistics) with as few channels as can be, so that a whole
+/// f32 checkpoint (the `checkpoint` seeds) is a few KB and the fuzzer's
+/// mutations land mostly in the header rather than in weight values.
 pub const TINY_SPEC: &str = "\
 model tiny {
     resolution = 32
-    stem = 8
-    head = 16
-    classes = 10
+    stem = 4
+    head = 8
+    classes = 3
     blocks {
-        r1_k3_s1_e1_i8_o8_se0.25
-        r1_k3_s2_e4_i8_o16
+        r1_k3_s1_e1_i4_o4_se0.25
+        r1_k3_s2_e2_i4_o8
     }
 }
 ";
@@ -120,13 +130,24 @@ pub fn checkpoint(data: &[u8]) {
 }
 
 /// `image`: the bytes as an image file, read by `effc_weights::load_image` (the
-/// function `effc run` uses: decoding, then preprocessing) for [`tiny_model`].
+/// function `effc run` uses: decoding, then preprocessing) for [`tiny_model`];
+/// not run for sizes between [`MAX_FUZZED_PIXELS`] and `MAX_IMAGE_PIXELS`.
 pub fn image(data: &[u8]) {
     let model = tiny_model();
     let path = std::env::temp_dir().join(format!("effc-fuzz-image-{}", std::process::id()));
     let written = std::fs::File::create(&path).and_then(|mut f| f.write_all(data));
     if written.is_err() {
         return;
+    }
+    let declared = image::ImageReader::open(&path)
+        .ok()
+        .and_then(|r| r.with_guessed_format().ok())
+        .and_then(|r| r.into_dimensions().ok());
+    if let Some((w, h)) = declared {
+        let pixels = u64::from(w) * u64::from(h);
+        if pixels > MAX_FUZZED_PIXELS && pixels <= effc_weights::MAX_IMAGE_PIXELS {
+            return;
+        }
     }
     match effc_weights::load_image(&path, model) {
         Ok(x) => {

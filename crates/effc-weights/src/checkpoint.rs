@@ -2,6 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use effc_ir::{Layer, Model, Naming, Options, ParamKey, Spec, Tensor};
 use safetensors::{Dtype, SafeTensorError, SafeTensors};
@@ -117,28 +118,59 @@ fn classifier_prefix(naming: Naming) -> &'static str {
 
 /// The namings in which `model`'s tensors (names and shapes) are exactly `found`.
 fn fitting_namings(model: &Model, found: &HashMap<&str, Vec<usize>>) -> Vec<Naming> {
+    // The count is the same in every naming: check it before naming anything.
+    if model.params().len() != found.len() {
+        return vec![];
+    }
     Naming::ALL
         .into_iter()
         .filter(|&naming| {
-            let named = model.named_params(naming);
-            named.len() == found.len()
-                && named
-                    .iter()
-                    .all(|(n, p)| found.get(n.as_str()) == Some(&p.shape))
+            model
+                .named_params(naming)
+                .iter()
+                .all(|(n, p)| found.get(n.as_str()) == Some(&p.shape))
         })
         .collect()
 }
 
-/// Built-in models (and namings) whose tensors are exactly `found`.
+/// Every built-in model with its number of tensors (the same in every naming),
+/// counted once per process.
+fn builtin_tensor_counts() -> &'static [(&'static str, usize)] {
+    static COUNTS: OnceLock<Vec<(&'static str, usize)>> = OnceLock::new();
+    COUNTS.get_or_init(|| {
+        effc_catalog::names()
+            .filter_map(|name| {
+                let spec = Spec::builtin(name).ok()?;
+                let model = Model::build(&spec, &Options::default()).ok()?;
+                Some((name, model.params().len()))
+            })
+            .collect()
+    })
+}
+
+/// The built-in models with exactly `count` tensors: the only ones a file of
+/// `count` tensors can be the weights of.
+fn builtins_with_tensor_count(count: usize) -> impl Iterator<Item = &'static str> {
+    builtin_tensor_counts()
+        .iter()
+        .filter(move |(_, n)| *n == count)
+        .map(|(name, _)| *name)
+}
+
+/// Built-in models (and namings) whose tensors are exactly `found`. Only the
+/// models with as many tensors as `found` are built and named, so a file that
+/// fits no model (most damaged or hostile files) costs no model building.
 fn fitting_builtins(found: &HashMap<&str, Vec<usize>>) -> Vec<(String, Naming)> {
     let mut fits = vec![];
-    for name in effc_catalog::names() {
+    for name in builtins_with_tensor_count(found.len()) {
         let Ok(spec) = Spec::builtin(name) else {
             continue;
         };
         let Ok(model) = Model::build(&spec, &Options::default()) else {
             continue;
         };
+        #[cfg(test)]
+        tests::BUILTINS_BUILT.with(|n| n.set(n.get() + 1));
         for naming in fitting_namings(&model, found) {
             fits.push((name.to_string(), naming));
         }
@@ -244,8 +276,9 @@ impl Weights {
             });
         }
 
-        let expected: HashMap<String, effc_ir::Param> =
-            model.named_params(naming_used).into_iter().collect();
+        let named = model.named_params(naming_used);
+        let expected: HashMap<&str, &effc_ir::Param> =
+            named.iter().map(|(n, p)| (n.as_str(), p)).collect();
         let mut m = Mismatch {
             path: path.clone(),
             model: model.name.clone(),
@@ -299,9 +332,9 @@ impl Weights {
             }
             tensors.insert(param.key, values);
         }
-        for (name, param) in model.named_params(naming_used) {
+        for (name, param) in &named {
             if !seen.contains(name.as_str()) {
-                m.missing.push((name, param.shape));
+                m.missing.push((name.clone(), param.shape.clone()));
             }
         }
         let misfit = !(m.missing.is_empty() && m.unexpected.is_empty() && m.wrong_shape.is_empty());
@@ -413,5 +446,78 @@ impl Weights {
 
     pub fn is_empty(&self) -> bool {
         self.tensors.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use safetensors::tensor::TensorView;
+
+    use super::*;
+
+    thread_local! {
+        /// How many built-in models `fitting_builtins` built (this thread).
+        pub(super) static BUILTINS_BUILT: Cell<usize> = const { Cell::new(0) };
+    }
+
+    const TINY: &str = "model tiny { resolution = 32 stem = 8 head = 16 classes = 10 \
+                        blocks { r1_k3_s1_e1_i8_o8_se0.25 r1_k3_s2_e4_i8_o16 } }";
+
+    fn tiny() -> Model {
+        let spec = Spec::parse("tiny.enet", TINY).unwrap();
+        Model::build(&spec, &Options::default()).unwrap()
+    }
+
+    /// The model's random weights as a safetensors file in effc naming, without
+    /// the tensors whose index `drop` accepts.
+    fn checkpoint(model: &Model, drop: impl Fn(usize) -> bool) -> Vec<u8> {
+        let w = Weights::random(model, 1);
+        let data: Vec<(String, Vec<usize>, Vec<u8>)> = model
+            .params()
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| !drop(*i))
+            .map(|(_, p)| {
+                let bytes = w.get(&p.key).unwrap().iter().flat_map(|v| v.to_le_bytes());
+                (p.name, p.shape, bytes.collect())
+            })
+            .collect();
+        let views = data.iter().map(|(n, s, b)| {
+            (
+                n.clone(),
+                TensorView::new(Dtype::F32, s.clone(), b).unwrap(),
+            )
+        });
+        safetensors::serialize(views, None).unwrap()
+    }
+
+    #[test]
+    fn a_misfit_that_no_builtin_can_fit_builds_no_builtin() {
+        // Every misfit used to build every built-in model and name its tensors in
+        // every naming (~40 ms a load; the checkpoint fuzzer ran at 3 execs/s).
+        let model = tiny();
+        let bytes = checkpoint(&model, |i| i == 3);
+        BUILTINS_BUILT.with(|n| n.set(0));
+        for naming in std::iter::once(None).chain(Naming::ALL.map(Some)) {
+            let Err(Error::Mismatch(m)) = Weights::from_bytes(&bytes, "t", &model, naming) else {
+                panic!("a checkpoint without one tensor loaded");
+            };
+            assert!(m.fits.is_empty());
+        }
+        assert_eq!(BUILTINS_BUILT.with(Cell::get), 0);
+    }
+
+    #[test]
+    fn only_builtins_with_the_files_tensor_count_are_candidates() {
+        let counts = builtin_tensor_counts();
+        assert_eq!(counts.len(), effc_catalog::names().count());
+        let b0 = counts.iter().find(|(n, _)| *n == "b0").unwrap().1;
+        let candidates: Vec<&str> = builtins_with_tensor_count(b0).collect();
+        assert!(candidates.contains(&"b0"), "{candidates:?}");
+        assert!(candidates.len() < counts.len() / 2, "{candidates:?}");
+        assert_eq!(builtins_with_tensor_count(0).count(), 0);
+        assert_eq!(builtins_with_tensor_count(tiny().params().len()).count(), 0);
     }
 }

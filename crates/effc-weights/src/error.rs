@@ -42,6 +42,20 @@ pub enum Error {
     /// The checkpoint's tensors do not fit the model: every problem, listed.
     #[error("{0}")]
     Mismatch(Box<Mismatch>),
+    /// The image declares more pixels than [`crate::MAX_IMAGE_PIXELS`] (checked
+    /// from its header, before decoding).
+    #[error(
+        "image `{}` is {width} × {height} pixels ({:.1} million): more than effc reads \
+         ({} million, Pillow's decompression-bomb limit); scale it down first",
+        path.display(),
+        (u64::from(*width) * u64::from(*height)) as f64 / 1e6,
+        crate::MAX_IMAGE_PIXELS / 1_000_000
+    )]
+    ImageTooLarge {
+        path: PathBuf,
+        width: u32,
+        height: u32,
+    },
     /// The image cannot be decoded (corrupt, truncated, unsupported format).
     #[error("cannot decode image `{}`: {cause}", path.display())]
     Image {

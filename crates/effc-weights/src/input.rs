@@ -11,12 +11,20 @@
 use std::path::Path;
 
 use effc_ir::Model;
-use image::RgbImage;
+use image::{ImageDecoder, RgbImage};
 
 use crate::error::Error;
 
 /// The fraction of the resized image that the center crop keeps (timm's default).
 pub const CROP_PCT: f64 = 0.875;
+
+/// Images with more pixels than this are refused before they are decoded:
+/// Pillow's decompression-bomb limit (`2 * Image.MAX_IMAGE_PIXELS`), past which
+/// timm's loader refuses a file too. A few hundred bytes of JPEG or PNG can
+/// declare 65535 × 65535 pixels; decoding is linear in the declared size, so
+/// this bounds a file's cost (about 0.7 GB and a few seconds for a gray JPEG at
+/// the limit) whatever its length.
+pub const MAX_IMAGE_PIXELS: u64 = 2 * 89_478_485;
 
 /// Pillow's fixed-point precision for 8-bit images: `32 − 8 − 2`.
 const PRECISION_BITS: u32 = 22;
@@ -36,16 +44,45 @@ pub fn load_image(path: impl AsRef<Path>, model: &Model) -> Result<Vec<f32>, Err
             expected: "a PNG or JPEG image",
         });
     }
-    let image = reader
+    let bad = |cause| Error::Image {
+        path: path.to_path_buf(),
+        cause,
+    };
+    // The header only: the size is checked before a pixel is decoded.
+    let decoder = reader
         .with_guessed_format()
         .map_err(io)?
-        .decode()
-        .map_err(|cause| Error::Image {
+        .into_decoder()
+        .map_err(bad)?;
+    let (width, height) = decoder.dimensions();
+    if u64::from(width) * u64::from(height) > MAX_IMAGE_PIXELS {
+        return Err(Error::ImageTooLarge {
             path: path.to_path_buf(),
-            cause,
-        })?
-        .to_rgb8();
+            width,
+            height,
+        });
+    }
+    // What `ImageReader::decode` checks: the decoded buffer within the default
+    // allocation limit (512 MiB).
+    image::Limits::default()
+        .reserve(decoder.total_bytes())
+        .map_err(bad)?;
+    let image = to_rgb8(image::DynamicImage::from_decoder(decoder).map_err(bad)?);
     Ok(preprocess(&image, model.resolution, model.mean, model.std))
+}
+
+/// The image as RGB8: an RGB8 image's own buffer, gray replicated into the three
+/// channels (what `image` does, through a float conversion 4× slower), anything
+/// else converted by `image`.
+fn to_rgb8(image: image::DynamicImage) -> RgbImage {
+    match image {
+        image::DynamicImage::ImageLuma8(gray) => {
+            let (w, h) = gray.dimensions();
+            let rgb = gray.into_raw().into_iter().flat_map(|l| [l; 3]).collect();
+            RgbImage::from_raw(w, h, rgb).expect("3 bytes for each gray pixel")
+        }
+        other => other.into_rgb8(),
+    }
 }
 
 /// Preprocesses an RGB image: shorter side to `resolution / CROP_PCT` (Pillow
@@ -208,6 +245,16 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn gray_to_rgb_is_what_image_does() {
+        let gray = image::GrayImage::from_fn(16, 17, |x, y| image::Luma([(x * 17 + y) as u8]));
+        let ours = to_rgb8(image::DynamicImage::ImageLuma8(gray.clone()));
+        assert_eq!(ours, image::DynamicImage::ImageLuma8(gray).to_rgb8());
+        let rgba = image::RgbaImage::from_fn(3, 2, |x, y| image::Rgba([x as u8, y as u8, 9, 128]));
+        let ours = to_rgb8(image::DynamicImage::ImageRgba8(rgba.clone()));
+        assert_eq!(ours, image::DynamicImage::ImageRgba8(rgba).to_rgb8());
     }
 
     #[test]

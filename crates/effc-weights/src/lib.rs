@@ -6,7 +6,8 @@
 //!   that does not fit is one [`Error::Mismatch`] that lists every problem.
 //! - [`load_image`]: a PNG or JPEG file preprocessed the way timm evaluates
 //!   (shorter side to `resolution / 0.875` with Pillow's bicubic filter, center
-//!   crop, per-channel normalization), bit-for-bit like Pillow's resampler.
+//!   crop, per-channel normalization), bit-for-bit like Pillow's resampler;
+//!   files declaring more than [`MAX_IMAGE_PIXELS`] are refused before decoding.
 //! - [`imagenet_classes`]: the 1000 ImageNet class names.
 //!
 //! Invariant: every error a user can cause (a file, its contents) is an [`Error`]
@@ -20,4 +21,4 @@ mod input;
 pub use checkpoint::Weights;
 pub use classes::imagenet_classes;
 pub use error::{Error, Mismatch};
-pub use input::{load_image, preprocess, CROP_PCT};
+pub use input::{load_image, preprocess, CROP_PCT, MAX_IMAGE_PIXELS};

@@ -136,3 +136,47 @@ fn jpeg_files_load() {
         / got.len() as f32;
     assert!(mean_abs < 0.05, "mean |diff| {mean_abs}");
 }
+
+/// A small JPEG whose header declares `width × height` pixels (its SOF0 segment
+/// patched; the scan is the original 8 × 8 one, so the file is truncated).
+fn jpeg_declaring(width: u16, height: u16) -> Vec<u8> {
+    let gray = image::GrayImage::from_fn(8, 8, |x, y| image::Luma([(x * 30 + y) as u8]));
+    let mut bytes = std::io::Cursor::new(vec![]);
+    gray.write_to(&mut bytes, image::ImageFormat::Jpeg).unwrap();
+    let mut bytes = bytes.into_inner();
+    let sof = bytes.windows(2).position(|w| w == [0xff, 0xc0]).unwrap();
+    // FF C0, length (2), precision (1), height (2), width (2).
+    bytes[sof + 5..sof + 7].copy_from_slice(&height.to_be_bytes());
+    bytes[sof + 7..sof + 9].copy_from_slice(&width.to_be_bytes());
+    bytes
+}
+
+/// A decompression bomb (found by the `image` fuzzer: 508 bytes declaring
+/// 1031 × 62721 gray pixels took 1 s and 0.3 GB; at 65000 × 7000 it took 7 s
+/// and 1.8 GB) is refused from its header, before a pixel is decoded.
+#[test]
+fn an_image_declaring_too_many_pixels_is_refused_before_decoding() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = model("b0");
+    // 65535 × 2731 is the smallest 65535-wide image past the limit.
+    for (w, h) in [(65000, 7000), (65535, 2731), (2731, 65535)] {
+        assert!(u64::from(w) * u64::from(h) > effc_weights::MAX_IMAGE_PIXELS);
+        let path = dir.path().join(format!("bomb-{w}x{h}.jpg"));
+        std::fs::write(&path, jpeg_declaring(w, h)).unwrap();
+        let e = load_image(&path, &m).unwrap_err();
+        assert!(
+            matches!(e, Error::ImageTooLarge { width, height, .. } if (width, height) == (w.into(), h.into())),
+            "{e}"
+        );
+    }
+    let path = dir.path().join("bomb.jpg");
+    std::fs::write(&path, jpeg_declaring(65000, 7000)).unwrap();
+    insta::assert_snapshot!(
+        "image_too_large",
+        message(load_image(&path, &m).unwrap_err(), dir.path())
+    );
+    // The same file at its real size loads.
+    let path = dir.path().join("small.jpg");
+    std::fs::write(&path, jpeg_declaring(8, 8)).unwrap();
+    assert_eq!(load_image(&path, &m).unwrap().len(), 3 * 224 * 224);
+}
