@@ -153,7 +153,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
     let budget = Budget::host()?;
     // Sized at the precision it runs at; tuned tiles change only the small
     // pooling-sum buffers, which the runtime's own fit check covers.
-    let plan = effc_plan::plan_with(&model, &effc_plan::Tuning::default(), args.precision);
+    let plan = effc_plan::plan_at(&model, args.precision);
     let mut need = Need::default();
     let (w, b) = limits::weights(&model);
     need.add(w, b);

@@ -59,9 +59,7 @@ pub const MAX_KERNELS: usize = 4096;
 pub fn run(args: Args) -> Result<ExitCode, Failure> {
     // Resolve and build first, for the same diagnostics as every other command.
     let model = args.model.build()?;
-    let kernels = effc_plan::plan_with(&model, &effc_plan::Tuning::default(), args.precision)
-        .kernels
-        .len();
+    let kernels = effc_plan::plan_at(&model, args.precision).kernels.len();
     if kernels > MAX_KERNELS {
         return Err(format!(
             "model `{}` has {kernels} kernels; effc compile writes at most {MAX_KERNELS} (one .wgsl file each): fewer blocks, or `effc check`/`effc inspect` to examine the spec",
@@ -173,7 +171,7 @@ pub struct ShadersArgs {
 
 pub fn shaders(args: ShadersArgs) -> Result<ExitCode, Failure> {
     let model = args.model.build()?;
-    let plan = effc_plan::plan_with(&model, &effc_plan::Tuning::default(), args.precision);
+    let plan = effc_plan::plan_at(&model, args.precision);
     let shaders = effc_wgsl::compile_as(&plan, args.spelling)?;
     match &args.kernel {
         Some(name) => {

@@ -51,7 +51,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         return Ok(ExitCode::SUCCESS);
     }
     if args.kernels {
-        let plan = effc_plan::plan_with(&m, &effc_plan::Tuning::default(), args.precision);
+        let plan = effc_plan::plan_at(&m, args.precision);
         if args.json {
             outln!("{}", serde_json::to_string_pretty(&plan)?);
         } else {

@@ -144,7 +144,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
     let budget = Budget::host()?;
     // Sized at the precision it runs at; tuned tiles change only the small
     // pooling-sum buffers, which the runtime's own fit check covers.
-    let plan = effc_plan::plan_with(&model, &effc_plan::Tuning::default(), args.precision);
+    let plan = effc_plan::plan_at(&model, args.precision);
     // What every device needs: the checkpoint as f32, the inputs, the outputs.
     let images = if args.input.is_some() {
         0

@@ -1,28 +1,10 @@
 //! The `effc` binary, end to end: exit codes, output formats, diagnostics.
 
-use std::path::PathBuf;
+mod common;
+
 use std::process::{Command, Output};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn effc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_effc"))
-        .args(args)
-        .current_dir(root())
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("the effc binary runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use common::{effc, effc_env, root, stderr, stdout, wgsl_files};
 
 #[test]
 fn list_names_every_builtin() {
@@ -256,17 +238,7 @@ fn compile_writes_validated_wgsl_and_shaders_prints_one() {
     let dir = tempfile::tempdir().unwrap();
     let o = effc(&["compile", "b0", "-o", dir.path().to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let wgsl = std::fs::read_dir(dir.path())
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .path()
-                .extension()
-                .is_some_and(|x| x == "wgsl")
-        })
-        .count();
-    assert_eq!(wgsl, 66);
+    assert_eq!(wgsl_files(dir.path()), 66);
     let o = effc(&["shaders", "v2-s", "--kernel", "blocks.1.0.fused"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
@@ -290,13 +262,7 @@ fn compile_writes_validated_wgsl_and_shaders_prints_one() {
 }
 
 fn effc_cached(args: &[&str], cache: &std::path::Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_effc"))
-        .args(args)
-        .current_dir(root())
-        .env("NO_COLOR", "1")
-        .env("EFFC_CACHE_DIR", cache)
-        .output()
-        .expect("the effc binary runs")
+    effc_env(args, &[("EFFC_CACHE_DIR", cache)])
 }
 
 fn json(o: &Output) -> serde_json::Value {
@@ -377,15 +343,6 @@ fn bench_and_tune_share_the_tiles_cache() {
     let o = effc_cached(&["tune", spec, "--candidates", "0"], cache.path());
     assert!(!o.status.success());
     assert!(stderr(&o).contains("--candidates"), "{}", stderr(&o));
-}
-
-fn effc_env(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_effc"));
-    c.args(args).current_dir(root()).env("NO_COLOR", "1");
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.output().expect("the effc binary runs")
 }
 
 const LITE0: &str = "tests/fixtures/lite0/efficientnet-lite0.safetensors";

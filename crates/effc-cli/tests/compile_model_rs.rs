@@ -3,6 +3,8 @@
 //! in the workspace's target directory so that compiled dependencies are reused)
 //! and run on Lite0's fixture input, against timm's logits.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -100,16 +102,7 @@ fn compiled_model_rs_builds_and_matches_timm() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let model_rs = std::fs::read_to_string(model_dir.join("model.rs")).unwrap();
-    let wgsl = std::fs::read_dir(&model_dir)
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .path()
-                .extension()
-                .is_some_and(|x| x == "wgsl")
-        })
-        .count();
+    let wgsl = common::wgsl_files(&model_dir);
     assert_eq!(model_rs.matches("include_str!(").count(), wgsl);
     assert!(model_rs.contains("pub const MAX_BATCH: usize = 2;"));
     let report: serde_json::Value =

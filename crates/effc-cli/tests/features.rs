@@ -1,30 +1,10 @@
 //! `--features`: a backbone's levels through the `effc` binary (inspect, run on both
 //! devices against timm's `features_only` fixtures, compile), and bad levels.
 
+mod common;
+
+use common::{effc, root, stderr, stdout};
 use effc_testkit::{assert_close, read_tensors};
-use std::path::PathBuf;
-use std::process::{Command, Output};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn effc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_effc"))
-        .args(args)
-        .current_dir(root())
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("the effc binary runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 #[test]
 fn inspect_prints_and_lists_the_levels() {

@@ -2,33 +2,15 @@
 //! spellings, the report's bytes), inspect --kernels, shaders, run (the GPU by
 //! default, refused on the CPU executor) and tune (f16 tiles cached apart).
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod common;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use std::process::Output;
 
-fn effc_env(args: &[&str], env: &[(&str, &std::path::Path)]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_effc"));
-    c.args(args).current_dir(root()).env("NO_COLOR", "1");
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.output().expect("the effc binary runs")
-}
-
-fn effc(args: &[&str]) -> Output {
-    effc_env(args, &[])
-}
+use common::{effc, effc_env, stderr};
 
 fn ok(o: &Output) -> String {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 fn report(dir: &std::path::Path) -> serde_json::Value {

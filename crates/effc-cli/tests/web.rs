@@ -6,36 +6,27 @@
 //! Without node, chromium or `web-tests/node_modules` (`npm ci` in web-tests) the
 //! browser test is skipped with the reason printed; under `CI=true` that is a failure.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{effc, root, stderr, stdout, wgsl_files};
 use effc_codegen::{Request, SpecSource};
 use effc_ir::{Model, Options, Spec};
+use effc_testkit::fixtures;
 use effc_weights::Weights;
 use serde_json::json;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn fixtures() -> PathBuf {
-    root().join("tests/fixtures")
-}
-
-fn effc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_effc"))
-        .args(args)
-        .current_dir(root())
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("the effc binary runs")
-}
-
 fn compile(args: &[&str]) -> String {
     let o = effc(args);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "effc {}: {err}", args.join(" "));
-    String::from_utf8_lossy(&o.stdout).into_owned()
+    assert!(
+        o.status.success(),
+        "effc {}: {}",
+        args.join(" "),
+        stderr(&o)
+    );
+    stdout(&o)
 }
 
 fn write_f32(path: &Path, values: &[f32]) {
@@ -44,14 +35,7 @@ fn write_f32(path: &Path, values: &[f32]) {
 }
 
 fn fixture(dir: &str, key: &str) -> Vec<f32> {
-    let bytes = std::fs::read(fixtures().join(dir).join("expected.safetensors")).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    st.tensor(key)
-        .unwrap()
-        .data()
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
+    effc_testkit::read_tensor(fixtures().join(dir).join("expected.safetensors"), key).1
 }
 
 fn fresh_dir(name: &str) -> PathBuf {
@@ -73,16 +57,7 @@ fn web_site_files_and_weights_header() {
     }
     assert!(!out.join("weights.bin").exists());
     assert!(!out.join("model.rs").exists());
-    let wgsl = std::fs::read_dir(&out)
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .path()
-                .extension()
-                .is_some_and(|x| x == "wgsl")
-        })
-        .count();
+    let wgsl = wgsl_files(&out);
     let plan = effc_plan::plan(
         &Model::build(&Spec::builtin("lite0").unwrap(), &Options::default()).unwrap(),
     );

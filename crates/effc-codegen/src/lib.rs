@@ -258,7 +258,7 @@ pub fn generate(req: &Request) -> Result<Generated, Error> {
     };
     let spec = Spec::parse_model(&origin, &text, select.as_deref()).map_err(Error::Spec)?;
     let model = Model::build(&spec, &req.options).map_err(Error::Spec)?;
-    let plan = effc_plan::plan_with(&model, &effc_plan::Tuning::default(), req.precision);
+    let plan = effc_plan::plan_at(&model, req.precision);
     let (shaders, packed_shaders) = match req.precision {
         Precision::F32 => (effc_wgsl::emit_all(&plan), vec![]),
         Precision::F16 => (

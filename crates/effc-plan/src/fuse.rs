@@ -263,6 +263,12 @@ pub fn plan_tuned(model: &Model, tuning: &Tuning) -> Plan {
     plan_with(model, tuning, Precision::F32)
 }
 
+/// [`plan`] at a precision: the cost model's tiles, weights and activations
+/// stored as f16 or f32 (see [`crate::precision`]).
+pub fn plan_at(model: &Model, precision: Precision) -> Plan {
+    plan_with(model, &Tuning::default(), precision)
+}
+
 /// [`plan_tuned`] at a precision: weights and activations stored as f16 or f32
 /// (see [`crate::precision`]).
 pub fn plan_with(model: &Model, tuning: &Tuning, precision: Precision) -> Plan {

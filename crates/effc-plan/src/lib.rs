@@ -33,7 +33,7 @@ pub mod tune;
 pub mod validate;
 
 pub use features::FeatureOutput;
-pub use fuse::{plan, plan_tuned, plan_with};
+pub use fuse::{plan, plan_at, plan_tuned, plan_with};
 pub use layout::{ElemType, Section, WeightLayout};
 pub use pack::{fold_bn, pack_weights, PackError};
 pub use plan::{

@@ -200,7 +200,7 @@ mod tests {
         use effc_ir::{Model, Options, Spec};
         for name in effc_catalog::names() {
             let m = Model::build(&Spec::builtin(name).unwrap(), &Options::default()).unwrap();
-            let p = crate::plan_with(&m, &crate::Tuning::default(), Precision::F16);
+            let p = crate::plan_at(&m, Precision::F16);
             assert_eq!(p.validate(), Ok(()), "{name}");
         }
     }

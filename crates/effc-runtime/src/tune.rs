@@ -91,7 +91,7 @@ pub fn tune(
     mut progress: impl FnMut(usize, usize),
 ) -> Result<TuneReport, GpuError> {
     let batch = opts.batch.max(1);
-    let base = effc_plan::plan_with(model, &Tuning::default(), opts.precision);
+    let base = effc_plan::plan_at(model, opts.precision);
     // Shapes in dispatch order, with their candidates and kernels.
     let mut shapes: Vec<(String, Vec<Tiles>, Vec<usize>)> = vec![];
     for (i, k) in base.kernels.iter().enumerate() {

@@ -127,7 +127,7 @@ fn validation_reports_the_first_broken_kernel_in_dispatch_order() {
 
 fn plan_f16(name: &str) -> effc_plan::Plan {
     let m = Model::build(&Spec::builtin(name).unwrap(), &Options::default()).unwrap();
-    effc_plan::plan_with(&m, &effc_plan::Tuning::default(), effc_plan::Precision::F16)
+    effc_plan::plan_at(&m, effc_plan::Precision::F16)
 }
 
 #[test]

@@ -271,17 +271,17 @@ fn parse_request(input: TokenStream) -> syn::Result<(Request, Spans)> {
                             Value::Lit(Lit::Str(s)) => Some(s.value()),
                             _ => None,
                         };
-                        req.precision = match word.as_deref() {
-                            Some("f32") => effc_codegen::Precision::F32,
-                            Some("f16") => effc_codegen::Precision::F16,
-                            _ => {
-                                return Err(expected(
-                                    &value,
-                                    known,
-                                    "`f32` or `f16` (weights and activations stored as halves)",
-                                ))
+                        req.precision =
+                            match word.and_then(|w| w.parse::<effc_codegen::Precision>().ok()) {
+                                Some(p) => p,
+                                None => {
+                                    return Err(expected(
+                                        &value,
+                                        known,
+                                        "`f32` or `f16` (weights and activations stored as halves)",
+                                    ))
+                                }
                             }
-                        }
                     }
                     "bn_eps" => {
                         options.bn_eps = Some(match &value {

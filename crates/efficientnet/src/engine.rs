@@ -54,7 +54,7 @@ pub(crate) fn rebuild(def: &Definition) -> Result<(effc_ir::Model, effc_plan::Pl
     };
     let model = effc_ir::Model::build(&spec, &options)
         .map_err(|d| stale(def, format!("its spec no longer builds: {d}")))?;
-    let plan = effc_plan::plan_with(&model, &effc_plan::Tuning::default(), def.precision);
+    let plan = effc_plan::plan_at(&model, def.precision);
     if plan.kernels.len() != def.kernels.len() {
         return Err(stale(
             def,

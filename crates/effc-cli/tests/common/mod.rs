@@ -1,0 +1,47 @@
+//! What the `effc` binary's test files share: running it from the workspace root
+//! (so fixture paths are relative to it), reading its output, and counting the
+//! shaders a compile wrote. Each test binary uses a part of it.
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::path::Path;
+use std::process::{Command, Output};
+
+pub use effc_testkit::root;
+
+/// `effc ARGS` in the workspace root, without colour.
+pub fn effc(args: &[&str]) -> Output {
+    effc_env(args, &[] as &[(&str, &str)])
+}
+
+/// [`effc`] with extra environment variables.
+pub fn effc_env<K: AsRef<OsStr>, V: AsRef<OsStr>>(args: &[&str], env: &[(K, V)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_effc"));
+    c.args(args).current_dir(root()).env("NO_COLOR", "1");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("the effc binary runs")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The `.wgsl` files directly in `dir`.
+pub fn wgsl_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "wgsl")
+        })
+        .count()
+}
