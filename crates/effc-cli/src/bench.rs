@@ -9,11 +9,12 @@ use effc_runtime::{median, CompiledModel, Gpu, KernelTiming};
 use effc_weights::Weights;
 use serde::Serialize;
 
+use effc_driver::limits::{self, Budget, Need};
+use effc_driver::{Chosen, Device};
+
 use crate::common::ModelArgs;
-use crate::device::{Choice, Device};
-use crate::limits::{self, Budget, Need};
 use crate::output::outln;
-use crate::Failure;
+use crate::{fail, Failure};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -42,7 +43,7 @@ pub struct Args {
     cpu: bool,
     /// Where to run: the GPU (default when a hardware adapter exists) or the CPU
     /// reference executor (default otherwise); `gpu` also takes a software adapter.
-    #[arg(long, value_enum)]
+    #[arg(long, value_name = "gpu|cpu")]
     device: Option<Device>,
     /// Print JSON: `latency_ms` {median, min, max}, `kernels` [{name, kind, ms, gflops, gbps}], `roofline` {gemm_gflops}, ...
     #[arg(long)]
@@ -148,42 +149,48 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
     if args.batch == 0 || args.runs == 0 {
         return Err("--batch and --runs must be at least 1".into());
     }
-    let model = args.model.build()?;
+    let model = args.model.resolve()?.model;
     // Sizes first: nothing is allocated for a model that cannot fit.
-    let budget = Budget::host()?;
+    let budget = Budget::host().map_err(fail)?;
     // Sized at the precision it runs at; tuned tiles change only the small
     // pooling-sum buffers, which the runtime's own fit check covers.
     let plan = effc_plan::plan_at(&model, args.precision);
+    let checkpoint = match &args.weights {
+        Some(p) => Some(effc_driver::files::input_size(
+            p,
+            effc_driver::files::Input::CHECKPOINT,
+        )?),
+        None => None,
+    };
     let mut need = Need::default();
-    let (w, b) = limits::weights(&model);
-    need.add(w, b);
+    need.extend(limits::weights(&model, checkpoint));
     let (w, b) = limits::inputs(&model, args.batch);
     need.add(w, b);
     let doing = format!(
         "benchmarking `{}` at batch {} ({}x{})",
         model.name, args.batch, model.resolution, model.resolution
     );
-    need.check(&doing, &budget)?;
-    let gpu = match crate::device::choose(args.device, args.precision)? {
-        Choice::Gpu(gpu) => gpu,
-        Choice::Cpu => {
-            for (w, b) in limits::cpu_executor(&model, &plan) {
-                need.add(w, b);
-            }
-            need.check(&doing, &budget)?;
+    need.check(&doing, &budget).map_err(fail)?;
+    let choice = effc_driver::choose(args.device, args.precision).map_err(fail)?;
+    eprintln!("note: {}", choice.note());
+    let gpu = match choice {
+        Chosen::Gpu { gpu, .. } => gpu,
+        Chosen::Cpu { .. } => {
+            need.extend(limits::cpu_executor(&model));
+            need.check(&doing, &budget).map_err(fail)?;
             return cpu_only(&args, &model);
         }
     };
-    limits::check_gpu(&plan, args.batch, &gpu.adapter.to_string(), &gpu.limits)?;
-    for (w, b) in limits::gpu_host(&plan, args.batch, crate::device::is_software(&gpu)) {
-        need.add(w, b);
-    }
+    limits::check_gpu(&plan, args.batch, &gpu.adapter.to_string(), &gpu.limits).map_err(fail)?;
+    need.extend(limits::gpu_host(
+        &plan,
+        args.batch,
+        effc_driver::device::is_software(&gpu),
+    ));
     if args.cpu {
-        for (w, b) in limits::cpu_executor(&model, &plan) {
-            need.add(w, b);
-        }
+        need.extend(limits::cpu_executor(&model));
     }
-    need.check(&doing, &budget)?;
+    need.check(&doing, &budget).map_err(fail)?;
     drop(plan);
 
     let steps = (args.warmup + args.runs + 12) as u64;

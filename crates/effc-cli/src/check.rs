@@ -22,7 +22,15 @@ pub struct Args {
 pub fn run(args: Args) -> Result<ExitCode, Failure> {
     let mut ok = true;
     for path in &args.files {
-        let result = effc_ir::spec::read_spec(path).and_then(|text| {
+        let text = match effc_driver::files::read_text(path, effc_driver::files::Input::SPEC) {
+            Ok(t) => t,
+            Err(e) => {
+                ok = false;
+                eprintln!("{e}");
+                continue;
+            }
+        };
+        let result = (|| {
             let specs = Spec::parse_all(&path.display().to_string(), &text)?;
             let mut out = vec![];
             let mut errors = vec![];
@@ -37,7 +45,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
             } else {
                 Err(effc_syntax::Diagnostics(errors))
             }
-        });
+        })();
         match result {
             Ok(models) => {
                 if !args.quiet {

@@ -1,17 +1,10 @@
 //! Options shared by the commands that build a model, and their progress bar.
 
-use clap::{Args as ClapArgs, ValueEnum};
-use effc_ir::{Model, Options, PaddingMode, Spec};
+use clap::Args as ClapArgs;
+use effc_driver::{ModelRequest, ResolvedModel};
+use effc_ir::{Options, PaddingMode};
 
 use crate::Failure;
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum Padding {
-    /// TensorFlow "same" (TF-trained weights, timm `tf_*`).
-    Same,
-    /// PyTorch symmetric (timm without `tf_`, torchvision).
-    Symmetric,
-}
 
 /// The model to build and the overrides of its settings.
 #[derive(ClapArgs, Debug)]
@@ -22,9 +15,10 @@ pub struct ModelArgs {
     /// Input resolution (default: the model's).
     #[arg(long, value_name = "N")]
     pub resolution: Option<usize>,
-    /// Padding convention (default: the model's).
-    #[arg(long, value_enum)]
-    pub padding: Option<Padding>,
+    /// Padding convention: `same` (TensorFlow, timm `tf_*`) or `symmetric`
+    /// (PyTorch: timm without `tf_`, torchvision) (default: the model's).
+    #[arg(long, value_name = "same|symmetric")]
+    pub padding: Option<PaddingMode>,
     /// Batch-norm epsilon (default: the model's).
     #[arg(long, value_name = "E")]
     pub bn_eps: Option<f64>,
@@ -42,24 +36,24 @@ impl ModelArgs {
     pub fn options(&self) -> Options {
         Options {
             resolution: self.resolution,
-            padding: self.padding.map(|p| match p {
-                Padding::Same => PaddingMode::Same,
-                Padding::Symmetric => PaddingMode::Symmetric,
-            }),
+            padding: self.padding,
             bn_eps: self.bn_eps,
             classes: self.classes,
             features: self.features.clone(),
         }
     }
 
+    /// The request: the model and the overrides (precision, tuning and weights
+    /// are the command's to set).
+    pub fn request(&self) -> ModelRequest {
+        let mut r = ModelRequest::from_arg(&self.model);
+        r.options = self.options();
+        r
+    }
+
     /// Resolves and builds the model; diagnostics are rendered for the terminal.
-    pub fn build(&self) -> Result<Model, Failure> {
-        let spec = Spec::load(&self.model).map_err(|d| Failure {
-            message: d.render(crate::color()),
-        })?;
-        Model::build(&spec, &self.options()).map_err(|d| Failure {
-            message: d.render(crate::color()),
-        })
+    pub fn resolve(&self) -> Result<ResolvedModel, Failure> {
+        self.request().resolve().map_err(crate::fail)
     }
 }
 

@@ -4,12 +4,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use effc_codegen::{Request, Shaders, SpecSource};
+use effc_codegen::{CodegenOptions, Shaders};
+use effc_driver::files::{Outputs, Written};
 
 use crate::common::ModelArgs;
-use crate::outdir::{OutputDir, Written};
 use crate::output::{out, outln};
-use crate::Failure;
+use crate::{fail, Failure};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -57,9 +57,23 @@ pub const MAX_KERNELS: usize = 4096;
 /// shaders included from the `.wgsl` files), `report.md` / `report.json` and
 /// `architecture.svg`, which the report shows.
 pub fn run(args: Args) -> Result<ExitCode, Failure> {
+    let mut request = args.model.request();
+    request.precision = args.precision;
+    if let Some(w) = &args.weights {
+        request.weights = Some(effc_driver::WeightsRequest {
+            path: w.clone(),
+            naming: None,
+        });
+    }
+    // Before anything is generated: a directory effc does not own is refused,
+    // as is one holding an input.
+    let mut files = Outputs::new();
+    request.declare_inputs(&mut files).map_err(fail)?;
+    let mut out = files.dir("-o", &args.out, args.force)?;
     // Resolve and build first, for the same diagnostics as every other command.
-    let model = args.model.build()?;
-    let kernels = effc_plan::plan_at(&model, args.precision).kernels.len();
+    let resolved = request.resolve().map_err(fail)?;
+    let model = resolved.model.clone();
+    let kernels = resolved.plan().kernels.len();
     if kernels > MAX_KERNELS {
         return Err(format!(
             "model `{}` has {kernels} kernels; effc compile writes at most {MAX_KERNELS} (one .wgsl file each): fewer blocks, or `effc check`/`effc inspect` to examine the spec",
@@ -67,32 +81,13 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         )
         .into());
     }
-    // Before anything is generated: a directory effc does not own is refused.
-    let mut out = OutputDir::open(&args.out, args.force)?;
-    let source = if effc_catalog::source(&args.model.model).is_some() {
-        SpecSource::Builtin(args.model.model.clone())
-    } else {
-        SpecSource::File {
-            path: PathBuf::from(&args.model.model),
-            display: args.model.model.clone(),
-        }
+    let opts = CodegenOptions {
+        max_batch: args.max_batch,
+        module: None,
+        shaders: Shaders::IncludeStr,
+        format: true,
     };
-    let mut req = Request::new(source);
-    req.options = args.model.options();
-    req.max_batch = args.max_batch;
-    req.shaders = Shaders::IncludeStr;
-    req.format = true;
-    req.precision = args.precision;
-    let generated = effc_codegen::generate(&req).map_err(|e| match e {
-        effc_codegen::Error::Spec(d) => Failure {
-            message: d.render(crate::color()),
-        },
-        effc_codegen::Error::Option { option, message } => {
-            let flag = option.replace('_', "-");
-            Failure::from(format!("--{flag}: {message}"))
-        }
-        e => Failure::from(e),
-    })?;
+    let generated = resolved.generate(&opts, false).map_err(fail)?;
     if args.target == Target::Web {
         return crate::web::write_site(&generated, &model, args.weights.as_deref(), out, &args.out);
     }
@@ -170,7 +165,7 @@ pub struct ShadersArgs {
 }
 
 pub fn shaders(args: ShadersArgs) -> Result<ExitCode, Failure> {
-    let model = args.model.build()?;
+    let model = args.model.resolve()?.model;
     let plan = effc_plan::plan_at(&model, args.precision);
     let shaders = effc_wgsl::compile_as(&plan, args.spelling)?;
     match &args.kernel {

@@ -7,7 +7,7 @@ use effc_ir::{FeatureInfo, Model, Naming};
 
 use crate::common::ModelArgs;
 use crate::output::{out, outln};
-use crate::Failure;
+use crate::{fail, Failure};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -37,10 +37,17 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<ExitCode, Failure> {
-    let m = args.model.build()?;
-    if let Some(path) = &args.svg {
-        std::fs::write(path, effc_draw::architecture(&m))
-            .map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
+    let request = args.model.request();
+    let mut files = effc_driver::files::Outputs::new();
+    request.declare_inputs(&mut files).map_err(fail)?;
+    let svg = args
+        .svg
+        .as_ref()
+        .map(|p| files.file("--svg", p))
+        .transpose()?;
+    let m = request.resolve().map_err(fail)?.model;
+    if let (Some(path), Some(file)) = (&args.svg, &svg) {
+        file.write(effc_draw::architecture(&m).as_bytes())?;
         outln!(
             "{}: the architecture of {} ({} stages, {} blocks)",
             path.display(),

@@ -6,15 +6,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
-mod budget;
 mod check;
 mod common;
 mod compile;
-mod device;
 mod inspect;
-mod limits;
 mod list;
-mod outdir;
 mod output;
 mod pick;
 mod run;
@@ -69,6 +65,19 @@ impl<E: std::fmt::Display> From<E> for Failure {
             message: e.to_string(),
         }
     }
+}
+
+/// A driver error for the terminal: spec diagnostics rendered (in colour on a
+/// TTY), an out-of-range option named by its flag (`bn_eps` as `--bn-eps`).
+pub fn fail(e: effc_driver::Error) -> Failure {
+    let message = match e {
+        effc_driver::Error::Spec(d) => d.render(color()),
+        effc_driver::Error::Option { option, message } => {
+            format!("--{}: {message}", option.replace('_', "-"))
+        }
+        e => e.to_string(),
+    };
+    Failure { message }
 }
 
 /// Whether diagnostics on stderr get colours.

@@ -4,7 +4,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use effc_catalog::accuracy::{accuracy, family};
@@ -13,12 +12,11 @@ use effc_runtime::latency::{
     cache_key, fingerprint, latency_cache_path, load_latencies_at, measure, save_latencies_at,
     LatencyOptions,
 };
-use effc_runtime::Gpu;
 use serde::Serialize;
 
-use crate::budget::{self, ms, si};
 use crate::output::outln;
 use crate::Failure;
+use effc_driver::size::{self as budget, ms, si};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -96,9 +94,15 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
     if names.is_empty() {
         return Err("no built-in model is in both --family and --models".into());
     }
+    let mut files = effc_driver::files::Outputs::new();
+    let plot = args
+        .plot
+        .as_ref()
+        .map(|p| files.file("--plot", p))
+        .transpose()?;
     let bar = crate::common::progress_bar(names.len() as u64, args.json);
     bar.set_message("opening the GPU");
-    let gpu = Arc::new(Gpu::new()?);
+    let gpu = effc_driver::device::open_gpu().map_err(crate::fail)?;
     let (tuning, _) = crate::tune::cached(&gpu, args.untuned, "MODEL");
     let cache_path = latency_cache_path(&gpu.adapter).ok();
     let mut cache = match &cache_path {
@@ -227,10 +231,10 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
             )
         })
         .map(|(i, _)| i);
-    if let Some(path) = &args.plot {
+    if let Some(file) = &plot {
         let svg = effc_draw::chart(&chart(&args, &gpu.adapter.name, &rows, best))
             .map_err(|e| format!("--plot: {e}"))?;
-        std::fs::write(path, svg).map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
+        file.write(svg.as_bytes())?;
     }
     if args.json {
         let v = serde_json::json!({

@@ -3,23 +3,15 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::ValueEnum;
+use effc_driver::files::{Input, OutputFile, Outputs};
+use effc_driver::limits::{self, Budget, Need};
+use effc_driver::{Chosen, Device};
 use effc_ir::{Model, Naming};
 use effc_weights::Weights;
 
 use crate::common::ModelArgs;
-use crate::device::{Choice, Device};
-use crate::limits::{self, Budget, Need};
 use crate::output::outln;
-use crate::Failure;
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum NamingArg {
-    Effc,
-    Timm,
-    Torchvision,
-    Tf,
-}
+use crate::{fail, Failure};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -30,11 +22,11 @@ pub struct Args {
     weights: PathBuf,
     /// Where to run: the GPU (default when a hardware adapter exists) or the CPU
     /// reference (default otherwise); `gpu` also takes a software adapter.
-    #[arg(long, value_enum)]
+    #[arg(long, value_name = "gpu|cpu")]
     device: Option<Device>,
     /// Force the checkpoint's naming instead of detecting it.
-    #[arg(long, value_enum)]
-    naming: Option<NamingArg>,
+    #[arg(long, value_name = "effc|timm|torchvision|tf")]
+    naming: Option<Naming>,
     /// How many classes to print per image.
     #[arg(long, default_value_t = 5, value_name = "K")]
     top: usize,
@@ -65,8 +57,7 @@ pub struct Args {
 
 /// Reads the `input` tensor of a safetensors file: NCHW f32 for this model.
 fn read_input(path: &Path, model: &Model) -> Result<(Vec<f32>, usize), Failure> {
-    let bytes =
-        std::fs::read(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    let bytes = effc_driver::files::read(path, Input::TENSORS)?;
     let st = safetensors::SafeTensors::deserialize(&bytes)
         .map_err(|e| format!("`{}` is not a valid safetensors file: {e}", path.display()))?;
     let t = st.tensor("input").map_err(|_| {
@@ -114,34 +105,41 @@ fn read_input(path: &Path, model: &Model) -> Result<(Vec<f32>, usize), Failure> 
     Ok((data, shape[0]))
 }
 
-fn save(path: &Path, name: &str, data: &[f32], shape: Vec<usize>) -> Result<(), Failure> {
+fn save(file: &OutputFile, name: &str, data: &[f32], shape: Vec<usize>) -> Result<(), Failure> {
     let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
     let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape, &bytes)
         .map_err(|e| format!("cannot build tensor `{name}`: {e}"))?;
     let out = safetensors::serialize([(name, view)], None)
         .map_err(|e| format!("cannot serialize `{name}`: {e}"))?;
-    crate::output::write_atomic(path, &out)
+    Ok(file.write(&out)?)
 }
 
 pub fn run(args: Args) -> Result<ExitCode, Failure> {
-    let model = args.model.build()?;
-    let naming = args.naming.map(|n| match n {
-        NamingArg::Effc => Naming::Effc,
-        NamingArg::Timm => Naming::Timm,
-        NamingArg::Torchvision => Naming::Torchvision,
-        NamingArg::Tf => Naming::Tf,
+    let mut request = args.model.request();
+    request.precision = args.precision;
+    request.weights = Some(effc_driver::WeightsRequest {
+        path: args.weights.clone(),
+        naming: args.naming,
     });
-    if let Some(out) = &args.save {
-        let mut inputs = vec![(args.weights.as_path(), "the checkpoint")];
-        inputs.extend(
-            args.input
-                .iter()
-                .map(|p| (p.as_path(), "the --input tensor")),
-        );
-        inputs.extend(args.images.iter().map(|p| (p.as_path(), "an input image")));
-        crate::output::refuse_overwrite("--save", out, inputs)?;
+    // Every file it reads and writes, before anything runs: --save is refused
+    // when it is an input, a device, a FIFO or a directory.
+    let mut files = Outputs::new();
+    request.declare_inputs(&mut files).map_err(fail)?;
+    if let Some(p) = &args.input {
+        files.input("the --input tensor", p)?;
     }
-    let budget = Budget::host()?;
+    for p in &args.images {
+        files.input("an input image", p)?;
+    }
+    let save_to = args
+        .save
+        .as_ref()
+        .map(|p| files.file("--save", p))
+        .transpose()?;
+    let model = request.resolve().map_err(fail)?.model;
+    let naming = args.naming;
+    let checkpoint = effc_driver::files::input_size(&args.weights, Input::CHECKPOINT)?;
+    let budget = Budget::host().map_err(fail)?;
     // Sized at the precision it runs at; tuned tiles change only the small
     // pooling-sum buffers, which the runtime's own fit check covers.
     let plan = effc_plan::plan_at(&model, args.precision);
@@ -152,8 +150,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         args.images.len()
     };
     let mut need = Need::default();
-    let (w, b) = limits::weights(&model);
-    need.add(w, b);
+    need.extend(limits::weights(&model, Some(checkpoint)));
     if images > 0 {
         let (w, b) = limits::inputs(&model, images);
         need.add(w, b);
@@ -164,28 +161,27 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         "running `{}` at {}x{}",
         model.name, model.resolution, model.resolution
     );
-    need.check(&doing, &budget)?;
+    need.check(&doing, &budget).map_err(fail)?;
 
     let per_image: usize = model.input.iter().product();
     // Logits, pooled features, or per image every feature level of a backbone.
     let out_len = plan.output_len;
     let chunk = args.batch as usize;
-    let choice = crate::device::choose(args.device, args.precision)?;
+    let choice = effc_driver::choose(args.device, args.precision).map_err(fail)?;
+    eprintln!("note: {}", choice.note());
     match &choice {
-        Choice::Cpu => {
-            for (w, b) in limits::cpu_executor(&model, &plan) {
-                need.add(w, b);
-            }
-        }
-        Choice::Gpu(gpu) => {
+        Chosen::Cpu { .. } => need.extend(limits::cpu_executor(&model)),
+        Chosen::Gpu { gpu, .. } => {
             let n = if images > 0 { images.min(chunk) } else { chunk };
-            limits::check_gpu(&plan, n, &gpu.adapter.to_string(), &gpu.limits)?;
-            for (w, b) in limits::gpu_host(&plan, n, crate::device::is_software(gpu)) {
-                need.add(w, b);
-            }
+            limits::check_gpu(&plan, n, &gpu.adapter.to_string(), &gpu.limits).map_err(fail)?;
+            need.extend(limits::gpu_host(
+                &plan,
+                n,
+                effc_driver::device::is_software(gpu),
+            ));
         }
     }
-    need.check(&doing, &budget)?;
+    need.check(&doing, &budget).map_err(fail)?;
 
     let weights = Weights::load(&args.weights, &model, naming)?;
 
@@ -226,7 +222,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         }
     };
     let output = match choice {
-        Choice::Cpu => {
+        Chosen::Cpu { .. } => {
             let ex = effc_reference::Executor::new(&model, &weights)?;
             let mut out = Vec::with_capacity(batch * out_len);
             for (i, part) in input.chunks(per_image * chunk).enumerate() {
@@ -240,7 +236,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
             }
             out
         }
-        Choice::Gpu(gpu) => {
+        Chosen::Gpu { gpu, .. } => {
             let (tuning, _) = crate::tune::cached(&gpu, args.untuned, &args.model.model);
             let compiled = effc_runtime::compile_model_with(
                 gpu,
@@ -263,20 +259,20 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
 
     if model.is_backbone() {
         let levels = crate::run_features::split(&plan, &output, batch);
-        if let Some(p) = &args.save {
-            crate::run_features::save(p, &levels, batch)?;
+        if let Some(f) = &save_to {
+            crate::run_features::save(f, &levels, batch)?;
         }
         crate::run_features::print(&levels, &labels, args.json, args.save.is_some())?;
         return Ok(ExitCode::SUCCESS);
     }
 
-    if let Some(p) = &args.save {
+    if let Some(f) = &save_to {
         let name = if model.classes > 0 {
             "logits"
         } else {
             "features"
         };
-        save(p, name, &output, vec![batch, out_len])?;
+        save(f, name, &output, vec![batch, out_len])?;
     }
 
     if model.classes == 0 {
@@ -302,17 +298,10 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         return Ok(ExitCode::SUCCESS);
     }
 
-    let names = effc_weights::imagenet_classes();
-    let class_name = |i: usize| -> String {
-        if model.classes == names.len() {
-            names[i].to_string()
-        } else {
-            format!("class {i}")
-        }
-    };
+    let class_name = |i: usize| effc_weights::class_name(i, model.classes);
     let tops: Vec<Vec<(usize, f32)>> = output
         .chunks(out_len)
-        .map(|row| effc_reference::top_k(row, args.top.min(out_len)))
+        .map(|row| effc_weights::top_k(row, args.top.min(out_len)))
         .collect();
     if args.json {
         let v: Vec<_> = labels

@@ -3,8 +3,6 @@
 //! they become one NCHW tensor per level, saved as `features.<level>` and
 //! summarized per image (shape, mean, max).
 
-use std::path::Path;
-
 use effc_plan::{FeatureOutput, Plan};
 
 use crate::output::outln;
@@ -48,7 +46,7 @@ pub fn split(plan: &Plan, output: &[f32], batch: usize) -> Vec<(FeatureOutput, V
 
 /// Writes every level as `features.<level>`, NCHW f32.
 pub fn save(
-    path: &Path,
+    file: &effc_driver::files::OutputFile,
     levels: &[(FeatureOutput, Vec<f32>)],
     batch: usize,
 ) -> Result<(), Failure> {
@@ -72,7 +70,7 @@ pub fn save(
     }
     let out = safetensors::serialize(views, None)
         .map_err(|e| format!("cannot serialize the feature levels: {e}"))?;
-    crate::output::write_atomic(path, &out)
+    Ok(file.write(&out)?)
 }
 
 /// Each image's levels: shape, reduction, mean and max (JSON: one object per

@@ -18,10 +18,10 @@ use effc_runtime::latency::{
 use effc_runtime::Gpu;
 use serde::Serialize;
 
-use crate::budget::{self, ms, si};
 use crate::output::{out, outln};
 use crate::scale_report::{chart, print_json, print_table};
 use crate::Failure;
+use effc_driver::size::{self as budget, ms, si};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -90,8 +90,8 @@ pub struct Args {
 }
 
 /// φ searched in hundredths over the range a spec's `phi` accepts.
-const LO: i32 = -800;
-const HI: i32 = 1600;
+const LO: i32 = (effc_ir::ranges::PHI.lo * 100.0) as i32;
+const HI: i32 = (effc_ir::ranges::PHI.hi * 100.0) as i32;
 
 /// One scaled model tried.
 #[derive(Clone, Debug, Serialize)]
@@ -185,7 +185,7 @@ impl Search<'_> {
     fn gpu(&mut self) -> Result<Arc<Gpu>, Failure> {
         if self.gpu.is_none() {
             self.bar.set_message("opening the GPU");
-            let gpu = Arc::new(Gpu::new()?);
+            let gpu = effc_driver::device::open_gpu().map_err(crate::fail)?;
             self.tuning = crate::tune::cached(&gpu, false, &self.args.base).0;
             self.cache_path = latency_cache_path(&gpu.adapter).ok();
             if let (Some(p), false) = (&self.cache_path, self.args.remeasure) {
@@ -273,13 +273,14 @@ fn coefficients(args: &Args) -> Result<Coefficients, Failure> {
         beta: args.beta.unwrap_or(d.beta),
         gamma: args.gamma.unwrap_or(d.gamma),
     };
+    let range = effc_ir::ranges::BASE;
     for (v, n) in [
         (c.alpha, "--alpha"),
         (c.beta, "--beta"),
         (c.gamma, "--gamma"),
     ] {
-        if !(v > 0.0 && v <= 4.0) {
-            return Err(format!("{n} must be in (0, 4], got {v}").into());
+        if !range.contains(v) {
+            return Err(format!("{n} must be in {range}, got {v}").into());
         }
     }
     Ok(c)
@@ -289,19 +290,19 @@ fn coefficients(args: &Args) -> Result<Coefficients, Failure> {
 /// file), then a model that extends BASE with `phi` and α, β, γ.
 fn enet(
     args: &Args,
-    base: &Spec,
+    resolved: &effc_driver::ResolvedModel,
     c: &Candidate,
     coefs: &Coefficients,
 ) -> Result<(String, String), Failure> {
+    let base = &resolved.spec;
     let name = args
         .name
         .clone()
         .unwrap_or_else(|| format!("{}-phi{:.2}", base.name, c.phi));
     let mut text = String::new();
-    if effc_catalog::source(&args.base).is_none() {
-        let src = std::fs::read_to_string(&args.base)
-            .map_err(|e| format!("cannot read `{}`: {e}", args.base))?;
-        text.push_str(&src);
+    if resolved.file.is_some() {
+        let src = &resolved.text;
+        text.push_str(src);
         if !src.ends_with('\n') {
             text.push('\n');
         }
@@ -336,9 +337,21 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
     if args.batch == 0 {
         return Err("--batch must be at least 1".into());
     }
-    let base = Spec::load(&args.base).map_err(|d| Failure {
-        message: d.render(crate::color()),
-    })?;
+    let request = effc_driver::ModelRequest::from_arg(&args.base);
+    let mut files = effc_driver::files::Outputs::new();
+    request.declare_inputs(&mut files).map_err(crate::fail)?;
+    let output = args
+        .output
+        .as_ref()
+        .map(|p| files.file("-o", p))
+        .transpose()?;
+    let plot = args
+        .plot
+        .as_ref()
+        .map(|p| files.file("--plot", p))
+        .transpose()?;
+    let resolved = request.resolve().map_err(crate::fail)?;
+    let base = resolved.spec.clone();
     if base.width != 1.0 || base.depth != 1.0 {
         return Err(format!(
             "`{}` has width {} and depth {}: `phi` replaces a model's width and depth coefficients, so scale a base with width = depth = 1 (b0, lite0, v2-b0, v2-s, ...)",
@@ -440,7 +453,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         .into());
     };
     let c = tried[&k].clone();
-    let (name, text) = enet(&args, &base, &c, &coefs)?;
+    let (name, text) = enet(&args, &resolved, &c, &coefs)?;
     // The written spec must build to exactly the candidate.
     let check = Spec::parse_model("scaled.enet", &text, Some(&name))
         .and_then(|sp| Model::build(&sp, &Options::default()))
@@ -460,14 +473,13 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         )
         .into());
     }
-    if let Some(path) = &args.output {
-        std::fs::write(path, &text)
-            .map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
+    if let Some(file) = &output {
+        file.write(text.as_bytes())?;
     }
-    if let Some(path) = &args.plot {
+    if let Some(file) = &plot {
         let svg = effc_draw::chart(&chart(&args, &base, &tried, k))
             .map_err(|e| format!("--plot: {e}"))?;
-        std::fs::write(path, svg).map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
+        file.write(svg.as_bytes())?;
     }
     if args.json {
         return print_json(&args, &coefs, &tried, Some(k), Some((&name, &text)));

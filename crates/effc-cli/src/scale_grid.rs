@@ -4,13 +4,11 @@
 //! with `--measure`, the latency ratio on the adapter.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use effc_ir::scale::{self, GridPoint};
 use effc_ir::{Model, Options, Spec};
 use effc_runtime::latency::{measure, LatencyOptions};
-use effc_runtime::Gpu;
 
 use crate::output::outln;
 use crate::Failure;
@@ -48,7 +46,7 @@ pub fn run(
     if with_latency {
         let bar = crate::common::progress_bar(rows.len() as u64 + 1, json);
         bar.set_message("opening the GPU");
-        let gpu = Arc::new(Gpu::new()?);
+        let gpu = effc_driver::device::open_gpu().map_err(crate::fail)?;
         let tuning = crate::tune::cached(&gpu, false, base_arg).0;
         let opts = LatencyOptions {
             batch,

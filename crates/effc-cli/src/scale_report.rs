@@ -7,10 +7,10 @@ use std::process::ExitCode;
 use effc_ir::scale::Coefficients;
 use effc_ir::Spec;
 
-use crate::budget::{ms, si};
 use crate::output::outln;
 use crate::scale::{Args, Candidate};
 use crate::Failure;
+use effc_driver::size::{ms, si};
 
 fn budgets_line(args: &Args) -> String {
     let mut b = vec![];

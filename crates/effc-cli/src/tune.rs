@@ -2,7 +2,6 @@
 //! fastest; and the cache lookup `effc run` and `effc bench` share.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use effc_plan::Tuning;
 use effc_runtime::tune::{load_tuning, save_tuning, tune, TuneOptions};
@@ -11,7 +10,7 @@ use serde_json::json;
 
 use crate::common::ModelArgs;
 use crate::output::outln;
-use crate::Failure;
+use crate::{fail, Failure};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -68,9 +67,14 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
     if args.batch == 0 || args.reps == 0 || args.candidates == Some(0) {
         return Err("--batch, --reps and --candidates must be at least 1".into());
     }
-    let model = args.model.build()?;
-    crate::device::check_env()?;
-    let gpu = Arc::new(Gpu::new()?);
+    let mut request = args.model.request();
+    request.precision = args.precision;
+    let model = request.resolve().map_err(fail)?.model;
+    // The cache must be writable before minutes are spent measuring.
+    if !args.no_save {
+        effc_runtime::tune::check_cache_dir()?;
+    }
+    let gpu = effc_driver::device::open_gpu().map_err(fail)?;
     let bar = crate::common::progress_bar(1, args.json);
     bar.set_message("measuring candidates");
     let opts = TuneOptions {

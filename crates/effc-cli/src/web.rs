@@ -9,7 +9,8 @@ use effc_codegen::Generated;
 use effc_ir::Model;
 use effc_weights::Weights;
 
-use crate::outdir::OutputDir;
+use effc_driver::files::OutputDir;
+
 use crate::output::outln;
 use crate::Failure;
 

@@ -92,7 +92,7 @@ fn check_accepts_valid_and_rejects_invalid() {
     let o = effc(&["check", "does/not/exist.enet"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        stderr(&o).contains("cannot read does/not/exist.enet"),
+        stderr(&o).contains("cannot read `does/not/exist.enet`"),
         "{}",
         stderr(&o)
     );
@@ -353,7 +353,8 @@ const CHELSEA: &str = "tests/fixtures/images/chelsea.png";
 /// machine's memory).
 #[test]
 fn too_big_for_memory_is_refused_before_allocating() {
-    let limit = [("EFFC_MEMORY_LIMIT", "64M")];
+    // Sizes mean what they mean on every flag: `64Mi` is 64·2^20 bytes.
+    let limit = [("EFFC_MEMORY_LIMIT", "64Mi")];
     for device in ["cpu", "gpu"] {
         let o = effc_env(
             &[
@@ -373,7 +374,7 @@ fn too_big_for_memory_is_refused_before_allocating() {
         let e = stderr(&o);
         assert!(
             e.contains("running `lite0` at 4096x4096 needs")
-                && e.contains("more than the 64.0 MiB it may use (EFFC_MEMORY_LIMIT=64M)")
+                && e.contains("more than the 64.0 MiB it may use (EFFC_MEMORY_LIMIT=64Mi)")
                 && e.contains("input: 1 x 3x4096x4096 f32"),
             "{device}: {e}"
         );
@@ -382,7 +383,29 @@ fn too_big_for_memory_is_refused_before_allocating() {
             "{e}"
         );
     }
-    // The real budget: 100000 px needs hundreds of GiB, refused at once.
+    // ... and `64M` 64·10^6, as `--max-memory 64M` is (issue 19: they disagreed).
+    let o = effc_env(
+        &[
+            "run",
+            "lite0",
+            "-w",
+            LITE0,
+            "--device",
+            "cpu",
+            "--resolution",
+            "4096",
+            CHELSEA,
+        ],
+        &[("EFFC_MEMORY_LIMIT", "64M")],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("more than the 61.0 MiB it may use (EFFC_MEMORY_LIMIT=64M)"),
+        "{}",
+        stderr(&o)
+    );
+    // 100000 px is beyond any spec's resolution (1..=16384), refused as the
+    // setting would be, before anything is sized.
     let o = effc(&[
         "run",
         "lite0",
@@ -393,7 +416,11 @@ fn too_big_for_memory_is_refused_before_allocating() {
         CHELSEA,
     ]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert!(stderr(&o).contains("111.8 GiB  input"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--resolution: 100000 is not in 1..=16384"),
+        "{}",
+        stderr(&o)
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let huge = dir.path().join("huge.enet");
@@ -701,7 +728,8 @@ fn device_choice_is_said_and_checked() {
     assert!(stderr(&o).contains("note: running on "), "{}", stderr(&o));
 }
 
-/// The tune cache's failure paths: a cache that cannot be written still prints
+/// The tune cache's failure paths: a cache directory that is a file is refused
+/// before anything is measured; a cache file that cannot be written still prints
 /// what was measured, then fails naming the file; a corrupt cache is kept aside
 /// (`.json.corrupt`) with a warning and replaced; `--no-save` leaves it as it is.
 #[test]
@@ -710,10 +738,33 @@ fn tune_cache_failures_lose_nothing() {
     let spec = "tests/specs/gpu/wide_classes.enet";
     let tune = ["tune", spec, "--candidates", "1", "--reps", "1"];
 
-    // The cache "directory" is a file: nothing can be written under it.
+    // The cache "directory" is a file: refused at once, nothing measured.
     let blocker = tmp.path().join("not-a-dir");
     std::fs::write(&blocker, "x").unwrap();
     let o = effc_cached(&tune, &blocker);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).is_empty(), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("not-a-dir")
+            && stderr(&o).contains("is a regular file, not a directory"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read_to_string(&blocker).unwrap(), "x");
+
+    // The cache file itself is a directory: measured and printed, then not saved.
+    let odd = tmp.path().join("odd");
+    let o = effc_cached(&tune, &odd);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let file = std::fs::read_dir(&odd)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::remove_file(&file).unwrap();
+    std::fs::create_dir(&file).unwrap();
+    let o = effc_cached(&tune, &odd);
     assert!(!o.status.success());
     assert!(
         stdout(&o).contains("kernel time per forward") && stdout(&o).contains("not saved"),
@@ -721,11 +772,11 @@ fn tune_cache_failures_lose_nothing() {
         stdout(&o)
     );
     assert!(
-        stderr(&o).contains("cannot write the tuning cache") && stderr(&o).contains("not-a-dir"),
+        stderr(&o).contains("tuning cache") && stderr(&o).contains("is a directory"),
         "{}",
         stderr(&o)
     );
-    assert_eq!(std::fs::read_to_string(&blocker).unwrap(), "x");
+    assert!(file.is_dir());
 
     // A corrupt cache: kept as .json.corrupt, replaced by valid JSON.
     let cache = tmp.path().join("cache");

@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{effc, root, stderr, stdout, wgsl_files};
-use effc_codegen::{Request, SpecSource};
 use effc_ir::{Model, Options, Spec};
 use effc_testkit::fixtures;
 use effc_weights::Weights;
@@ -150,11 +149,9 @@ fn custom_site(dir: &Path, spec: &str, batch: usize) -> serde_json::Value {
         "-o",
         out.to_str().unwrap(),
     ]);
-    let g = effc_codegen::generate(&Request::new(SpecSource::File {
-        path: path.clone(),
-        display: path.display().to_string(),
-    }))
-    .unwrap();
+    let g = effc_driver::ModelRequest::from_arg(path.to_str().unwrap())
+        .generate(&effc_codegen::CodegenOptions::default(), false)
+        .unwrap();
     let w = Weights::random(&g.model, 7);
     let packed = effc_plan::pack_weights(&g.plan, &g.model, w.by_name(&g.model)).unwrap();
     std::fs::write(

@@ -4,13 +4,18 @@
 //! `cargo bench -p effc-codegen --bench pipeline`
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use effc_codegen::{generate, Request, Shaders, SpecSource};
+use effc_codegen::{CodegenOptions, Generated, Shaders};
+use effc_driver::ModelRequest;
 
-fn request(name: &str, shaders: Shaders) -> Request {
-    let mut r = Request::new(SpecSource::Builtin(name.to_string()));
-    r.format = shaders == Shaders::IncludeStr;
-    r.shaders = shaders;
-    r
+fn generate(name: &str, shaders: Shaders) -> Generated {
+    let opts = CodegenOptions {
+        format: shaders == Shaders::IncludeStr,
+        shaders,
+        ..CodegenOptions::default()
+    };
+    ModelRequest::builtin(name)
+        .generate(&opts, false)
+        .expect("built-ins compile")
 }
 
 fn bench(c: &mut Criterion) {
@@ -19,15 +24,13 @@ fn bench(c: &mut Criterion) {
     for name in ["b0", "v2-s", "v2-xl"] {
         g.bench_function(format!("{name}/macro_tokens"), |b| {
             b.iter(|| {
-                let generated =
-                    generate(&request(name, Shaders::Inline)).expect("built-ins compile");
+                let generated = generate(name, Shaders::Inline);
                 generated.module_tokens().into_iter().count()
             })
         });
         g.bench_function(format!("{name}/model_rs"), |b| {
             b.iter(|| {
-                let generated =
-                    generate(&request(name, Shaders::IncludeStr)).expect("built-ins compile");
+                let generated = generate(name, Shaders::IncludeStr);
                 generated.file().len()
             })
         });

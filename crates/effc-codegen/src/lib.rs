@@ -1,9 +1,9 @@
 //! effc's Rust host-code generator: the module that `efficientnet!` expands to and
 //! that `effc compile` writes as `model.rs`, and the compile report.
 //!
-//! [`generate`] resolves a [`Request`] (a built-in model, a spec file or an inline
-//! spec, with overrides), builds the IR, plans the kernels, emits and validates
-//! their WGSL, and returns a [`Generated`]: the module's items as a
+//! [`generate`] takes a resolved model ([`Source`]: the IR and the spec text it
+//! came from; `effc-driver` resolves requests into it), plans the kernels, emits
+//! and validates their WGSL, and returns a [`Generated`]: the module's items as a
 //! [`TokenStream`] (what the macro returns), the same formatted with prettyplease
 //! ([`Generated::file`], what `effc compile` writes), and a [`Report`].
 //!
@@ -13,8 +13,8 @@
 //! kernel's WGSL, inline ([`Shaders::Inline`], the macro) or through
 //! `include_str!` of the `.wgsl` file beside `model.rs` ([`Shaders::IncludeStr`]).
 //!
-//! This crate does no I/O except reading a spec file, and knows nothing of proc
-//! macros (it is testable without expansion) or of GPUs.
+//! This crate does no I/O, and knows nothing of proc macros (it is testable
+//! without expansion) or of GPUs.
 
 mod emit;
 mod features;
@@ -22,11 +22,11 @@ mod report;
 pub mod web;
 
 use std::fmt;
-use std::path::PathBuf;
 
-use effc_ir::{Model, Options, Spec};
+#[cfg(test)]
+use effc_ir::Spec;
+use effc_ir::{Model, Options};
 use effc_plan::Plan;
-use effc_syntax::{Diagnostic, Diagnostics};
 use effc_wgsl::{Shader, Spelling};
 use proc_macro2::TokenStream;
 
@@ -35,18 +35,6 @@ pub use report::{KernelRow, Report};
 
 /// The default of `max_batch`.
 pub const DEFAULT_MAX_BATCH: usize = 8;
-
-/// Where the model's spec comes from.
-#[derive(Clone, Debug, PartialEq)]
-pub enum SpecSource {
-    /// A built-in model by name (`b0`, `v2-s`, …).
-    Builtin(String),
-    /// A `.enet` file: `path` is read, `display` names it in diagnostics and in the
-    /// generated code (the path as the user wrote it).
-    File { path: PathBuf, display: String },
-    /// Spec text written inline.
-    Inline(String),
-}
 
 /// How the generated code gets each kernel's WGSL.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,43 +45,50 @@ pub enum Shaders {
     IncludeStr,
 }
 
-/// What to generate.
+/// The model to generate code for, resolved (by `effc-driver`'s
+/// `ModelRequest::resolve`): the IR and the spec text it was built from, which
+/// the generated code embeds for its loader to rebuild.
+#[derive(Clone, Copy, Debug)]
+pub struct Source<'a> {
+    pub model: &'a Model,
+    /// The model's name in its spec (what the loader selects).
+    pub spec_name: &'a str,
+    /// Where the spec came from: `<builtin lite0>`, a file as the user wrote it,
+    /// `<inline spec>`.
+    pub origin: &'a str,
+    /// The `.enet` text.
+    pub text: &'a str,
+    /// The overrides the model was built with.
+    pub options: &'a Options,
+    /// How weights and activations are stored: at f16 the shaders come in both
+    /// spellings ([`Generated::packed_shaders`]) and the loader picks one per adapter.
+    pub precision: Precision,
+    /// An absolute spec file path the build should depend on (an
+    /// `include_bytes!`), so that editing it recompiles the macro's caller.
+    pub tracked_file: Option<&'a str>,
+}
+
+/// How to generate: what only the host code needs.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Request {
-    pub source: SpecSource,
-    /// The model of a spec file or inline spec to compile; the last one when `None`.
-    pub model: Option<String>,
-    /// Overrides of the spec's settings.
-    pub options: Options,
+pub struct CodegenOptions {
     /// The largest batch a forward takes.
     pub max_batch: usize,
     /// The module's name; derived from the model's name when `None`.
     pub module: Option<String>,
     pub shaders: Shaders,
-    /// Make the build depend on the spec file (an `include_bytes!` of its absolute
-    /// path), so that editing it recompiles the macro's caller.
-    pub track_file: bool,
     /// Also format the module as a file ([`Generated::file`]), while the shaders are
     /// validated: `effc compile` sets it, the macro (which returns tokens) does not.
     pub format: bool,
-    /// How weights and activations are stored: at f16 the shaders come in both
-    /// spellings ([`Generated::packed_shaders`]) and the loader picks one per adapter.
-    pub precision: Precision,
 }
 
-impl Request {
-    /// A request with no overrides, shaders inline.
-    pub fn new(source: SpecSource) -> Request {
-        Request {
-            source,
-            model: None,
-            options: Options::default(),
+impl Default for CodegenOptions {
+    /// `max_batch` 8, the module named after the model, shaders inline, unformatted.
+    fn default() -> CodegenOptions {
+        CodegenOptions {
             max_batch: DEFAULT_MAX_BATCH,
             module: None,
             shaders: Shaders::Inline,
-            track_file: false,
             format: false,
-            precision: Precision::F32,
         }
     }
 }
@@ -101,10 +96,7 @@ impl Request {
 /// Why nothing was generated.
 #[derive(Clone, Debug)]
 pub enum Error {
-    /// The spec (or the spec with the overrides) is not a valid model; the
-    /// diagnostics name file:line:col.
-    Spec(Diagnostics),
-    /// An option is out of range. `option` is its name (`max_batch`, …).
+    /// An option is out of range. `option` is its name (`max_batch`, `name`).
     Option {
         option: &'static str,
         message: String,
@@ -116,8 +108,7 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Spec(d) => write!(f, "{d}"),
-            Error::Option { option, message } => write!(f, "`{option}`: {message}"),
+            Error::Option { option, message } => write!(f, "`{option}` {message}"),
             Error::Internal(m) => f.write_str(m),
         }
     }
@@ -147,38 +138,22 @@ pub struct Generated {
     formatted: Option<String>,
 }
 
-/// Checks the options that do not need the spec (the spec's own checks apply to
-/// the rest when the model is built).
-pub fn check_options(req: &Request) -> Result<(), Error> {
+/// Checks the options (the model's own overrides are checked when it is built).
+pub fn check_options(opts: &CodegenOptions) -> Result<(), Error> {
     let bad = |option, message: String| Err(Error::Option { option, message });
-    if req.max_batch == 0 {
+    if opts.max_batch == 0 {
         return bad("max_batch", "must be at least 1".into());
     }
-    if req.max_batch > 65535 {
+    if opts.max_batch > 65535 {
         return bad(
             "max_batch",
             format!(
                 "{} is more than the 65535 images a dispatch can take",
-                req.max_batch
+                opts.max_batch
             ),
         );
     }
-    if let Some(r) = req.options.resolution {
-        if !(1..=8192).contains(&r) {
-            return bad("resolution", format!("{r} is not in 1..=8192"));
-        }
-    }
-    if let Some(e) = req.options.bn_eps {
-        if !(e > 0.0 && e < 1.0) {
-            return bad("bn_eps", format!("{e} is not in (0, 1)"));
-        }
-    }
-    if let Some(c) = req.options.classes {
-        if c > 1_000_000 {
-            return bad("classes", format!("{c} is more than 1000000"));
-        }
-    }
-    if let Some(m) = &req.module {
+    if let Some(m) = &opts.module {
         if !is_ident(m) {
             return bad("name", format!("`{m}` is not a Rust identifier"));
         }
@@ -215,51 +190,12 @@ pub fn module_name(model: &str) -> String {
     s
 }
 
-/// Resolves, builds, plans and compiles the model of a request and generates its
-/// host code.
-pub fn generate(req: &Request) -> Result<Generated, Error> {
-    check_options(req)?;
-    let (origin, text, select) = match &req.source {
-        SpecSource::Builtin(name) => {
-            let Some(text) = effc_catalog::source(name) else {
-                // Spec::builtin says which names exist and suggests the closest.
-                return Err(Error::Spec(Spec::builtin(name).err().unwrap_or_else(
-                    || Diagnostic::bare(format!("unknown model `{name}`")).into(),
-                )));
-            };
-            if let Some(m) = &req.model {
-                return Err(Error::Option {
-                    option: "model",
-                    message: format!(
-                        "selects a model of a spec file or inline spec; `{name}` is a built-in model (to use `{m}`, write `efficientnet!(\"{m}\")`)"
-                    ),
-                });
-            }
-            (
-                format!("<builtin {name}>"),
-                text.to_string(),
-                Some(name.clone()),
-            )
-        }
-        SpecSource::File { path, display } => {
-            let text = effc_ir::spec::read_spec(path).map_err(|_| {
-                Error::Spec(
-                    Diagnostic::bare(format!("cannot read spec file `{display}`"))
-                        .with_help(format!(
-                            "the path is relative to the crate's directory; looked at {}",
-                            path.display()
-                        ))
-                        .into(),
-                )
-            })?;
-            (display.clone(), text, req.model.clone())
-        }
-        SpecSource::Inline(text) => ("<inline spec>".to_string(), text.clone(), req.model.clone()),
-    };
-    let spec = Spec::parse_model(&origin, &text, select.as_deref()).map_err(Error::Spec)?;
-    let model = Model::build(&spec, &req.options).map_err(Error::Spec)?;
-    let plan = effc_plan::plan_at(&model, req.precision);
-    let (shaders, packed_shaders) = match req.precision {
+/// Plans and compiles the kernels of a resolved model and generates its host code.
+pub fn generate(src: &Source, opts: &CodegenOptions) -> Result<Generated, Error> {
+    check_options(opts)?;
+    let model = src.model.clone();
+    let plan = effc_plan::plan_at(&model, src.precision);
+    let (shaders, packed_shaders) = match src.precision {
         Precision::F32 => (effc_wgsl::emit_all(&plan), vec![]),
         Precision::F16 => (
             effc_wgsl::emit_all_as(&plan, Spelling::Native),
@@ -272,19 +208,10 @@ pub fn generate(req: &Request) -> Result<Generated, Error> {
                 .collect(),
         ),
     };
-    let module = req
+    let module = opts
         .module
         .clone()
         .unwrap_or_else(|| module_name(&model.name));
-    let tracked = match (&req.source, req.track_file) {
-        (SpecSource::File { path, .. }, true) => Some(
-            std::fs::canonicalize(path)
-                .unwrap_or_else(|_| path.clone())
-                .display()
-                .to_string(),
-        ),
-        _ => None,
-    };
     // naga validates the shaders on every core while this thread writes the host
     // code (then helps): the two are independent, and validation is most of the time.
     let all: Vec<Shader> = shaders.iter().chain(&packed_shaders).cloned().collect();
@@ -294,16 +221,16 @@ pub fn generate(req: &Request) -> Result<Generated, Error> {
             plan: &plan,
             shaders: &shaders,
             packed_shaders: &packed_shaders,
-            spec_name: &spec.name,
-            spec_origin: &origin,
-            spec_text: &text,
-            options: &req.options,
-            max_batch: req.max_batch,
+            spec_name: src.spec_name,
+            spec_origin: src.origin,
+            spec_text: src.text,
+            options: src.options,
+            max_batch: opts.max_batch,
             module: &module,
-            embed: req.shaders,
-            tracked_file: tracked.as_deref(),
+            embed: opts.shaders,
+            tracked_file: src.tracked_file,
         });
-        let formatted = req.format.then(|| format_items(items.clone()));
+        let formatted = opts.format.then(|| format_items(items.clone()));
         (items, formatted)
     });
     validated.map_err(|e| Error::Internal(e.to_string()))?;
@@ -313,8 +240,8 @@ pub fn generate(req: &Request) -> Result<Generated, Error> {
         shaders,
         packed_shaders,
         module,
-        spec_origin: origin,
-        max_batch: req.max_batch,
+        spec_origin: src.origin.to_string(),
+        max_batch: opts.max_batch,
         items,
         formatted,
     })
@@ -364,8 +291,49 @@ fn format_items(tokens: TokenStream) -> String {
     }
 }
 
+/// Test helpers: a built-in's or an inline spec's host code, resolved here
+/// without the driver (which this crate's own tests cannot depend on).
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    pub(crate) fn generate_text(
+        origin: &str,
+        text: &str,
+        select: Option<&str>,
+        precision: Precision,
+        opts: &CodegenOptions,
+    ) -> Generated {
+        let spec = Spec::parse_model(origin, text, select).expect("the spec resolves");
+        let options = Options::default();
+        let model = Model::build(&spec, &options).expect("the spec builds");
+        let src = Source {
+            model: &model,
+            spec_name: &spec.name,
+            origin,
+            text,
+            options: &options,
+            precision,
+            tracked_file: None,
+        };
+        generate(&src, opts).expect("the model generates")
+    }
+
+    pub(crate) fn builtin(name: &str, precision: Precision, opts: &CodegenOptions) -> Generated {
+        let text = effc_catalog::source(name).expect("a built-in");
+        generate_text(
+            &format!("<builtin {name}>"),
+            text,
+            Some(name),
+            precision,
+            opts,
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::testing::builtin;
     use super::*;
 
     #[test]
@@ -380,82 +348,31 @@ mod tests {
     }
 
     #[test]
-    fn options_are_checked_before_the_spec() {
-        let mut r = Request::new(SpecSource::Builtin("b0".into()));
-        r.max_batch = 0;
+    fn options_are_checked() {
+        let opts = CodegenOptions {
+            max_batch: 0,
+            ..CodegenOptions::default()
+        };
         assert!(matches!(
-            generate(&r),
+            check_options(&opts),
             Err(Error::Option {
                 option: "max_batch",
                 ..
             })
         ));
-        let mut r = Request::new(SpecSource::Builtin("b0".into()));
-        r.options.bn_eps = Some(2.0);
+        let opts = CodegenOptions {
+            module: Some("not an ident".into()),
+            ..CodegenOptions::default()
+        };
         assert!(matches!(
-            generate(&r),
-            Err(Error::Option {
-                option: "bn_eps",
-                ..
-            })
-        ));
-        let mut r = Request::new(SpecSource::Builtin("b0".into()));
-        r.module = Some("not an ident".into());
-        assert!(matches!(
-            generate(&r),
+            check_options(&opts),
             Err(Error::Option { option: "name", .. })
         ));
     }
 
     #[test]
-    fn unknown_builtin_suggests_the_closest() {
-        let Err(Error::Spec(d)) = generate(&Request::new(SpecSource::Builtin("v2-ss".into())))
-        else {
-            panic!("expected a spec error")
-        };
-        let s = d.render(false);
-        assert!(s.contains("unknown model `v2-ss`"), "{s}");
-        assert!(s.contains("did you mean `v2-s`"), "{s}");
-    }
-
-    #[test]
-    fn inline_spec_errors_name_line_and_column() {
-        let text = "model tiny extends b0 {\n    width = 0.5\n    widht = 2\n}\n";
-        let Err(Error::Spec(d)) = generate(&Request::new(SpecSource::Inline(text.into()))) else {
-            panic!("expected a spec error")
-        };
-        assert_eq!(d.0[0].position().as_deref(), Some("<inline spec>:3:5"));
-    }
-
-    #[test]
-    fn missing_file_says_where_it_looked() {
-        let r = Request::new(SpecSource::File {
-            path: "/nonexistent/x.enet".into(),
-            display: "x.enet".into(),
-        });
-        let Err(Error::Spec(d)) = generate(&r) else {
-            panic!("expected an error")
-        };
-        let s = d.render(false);
-        assert!(s.contains("cannot read spec file `x.enet`"), "{s}");
-        assert!(s.contains("/nonexistent/x.enet"), "{s}");
-    }
-
-    #[test]
-    fn model_option_selects_a_model_of_the_text() {
-        let text = "model a extends lite0 { resolution = 192 }\nmodel b extends lite0 { resolution = 160 }\n";
-        let mut r = Request::new(SpecSource::Inline(text.into()));
-        assert_eq!(generate(&r).unwrap().model.resolution, 160);
-        r.model = Some("a".into());
-        let g = generate(&r).unwrap();
-        assert_eq!((g.model.resolution, g.module.as_str()), (192, "a"));
-        r.model = Some("c".into());
-        assert!(matches!(generate(&r), Err(Error::Spec(_))));
-    }
-
-    #[test]
     fn generated_file_parses_and_names_every_kernel() {
-        let g = generate(&Request::new(SpecSource::Builtin("lite0".into()))).unwrap();
+        let g = builtin("lite0", Precision::F32, &CodegenOptions::default());
         let file = g.file();
         syn::parse_file(&file).unwrap();
         for k in &g.plan.kernels {
@@ -471,9 +388,11 @@ mod tests {
 
     #[test]
     fn include_str_form_refers_to_the_wgsl_files() {
-        let mut r = Request::new(SpecSource::Builtin("lite0".into()));
-        r.shaders = Shaders::IncludeStr;
-        let g = generate(&r).unwrap();
+        let opts = CodegenOptions {
+            shaders: Shaders::IncludeStr,
+            ..CodegenOptions::default()
+        };
+        let g = builtin("lite0", Precision::F32, &opts);
         let file = g.file();
         for s in &g.shaders {
             assert!(

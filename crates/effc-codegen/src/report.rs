@@ -235,11 +235,12 @@ impl Report {
 
 #[cfg(test)]
 mod tests {
-    use crate::{generate, Request, SpecSource};
+    use crate::testing::builtin;
+    use crate::{CodegenOptions, Precision};
 
     #[test]
     fn report_totals_match_the_ir_and_plan() {
-        let g = generate(&Request::new(SpecSource::Builtin("b0".into()))).unwrap();
+        let g = builtin("b0", Precision::F32, &CodegenOptions::default());
         let r = g.report();
         assert_eq!(r.params, 5_288_548, "timm's efficientnet_b0");
         assert_eq!(r.kernels.len(), g.plan.kernels.len());

@@ -239,10 +239,11 @@ fn html_escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{generate, Request, SpecSource};
+    use crate::testing::builtin;
+    use crate::{CodegenOptions, Precision};
 
     fn b0() -> Generated {
-        generate(&Request::new(SpecSource::Builtin("b0".into()))).unwrap()
+        builtin("b0", Precision::F32, &CodegenOptions::default())
     }
 
     #[test]
@@ -311,9 +312,7 @@ mod tests {
 
     #[test]
     fn at_f16_weights_are_halves_and_every_shader_has_two_spellings() {
-        let mut r = Request::new(SpecSource::Builtin("b0".into()));
-        r.precision = effc_plan::Precision::F16;
-        let g = generate(&r).unwrap();
+        let g = builtin("b0", Precision::F16, &CodegenOptions::default());
         let f32_bytes = b0().plan.weight_bytes();
         assert_eq!(g.plan.weight_bytes() * 2, f32_bytes);
         let packed: Vec<Vec<f32>> = g

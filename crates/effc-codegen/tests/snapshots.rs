@@ -1,8 +1,13 @@
 //! Snapshots of the generated host code: what `effc compile lite0` writes as
 //! `model.rs`, and what `efficientnet!(spec = …)` expands to for a small custom spec.
 
-use effc_codegen::{generate, Request, Shaders, SpecSource};
+use effc_codegen::{CodegenOptions, Generated, Shaders};
+use effc_driver::ModelRequest;
 use effc_ir::PaddingMode;
+
+fn generate(req: &ModelRequest, opts: &CodegenOptions) -> Generated {
+    req.generate(opts, false).unwrap()
+}
 
 /// A small custom network: two MBConv stages and a Fused-MBConv one, 64x64 input.
 const TINY: &str = "\
@@ -22,20 +27,25 @@ model tiny {
 
 #[test]
 fn lite0_model_rs() {
-    let mut req = Request::new(SpecSource::Builtin("lite0".into()));
-    req.shaders = Shaders::IncludeStr;
-    let g = generate(&req).unwrap();
+    let opts = CodegenOptions {
+        shaders: Shaders::IncludeStr,
+        ..CodegenOptions::default()
+    };
+    let g = generate(&ModelRequest::builtin("lite0"), &opts);
     insta::assert_snapshot!("lite0_model_rs", g.file());
 }
 
 #[test]
 fn tiny_macro_expansion() {
-    let mut req = Request::new(SpecSource::Inline(TINY.into()));
+    let mut req = ModelRequest::inline(TINY);
     req.options.padding = Some(PaddingMode::Symmetric);
     req.options.bn_eps = Some(1e-5);
-    req.max_batch = 4;
-    req.module = Some("tiny_net".into());
-    let g = generate(&req).unwrap();
+    let opts = CodegenOptions {
+        max_batch: 4,
+        module: Some("tiny_net".into()),
+        ..CodegenOptions::default()
+    };
+    let g = generate(&req, &opts);
     insta::assert_snapshot!("tiny_macro_expansion", g.module_file());
 }
 
@@ -43,11 +53,14 @@ fn tiny_macro_expansion() {
 /// kernel after level 1 (the last stage, the head and the classifier are not planned).
 #[test]
 fn tiny_features_model_rs() {
-    let mut req = Request::new(SpecSource::Inline(TINY.into()));
+    let mut req = ModelRequest::inline(TINY);
     req.options.features = Some(vec![0, 1]);
-    req.shaders = Shaders::IncludeStr;
-    req.module = Some("tiny_backbone".into());
-    let g = generate(&req).unwrap();
+    let opts = CodegenOptions {
+        shaders: Shaders::IncludeStr,
+        module: Some("tiny_backbone".into()),
+        ..CodegenOptions::default()
+    };
+    let g = generate(&req, &opts);
     assert_eq!(g.plan.features.len(), 2);
     assert!(g
         .plan
@@ -61,11 +74,14 @@ fn tiny_features_model_rs() {
 /// both spellings (`wgsl` native, `wgsl_packed` halves in u32s); the report states it.
 #[test]
 fn tiny_f16_model_rs() {
-    let mut req = Request::new(SpecSource::Inline(TINY.into()));
+    let mut req = ModelRequest::inline(TINY);
     req.precision = effc_codegen::Precision::F16;
-    req.shaders = Shaders::IncludeStr;
-    req.module = Some("tiny_half".into());
-    let g = generate(&req).unwrap();
+    let opts = CodegenOptions {
+        shaders: Shaders::IncludeStr,
+        module: Some("tiny_half".into()),
+        ..CodegenOptions::default()
+    };
+    let g = generate(&req, &opts);
     assert_eq!(g.packed_shaders.len(), g.shaders.len());
     insta::assert_snapshot!("tiny_f16_model_rs", g.file());
     insta::assert_snapshot!("tiny_f16_report_md", g.report().markdown());

@@ -135,7 +135,11 @@ pub(crate) fn select(
 
 #[cfg(test)]
 mod tests {
-    use crate::{load, Options};
+    use crate::{Model, Options, Spec};
+
+    fn load(name: &str, opts: &Options) -> Result<Model, effc_syntax::Diagnostics> {
+        Model::build(&Spec::builtin(name)?, opts)
+    }
 
     fn levels(name: &str, want: &[usize]) -> Vec<(usize, usize, usize)> {
         let opts = Options {

@@ -10,26 +10,22 @@
 //! - [`Cost`]: parameters, multiply-accumulates and activation memory; the
 //!   printout ([`Model::render`]) that `effc inspect` shows.
 //!
-//! This crate does no I/O except reading a spec file on request, and knows
-//! nothing of GPUs, kernels or weights' values.
+//! This crate does no I/O (`effc-driver` reads spec files), and knows nothing
+//! of GPUs, kernels or weights' values.
 
 pub mod cost;
 pub mod features;
 pub mod model;
 pub mod params;
+pub mod ranges;
 pub mod scale;
 pub mod spec;
 
 pub use cost::{Cost, LayerRow};
 pub use features::FeatureInfo;
 pub use model::{
-    Block, BlockKind, Conv2d, ConvBn, Linear, Model, Options, Pad, SqueezeExcite, Stage,
+    Block, BlockKind, Conv2d, ConvBn, Linear, Model, OptionError, Options, Pad, SqueezeExcite,
+    Stage,
 };
 pub use params::{Layer, Naming, Param, ParamKey, Tensor};
 pub use spec::{Activation, PaddingMode, Rounding, Spec, Training};
-
-/// Resolves and builds a built-in model or a spec file in one call.
-pub fn load(model_or_path: &str, opts: &Options) -> Result<Model, effc_syntax::Diagnostics> {
-    let spec = Spec::load(model_or_path)?;
-    Model::build(&spec, opts)
-}

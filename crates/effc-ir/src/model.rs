@@ -4,6 +4,7 @@
 use effc_syntax::{Diagnostic, Diagnostics, Loc};
 use serde::Serialize;
 
+use crate::ranges;
 use crate::spec::{Activation, PaddingMode, Rounding, Spec};
 
 /// Padding of a convolution, per side, in pixels.
@@ -258,6 +259,57 @@ pub struct Options {
     pub features: Option<Vec<usize>>,
 }
 
+/// An override out of its range ([`Options::check`]): the option (`resolution`,
+/// `bn_eps`, `classes`) and what is wrong with its value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OptionError {
+    pub option: &'static str,
+    pub message: String,
+}
+
+impl std::fmt::Display for OptionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "`{}` {}", self.option, self.message)
+    }
+}
+
+impl std::error::Error for OptionError {}
+
+impl Options {
+    /// Checks each override against the range its spec setting has
+    /// ([`crate::ranges`]); [`Model::build`] does too, so a caller that reports
+    /// options apart from the spec calls this first.
+    pub fn check(&self) -> Result<(), OptionError> {
+        let bad = |option, message: String| Err(OptionError { option, message });
+        if let Some(r) = self.resolution {
+            if !ranges::RESOLUTION.contains(&r) {
+                return bad(
+                    "resolution",
+                    format!(
+                        "{r} is not in {}..={}",
+                        ranges::RESOLUTION.start(),
+                        ranges::RESOLUTION.end()
+                    ),
+                );
+            }
+        }
+        if let Some(e) = self.bn_eps {
+            if !ranges::BN_EPS.contains(e) {
+                return bad("bn_eps", format!("{e} is not in {}", ranges::BN_EPS));
+            }
+        }
+        if let Some(c) = self.classes {
+            if !ranges::CLASSES.contains(&c) {
+                return bad(
+                    "classes",
+                    format!("{c} is more than {}", ranges::CLASSES.end()),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The network: settings after overrides and scaling, and every layer.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Model {
@@ -319,15 +371,9 @@ impl Model {
         let padding = opts.padding.unwrap_or(spec.padding);
         let eps = opts.bn_eps.unwrap_or(spec.bn_eps);
         let classes = opts.classes.unwrap_or(spec.classes);
-        if let Some(e) = opts.bn_eps {
-            if !(e > 0.0 && e < 1.0) {
-                errors.push(Diagnostic::bare(format!(
-                    "BN epsilon must be in (0, 1), got {e}"
-                )));
-            }
-        }
-        if resolution == 0 {
-            errors.push(Diagnostic::bare("resolution must be at least 1"));
+        if let Err(e) = opts.check() {
+            errors.push(Diagnostic::bare(e.to_string()));
+            return Err(Diagnostics(errors));
         }
         let act = spec.activation;
         let rf = |c: usize| round_filters(c, spec.width, spec.rounding);

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::Path;
 use std::sync::Arc;
 
 use effc_syntax::ast::{self, Setting, Spanned, Value};
@@ -71,6 +70,21 @@ impl PaddingMode {
         match self {
             PaddingMode::Same => "same",
             PaddingMode::Symmetric => "symmetric",
+        }
+    }
+}
+
+impl std::str::FromStr for PaddingMode {
+    type Err = String;
+
+    /// `same` or `symmetric`, as in a spec.
+    fn from_str(s: &str) -> Result<PaddingMode, String> {
+        match s {
+            "same" => Ok(PaddingMode::Same),
+            "symmetric" => Ok(PaddingMode::Symmetric),
+            _ => Err(format!(
+                "unknown padding `{s}`: `same` (TensorFlow) or `symmetric` (PyTorch)"
+            )),
         }
     }
 }
@@ -333,49 +347,10 @@ impl Spec {
         }
     }
 
-    /// A `.enet` file from disk.
-    pub fn from_file(path: &Path) -> Result<Spec, Diagnostics> {
-        let text = read_spec(path)?;
-        Self::parse(&path.display().to_string(), &text)
-    }
-
-    /// A built-in name, or else a path to a `.enet` file.
-    pub fn load(model_or_path: &str) -> Result<Spec, Diagnostics> {
-        if effc_catalog::source(model_or_path).is_some() {
-            return Self::builtin(model_or_path);
-        }
-        let p = Path::new(model_or_path);
-        if p.exists() || model_or_path.ends_with(".enet") || model_or_path.contains('/') {
-            return Self::from_file(p);
-        }
-        Err(Diagnostic::bare(format!(
-            "unknown model `{model_or_path}`: not a built-in model and no such file"
-        ))
-        .with_help(format!(
-            "built-in models: {}",
-            effc_catalog::names().collect::<Vec<_>>().join(", ")
-        ))
-        .into())
-    }
-
     /// Where a setting got its value, or the model's declaration for a default.
     pub fn loc_of(&self, key: &str) -> &Loc {
         self.origin.get(key).unwrap_or(&self.decl)
     }
-}
-
-/// Reads a spec file, with an error that names it.
-pub fn read_spec(path: &Path) -> Result<String, Diagnostics> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| Diagnostic::bare(format!("cannot read {}: {e}", path.display())))?;
-    String::from_utf8(bytes).map_err(|e| {
-        Diagnostic::bare(format!(
-            "{} is not UTF-8 text (invalid byte at offset {})",
-            path.display(),
-            e.utf8_error().valid_up_to()
-        ))
-        .into()
-    })
 }
 
 fn no_model(source: &Arc<Source>) -> Diagnostic {

@@ -108,6 +108,57 @@ pub struct Executor {
     classifier: Option<(Vec<f32>, Vec<f32>)>,
 }
 
+/// What an [`Executor`] allocates, in bytes, computed from the IR before anything
+/// is: its weights, and the activations alive at once while it runs one image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Memory {
+    /// The executor's own copy of every convolution's weights and BN's scale and
+    /// shift, and the classifier's, as f32 (the checkpoint is not kept).
+    pub weights: u64,
+    /// The most activations alive at once for one image: its input in both
+    /// layouts, then per layer what `forward` keeps (a block's input for the
+    /// residual, the expanded map, the depthwise or fused output, the projected
+    /// output), all f32. Images run one after the other.
+    pub per_image: u64,
+}
+
+impl Memory {
+    /// Bytes for a batch of `batch` images: the weights, one image's working
+    /// set, and the batch's input and outputs (`out_per_image` values each).
+    pub fn total(&self, batch: usize, out_per_image: usize) -> u64 {
+        let io = (batch as u64)
+            .saturating_mul(out_per_image as u64)
+            .saturating_mul(4);
+        self.weights
+            .saturating_add(self.per_image)
+            .saturating_add(io)
+    }
+}
+
+/// What running `model` on the reference executor allocates (see [`Memory`]).
+pub fn memory(model: &Model) -> Memory {
+    let f32s = |n: usize| (n as u64).saturating_mul(4);
+    let numel = |s: [usize; 3]| s[0].saturating_mul(s[1]).saturating_mul(s[2]);
+    let cost = model.cost();
+    let input = numel(model.input);
+    let mut peak = 2 * input + numel(model.stem.out_shape());
+    for b in model.blocks() {
+        let expanded = b.expand.as_ref().map_or(0, |e| numel(e.out_shape()));
+        let conv = numel(b.conv.out_shape());
+        let project = b.project.as_ref().map_or(0, |p| numel(p.out_shape()));
+        let live = numel(b.in_shape)
+            .saturating_add(expanded.max(project))
+            .saturating_add(conv);
+        peak = peak.max(live);
+    }
+    let head = numel(model.head.out_shape());
+    peak = peak.max(numel(model.blocks().last().map_or([0; 3], |b| b.out_shape)) + head);
+    Memory {
+        weights: f32s(cost.params as usize).saturating_add(f32s(cost.buffers as usize)),
+        per_image: f32s(peak),
+    }
+}
+
 /// Looks up the tensors of one layer, recording what is missing or wrongly sized.
 struct Fetch<'a> {
     model: &'a Model,
@@ -466,19 +517,4 @@ fn hwc_to_chw(x: &[f32], c: usize) -> Vec<f32> {
         }
     }
     out
-}
-
-/// The `k` most probable classes of one row of logits: (class, softmax probability),
-/// most probable first.
-pub fn top_k(logits: &[f32], k: usize) -> Vec<(usize, f32)> {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let exps: Vec<f64> = logits.iter().map(|&v| (v as f64 - max).exp()).collect();
-    let sum: f64 = exps.iter().sum();
-    let mut order: Vec<usize> = (0..logits.len()).collect();
-    order.sort_by(|&a, &b| exps[b].total_cmp(&exps[a]).then(a.cmp(&b)));
-    order
-        .into_iter()
-        .take(k)
-        .map(|i| (i, (exps[i] / sum) as f32))
-        .collect()
 }

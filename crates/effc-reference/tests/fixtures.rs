@@ -3,7 +3,8 @@
 //! Tolerance (tests/fixtures/README.md): max|got − want| ≤ 1e-3 · max|want|.
 
 use effc_ir::{Model, Options, PaddingMode, Spec};
-use effc_reference::{top_k, Error, Executor, Tap, Tensor};
+use effc_reference::{Error, Executor, Tap, Tensor};
+use effc_weights::top_k;
 use effc_weights::{load_image, Weights};
 
 use effc_testkit::fixtures;

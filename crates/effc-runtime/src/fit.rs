@@ -99,6 +99,44 @@ impl fmt::Display for Bytes {
     }
 }
 
+/// What creating a [`crate::CompiledModel`] of `plan` and running batches of
+/// `batch` images allocate on the host, in bytes, named: the weights packed in
+/// f32 (BN folded), at f16 each kernel's halves for its upload, the staging of a
+/// batch's input and output; on a software adapter (whose device memory is host
+/// memory) also the device's weights and activation buffers.
+pub fn host_memory(plan: &Plan, batch: usize, software: bool) -> Vec<(String, u64)> {
+    let packed: u64 = plan
+        .kernels
+        .iter()
+        .map(|k| (k.weights_len as u64).saturating_mul(4))
+        .sum();
+    let b = batch as u64;
+    let io = (plan.tensors[plan.input].bytes as u64 + plan.output_bytes() as u64).saturating_mul(b);
+    let mut v = vec![
+        ("packed weights for the GPU".to_string(), packed),
+        (format!("input and output staging, batch {batch}"), io),
+    ];
+    if !plan.precision.is_f32() {
+        let largest = plan.kernels.iter().map(|k| k.layout.bytes() as u64).max();
+        v.push((
+            format!("{} copy of one kernel's weights", plan.precision),
+            largest.unwrap_or(0),
+        ));
+    }
+    if software {
+        let slots: u64 = plan.slots.iter().map(|s| s.bytes as u64).sum();
+        v.push((
+            "software adapter: device weights".into(),
+            plan.weight_bytes() as u64,
+        ));
+        v.push((
+            format!("software adapter: activation buffers, batch {batch}"),
+            slots.saturating_mul(b).saturating_add(io),
+        ));
+    }
+    v
+}
+
 /// Every buffer is at least this large (wgpu refuses empty bindings).
 const MIN_BUFFER: u64 = 16;
 

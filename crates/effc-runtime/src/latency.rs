@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use effc_plan::Plan;
 use serde::{Deserialize, Serialize};
 
-use crate::tune::{adapter_cache_path, write_atomic, CacheError};
+use crate::tune::{adapter_cache_path, lock_cache_dir, read_cache, write_cache, CacheError};
 use crate::{median, AdapterSummary, CompiledModel, Gpu, GpuError};
 
 /// How to measure.
@@ -167,15 +167,8 @@ pub fn latency_cache_path(adapter: &AdapterSummary) -> Result<PathBuf, CacheErro
 /// Reads a latency cache (empty when the file does not exist). A file written by
 /// another effc version is read as empty: its plans may differ.
 pub fn load_latencies_at(path: &Path) -> Result<LatencyCache, CacheError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(LatencyCache::default()),
-        Err(e) => {
-            return Err(CacheError::Read {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            })
-        }
+    let Some(text) = read_cache(path)? else {
+        return Ok(LatencyCache::default());
     };
     let cache: LatencyCache = serde_json::from_str(&text).map_err(|e| CacheError::Corrupt {
         path: path.to_path_buf(),
@@ -187,20 +180,26 @@ pub fn load_latencies_at(path: &Path) -> Result<LatencyCache, CacheError> {
     Ok(cache)
 }
 
-/// Writes a latency cache atomically (a reader never sees half a file).
+/// Adds `cache`'s entries to the latency cache file (replacing those it names)
+/// and writes it whole. The read-merge-write holds the cache directory's lock,
+/// so two processes timing models at once lose neither's measurements.
 pub fn save_latencies_at(
     path: &Path,
     adapter: &str,
     cache: &LatencyCache,
 ) -> Result<(), CacheError> {
-    let mut c = cache.clone();
+    let _lock = lock_cache_dir(path)?;
+    // A damaged or another version's file is replaced by what this run has.
+    let mut c = load_latencies_at(path).unwrap_or_default();
+    c.entries
+        .extend(cache.entries.iter().map(|(k, v)| (k.clone(), v.clone())));
     c.adapter = adapter.to_string();
     c.effc = env!("CARGO_PKG_VERSION").to_string();
     let text = serde_json::to_string_pretty(&c).map_err(|e| CacheError::Write {
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
-    write_atomic(path, &(text + "\n"))
+    write_cache(path, &(text + "\n"))
 }
 
 #[cfg(test)]
@@ -244,6 +243,30 @@ mod tests {
         std::fs::write(&path, "{").unwrap();
         let e = load_latencies_at(&path).unwrap_err();
         assert!(e.to_string().contains("latency-x.json"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Two processes timing models at once (each with the cache it loaded
+    /// before the other saved) keep both measurements.
+    #[test]
+    fn concurrent_saves_lose_no_measurement() {
+        let dir = std::env::temp_dir().join(format!("effc-latency-lock-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("latency-y.json");
+        let threads: Vec<_> = (0..8)
+            .map(|i| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let mut c = LatencyCache::default();
+                    c.insert(cache_key(&format!("m{i}"), 1), "p".into(), lat(i as f64));
+                    save_latencies_at(&path, "adapter y", &c).unwrap();
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(load_latencies_at(&path).unwrap().entries.len(), 8);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

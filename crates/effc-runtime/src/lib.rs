@@ -32,7 +32,7 @@ pub use effc_plan::Precision;
 pub use effc_wgsl::Spelling;
 pub use error::GpuError;
 pub use features::FeatureMap;
-pub use fit::{fit, Fit, FitError};
+pub use fit::{fit, host_memory, Fit, FitError};
 pub use gpu::{Gpu, F16_ENV};
 pub use model::CompiledModel;
 pub use profile::{median, KernelTiming};

@@ -237,6 +237,14 @@ pub enum CacheError {
     Corrupt { path: PathBuf, message: String },
     #[error("cannot write the tuning cache `{path}`: {message}")]
     Write { path: PathBuf, message: String },
+    /// The cache directory (`EFFC_CACHE_DIR`, `XDG_CACHE_HOME/effc` or
+    /// `~/.cache/effc`) is, or lies below, something that is not a directory.
+    #[error("the cache directory `{}` cannot be used: `{}` is {kind}, not a directory (set EFFC_CACHE_DIR to a directory)", path.display(), blocker.display())]
+    NotADirectory {
+        path: PathBuf,
+        blocker: PathBuf,
+        kind: effc_files::FileKind,
+    },
 }
 
 /// What a cache file holds.
@@ -295,15 +303,8 @@ pub fn load_tuning(
 /// The tiles of one cache file (`None` when it does not exist), and the entries
 /// dropped as unusable.
 pub fn load_tuning_at(path: &Path) -> Result<Option<(Tuning, Vec<String>)>, CacheError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(CacheError::Read {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            })
-        }
+    let Some(text) = read_cache(path)? else {
+        return Ok(None);
     };
     let mut file: CacheFile = serde_json::from_str(&text).map_err(|e| CacheError::Corrupt {
         path: path.to_path_buf(),
@@ -338,9 +339,7 @@ pub fn save_tuning_at(
         path: p.to_path_buf(),
         message: e.to_string(),
     };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| write_err(dir, e))?;
-    let _lock = DirLock::acquire(dir).map_err(|e| write_err(dir, e))?;
+    let _lock = lock_cache_dir(path)?;
     let mut backup = None;
     let mut all = match load_tuning_at(path) {
         Ok(Some((t, _))) => t,
@@ -363,13 +362,13 @@ pub fn save_tuning_at(
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
-    write_atomic(path, &(text + "\n"))?;
+    write_cache(path, &(text + "\n"))?;
     Ok(backup)
 }
 
-/// Writes a cache file (creating its directory) beside it, then renames it: a
-/// reader never sees half a file.
-pub fn write_atomic(path: &Path, text: &str) -> Result<(), CacheError> {
+/// Writes a cache file whole (creating its directory) through
+/// `effc_files::replace`: a reader never sees half a file.
+pub(crate) fn write_cache(path: &Path, text: &str) -> Result<(), CacheError> {
     let write_err = |p: &Path, e: std::io::Error| CacheError::Write {
         path: p.to_path_buf(),
         message: e.to_string(),
@@ -377,39 +376,57 @@ pub fn write_atomic(path: &Path, text: &str) -> Result<(), CacheError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| write_err(dir, e))?;
     }
-    let tmp = path.with_extension(format!("json.{}.tmp", std::process::id()));
-    if let Err(e) = std::fs::write(&tmp, text) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(write_err(&tmp, e));
+    effc_files::replace(path, text.as_bytes()).map_err(|e| write_err(path, e))
+}
+
+/// Reads a cache file (`None` when it does not exist), as a regular file of at
+/// most 64 MiB.
+pub(crate) fn read_cache(path: &Path) -> Result<Option<String>, CacheError> {
+    match effc_files::read_text(path, effc_files::Input::CACHE) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(CacheError::Read {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        }),
     }
-    std::fs::rename(&tmp, path).map_err(|e| write_err(path, e))?;
-    Ok(())
 }
 
-/// An exclusive advisory lock on a directory, held until dropped (closing the
-/// descriptor releases it). Where `flock` does not exist, no lock.
-struct DirLock {
-    _file: std::fs::File,
+/// Locks a cache file's directory (created if needed) for a read-merge-write.
+pub(crate) fn lock_cache_dir(path: &Path) -> Result<effc_files::DirLock, CacheError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let write_err = |e: std::io::Error| CacheError::Write {
+        path: dir.to_path_buf(),
+        message: e.to_string(),
+    };
+    std::fs::create_dir_all(dir).map_err(write_err)?;
+    effc_files::DirLock::acquire(dir).map_err(write_err)
 }
 
-impl DirLock {
-    fn acquire(dir: &Path) -> std::io::Result<DirLock> {
-        let file = std::fs::File::open(dir)?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::io::AsRawFd;
-            loop {
-                // SAFETY: flock on a descriptor this function owns; no memory is shared.
-                if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
-                    break;
-                }
-                let e = std::io::Error::last_os_error();
-                if e.kind() != std::io::ErrorKind::Interrupted {
-                    return Err(e);
-                }
+/// The cache directory, checked before anything is measured: it must be a
+/// directory, or not exist yet below a directory, so that a command that
+/// measures for minutes does not fail only when it saves.
+pub fn check_cache_dir() -> Result<PathBuf, CacheError> {
+    check_cache_dir_at(cache_dir().ok_or(CacheError::NoDirectory)?)
+}
+
+fn check_cache_dir_at(dir: PathBuf) -> Result<PathBuf, CacheError> {
+    let mut at = dir.as_path();
+    loop {
+        match std::fs::metadata(at) {
+            Ok(m) if m.is_dir() => return Ok(dir),
+            Ok(m) => {
+                return Err(CacheError::NotADirectory {
+                    path: dir.clone(),
+                    blocker: at.to_path_buf(),
+                    kind: effc_files::FileKind::of(&m),
+                })
             }
+            Err(_) => match at.parent() {
+                Some(p) if !p.as_os_str().is_empty() => at = p,
+                _ => return Ok(dir),
+            },
         }
-        Ok(DirLock { _file: file })
     }
 }
 
@@ -490,6 +507,21 @@ mod tests {
     }
 
     /// Concurrent read-merge-writes keep every writer's tiles (the lock).
+    #[test]
+    fn a_cache_directory_that_is_a_file_is_refused_before_measuring() {
+        let dir = temp("notadir");
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("file");
+        std::fs::write(&file, "x").unwrap();
+        // EFFC_CACHE_DIR is process-wide: the check is tested on the walk itself.
+        let e = check_cache_dir_at(file.join("sub"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is a regular file, not a directory"), "{e}");
+        assert!(check_cache_dir_at(dir.join("new/deeper")).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn concurrent_saves_lose_nothing() {
         let dir = temp("lock");

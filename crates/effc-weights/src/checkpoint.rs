@@ -207,8 +207,9 @@ impl Weights {
         move |name| keys.get(name).and_then(|k| self.get(k))
     }
 
-    /// Reads a safetensors checkpoint for `model`. `naming`: the checkpoint's
-    /// layout, or `None` to detect it from the tensor names.
+    /// Reads a safetensors checkpoint for `model` (a regular file, read whole
+    /// through `effc_files::read`). `naming`: the checkpoint's layout, or `None`
+    /// to detect it from the tensor names.
     ///
     /// Every tensor of the model must be present with its shape, as F32, F16, BF16
     /// or F64, with finite values; the file must hold no other tensors, except
@@ -221,10 +222,7 @@ impl Weights {
         naming: Option<Naming>,
     ) -> Result<Weights, Error> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|cause| Error::Io {
-            path: path.to_path_buf(),
-            cause,
-        })?;
+        let bytes = effc_files::read(path, effc_files::Input::CHECKPOINT)?;
         Weights::from_bytes(&bytes, path, model, naming)
     }
 

@@ -11,12 +11,10 @@ use effc_ir::Naming;
 /// Everything that can go wrong reading a checkpoint or an image.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The file cannot be opened or read.
-    #[error("cannot read `{}`: {cause}", path.display())]
-    Io {
-        path: PathBuf,
-        cause: std::io::Error,
-    },
+    /// The file cannot be read: missing, unreadable, not a regular file (a FIFO,
+    /// device or directory is never read) or too large; the message says which.
+    #[error(transparent)]
+    Read(#[from] effc_files::ReadError),
     /// The file has no bytes at all.
     #[error("`{}` is empty (0 bytes): expected {expected}", path.display())]
     Empty {

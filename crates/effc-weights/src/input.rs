@@ -29,16 +29,18 @@ pub const MAX_IMAGE_PIXELS: u64 = 2 * 89_478_485;
 /// Pillow's fixed-point precision for 8-bit images: `32 − 8 − 2`.
 const PRECISION_BITS: u32 = 22;
 
-/// Reads a PNG or JPEG file and preprocesses it for `model`: a CHW f32 tensor of
+/// Reads a PNG or JPEG file (a regular file, read whole through
+/// `effc_files::read`) and preprocesses it for `model`: a CHW f32 tensor of
 /// `3 × resolution × resolution`, normalized with the model's mean and std.
 pub fn load_image(path: impl AsRef<Path>, model: &Model) -> Result<Vec<f32>, Error> {
     let path = path.as_ref();
-    let io = |cause| Error::Io {
-        path: path.to_path_buf(),
-        cause,
-    };
-    let reader = image::ImageReader::open(path).map_err(io)?;
-    if std::fs::metadata(path).map_err(io)?.len() == 0 {
+    let bytes = effc_files::read(path, effc_files::Input::IMAGE)?;
+    image_from_bytes(&bytes, path, model)
+}
+
+/// As [`load_image`], from the file's bytes; `path` names it in errors.
+pub fn image_from_bytes(bytes: &[u8], path: &Path, model: &Model) -> Result<Vec<f32>, Error> {
+    if bytes.is_empty() {
         return Err(Error::Empty {
             path: path.to_path_buf(),
             expected: "a PNG or JPEG image",
@@ -48,12 +50,17 @@ pub fn load_image(path: impl AsRef<Path>, model: &Model) -> Result<Vec<f32>, Err
         path: path.to_path_buf(),
         cause,
     };
-    // The header only: the size is checked before a pixel is decoded.
-    let decoder = reader
+    // As `ImageReader::open` does: the extension's format, unless the bytes say
+    // otherwise.
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes));
+    if let Ok(format) = image::ImageFormat::from_path(path) {
+        reader.set_format(format);
+    }
+    let reader = reader
         .with_guessed_format()
-        .map_err(io)?
-        .into_decoder()
-        .map_err(bad)?;
+        .map_err(|e| bad(image::ImageError::IoError(e)))?;
+    // The header only: the size is checked before a pixel is decoded.
+    let decoder = reader.into_decoder().map_err(bad)?;
     let (width, height) = decoder.dimensions();
     if u64::from(width) * u64::from(height) > MAX_IMAGE_PIXELS {
         return Err(Error::ImageTooLarge {

@@ -19,6 +19,6 @@ mod error;
 mod input;
 
 pub use checkpoint::Weights;
-pub use classes::imagenet_classes;
+pub use classes::{class_name, imagenet_classes, top_k};
 pub use error::{Error, Mismatch};
 pub use input::{load_image, preprocess, CROP_PCT, MAX_IMAGE_PIXELS};

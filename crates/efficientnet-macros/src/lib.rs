@@ -1,12 +1,14 @@
 //! The `efficientnet!` macro. Use it through the `efficientnet` crate, which
 //! documents it and provides what the generated code runs on.
 //!
-//! This crate only parses the macro's arguments and turns errors into compile
-//! errors at the right token; `effc-codegen` generates the code.
+//! This crate only parses the macro's arguments into an `effc_driver::ModelRequest`
+//! and turns errors into compile errors at the right token; `effc-driver`
+//! resolves the request and `effc-codegen` generates the code.
 
 use std::path::PathBuf;
 
-use effc_codegen::{Error, Request, Shaders, SpecSource};
+use effc_codegen::{CodegenOptions, Shaders};
+use effc_driver::{Error, ModelRequest, ModelSource};
 use effc_ir::{Options, PaddingMode};
 use proc_macro2::{Span, TokenStream};
 use syn::parse::{Parse, ParseStream};
@@ -106,15 +108,18 @@ const OPTIONS: &[&str] = &[
 
 fn expand(input: TokenStream) -> TokenStream {
     match parse_request(input) {
-        Ok((req, spans)) => match effc_codegen::generate(&req) {
-            Ok(g) => g.module_tokens(),
-            Err(e) => error_tokens(&e, &spans),
-        },
+        Ok((req, opts, spans)) => {
+            let track = matches!(req.source, ModelSource::File { .. });
+            match req.generate(&opts, track) {
+                Ok(g) => g.module_tokens(),
+                Err(e) => error_tokens(&e, &req, &spans),
+            }
+        }
         Err(e) => e.to_compile_error(),
     }
 }
 
-fn error_tokens(e: &Error, spans: &Spans) -> TokenStream {
+fn error_tokens(e: &Error, req: &ModelRequest, spans: &Spans) -> TokenStream {
     match e {
         Error::Spec(diags) => {
             let mut out = TokenStream::new();
@@ -142,7 +147,19 @@ fn error_tokens(e: &Error, spans: &Spans) -> TokenStream {
             };
             syn::Error::new(span, format!("`{option}` {message}")).to_compile_error()
         }
-        Error::Internal(m) => syn::Error::new(spans.call, m).to_compile_error(),
+        Error::Read(r) => {
+            let shown = req.source.shown();
+            let message = if r.is_not_found() {
+                format!(
+                    "cannot read spec file `{shown}`\nhelp: the path is relative to the crate's directory; looked at {}",
+                    r.path().display()
+                )
+            } else {
+                r.to_string()
+            };
+            syn::Error::new(spans.source, message).to_compile_error()
+        }
+        e => syn::Error::new(spans.call, e.to_string()).to_compile_error(),
     }
 }
 
@@ -168,11 +185,12 @@ fn bare_option_span(d: &effc_syntax::Diagnostic, spans: &Spans) -> Option<Span> 
         .map(|(_, s)| *s)
 }
 
-fn parse_request(input: TokenStream) -> syn::Result<(Request, Spans)> {
+fn parse_request(input: TokenStream) -> syn::Result<(ModelRequest, CodegenOptions, Spans)> {
     let call = Span::call_site();
     let args = syn::parse::Parser::parse2(Punctuated::<Arg, Token![,]>::parse_terminated, input)?;
-    let mut source: Option<(SpecSource, Span)> = None;
-    let mut req = Request::new(SpecSource::Builtin(String::new()));
+    let mut source: Option<(ModelSource, Span)> = None;
+    let mut req = ModelRequest::new(ModelSource::Builtin(String::new()));
+    let mut opts = CodegenOptions::default();
     let mut options = Options::default();
     let mut spans = Spans {
         call,
@@ -180,7 +198,7 @@ fn parse_request(input: TokenStream) -> syn::Result<(Request, Spans)> {
         model: None,
         options: vec![],
     };
-    let mut set_source = |s: SpecSource, span: Span| -> syn::Result<()> {
+    let mut set_source = |s: ModelSource, span: Span| -> syn::Result<()> {
         if source.is_some() {
             return Err(syn::Error::new(
                 span,
@@ -192,7 +210,7 @@ fn parse_request(input: TokenStream) -> syn::Result<(Request, Spans)> {
     };
     for arg in args {
         match arg {
-            Arg::Builtin(lit) => set_source(SpecSource::Builtin(lit.value()), lit.span())?,
+            Arg::Builtin(lit) => set_source(ModelSource::Builtin(lit.value()), lit.span())?,
             Arg::Option { key, value } => {
                 let k = key.to_string();
                 let Some(&known) = OPTIONS.iter().find(|o| **o == k) else {
@@ -221,7 +239,7 @@ fn parse_request(input: TokenStream) -> syn::Result<(Request, Spans)> {
                             .map(PathBuf::from)
                             .unwrap_or_default();
                         set_source(
-                            SpecSource::File {
+                            ModelSource::File {
                                 path: dir.join(&path),
                                 display: path,
                             },
@@ -230,11 +248,11 @@ fn parse_request(input: TokenStream) -> syn::Result<(Request, Spans)> {
                     }
                     "spec" => {
                         let (text, span) = string(&value, known)?;
-                        set_source(SpecSource::Inline(text), span)?;
+                        set_source(ModelSource::Inline(text), span)?;
                     }
                     "name" => match &value {
-                        Value::Ident(i) => req.module = Some(i.to_string()),
-                        Value::Lit(Lit::Str(s)) => req.module = Some(s.value()),
+                        Value::Ident(i) => opts.module = Some(i.to_string()),
+                        Value::Lit(Lit::Str(s)) => opts.module = Some(s.value()),
                         v => return Err(expected(v, known, "an identifier, e.g. `name = my_net`")),
                     },
                     "model" => {
@@ -242,7 +260,7 @@ fn parse_request(input: TokenStream) -> syn::Result<(Request, Spans)> {
                             Value::Ident(i) => (i.to_string(), i.span()),
                             v => string(v, known)?,
                         };
-                        req.model = Some(m);
+                        req.select = Some(m);
                         spans.model = Some(span);
                     }
                     "resolution" => options.resolution = Some(int(&value, known)?),
@@ -264,7 +282,7 @@ fn parse_request(input: TokenStream) -> syn::Result<(Request, Spans)> {
                             ))
                         }
                     },
-                    "max_batch" => req.max_batch = int(&value, known)?,
+                    "max_batch" => opts.max_batch = int(&value, known)?,
                     "precision" => {
                         let word = match &value {
                             Value::Ident(i) => Some(i.to_string()),
@@ -272,7 +290,7 @@ fn parse_request(input: TokenStream) -> syn::Result<(Request, Spans)> {
                             _ => None,
                         };
                         req.precision =
-                            match word.and_then(|w| w.parse::<effc_codegen::Precision>().ok()) {
+                            match word.and_then(|w| w.parse::<effc_plan::Precision>().ok()) {
                                 Some(p) => p,
                                 None => {
                                     return Err(expected(
@@ -291,21 +309,21 @@ fn parse_request(input: TokenStream) -> syn::Result<(Request, Spans)> {
                         })
                     }
                     "padding" => {
-                        options.padding = Some(match &value {
-                            Value::Ident(i) if i == "same" => PaddingMode::Same,
-                            Value::Ident(i) if i == "symmetric" => PaddingMode::Symmetric,
-                            Value::Lit(Lit::Str(s)) if s.value() == "same" => PaddingMode::Same,
-                            Value::Lit(Lit::Str(s)) if s.value() == "symmetric" => {
-                                PaddingMode::Symmetric
-                            }
-                            v => {
+                        let word = match &value {
+                            Value::Ident(i) => Some(i.to_string()),
+                            Value::Lit(Lit::Str(s)) => Some(s.value()),
+                            _ => None,
+                        };
+                        options.padding = match word.and_then(|w| w.parse::<PaddingMode>().ok()) {
+                            Some(p) => Some(p),
+                            None => {
                                 return Err(expected(
-                                    v,
+                                    &value,
                                     known,
                                     "`same` (TensorFlow) or `symmetric` (PyTorch)",
                                 ))
                             }
-                        })
+                        }
                     }
                     _ => unreachable!("every name of OPTIONS is handled"),
                 }
@@ -319,11 +337,10 @@ fn parse_request(input: TokenStream) -> syn::Result<(Request, Spans)> {
         ));
     };
     spans.source = span;
-    req.track_file = matches!(source, SpecSource::File { .. });
     req.source = source;
     req.options = options;
-    req.shaders = Shaders::Inline;
-    Ok((req, spans))
+    opts.shaders = Shaders::Inline;
+    Ok((req, opts, spans))
 }
 
 fn expected(v: &Value, key: &str, what: &str) -> syn::Error {

@@ -5,11 +5,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use effc_ir::{Options, PaddingMode, Spec};
+use effc_ir::{Options, Spec};
 use effc_runtime::{CompiledModel, FeatureMap, Gpu, GpuError};
 use effc_weights::Weights;
 
-use crate::{Definition, Error, Naming, Padding, Precision};
+use crate::{Definition, Error, Naming, Precision};
 
 /// A generated model on a GPU, without its type.
 pub struct Engine {
@@ -44,10 +44,7 @@ pub(crate) fn rebuild(def: &Definition) -> Result<(effc_ir::Model, effc_plan::Pl
     let o = &def.overrides;
     let options = Options {
         resolution: o.resolution,
-        padding: o.padding.map(|p| match p {
-            Padding::Same => PaddingMode::Same,
-            Padding::Symmetric => PaddingMode::Symmetric,
-        }),
+        padding: o.padding,
         bn_eps: o.bn_eps,
         classes: o.classes,
         features: o.features.map(<[usize]>::to_vec),

@@ -206,14 +206,10 @@ pub struct Kernel {
     pub wgsl_packed: Option<&'static str>,
 }
 
-/// Padding convention of the convolutions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Padding {
-    /// TensorFlow's "same" (TF-trained weights, timm's `tf_*`).
-    Same,
-    /// PyTorch's `(k-1)/2` on every side (timm without `tf_`, torchvision).
-    Symmetric,
-}
+/// Padding convention of the convolutions: `Same` (TensorFlow's, TF-trained
+/// weights, timm's `tf_*`) or `Symmetric` (PyTorch's `(k-1)/2` on every side,
+/// timm without `tf_`, torchvision). The IR's own enum.
+pub use effc_ir::PaddingMode as Padding;
 
 /// The settings a macro call overrode in the spec (`None`: the spec's value).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -364,10 +360,8 @@ impl<N: Network> Loader<N> {
     /// Reads a safetensors checkpoint and creates the model on the GPU.
     pub fn load(self, path: impl AsRef<Path>) -> Result<N, Error> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|cause| effc_weights::Error::Io {
-            path: path.to_path_buf(),
-            cause,
-        })?;
+        let bytes = effc_files::read(path, effc_files::Input::CHECKPOINT)
+            .map_err(effc_weights::Error::Read)?;
         self.create(&bytes, path)
     }
 
@@ -413,23 +407,12 @@ pub struct Prediction {
 /// The `k` most probable classes of one image's logits, most probable first
 /// (softmax over all of them; ties go to the lower class).
 pub fn top_k(logits: &[f32], k: usize) -> Vec<Prediction> {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let exps: Vec<f64> = logits.iter().map(|&v| (v as f64 - max).exp()).collect();
-    let sum: f64 = exps.iter().sum();
-    let mut order: Vec<usize> = (0..logits.len()).collect();
-    order.sort_by(|&a, &b| exps[b].total_cmp(&exps[a]).then(a.cmp(&b)));
-    let names = imagenet_classes();
-    order
+    effc_weights::top_k(logits, k)
         .into_iter()
-        .take(k)
-        .map(|class| Prediction {
+        .map(|(class, prob)| Prediction {
             class,
-            name: if logits.len() == names.len() {
-                names[class].to_string()
-            } else {
-                format!("class {class}")
-            },
-            prob: (exps[class] / sum) as f32,
+            name: effc_weights::class_name(class, logits.len()),
+            prob,
         })
         .collect()
 }

@@ -2,6 +2,7 @@
 //! and applied to a [`Spec`], or a diagnostic that says where and what.
 
 use super::*;
+use crate::ranges;
 
 struct Ctx<'a> {
     source: &'a Arc<Source>,
@@ -32,25 +33,11 @@ impl Ctx<'_> {
             _ => Err(self.bad("a number")),
         }
     }
-    fn in_range(
-        &self,
-        lo: f64,
-        hi: f64,
-        lo_open: bool,
-        hi_open: bool,
-        what: &str,
-    ) -> Result<f64, Diagnostic> {
+    fn in_range(&self, range: crate::ranges::Range, what: &str) -> Result<f64, Diagnostic> {
         let v = self.number()?;
-        let ok =
-            (if lo_open { v > lo } else { v >= lo }) && (if hi_open { v < hi } else { v <= hi });
-        if ok {
+        if range.contains(v) {
             Ok(v)
         } else {
-            let range = format!(
-                "{}{lo}, {hi}{}",
-                if lo_open { "(" } else { "[" },
-                if hi_open { ")" } else { "]" }
-            );
             Err(Diagnostic::error(
                 format!("`{}` must be in {range}, got {v}", self.key()),
                 self.value_loc(),
@@ -58,7 +45,8 @@ impl Ctx<'_> {
             ))
         }
     }
-    fn whole(&self, lo: usize, hi: usize) -> Result<usize, Diagnostic> {
+    fn whole(&self, range: std::ops::RangeInclusive<usize>) -> Result<usize, Diagnostic> {
+        let (lo, hi) = (*range.start(), *range.end());
         let v = self.number()?;
         if v.fract() != 0.0 {
             return Err(self.bad("a whole number"));
@@ -220,17 +208,17 @@ pub(super) fn apply_model_setting(
                 Rounding::V2
             };
         }
-        "width" => spec.width = c.in_range(0.0, 64.0, true, false, "width")?,
-        "depth" => spec.depth = c.in_range(0.0, 64.0, true, false, "depth")?,
-        "resolution" => spec.resolution = c.whole(1, 16384)?,
-        "phi" => phi[0] = Some(c.in_range(-8.0, 16.0, false, false, "phi")?),
-        "alpha" => phi[1] = Some(c.in_range(0.0, 4.0, true, false, "alpha")?),
-        "beta" => phi[2] = Some(c.in_range(0.0, 4.0, true, false, "beta")?),
-        "gamma" => phi[3] = Some(c.in_range(0.0, 4.0, true, false, "gamma")?),
-        "dropout" => spec.dropout = c.in_range(0.0, 1.0, false, true, "dropout")?,
-        "drop_path" => spec.drop_path = c.in_range(0.0, 1.0, false, true, "drop_path")?,
-        "stem" => spec.stem = Some(c.whole(1, 1 << 20)?),
-        "head" => spec.head = c.whole(1, 1 << 20)?,
+        "width" => spec.width = c.in_range(ranges::COEFFICIENT, "width")?,
+        "depth" => spec.depth = c.in_range(ranges::COEFFICIENT, "depth")?,
+        "resolution" => spec.resolution = c.whole(ranges::RESOLUTION)?,
+        "phi" => phi[0] = Some(c.in_range(ranges::PHI, "phi")?),
+        "alpha" => phi[1] = Some(c.in_range(ranges::BASE, "alpha")?),
+        "beta" => phi[2] = Some(c.in_range(ranges::BASE, "beta")?),
+        "gamma" => phi[3] = Some(c.in_range(ranges::BASE, "gamma")?),
+        "dropout" => spec.dropout = c.in_range(ranges::RATE, "dropout")?,
+        "drop_path" => spec.drop_path = c.in_range(ranges::RATE, "drop_path")?,
+        "stem" => spec.stem = Some(c.whole(ranges::CHANNELS)?),
+        "head" => spec.head = c.whole(ranges::CHANNELS)?,
         "fix_stem" => spec.fix_stem = c.bool()?,
         "fix_head" => spec.fix_head = c.bool()?,
         "fix_first_last" => spec.fix_first_last = c.bool()?,
@@ -248,8 +236,8 @@ pub(super) fn apply_model_setting(
                 PaddingMode::Symmetric
             }
         }
-        "bn_eps" => spec.bn_eps = c.in_range(0.0, 1.0, true, true, "bn_eps")?,
-        "classes" => spec.classes = c.whole(0, 1 << 24)?,
+        "bn_eps" => spec.bn_eps = c.in_range(ranges::BN_EPS, "bn_eps")?,
+        "classes" => spec.classes = c.whole(ranges::CLASSES)?,
         "features" => spec.features = Some(c.levels()?),
         "mean" => spec.mean = c.triple(false)?,
         "std" => spec.std = c.triple(true)?,
@@ -266,10 +254,10 @@ pub(super) fn apply_training_setting(
 ) -> Result<(), Diagnostic> {
     let c = Ctx { source, s };
     match c.key() {
-        "size" => t.size = Some(c.whole(1, 16384)?),
-        "start_size" => t.start_size = c.whole(1, 16384)?,
-        "eval_size" => t.eval_size = Some(c.whole(1, 16384)?),
-        "stages" => t.stages = c.whole(1, 1000)?,
+        "size" => t.size = Some(c.whole(ranges::RESOLUTION)?),
+        "start_size" => t.start_size = c.whole(ranges::RESOLUTION)?,
+        "eval_size" => t.eval_size = Some(c.whole(ranges::RESOLUTION)?),
+        "stages" => t.stages = c.whole(1..=1000)?,
         "randaugment" => t.randaugment = Some(c.ramp(0.0, 100.0)?),
         "mixup" => t.mixup = Some(c.ramp(0.0, 100.0)?),
         "dropout" => t.dropout = Some(c.ramp(0.0, 0.999)?),
