@@ -18,6 +18,7 @@ mod run_features;
 mod scale;
 mod scale_grid;
 mod scale_report;
+mod serve;
 mod tune;
 mod web;
 
@@ -51,6 +52,8 @@ enum Command {
     Scale(scale::Args),
     /// Recommend the most accurate built-in model that meets latency and memory budgets here.
     Pick(pick::Args),
+    /// Serve models over the Open Inference Protocol (KServe v2), HTTP and gRPC, with dynamic batching.
+    Serve(serve::Args),
 }
 
 /// An error already reported to the user (or to be reported), with the exit code.
@@ -123,6 +126,7 @@ fn main() -> ExitCode {
         Command::Tune(a) => tune::run(a),
         Command::Scale(a) => scale::run(a),
         Command::Pick(a) => pick::run(a),
+        Command::Serve(a) => serve::run(a),
     };
     match result.and_then(|code| output::flush().map(|()| code)) {
         Ok(code) => code,
