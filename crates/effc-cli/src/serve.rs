@@ -77,6 +77,10 @@ pub struct Args {
     /// disconnected).
     #[arg(long, default_value = "10s", value_name = "T", value_parser = duration)]
     header_timeout: Duration,
+    /// Request bodies held at once, all clients together (each counts its
+    /// Content-Length); past it requests are refused at once (503).
+    #[arg(long, default_value = "512MiB", value_name = "BYTES", value_parser = size)]
+    max_inflight: usize,
     /// Open HTTP connections at most; more are closed at once.
     #[arg(long, default_value_t = 2048, value_name = "N")]
     max_connections: usize,
@@ -113,6 +117,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
             header_timeout: args.header_timeout,
             max_connections: args.max_connections,
             drain_timeout: args.drain_timeout,
+            max_inflight: args.max_inflight,
         },
         log: args.log_format,
     };

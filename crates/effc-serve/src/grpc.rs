@@ -27,7 +27,7 @@ impl From<ApiError> for Status {
         let code = match e.kind {
             Kind::Invalid => Code::InvalidArgument,
             Kind::NotFound => Code::NotFound,
-            Kind::TooLarge | Kind::QueueFull => Code::ResourceExhausted,
+            Kind::TooLarge | Kind::QueueFull | Kind::Busy => Code::ResourceExhausted,
             Kind::BodyTimeout => Code::DeadlineExceeded,
             Kind::Unavailable => Code::Unavailable,
             Kind::Internal => Code::Internal,
@@ -220,6 +220,9 @@ impl GrpcInferenceService for Service {
         let (name, version) = (r.model_name.clone(), r.model_version.clone());
         let result = async {
             self.state.model(&name, Some(&version))?;
+            let _held = self
+                .state
+                .hold(&name, prost::Message::encoded_len(&r) as u64)?;
             let req = match request(r) {
                 Ok(req) => req,
                 Err(e) => {
@@ -289,6 +292,9 @@ pub async fn serve(
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     tonic::transport::Server::builder()
         .concurrency_limit_per_connection(256)
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            limits.max_connections,
+        ))
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(60)))
         .add_service(service)
         .serve_with_incoming_shutdown(incoming, async move {

@@ -34,7 +34,7 @@ impl IntoResponse for ApiError {
             Kind::NotFound => StatusCode::NOT_FOUND,
             Kind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Kind::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            Kind::QueueFull | Kind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Kind::QueueFull | Kind::Unavailable | Kind::Busy => StatusCode::SERVICE_UNAVAILABLE,
             Kind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
         (status, axum::Json(json!({ "error": self.message }))).into_response()
@@ -263,15 +263,17 @@ async fn infer_body(
             format!("the request body ({n}) is over the limit of {limit} bytes (--max-body)"),
         )
     };
-    if let Some(len) = headers
+    let length = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-    {
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(len) = length {
         if len > limit as u64 {
             return Err(too_large(format!("{len} bytes")));
         }
     }
+    // The body counts against --max-inflight until the response is built.
+    let _held = s.hold(name, length.unwrap_or(limit as u64))?;
     let bytes = match tokio::time::timeout(s.limits.body_timeout, axum::body::to_bytes(body, limit))
         .await
     {

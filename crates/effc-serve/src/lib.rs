@@ -74,6 +74,8 @@ pub enum Kind {
     QueueFull,
     /// 503 / UNAVAILABLE: shutting down, or the request waited too long queued.
     Unavailable,
+    /// 503 / RESOURCE_EXHAUSTED: the request bodies held reach `--max-inflight`.
+    Busy,
     /// 500 / INTERNAL.
     Internal,
 }
@@ -117,6 +119,7 @@ impl ApiError {
             Kind::BodyTimeout => "body_timeout",
             Kind::QueueFull => "queue_full",
             Kind::Unavailable => "unavailable",
+            Kind::Busy => "busy",
             Kind::Internal => "internal",
         }
     }
@@ -158,6 +161,11 @@ pub struct Limits {
     pub max_connections: usize,
     /// On shutdown, how long requests in flight may take to finish.
     pub drain_timeout: Duration,
+    /// Request bodies held at once, all connections together (each counts its
+    /// `Content-Length`, or `max_body` without one); a request past it is
+    /// refused at once (503). With the queues' bound, this bounds the memory
+    /// that clients can make the server hold.
+    pub max_inflight: usize,
 }
 
 impl Default for Limits {
@@ -168,6 +176,7 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(10),
             max_connections: 2048,
             drain_timeout: Duration::from_secs(30),
+            max_inflight: 512 << 20,
         }
     }
 }
@@ -200,6 +209,8 @@ pub struct State {
     ready: AtomicBool,
     /// Which device the models run on.
     pub device: String,
+    /// `max_inflight` in KiB permits.
+    pub(crate) inflight: Arc<tokio::sync::Semaphore>,
 }
 
 impl State {
@@ -243,6 +254,27 @@ impl State {
             .keys()
             .map(|n| (n.clone(), self.queue(n).map_or(0, |q| q.depth())))
             .collect()
+    }
+
+    /// Holds `bytes` of a request against `--max-inflight`, or refuses it.
+    pub(crate) fn hold(
+        &self,
+        name: &str,
+        bytes: u64,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        let kib = u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+        Arc::clone(&self.inflight)
+            .try_acquire_many_owned(kib)
+            .map_err(|_| {
+                self.metrics.failure(name, "busy");
+                ApiError::new(
+                    Kind::Busy,
+                    format!(
+                        "the server holds {} bytes of requests already (--max-inflight); retry later",
+                        self.limits.max_inflight
+                    ),
+                )
+            })
     }
 
     /// Runs one inference request: checks it, decodes its input (on a blocking
@@ -377,6 +409,12 @@ impl Server {
                 "--max-batch, --queue-size and --max-connections must be at least 1".into(),
             ));
         }
+        if config.limits.max_inflight < config.limits.max_body {
+            return Err(Error::Usage(format!(
+                "--max-inflight ({} bytes) is below --max-body ({} bytes): a request of the largest size could never be held",
+                config.limits.max_inflight, config.limits.max_body
+            )));
+        }
         for (i, m) in config.models.iter().enumerate() {
             if config.models[..i].iter().any(|o| o.name == m.name) {
                 return Err(Error::Usage(format!("two models are named `{}`", m.name)));
@@ -415,6 +453,9 @@ impl Server {
             log: config.log,
             ready: AtomicBool::new(true),
             device: device.note().to_string(),
+            inflight: Arc::new(tokio::sync::Semaphore::new(
+                config.limits.max_inflight.div_ceil(1024).max(1),
+            )),
         });
         Ok(Server {
             state,

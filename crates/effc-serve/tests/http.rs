@@ -422,6 +422,18 @@ fn concurrent_requests_form_batches_and_each_gets_its_rows() {
         batches < 6,
         "{batches} batches for 6 requests within 300 ms"
     );
+    // /metrics: the batch sizes formed, queue and compute times, queue depth.
+    let text = String::from_utf8(get(addr, "/metrics").body).unwrap();
+    for line in [
+        "effc_requests_total{model=\"small\"} 6".to_string(),
+        "effc_batch_size_sum{model=\"small\"} 8".to_string(),
+        format!("effc_batch_size_count{{model=\"small\"}} {batches}"),
+        format!("effc_compute_seconds_count{{model=\"small\"}} {batches}"),
+        "effc_queue_seconds_count{model=\"small\"} 6".to_string(),
+        "effc_queue_depth{model=\"small\"} 0".to_string(),
+    ] {
+        assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
+    }
     server.stop().unwrap();
 }
 
@@ -546,4 +558,42 @@ fn stopping_drains_requests_in_flight() {
     }
     // Nothing listens any more.
     assert!(std::net::TcpStream::connect(addr).is_err());
+}
+
+#[test]
+fn bodies_held_at_once_are_bounded_by_max_inflight() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config("small", &lite0_at(dir.path(), 32));
+    cfg.limits.max_body = 1 << 20;
+    cfg.limits.max_inflight = 1 << 20;
+    cfg.limits.body_timeout = Duration::from_millis(700);
+    let server = start(cfg);
+    let addr = server.http.unwrap();
+    use std::io::{Read, Write};
+    // A slow client announces the whole budget and sends a byte.
+    let mut slow = std::net::TcpStream::connect(addr).unwrap();
+    slow.write_all(
+        format!(
+            "POST /v2/models/small/infer HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{{",
+            1 << 20
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let input = effc_testkit::seeded(3 * 32 * 32, 5);
+    let req = json!({"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 3, 32, 32], "data": input}]});
+    let r = post_json(addr, "/v2/models/small/infer", &req);
+    assert_eq!(r.status, 503);
+    assert!(r.error().contains("(--max-inflight)"), "{}", r.error());
+    // Health checks carry no body and go on.
+    assert_eq!(get(addr, "/v2/health/ready").status, 200);
+    // Once the slow client times out, its share is free again.
+    let mut out = vec![];
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let _ = slow.read_to_end(&mut out);
+    assert_eq!(parse(&out).status, 408);
+    assert_eq!(post_json(addr, "/v2/models/small/infer", &req).status, 200);
+    server.stop().unwrap();
 }
