@@ -30,12 +30,10 @@ struct Serve {
 
 impl Serve {
     fn start(extra: &[&str]) -> Serve {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("stderr.log");
         let model = format!("lite0=lite0:{WEIGHTS}");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_effc"))
-            .args(["serve", "--model", &model, "--http", "127.0.0.1:0"])
-            .args([
+        let mut args: Vec<String> = ["--model", &model, "--http", "127.0.0.1:0"]
+            .iter()
+            .chain(&[
                 "--grpc",
                 "127.0.0.1:0",
                 "--device",
@@ -43,7 +41,19 @@ impl Serve {
                 "--log-format",
                 "json",
             ])
-            .args(extra)
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Serve::with(&args)
+    }
+
+    /// `effc serve ARGS` (every argument given).
+    fn with(args: &[String]) -> Serve {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("stderr.log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_effc"))
+            .arg("serve")
+            .args(args)
             .current_dir(root())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -65,7 +75,11 @@ impl Serve {
             a.parse().unwrap()
         };
         let http = addr("http");
-        let grpc = addr("grpc");
+        let grpc = if args.windows(2).any(|w| w[0] == "--grpc" && w[1] == "off") {
+            http
+        } else {
+            addr("grpc")
+        };
         Serve {
             child,
             http,
@@ -474,4 +488,131 @@ fn curl_gets_metadata_answers_and_errors() {
     );
     assert_eq!(curl_out(&[&format!("{base}/v2/health/live")]).0, "200");
     assert_eq!(serve.terminate().0, 0);
+}
+
+/// The `args:` lists of a manifest.
+fn yaml_args(text: &str) -> Vec<Vec<String>> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = vec![];
+    for (i, l) in lines.iter().enumerate() {
+        if l.trim() != "args:" {
+            continue;
+        }
+        let indent = l.len() - l.trim_start().len();
+        let items = lines[i + 1..]
+            .iter()
+            .take_while(|m| m.len() - m.trim_start().len() > indent && m.trim().starts_with("- "))
+            .map(|m| m.trim()[2..].trim().trim_matches('"').to_string())
+            .collect();
+        out.push(items);
+    }
+    out
+}
+
+/// The probes' (path, port) of a manifest.
+fn yaml_probes(text: &str) -> Vec<(String, u16)> {
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    lines
+        .windows(2)
+        .filter_map(|w| {
+            let path = w[0].strip_prefix("path: ")?;
+            let port = w[1].strip_prefix("port: ")?.parse().ok()?;
+            Some((path.to_string(), port))
+        })
+        .collect()
+}
+
+/// The value after `flag` in `args`.
+fn arg<'a>(args: &'a [String], flag: &str) -> &'a str {
+    let i = args
+        .iter()
+        .position(|a| a == flag)
+        .unwrap_or_else(|| panic!("no {flag} in {args:?}"));
+    &args[i + 1]
+}
+
+#[test]
+fn the_deploy_manifests_run_and_their_probes_answer() {
+    let dockerfile = std::fs::read_to_string(root().join("deploy/Dockerfile")).unwrap();
+    let cmd = dockerfile
+        .split("CMD [")
+        .nth(1)
+        .unwrap()
+        .split(']')
+        .next()
+        .unwrap()
+        .replace("\\\n", " ");
+    let cmd: Vec<String> = serde_json::from_str(&format!("[{cmd}]")).unwrap();
+    assert!(dockerfile.contains(r#"ENTRYPOINT ["effc", "serve"]"#));
+    let mut cases = vec![(
+        "deploy/Dockerfile".to_string(),
+        cmd,
+        vec![
+            ("/v2/health/live".to_string(), 8000),
+            ("/v2/health/ready".to_string(), 8000),
+        ],
+    )];
+    for f in ["deploy/kubernetes.yaml", "deploy/kserve.yaml"] {
+        let text = std::fs::read_to_string(root().join(f)).unwrap();
+        let args = yaml_args(&text);
+        assert_eq!(args.len(), 1, "{f}: one container");
+        let probes = yaml_probes(&text);
+        assert!(probes.len() >= 2, "{f}: {probes:?}");
+        let port: u16 = arg(&args[0], "--http")
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            text.contains(&format!("containerPort: {port}")),
+            "{f}: no containerPort {port}"
+        );
+        cases.push((f.to_string(), args[0].clone(), probes));
+    }
+    for (f, args, probes) in cases {
+        let http_port: u16 = arg(&args, "--http")
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        if f.ends_with("Dockerfile") {
+            assert!(dockerfile.contains(&format!("EXPOSE {http_port}")), "{f}");
+        }
+        // The manifest's own arguments, on loopback ports and the fixture's checkpoint.
+        let mut args = args.clone();
+        for i in 0..args.len() {
+            match args[i].as_str() {
+                "--model" => {
+                    let (name, rest) = args[i + 1].split_once('=').unwrap();
+                    let model = rest.split(':').next().unwrap();
+                    args[i + 1] = format!("{name}={model}:{WEIGHTS}");
+                }
+                "--http" => args[i + 1] = "127.0.0.1:0".into(),
+                "--grpc" if args[i + 1] != "off" => args[i + 1] = "127.0.0.1:0".into(),
+                _ => {}
+            }
+        }
+        args.extend(["--device".into(), "cpu".into()]);
+        let serve = Serve::with(&args);
+        for (path, port) in &probes {
+            assert_eq!(
+                *port, http_port,
+                "{f}: probe {path} on {port}, HTTP on {http_port}"
+            );
+            let (status, body, _) = http(serve.http, "GET", path, &[], b"");
+            assert_eq!(
+                status,
+                200,
+                "{f}: {path}: {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+        if f.ends_with("kubernetes.yaml") {
+            let (status, _, _) = http(serve.http, "GET", "/metrics", &[], b"");
+            assert_eq!(status, 200);
+        }
+        assert_eq!(serve.terminate().0, 0, "{f}");
+    }
 }
