@@ -303,3 +303,86 @@ pub async fn serve(
         .await
         .map_err(|e| Error::Io(std::io::Error::other(e)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pb::model_infer_request::{InferInputTensor, InferRequestedOutputTensor};
+
+    fn input(datatype: &str, contents: Option<pb::InferTensorContents>) -> InferInputTensor {
+        InferInputTensor {
+            name: "input".into(),
+            datatype: datatype.into(),
+            shape: vec![2],
+            parameters: HashMap::new(),
+            contents,
+        }
+    }
+
+    #[test]
+    fn raw_and_typed_contents_become_the_protocols_tensors() {
+        let mut raw = vec![];
+        for e in [b"ab".as_slice(), b"c"] {
+            raw.extend((e.len() as u32).to_le_bytes());
+            raw.extend(e);
+        }
+        let k = pb::InferParameter {
+            parameter_choice: Some(ParameterChoice::Int64Param(3)),
+        };
+        let r = request(pb::ModelInferRequest {
+            id: "x".into(),
+            inputs: vec![input("BYTES", None)],
+            raw_input_contents: vec![raw],
+            outputs: vec![InferRequestedOutputTensor {
+                name: "logits".into(),
+                parameters: HashMap::from([("classification".to_string(), k)]),
+            }],
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(r.id.as_deref(), Some("x"));
+        assert_eq!(
+            r.inputs[0].data,
+            Data::Elements(vec![b"ab".to_vec(), b"c".to_vec()])
+        );
+        assert_eq!(r.outputs[0].classification, Some(3));
+        let typed = pb::InferTensorContents {
+            fp32_contents: vec![0.5, -1.0],
+            ..Default::default()
+        };
+        let r = request(pb::ModelInferRequest {
+            inputs: vec![input("FP32", Some(typed))],
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(r.id, None);
+        assert_eq!(r.inputs[0].data, Data::Numbers(vec![0.5, -1.0]));
+    }
+
+    #[test]
+    fn contents_given_twice_or_not_at_all_are_invalid() {
+        let both = request(pb::ModelInferRequest {
+            inputs: vec![input("FP32", Some(Default::default()))],
+            raw_input_contents: vec![vec![0; 8]],
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(both
+            .message
+            .contains("both contents and raw_input_contents"));
+        let none = request(pb::ModelInferRequest {
+            inputs: vec![input("FP32", None)],
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(none.message.contains("has no contents"));
+        let counts = request(pb::ModelInferRequest {
+            inputs: vec![input("FP32", None), input("FP32", None)],
+            raw_input_contents: vec![vec![]],
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(counts.message.contains("1 entries for 2 inputs"));
+        assert_eq!(Status::from(counts).code(), Code::InvalidArgument);
+    }
+}

@@ -227,7 +227,11 @@ async fn infer_any(
         Ok((r, rows, id)) => (r, 200, Some(rows), id, None),
         Err(e) => {
             let msg = e.message.clone();
-            let r = e.into_response();
+            let mut r = e.into_response();
+            // The body may be unread (refused from its length, or too slow):
+            // the connection ends with this answer rather than read on.
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
             let status = r.status().as_u16();
             (r, status, None, None, Some(msg))
         }

@@ -509,10 +509,23 @@ fn slow_clients_time_out_and_health_checks_go_on() {
         "the idle client was kept {:?}",
         t.elapsed()
     );
+    // It keeps sending a byte every 100 ms: the connection still ends with the 408.
+    let mut dribble = slow.try_clone().unwrap();
+    std::thread::spawn(move || {
+        while dribble.write_all(b" ").is_ok() {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
     slow.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
+    let t = Instant::now();
     let mut out = vec![];
     let _ = slow.read_to_end(&mut out);
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "the dribbler was kept {:?}",
+        t.elapsed()
+    );
     let r = parse(&out);
     assert_eq!(r.status, 408);
     assert!(
