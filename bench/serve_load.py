@@ -297,13 +297,17 @@ async def slow_attack(srv, blob, n, seconds):
     # Closed by the server: end of stream (after a 408 for the dribblers).
     closed = [0, 0]
     for i, (r, w) in enumerate(conns):
+        # A write after the server closed resets the connection: closed too.
         try:
             data = await asyncio.wait_for(r.read(65536), 0.05)
             while data:
                 data = await asyncio.wait_for(r.read(65536), 0.05)
             closed[i % 2] += 1
-        except (asyncio.TimeoutError, OSError):
-            pass
+        except asyncio.TimeoutError:
+            if w.is_closing():
+                closed[i % 2] += 1
+        except OSError:
+            closed[i % 2] += 1
         w.close()
     return {
         "slow_connections": len(conns), "seconds": seconds,
