@@ -492,6 +492,8 @@ fn slow_clients_time_out_and_health_checks_go_on() {
     // Sends half a request line and waits: disconnected after the header timeout.
     let mut idle = std::net::TcpStream::connect(addr).unwrap();
     idle.write_all(b"GET /v2/heal").unwrap();
+    // Sends nothing at all: disconnected too.
+    let mut silent = std::net::TcpStream::connect(addr).unwrap();
     // Sends its headers, then a body far slower than announced: 408.
     let mut slow = std::net::TcpStream::connect(addr).unwrap();
     slow.write_all(
@@ -507,6 +509,19 @@ fn slow_clients_time_out_and_health_checks_go_on() {
     assert!(
         t.elapsed() < Duration::from_secs(5),
         "the idle client was kept {:?}",
+        t.elapsed()
+    );
+    silent
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert_eq!(
+        silent.read(&mut [0; 16]).unwrap_or(0),
+        0,
+        "the silent client was answered"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "the silent client was kept {:?}",
         t.elapsed()
     );
     // It keeps sending a byte every 100 ms: the connection still ends with the 408.
@@ -608,5 +623,35 @@ fn bodies_held_at_once_are_bounded_by_max_inflight() {
     let _ = slow.read_to_end(&mut out);
     assert_eq!(parse(&out).status, 408);
     assert_eq!(post_json(addr, "/v2/models/small/infer", &req).status, 200);
+    server.stop().unwrap();
+}
+
+#[test]
+fn two_models_share_one_server_and_names_must_differ() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config("a", &lite0_at(dir.path(), 32));
+    cfg.models.push(effc_serve::ModelArg {
+        name: "b".into(),
+        model: lite0_at(dir.path(), 48),
+        weights: weights(),
+    });
+    let mut twice = cfg.clone();
+    twice.models[1].name = "a".into();
+    let e = effc_serve::Server::start(twice).err().unwrap();
+    assert_eq!(e.to_string(), "two models are named `a`");
+    let server = start(cfg);
+    let addr = server.http.unwrap();
+    for (name, r) in [("a", 32), ("b", 48)] {
+        let m = get(addr, &format!("/v2/models/{name}")).json();
+        assert_eq!(m["inputs"][0]["shape"], json!([-1, 3, r, r]));
+        let input = effc_testkit::seeded(3 * r * r, 3);
+        let req = json!({"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 3, r, r], "data": input}],
+                         "outputs": [{"name": "logits", "parameters": {"classification": 2}}]});
+        let out = post_json(addr, &format!("/v2/models/{name}/infer"), &req).json();
+        assert_eq!(out["model_name"], name);
+        assert_eq!(out["outputs"][0]["shape"], json!([1, 2]));
+    }
+    let e = get(addr, "/v2/models/c").error();
+    assert!(e.contains("this server has a, b"), "{e}");
     server.stop().unwrap();
 }
