@@ -27,9 +27,9 @@ pub struct Args {
     /// Force the checkpoint's naming instead of detecting it.
     #[arg(long, value_name = "effc|timm|torchvision|tf")]
     naming: Option<Naming>,
-    /// How many classes to print per image.
-    #[arg(long, default_value_t = 5, value_name = "K")]
-    top: usize,
+    /// How many classes to print per image (at least 1).
+    #[arg(long, default_value_t = 5, value_name = "K", value_parser = clap::value_parser!(u16).range(1..))]
+    top: u16,
     /// Print JSON: one object per image, `{"image", "top": [{"class", "name", "prob"}]}`.
     #[arg(long)]
     json: bool,
@@ -184,6 +184,9 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
     need.check(&doing, &budget).map_err(fail)?;
 
     let weights = Weights::load(&args.weights, &model, naming)?;
+    // Folded weights that overflow are refused on every device and at every
+    // precision (the GPU's packer refuses them too; the CPU folds nothing).
+    effc_plan::check_folding(&model, weights.by_name(&model))?;
 
     // Inputs: images (preprocessed like timm) or a saved tensor.
     let (input, labels, batch) = match &args.input {
@@ -221,6 +224,8 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
             }
         }
     };
+    // Weights beyond f16's range, clamped to ±65504 on upload (f16 on the GPU).
+    let mut clamped = None;
     let output = match choice {
         Chosen::Cpu { .. } => {
             let ex = effc_reference::Executor::new(&model, &weights)?;
@@ -246,6 +251,13 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
                 weights.by_name(&model),
                 chunk.min(batch),
             )?;
+            if args.precision == effc_plan::Precision::F16 {
+                let n = compiled.clamped_weights();
+                if n > 0 {
+                    eprintln!("warning: {n} weights are beyond f16's range and were clamped to ±65504 (run at --precision f32 for the checkpoint's values)");
+                }
+                clamped = Some(n);
+            }
             let mut out = Vec::with_capacity(batch * out_len);
             for (i, part) in input.chunks(per_image * chunk).enumerate() {
                 let n = part.len() / per_image;
@@ -301,17 +313,21 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
     let class_name = |i: usize| effc_weights::class_name(i, model.classes);
     let tops: Vec<Vec<(usize, f32)>> = output
         .chunks(out_len)
-        .map(|row| effc_weights::top_k(row, args.top.min(out_len)))
+        .map(|row| effc_weights::top_k(row, (args.top as usize).min(out_len)))
         .collect();
     if args.json {
         let v: Vec<_> = labels
             .iter()
             .zip(&tops)
             .map(|(l, top)| {
-                serde_json::json!({
+                let mut v = serde_json::json!({
                     "image": l,
                     "top": top.iter().map(|(c, p)| serde_json::json!({"class": c, "name": class_name(*c), "prob": p})).collect::<Vec<_>>(),
-                })
+                });
+                if let Some(n) = clamped {
+                    v["clamped_weights"] = n.into();
+                }
+                v
             })
             .collect();
         outln!("{}", serde_json::to_string_pretty(&v)?);

@@ -326,9 +326,12 @@ fn enet(
         args.batch,
         c.latency_ms.map(|l| format!(", {} on this adapter", ms(l))).unwrap_or_default()
     ));
+    // Names are written bare when they can be, else quoted (`"my net"`).
+    let spelled = effc_ir::names::in_spec(&name).map_err(|e| format!("--name: {e}"))?;
+    let base_spelled = effc_ir::names::in_spec(&base.name)?;
     text.push_str(&format!(
-        "model {name} extends {} {{\n    phi   = {:.2}\n    alpha = {}\n    beta  = {}\n    gamma = {}\n}}\n",
-        base.name, c.phi, coefs.alpha, coefs.beta, coefs.gamma
+        "model {spelled} extends {base_spelled} {{\n    phi   = {:.2}\n    alpha = {}\n    beta  = {}\n    gamma = {}\n}}\n",
+        c.phi, coefs.alpha, coefs.beta, coefs.gamma
     ));
     Ok((name, text))
 }
@@ -336,6 +339,9 @@ fn enet(
 pub fn run(args: Args) -> Result<ExitCode, Failure> {
     if args.batch == 0 {
         return Err("--batch must be at least 1".into());
+    }
+    if let Some(n) = &args.name {
+        effc_ir::names::in_spec(n).map_err(|e| format!("--name: {e}"))?;
     }
     let request = effc_driver::ModelRequest::from_arg(&args.base);
     let mut files = effc_driver::files::Outputs::new();
@@ -453,6 +459,20 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         .into());
     };
     let c = tried[&k].clone();
+    if !c.exceeds.is_empty() {
+        // A --phi over a budget: shown, never chosen, nothing written.
+        if args.json {
+            print_json(&args, &coefs, &tried, None, None)?;
+        } else {
+            print_table(&args, &base, &coefs, &tried, None)?;
+        }
+        return Err(format!(
+            "φ = {:.2} does not meet the budgets ({}); nothing written",
+            c.phi,
+            c.exceeds.join(", ")
+        )
+        .into());
+    }
     let (name, text) = enet(&args, &resolved, &c, &coefs)?;
     // The written spec must build to exactly the candidate.
     let check = Spec::parse_model("scaled.enet", &text, Some(&name))
