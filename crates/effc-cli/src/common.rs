@@ -71,3 +71,41 @@ pub fn progress_bar(len: u64, hidden: bool) -> indicatif::ProgressBar {
     }
     bar
 }
+
+/// The driver's progress on stderr: notes and warnings as lines, and with
+/// [`Stderr::items_over`] a `done/total images` line on a terminal.
+#[derive(Default)]
+pub struct Stderr {
+    /// Show the items line when there are more items than this.
+    items_over: Option<usize>,
+}
+
+impl Stderr {
+    /// Progress that shows `done/total images` when `total > chunk`, on a terminal.
+    pub fn items_over(chunk: usize) -> Stderr {
+        Stderr {
+            items_over: Some(chunk),
+        }
+    }
+}
+
+impl effc_driver::progress::Progress for Stderr {
+    fn items(&self, done: usize, total: usize) {
+        let show = self.items_over.is_some_and(|c| total > c)
+            && std::io::IsTerminal::is_terminal(&std::io::stderr());
+        if show {
+            eprint!("\r{done}/{total} images");
+            if done == total {
+                eprintln!();
+            }
+        }
+    }
+
+    fn note(&self, line: &str) {
+        eprintln!("note: {line}");
+    }
+
+    fn warn(&self, line: &str) {
+        eprintln!("warning: {line}");
+    }
+}

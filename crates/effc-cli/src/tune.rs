@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use effc_plan::Tuning;
-use effc_runtime::tune::{load_tuning, save_tuning, tune, TuneOptions};
+use effc_runtime::tune::{save_tuning, tune, TuneOptions};
 use effc_runtime::{Gpu, KernelTiming};
 use serde_json::json;
 
@@ -38,29 +38,14 @@ pub struct Args {
 }
 
 /// The tiles cached for this adapter, unless `untuned`, and a line saying which
-/// tiles are used. A cache that cannot be read is reported on stderr and ignored.
+/// tiles are used ([`effc_driver::tuning::cached`], warnings on stderr).
 pub fn cached(gpu: &Gpu, untuned: bool, model: &str) -> (Tuning, String) {
-    let hint = format!("`effc tune {model}` measures them on this adapter");
-    if untuned {
-        return (Tuning::default(), format!("cost model (--untuned; {hint})"));
-    }
-    match load_tuning(&gpu.adapter) {
-        Ok(Some((t, path, dropped))) => {
-            for key in dropped {
-                eprintln!(
-                    "warning: {}: ignoring unusable tiles for `{key}`",
-                    path.display()
-                );
-            }
-            let line = format!("tuned on this adapter ({})", path.display());
-            (t, line)
-        }
-        Ok(None) => (Tuning::default(), format!("cost model ({hint})")),
-        Err(e) => {
-            eprintln!("warning: {e}; using the cost model's tiles");
-            (Tuning::default(), format!("cost model ({hint})"))
-        }
-    }
+    let choice = if untuned {
+        effc_driver::TuningChoice::CostModel
+    } else {
+        effc_driver::TuningChoice::Cached
+    };
+    effc_driver::tuning::cached(gpu, choice, model, &crate::common::Stderr::default())
 }
 
 pub fn run(args: Args) -> Result<ExitCode, Failure> {
