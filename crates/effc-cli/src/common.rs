@@ -109,3 +109,44 @@ impl effc_driver::progress::Progress for Stderr {
         eprintln!("warning: {line}");
     }
 }
+
+/// The driver's progress as a bar on stderr (hidden for `--json`), with notes and
+/// warnings printed above it.
+pub struct Bar {
+    bar: indicatif::ProgressBar,
+}
+
+impl Bar {
+    pub fn new(hidden: bool) -> Bar {
+        Bar {
+            bar: progress_bar(1, hidden),
+        }
+    }
+}
+
+impl effc_driver::progress::Progress for Bar {
+    fn start(&self, len: u64) {
+        self.bar.set_length(len);
+        self.bar.set_position(0);
+    }
+
+    fn message(&self, msg: &str) {
+        self.bar.set_message(msg.to_string());
+    }
+
+    fn inc(&self, n: u64) {
+        self.bar.inc(n);
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+
+    fn note(&self, line: &str) {
+        self.bar.suspend(|| eprintln!("note: {line}"));
+    }
+
+    fn warn(&self, line: &str) {
+        self.bar.suspend(|| eprintln!("warning: {line}"));
+    }
+}

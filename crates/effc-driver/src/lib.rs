@@ -15,7 +15,9 @@
 //!   host's memory budget and the adapter's limits, before anything is allocated;
 //! - the procedures (feature `commands`), each taking a request and a
 //!   [`progress::Progress`] and returning a typed, serializable report:
-//!   [`run::run`] ([`run::RunReport`]); [`tuning::cached`], the tiles a GPU uses.
+//!   [`run::run`] ([`run::RunReport`]), [`scale::scale`] ([`scale::ScaleReport`])
+//!   and [`scale::grid`] ([`scale::GridReport`]); [`tuning::cached`], the tiles a
+//!   GPU uses.
 //!
 //! A new command: resolve a request, declare its files, choose a device, run:
 //!
@@ -46,6 +48,8 @@ pub mod device;
 pub mod limits;
 #[cfg(feature = "commands")]
 pub mod run;
+#[cfg(feature = "commands")]
+pub mod scale;
 #[cfg(feature = "commands")]
 pub mod tuning;
 
