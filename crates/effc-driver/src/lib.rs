@@ -16,7 +16,8 @@
 //! - the procedures (feature `commands`), each taking a request and a
 //!   [`progress::Progress`] and returning a typed, serializable report:
 //!   [`run::run`] ([`run::RunReport`]), [`scale::scale`] ([`scale::ScaleReport`])
-//!   and [`scale::grid`] ([`scale::GridReport`]); [`tuning::cached`], the tiles a
+//!   and [`scale::grid`] ([`scale::GridReport`]), [`pick::pick`]
+//!   ([`pick::PickReport`]); [`tuning::cached`], the tiles a
 //!   GPU uses.
 //!
 //! A new command: resolve a request, declare its files, choose a device, run:
@@ -46,6 +47,8 @@ pub mod size;
 pub mod device;
 #[cfg(feature = "commands")]
 pub mod limits;
+#[cfg(feature = "commands")]
+pub mod pick;
 #[cfg(feature = "commands")]
 pub mod run;
 #[cfg(feature = "commands")]
