@@ -6,6 +6,7 @@
 //! `EFFC_TEST_BIN=/path/to/effc` runs them against another binary (to show that
 //! they fail on an old one). `EFFC_HOSTILE_LOG=FILE` appends one line per command
 //! run: the case, the command, the exit code and the message's first line.
+//! `EFFC_TEST_MEMORY_LIMIT=BYTES` caps each run's address space.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -78,6 +79,7 @@ fn effc_at(
     for (k, v) in env {
         c.env(k, v);
     }
+    limit_memory(&mut c);
     let mut child = c.spawn().expect("effc starts");
     // Read both pipes on threads so a chatty child never blocks.
     let mut out = child.stdout.take().unwrap();
@@ -111,6 +113,31 @@ fn effc_at(
     };
     log(case, args, env, &ran);
     ran
+}
+
+/// `EFFC_TEST_MEMORY_LIMIT=BYTES` caps each effc's address space (for running an
+/// old binary that reads `/dev/zero` until memory runs out, on a shared machine).
+fn limit_memory(c: &mut Command) {
+    let Some(bytes) = std::env::var("EFFC_TEST_MEMORY_LIMIT")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    else {
+        return;
+    };
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setrlimit is async-signal-safe; the closure allocates nothing.
+    unsafe {
+        c.pre_exec(move || {
+            let l = libc::rlimit {
+                rlim_cur: bytes,
+                rlim_max: bytes,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &l) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
 
 #[cfg(unix)]
