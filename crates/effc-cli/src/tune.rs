@@ -1,11 +1,11 @@
 //! `effc tune`: measure the tiles of a model's kernels on this adapter and cache the
-//! fastest; and the cache lookup `effc run` and `effc bench` share.
+//! fastest (the lookup `run`, `bench`, `scale` and `pick` use is
+//! `effc_driver::tuning::cached`).
 
 use std::process::ExitCode;
 
-use effc_plan::Tuning;
 use effc_runtime::tune::{save_tuning, tune, TuneOptions};
-use effc_runtime::{Gpu, KernelTiming};
+use effc_runtime::KernelTiming;
 use serde_json::json;
 
 use crate::common::ModelArgs;
@@ -35,17 +35,6 @@ pub struct Args {
     /// Print JSON.
     #[arg(long)]
     json: bool,
-}
-
-/// The tiles cached for this adapter, unless `untuned`, and a line saying which
-/// tiles are used ([`effc_driver::tuning::cached`], warnings on stderr).
-pub fn cached(gpu: &Gpu, untuned: bool, model: &str) -> (Tuning, String) {
-    let choice = if untuned {
-        effc_driver::TuningChoice::CostModel
-    } else {
-        effc_driver::TuningChoice::Cached
-    };
-    effc_driver::tuning::cached(gpu, choice, model, &crate::common::Stderr::default())
 }
 
 pub fn run(args: Args) -> Result<ExitCode, Failure> {

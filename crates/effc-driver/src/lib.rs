@@ -15,7 +15,7 @@
 //!   host's memory budget and the adapter's limits, before anything is allocated;
 //! - the procedures (feature `commands`), each taking a request and a
 //!   [`progress::Progress`] and returning a typed, serializable report:
-//!   [`run::run`] ([`run::RunReport`]), [`scale::scale`] ([`scale::ScaleReport`])
+//!   [`run::run`] ([`run::RunReport`]), [`bench::bench`] ([`bench::BenchReport`]), [`scale::scale`] ([`scale::ScaleReport`])
 //!   and [`scale::grid`] ([`scale::GridReport`]), [`pick::pick`]
 //!   ([`pick::PickReport`]); [`tuning::cached`], the tiles a
 //!   GPU uses.
@@ -43,6 +43,8 @@ pub mod progress;
 pub mod request;
 pub mod size;
 
+#[cfg(feature = "commands")]
+pub mod bench;
 #[cfg(feature = "commands")]
 pub mod device;
 #[cfg(feature = "commands")]
