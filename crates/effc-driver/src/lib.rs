@@ -17,7 +17,7 @@
 //!   [`progress::Progress`] and returning a typed, serializable report:
 //!   [`run::run`] ([`run::RunReport`]), [`bench::bench`] ([`bench::BenchReport`]), [`scale::scale`] ([`scale::ScaleReport`])
 //!   and [`scale::grid`] ([`scale::GridReport`]), [`pick::pick`]
-//!   ([`pick::PickReport`]); [`tuning::cached`], the tiles a
+//!   ([`pick::PickReport`]), [`tune::tune`] ([`tune::TuneReport`]); [`tuning::cached`], the tiles a
 //!   GPU uses.
 //!
 //! A new command: resolve a request, declare its files, choose a device, run:
@@ -55,6 +55,8 @@ pub mod pick;
 pub mod run;
 #[cfg(feature = "commands")]
 pub mod scale;
+#[cfg(feature = "commands")]
+pub mod tune;
 #[cfg(feature = "commands")]
 pub mod tuning;
 
