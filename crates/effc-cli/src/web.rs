@@ -21,6 +21,8 @@ pub fn write_site(
     mut out: OutputDir,
     dir: &Path,
 ) -> Result<ExitCode, Failure> {
+    // A plan the web runtime cannot run is refused before anything is read or written.
+    effc_codegen::web::supports(&generated.plan).map_err(|e| Failure::from(e.to_string()))?;
     // The checkpoint is read and packed before anything is written.
     let packed = match weights {
         Some(p) => {

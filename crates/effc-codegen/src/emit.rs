@@ -113,7 +113,7 @@ pub(crate) fn module_items(i: &Input) -> TokenStream {
     // Module docs.
     let title = format!(
         " EfficientNet `{}` compiled by effc: input {c}×{h}×{w}, {}.",
-        i.spec_name,
+        effc_ir::names::in_comment(i.spec_name),
         if plan.is_backbone() {
             crate::features::title(plan)
         } else if classes > 0 {
@@ -130,7 +130,7 @@ pub(crate) fn module_items(i: &Input) -> TokenStream {
     );
     let origin_doc = format!(
         " Spec: `{}`{}. Load a checkpoint with [`Model::load`]; see the `efficientnet` crate for the whole surface.",
-        i.spec_origin,
+        effc_ir::names::in_comment(i.spec_origin),
         settings_note(i.options)
     );
 
@@ -257,8 +257,9 @@ pub(crate) fn module_items(i: &Input) -> TokenStream {
             const _: &[u8] = include_bytes!(#f);
         }
     });
+    let doc_name = effc_ir::names::in_comment(name);
     let model_doc = format!(
-        " EfficientNet `{name}` on a GPU: pipelines, packed weights and buffers, created once by [`Model::load`]."
+        " EfficientNet `{doc_name}` on a GPU: pipelines, packed weights and buffers, created once by [`Model::load`]."
     );
     let output_doc = if plan.is_backbone() {
         " Values per image in a forward's output: every feature level's (`FEATURE_INFO`), CHW, one after another; `Model::features` splits them."
@@ -269,7 +270,7 @@ pub(crate) fn module_items(i: &Input) -> TokenStream {
     };
     let module = i.module;
     let load_doc = format!(
-        " Reads a safetensors checkpoint of `{name}` (timm, torchvision, TF-port or effc names, detected; f32, f16, bf16), folds batch norm, and creates the model on the process's shared GPU (`efficientnet::default_gpu`) for batches up to [`MAX_BATCH`]."
+        " Reads a safetensors checkpoint of `{doc_name}` (timm, torchvision, TF-port or effc names, detected; f32, f16, bf16), folds batch norm, and creates the model on the process's shared GPU (`efficientnet::default_gpu`) for batches up to [`MAX_BATCH`]."
     );
     let use_doc = format!(" `{module}::Model::load(\"weights.safetensors\")?` then `forward`.");
     let feature_items = crate::features::items(m, plan);

@@ -35,7 +35,7 @@ pub mod validate;
 pub use features::FeatureOutput;
 pub use fuse::{plan, plan_at, plan_tuned, plan_with};
 pub use layout::{ElemType, Section, WeightLayout};
-pub use pack::{fold_bn, pack_weights, PackError};
+pub use pack::{check_folding, fold_bn, pack_weights, PackError};
 pub use plan::{
     ALoad, Binding, ClassifierOp, DwOp, Epilogue, GemmOp, Kernel, Op, Plan, SeOp, Slot, SlotId,
     Source, TensorDesc, TensorId, TensorKind,
