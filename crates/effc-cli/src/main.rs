@@ -19,7 +19,6 @@ mod scale;
 mod scale_grid;
 mod scale_report;
 mod tune;
-mod web;
 
 /// effc compiles EfficientNet-family networks (.enet specs or built-in models).
 #[derive(Parser)]
