@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use effc_driver::compile::CompileRequest;
-use effc_driver::WeightsRequest;
 
 use crate::common::ModelArgs;
 use crate::output::{out, outln};
@@ -61,14 +60,10 @@ impl From<Target> for effc_driver::compile::Target {
 /// shaders included from the `.wgsl` files), `report.md` / `report.json` and
 /// `architecture.svg`, which the report shows; or the web site.
 pub fn run(args: Args) -> Result<ExitCode, Failure> {
-    let mut model = args.model.request();
-    model.precision = args.precision;
-    model.weights = args
-        .weights
-        .clone()
-        .map(|path| WeightsRequest { path, naming: None });
     let req = CompileRequest {
-        model,
+        model: args
+            .model
+            .request_with(args.precision, args.weights.as_deref(), None),
         target: args.target.into(),
         out: args.out.clone(),
         force: args.force,
