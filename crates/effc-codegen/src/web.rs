@@ -125,8 +125,9 @@ pub fn plan_json(g: &Generated, class_names: &[&str]) -> serde_json::Value {
         "crop": 0.875,
         "maxBatch": g.max_batch,
         "slots": plan.slots.iter().map(|s| s.bytes).collect::<Vec<_>>(),
-        // For fit()'s error: a slot is as large as its largest tensor.
-        "largestTensor": plan.tensors.iter().max_by_key(|t| t.bytes).map(|t| t.name.as_str()),
+        // What the plan needs of an adapter: fit() and requiredLimits() compare
+        // these numbers with the adapter's limits (effc_plan::AdapterNeeds).
+        "needs": plan.adapter_needs(),
         "input": { "slot": input.slot, "bytes": input.bytes },
         "output": { "slot": output.slot, "bytes": output.bytes },
         "weightBytes": plan.weight_bytes(),
