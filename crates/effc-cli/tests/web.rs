@@ -361,3 +361,43 @@ fn web_site_runs_in_chromium() {
     assert!(stdout.contains("TIMING b0"), "{stdout}");
     assert!(dir.join("index-chelsea-png.png").is_file());
 }
+
+/// The pure functions of model.js (fit, requiredLimits, toHalf, the resize and
+/// crop of `classify`) under `node --test` (`web-tests/pure.test.mjs`), with no
+/// browser: only node is needed.
+#[test]
+fn pure_functions_under_node_test() {
+    if Command::new("node").arg("--version").output().is_err() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true and node is missing"
+        );
+        eprintln!("skipped: no `node` on PATH");
+        return;
+    }
+    let dir = fresh_dir("pure");
+    let site = dir.join("lite0");
+    compile(&[
+        "compile",
+        "lite0",
+        "--target",
+        "web",
+        "-o",
+        site.to_str().unwrap(),
+    ]);
+    let expected = json!({ "fit": fit_cases("lite0"), "halves": halves("lite0") });
+    std::fs::write(site.join("expected.json"), expected.to_string()).unwrap();
+    let o = Command::new("node")
+        .args(["--test", "web-tests/pure.test.mjs"])
+        .current_dir(root())
+        .env("EFFC_SITE", &site)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.contains("# pass 4"), "{out}");
+}

@@ -521,7 +521,7 @@ function clip8(v) {
 // Resizes RGBA `src` (w × h) to nw × nh and returns the size × size window at
 // (left, top), HWC RGB bytes: Pillow's resize (horizontal pass first, both rounded
 // to 8 bits) then crop. Integer sums stay below 2^53, exact in doubles.
-function resizeCrop(src, w, h, nw, nh, left, top, size) {
+export function resizeCrop(src, w, h, nw, nh, left, top, size) {
   const half = 2 ** (PRECISION_BITS - 1);
   const ht = taps(w, nw, left, size);
   const vt = taps(h, nh, top, size);
