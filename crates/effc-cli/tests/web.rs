@@ -401,3 +401,78 @@ fn pure_functions_under_node_test() {
     );
     assert!(out.contains("# pass 4"), "{out}");
 }
+
+/// `model.d.ts` beside model.js types every export: a TypeScript consumer of the
+/// site type-checks with `tsc --strict` (typescript from `web-tests/package.json`).
+#[test]
+fn model_d_ts_types_a_typescript_consumer() {
+    let tsc = root().join("web-tests/node_modules/typescript/bin/tsc");
+    if !tsc.is_file() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true and web-tests/node_modules has no typescript (npm ci in web-tests)"
+        );
+        eprintln!("skipped: web-tests/node_modules has no typescript (run `npm ci` in web-tests)");
+        return;
+    }
+    let dir = fresh_dir("types");
+    let site = dir.join("site");
+    compile(&[
+        "compile",
+        "lite0",
+        "--target",
+        "web",
+        "-o",
+        site.to_str().unwrap(),
+    ]);
+    assert!(site.join("model.d.ts").is_file());
+    let consumer = r#"import { load, fit, toHalf, resizeCrop, type Limits, type Prediction } from "./model.js";
+const limits: Limits = {
+  maxStorageBufferBindingSize: 1 << 27, maxBufferSize: 1 << 28, maxStorageBuffersPerShaderStage: 8,
+  maxComputeWorkgroupsPerDimension: 65535, maxComputeWorkgroupSizeX: 256, maxComputeWorkgroupSizeY: 256,
+  maxComputeWorkgroupSizeZ: 64, maxComputeInvocationsPerWorkgroup: 256,
+};
+const chunk: number = fit(limits, 8);
+const half: number = toHalf(0.5);
+const bytes: Uint8Array = resizeCrop(new Uint8Array(16), 2, 2, 2, 2, 0, 0, 2);
+export async function top(image: ImageBitmap): Promise<string> {
+  const model = await load(undefined, { maxBatch: 4, f16: "packed" });
+  const best: Prediction[] = await model.classify(image, 3);
+  const logits: Float32Array = await model.forward(new Float32Array(3 * model.info.resolution ** 2));
+  model.destroy();
+  return `${best[0].name} ${logits.length} ${chunk} ${half} ${bytes.length}`;
+}
+"#;
+    std::fs::write(site.join("consumer.ts"), consumer).unwrap();
+    // The same file with a type error must fail: the check is real.
+    std::fs::write(
+        site.join("wrong.ts"),
+        "import { fit } from \"./model.js\";\nconst n: string = fit({} as never, 8);\n",
+    )
+    .unwrap();
+    let check = |file: &str| {
+        Command::new("node")
+            .arg(&tsc)
+            .args([
+                "--noEmit",
+                "--strict",
+                "--target",
+                "es2022",
+                "--module",
+                "es2022",
+                "--moduleResolution",
+                "bundler",
+                "--lib",
+                "es2022,dom",
+                file,
+            ])
+            .current_dir(&site)
+            .output()
+            .unwrap()
+    };
+    let o = check("consumer.ts");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    let o = check("wrong.ts");
+    assert!(!o.status.success(), "a type error is caught");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("TS2322"));
+}

@@ -33,6 +33,8 @@ pub const WEIGHTS_VERSION: u32 = 2;
 
 const RUNTIME: &str = include_str!("../web/runtime.js");
 const INDEX: &str = include_str!("../web/index.html");
+/// The types of `model.js` (the same for every model), for TypeScript users.
+const TYPES: &str = include_str!("../web/model.d.ts");
 
 /// One file of the site: its name in the output directory and its bytes.
 #[derive(Clone, Debug)]
@@ -235,6 +237,10 @@ pub fn site(
     files.push(SiteFile {
         name: "model.js".into(),
         bytes: model_js(g, class_names).into_bytes(),
+    });
+    files.push(SiteFile {
+        name: "model.d.ts".into(),
+        bytes: TYPES.as_bytes().to_vec(),
     });
     let title = html_escape(&g.plan.model);
     files.push(SiteFile {
