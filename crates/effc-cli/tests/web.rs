@@ -362,29 +362,35 @@ fn web_site_runs_in_chromium() {
     assert!(dir.join("index-chelsea-png.png").is_file());
 }
 
+/// Whether a test cannot run here (`why`): printed, and a failure under `CI=true`.
+fn skipped(why: Option<String>) -> bool {
+    let Some(why) = why else { return false };
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true and the test cannot run: {why}"
+    );
+    eprintln!("skipped: {why}");
+    true
+}
+
+/// lite0's web site (no weights) in a fresh directory `name/site`.
+fn lite0_site(name: &str) -> PathBuf {
+    let site = fresh_dir(name).join("site");
+    let s = site.to_str().unwrap();
+    compile(&["compile", "lite0", "--target", "web", "-o", s]);
+    site
+}
+
 /// The pure functions of model.js (fit, requiredLimits, toHalf, the resize and
 /// crop of `classify`) under `node --test` (`web-tests/pure.test.mjs`), with no
 /// browser: only node is needed.
 #[test]
 fn pure_functions_under_node_test() {
-    if Command::new("node").arg("--version").output().is_err() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true and node is missing"
-        );
-        eprintln!("skipped: no `node` on PATH");
+    let node = Command::new("node").arg("--version").output();
+    if skipped(node.is_err().then(|| "no `node` on PATH".to_string())) {
         return;
     }
-    let dir = fresh_dir("pure");
-    let site = dir.join("lite0");
-    compile(&[
-        "compile",
-        "lite0",
-        "--target",
-        "web",
-        "-o",
-        site.to_str().unwrap(),
-    ]);
+    let site = lite0_site("pure");
     let expected = json!({ "fit": fit_cases("lite0"), "halves": halves("lite0") });
     std::fs::write(site.join("expected.json"), expected.to_string()).unwrap();
     let o = Command::new("node")
@@ -407,24 +413,11 @@ fn pure_functions_under_node_test() {
 #[test]
 fn model_d_ts_types_a_typescript_consumer() {
     let tsc = root().join("web-tests/node_modules/typescript/bin/tsc");
-    if !tsc.is_file() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true and web-tests/node_modules has no typescript (npm ci in web-tests)"
-        );
-        eprintln!("skipped: web-tests/node_modules has no typescript (run `npm ci` in web-tests)");
+    let why = "web-tests/node_modules has no typescript (run `npm ci` in web-tests)";
+    if skipped((!tsc.is_file()).then(|| why.to_string())) {
         return;
     }
-    let dir = fresh_dir("types");
-    let site = dir.join("site");
-    compile(&[
-        "compile",
-        "lite0",
-        "--target",
-        "web",
-        "-o",
-        site.to_str().unwrap(),
-    ]);
+    let site = lite0_site("types");
     assert!(site.join("model.d.ts").is_file());
     let consumer = r#"import { load, fit, toHalf, resizeCrop, type Limits, type Prediction } from "./model.js";
 const limits: Limits = {

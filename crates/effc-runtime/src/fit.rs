@@ -139,6 +139,11 @@ pub fn host_memory(plan: &Plan, batch: usize, software: bool) -> Vec<(String, u6
     v
 }
 
+/// The kernel and the value of a need beyond `max`.
+fn over<T: PartialOrd + Copy>(need: &effc_plan::Largest<T>, max: T) -> Option<(String, T)> {
+    (need.value > max).then(|| (need.by.clone(), need.value))
+}
+
 /// Every buffer is at least this large (wgpu refuses empty bindings).
 const MIN_BUFFER: u64 = 16;
 
@@ -162,29 +167,17 @@ pub fn fit(plan: &Plan, limits: &wgpu::Limits, max_batch: usize) -> Result<Fit, 
     // What the plan needs, as the plan states it (`Plan::adapter_needs`; the web
     // runtime compares the same numbers).
     let needs = plan.adapter_needs();
-    let w = &needs.weights_binding;
-    if w.value > max_binding {
-        return Err(FitError::Weights {
-            kernel: w.by.clone(),
-            bytes: w.value,
-            max: max_binding,
-        });
+    if let Some((kernel, bytes)) = over(&needs.weights_binding, max_binding) {
+        let max = max_binding;
+        return Err(FitError::Weights { kernel, bytes, max });
     }
-    let s = &needs.storage_buffers;
-    if s.value > limits.max_storage_buffers_per_shader_stage {
-        return Err(FitError::StorageBuffers {
-            kernel: s.by.clone(),
-            count: s.value,
-            max: limits.max_storage_buffers_per_shader_stage,
-        });
+    let max = limits.max_storage_buffers_per_shader_stage;
+    if let Some((kernel, count)) = over(&needs.storage_buffers, max) {
+        return Err(FitError::StorageBuffers { kernel, count, max });
     }
-    let g = &needs.workgroups;
-    if g.value > max_wg {
-        return Err(FitError::Workgroups {
-            kernel: g.by.clone(),
-            count: g.value,
-            max: max_wg,
-        });
+    if let Some((kernel, count)) = over(&needs.workgroups, max_wg) {
+        let max = max_wg;
+        return Err(FitError::Workgroups { kernel, count, max });
     }
     if let Some(d) = (0..3).find(|&d| needs.workgroup_size[d].value > max_size[d]) {
         let n = &needs.workgroup_size[d];
@@ -195,16 +188,14 @@ pub fn fit(plan: &Plan, limits: &wgpu::Limits, max_batch: usize) -> Result<Fit, 
             max: max_size,
         });
     }
-    let i = &needs.invocations;
-    if i.value > limits.max_compute_invocations_per_workgroup {
+    let max = limits.max_compute_invocations_per_workgroup;
+    if let Some((kernel, threads)) = over(&needs.invocations, max) {
         return Err(FitError::Invocations {
-            kernel: i.by.clone(),
-            threads: i.value,
-            max: limits.max_compute_invocations_per_workgroup,
+            kernel,
+            threads,
+            max,
         });
     }
-    // Activations: as many images per chunk as the largest slot can bind, and no
-    // more than the workgroups the batch dimension (z) allows.
     let per_image = needs.activation_per_image.value;
     if per_image > max_binding {
         return Err(FitError::Activation {
