@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use effc_driver::bench::{BenchReport, BenchRequest, CpuBench, GpuBench, Latency};
-use effc_driver::{Device, TuningChoice, WeightsRequest};
+use effc_driver::{Device, TuningChoice};
 
 use crate::common::{Bar, ModelArgs};
 use crate::output::outln;
@@ -50,12 +50,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<ExitCode, Failure> {
-    let mut model = args.model.request();
-    model.precision = args.precision;
-    model.weights = args
-        .weights
-        .clone()
-        .map(|path| WeightsRequest { path, naming: None });
+    let mut model = args
+        .model
+        .request_with(args.precision, args.weights.as_deref(), None);
     if args.untuned {
         model.tuning = TuningChoice::CostModel;
     }

@@ -51,6 +51,23 @@ impl ModelArgs {
         r
     }
 
+    /// The request at `precision`, with the checkpoint `weights` (naming detected
+    /// unless `naming`).
+    pub fn request_with(
+        &self,
+        precision: effc_plan::Precision,
+        weights: Option<&std::path::Path>,
+        naming: Option<effc_ir::Naming>,
+    ) -> ModelRequest {
+        let mut r = self.request();
+        r.precision = precision;
+        r.weights = weights.map(|p| effc_driver::WeightsRequest {
+            path: p.to_path_buf(),
+            naming,
+        });
+        r
+    }
+
     /// Resolves and builds the model; diagnostics are rendered for the terminal.
     pub fn resolve(&self) -> Result<ResolvedModel, Failure> {
         self.request().resolve().map_err(crate::fail)

@@ -20,7 +20,6 @@ mod scale_grid;
 mod scale_report;
 mod serve;
 mod tune;
-mod web;
 
 /// effc compiles EfficientNet-family networks (.enet specs or built-in models).
 #[derive(Parser)]

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use effc_driver::run::{RunInput, RunOutput, RunReport, RunRequest};
-use effc_driver::{Device, TuningChoice, WeightsRequest};
+use effc_driver::{Device, TuningChoice};
 use effc_ir::Naming;
 
 use crate::common::{ModelArgs, Stderr};
@@ -56,12 +56,9 @@ pub struct Args {
 
 impl Args {
     fn request(&self) -> RunRequest {
-        let mut model = self.model.request();
-        model.precision = self.precision;
-        model.weights = Some(WeightsRequest {
-            path: self.weights.clone(),
-            naming: self.naming,
-        });
+        let mut model = self
+            .model
+            .request_with(self.precision, Some(&self.weights), self.naming);
         if self.untuned {
             model.tuning = TuningChoice::CostModel;
         }

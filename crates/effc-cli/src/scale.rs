@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use effc_driver::scale::{Budgets, GridRequest, ScaleReport, ScaleRequest};
-use effc_driver::size::{self as budget, ms, si};
+use effc_driver::size::{self as budget, ms};
 
 use crate::common::Bar;
 use crate::output::{out, outln};
@@ -146,16 +146,14 @@ fn print_chosen(r: &ScaleReport) -> Result<(), Failure> {
     let (Some(c), Some(name), Some(text)) = (r.chosen(), &r.model, &r.spec) else {
         return Ok(());
     };
+    let [params, macs, memory] = crate::scale_report::costs(c);
     outln!();
     outln!(
-        "chosen: φ = {:.2}: depth {:.4}, width {:.4}, resolution {}; {} parameters, {} MACs, {}B of GPU memory at batch {}{}",
+        "chosen: φ = {:.2}: depth {:.4}, width {:.4}, resolution {}; {params} parameters, {macs} MACs, {memory}B of GPU memory at batch {}{}",
         c.phi,
         c.depth,
         c.width,
         c.resolution,
-        si(c.params as f64),
-        si(c.macs as f64),
-        si(c.memory_bytes as f64),
         r.batch,
         c.latency_ms.map(|l| format!(", {}", ms(l))).unwrap_or_default()
     );

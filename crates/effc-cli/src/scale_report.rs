@@ -33,6 +33,7 @@ pub(crate) fn print_table(r: &ScaleReport) -> Result<(), Failure> {
         "latency"
     );
     for (k, c) in &r.candidates {
+        let [p, macs, mem] = costs(c);
         let result = if let Some(e) = &c.error {
             format!("cannot be built: {e}")
         } else if c.exceeds.is_empty() {
@@ -47,9 +48,9 @@ pub(crate) fn print_table(r: &ScaleReport) -> Result<(), Failure> {
             c.depth,
             c.width,
             c.resolution,
-            si(c.params as f64),
-            si(c.macs as f64),
-            si(c.memory_bytes as f64),
+            p,
+            macs,
+            mem,
             c.latency_ms.map(ms).unwrap_or_else(|| "-".into()),
         );
     }
@@ -63,4 +64,9 @@ pub(crate) fn print_json(r: &ScaleReport) -> Result<(), Failure> {
     v["next"] = serde_json::to_value(r.next())?;
     outln!("{}", serde_json::to_string_pretty(&v)?);
     Ok(())
+}
+
+/// A candidate's parameters, MACs and memory bytes, in SI units.
+pub(crate) fn costs(c: &effc_driver::scale::Candidate) -> [String; 3] {
+    [c.params, c.macs, c.memory_bytes].map(|v| si(v as f64))
 }

@@ -15,12 +15,12 @@ use crate::{fail, Failure};
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
-    /// Images per forward while measuring (tiles tuned at one batch suit nearby ones).
-    #[arg(long, default_value_t = 1, value_name = "N")]
-    batch: usize,
     /// Measurements per kernel and candidate; their median counts.
     #[arg(long, default_value_t = 5, value_name = "N")]
     reps: usize,
+    /// Images per forward while measuring (tiles tuned at one batch suit nearby ones).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    batch: usize,
     /// Candidates per kernel shape at most, the cost model's first (default: all).
     #[arg(long, value_name = "N")]
     candidates: Option<usize>,

@@ -58,6 +58,14 @@ impl Ran {
             self.stderr
         );
     }
+
+    /// [`Ran::refused`], and `never` in neither stdout nor stderr.
+    fn refused_without(&self, want: i32, what: &str, never: &str) {
+        self.refused(want, what);
+        for out in [&self.stdout, &self.stderr] {
+            assert!(!out.contains(never), "{never:?} in: {out}");
+        }
+    }
 }
 
 /// Runs effc in `cwd` with `args` (and `env`), killed after `limit`.
@@ -171,6 +179,12 @@ fn log(case: &str, args: &[&str], env: &[(&str, &str)], ran: &Ran) {
     {
         let _ = f.write_all(line.as_bytes());
     }
+}
+
+/// effc in `cwd` with the words of `line` as arguments, at most 120 s.
+fn sh(case: &str, cwd: &Path, line: &str) -> Ran {
+    let args: Vec<&str> = line.split_whitespace().collect();
+    effc(case, cwd, &args)
 }
 
 /// effc in `cwd`, at most 120 s.
@@ -469,60 +483,35 @@ fn case05_planted_temporary_symlinks_are_never_followed() {
         .contains("96"));
 }
 
+const WEB_BACKBONE: [&str; 8] = [
+    "compile",
+    "lite0",
+    "--features",
+    "1,2",
+    "--target",
+    "web",
+    "-o",
+    "site",
+];
+
 /// Case 6: `compile lite0 --features 1,2 --target web` wrote a broken site (1000
 /// classes, one level read back): refused before anything is written.
 #[test]
 fn case06_web_backbones_are_refused_before_writing() {
     let d = tempfile::tempdir().unwrap();
-    let r = effc(
-        "6",
-        d.path(),
-        &[
-            "compile",
-            "lite0",
-            "--features",
-            "1,2",
-            "--target",
-            "web",
-            "-o",
-            "site",
-        ],
-    );
+    let r = effc("6", d.path(), &WEB_BACKBONE);
     r.refused(1, "the web target does not run backbones yet");
     assert!(r.stderr.contains("feature levels 1, 2"), "{}", r.stderr);
     assert!(!d.path().join("site").exists(), "nothing written");
     // Into a site effc wrote before: it stays as it was.
-    let r = effc(
+    let r = sh(
         "6",
         d.path(),
-        &[
-            "compile",
-            "lite0",
-            "--resolution",
-            "64",
-            "--target",
-            "web",
-            "-o",
-            "site",
-        ],
+        "compile lite0 --resolution 64 --target web -o site",
     );
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     let before = snapshot(d.path());
-    effc(
-        "6",
-        d.path(),
-        &[
-            "compile",
-            "lite0",
-            "--features",
-            "1,2",
-            "--target",
-            "web",
-            "-o",
-            "site",
-        ],
-    )
-    .refused(1, "does not run backbones");
+    effc("6", d.path(), &WEB_BACKBONE).refused(1, "does not run backbones");
     assert_unchanged(d.path(), &before);
 }
 
@@ -552,67 +541,21 @@ fn case07_non_finite_folded_weights_are_refused_everywhere() {
     let bad = patched_lite0(d.path(), 3e38, 32);
     let before = snapshot(d.path());
     for (device, precision) in [("cpu", "f32"), ("gpu", "f32"), ("gpu", "f16")] {
-        effc(
-            "7",
-            d.path(),
-            &[
-                "run",
-                "lite0",
-                "--resolution",
-                "64",
-                "--device",
-                device,
-                "--precision",
-                precision,
-                "-w",
-                &bad,
-                "x.png",
-            ],
-        )
+        sh("7", d.path(), &format!("run lite0 --resolution 64 --device {device} --precision {precision} -w {bad} x.png"))
         .refused(1, "folding batch norm into `blocks.0.0.dw` gives");
     }
     for precision in ["f32", "f16"] {
-        effc(
-            "7",
-            d.path(),
-            &[
-                "compile",
-                "lite0",
-                "--resolution",
-                "64",
-                "--target",
-                "web",
-                "--precision",
-                precision,
-                "--weights",
-                &bad,
-                "-o",
-                "site",
-            ],
-        )
+        sh("7", d.path(), &format!("compile lite0 --resolution 64 --target web --precision {precision} --weights {bad} -o site"))
         .refused(1, "infinite or NaN weights");
     }
     assert_unchanged(d.path(), &before);
 
     // Large but finite: clamped at f16, and counted on stderr and in --json.
     let big = patched_lite0(d.path(), 2e5, 4);
-    let r = effc(
+    let r = sh(
         "7",
         d.path(),
-        &[
-            "run",
-            "lite0",
-            "--resolution",
-            "64",
-            "--device",
-            "gpu",
-            "--precision",
-            "f16",
-            "-w",
-            &big,
-            "--json",
-            "x.png",
-        ],
+        &format!("run lite0 --resolution 64 --device gpu --precision f16 -w {big} --json x.png"),
     );
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     assert!(r.stderr.contains("clamped to ±65504"), "{}", r.stderr);
@@ -696,8 +639,7 @@ fn case09_inputs_that_are_not_regular_files_are_refused_at_once() {
         Stdio::piped(),
         limit,
     );
-    r.refused(1, "is a FIFO");
-    assert!(!r.stderr.contains("is empty"), "{}", r.stderr);
+    r.refused_without(1, "is a FIFO", "is empty");
     assert_unchanged(d.path(), &before);
 }
 
@@ -706,22 +648,8 @@ fn case09_inputs_that_are_not_regular_files_are_refused_at_once() {
 #[test]
 fn case10_no_candidate_within_budget_is_exit_1_and_writes_nothing() {
     let d = tempfile::tempdir().unwrap();
-    let r = effc(
-        "10",
-        d.path(),
-        &[
-            "scale",
-            "b0",
-            "--phi",
-            "0",
-            "--max-memory",
-            "1",
-            "-o",
-            "f.enet",
-        ],
-    );
-    r.refused(1, "does not meet the budgets");
-    assert!(!r.stdout.contains("chosen"), "{}", r.stdout);
+    let r = sh("10", d.path(), "scale b0 --phi 0 --max-memory 1 -o f.enet");
+    r.refused_without(1, "does not meet the budgets", "chosen");
     assert!(!d.path().join("f.enet").exists());
     let r = effc(
         "10",
@@ -791,8 +719,7 @@ fn also_quoted_names_scale_or_are_refused_clearly() {
             "scale", "lite0", "--phi", "0.5", "--name", "a\"b", "-o", "t.enet",
         ],
     );
-    r.refused(1, "--name: model name");
-    assert!(!r.stderr.contains("internal error"), "{}", r.stderr);
+    r.refused_without(1, "--name: model name", "internal error");
     assert_unchanged(d.path(), &before);
 }
 

@@ -33,6 +33,8 @@ pub const WEIGHTS_VERSION: u32 = 2;
 
 const RUNTIME: &str = include_str!("../web/runtime.js");
 const INDEX: &str = include_str!("../web/index.html");
+/// The types of `model.js` (the same for every model), for TypeScript users.
+const TYPES: &str = include_str!("../web/model.d.ts");
 
 /// One file of the site: its name in the output directory and its bytes.
 #[derive(Clone, Debug)]
@@ -125,8 +127,9 @@ pub fn plan_json(g: &Generated, class_names: &[&str]) -> serde_json::Value {
         "crop": 0.875,
         "maxBatch": g.max_batch,
         "slots": plan.slots.iter().map(|s| s.bytes).collect::<Vec<_>>(),
-        // For fit()'s error: a slot is as large as its largest tensor.
-        "largestTensor": plan.tensors.iter().max_by_key(|t| t.bytes).map(|t| t.name.as_str()),
+        // What the plan needs of an adapter: fit() and requiredLimits() compare
+        // these numbers with the adapter's limits (effc_plan::AdapterNeeds).
+        "needs": plan.adapter_needs(),
         "input": { "slot": input.slot, "bytes": input.bytes },
         "output": { "slot": output.slot, "bytes": output.bytes },
         "weightBytes": plan.weight_bytes(),
@@ -234,6 +237,10 @@ pub fn site(
     files.push(SiteFile {
         name: "model.js".into(),
         bytes: model_js(g, class_names).into_bytes(),
+    });
+    files.push(SiteFile {
+        name: "model.d.ts".into(),
+        bytes: TYPES.as_bytes().to_vec(),
     });
     let title = html_escape(&g.plan.model);
     files.push(SiteFile {

@@ -17,7 +17,8 @@
 //!   [`progress::Progress`] and returning a typed, serializable report:
 //!   [`run::run`] ([`run::RunReport`]), [`bench::bench`] ([`bench::BenchReport`]), [`scale::scale`] ([`scale::ScaleReport`])
 //!   and [`scale::grid`] ([`scale::GridReport`]), [`pick::pick`]
-//!   ([`pick::PickReport`]), [`tune::tune`] ([`tune::TuneReport`]); [`tuning::cached`], the tiles a
+//!   ([`pick::PickReport`]), [`tune::tune`] ([`tune::TuneReport`]),
+//!   [`compile::compile`] ([`compile::CompileReport`]); [`tuning::cached`], the tiles a
 //!   GPU uses.
 //!
 //! A new command: resolve a request, declare its files, choose a device, run:
@@ -45,6 +46,8 @@ pub mod size;
 
 #[cfg(feature = "commands")]
 pub mod bench;
+#[cfg(feature = "commands")]
+pub mod compile;
 #[cfg(feature = "commands")]
 pub mod device;
 #[cfg(feature = "commands")]
