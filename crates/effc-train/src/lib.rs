@@ -14,5 +14,7 @@
 
 pub mod data;
 pub mod ema;
+pub mod init;
 pub mod optim;
 pub mod schedule;
+pub mod trainer;
