@@ -15,6 +15,8 @@
 pub mod data;
 pub mod ema;
 pub mod init;
+pub mod job;
 pub mod optim;
+pub mod progressive;
 pub mod schedule;
 pub mod trainer;

@@ -184,9 +184,12 @@ pub fn epoch_order(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
 
 /// Trains `state` from its step to `total` steps (stopping early after
 /// `stop_after` steps of this call, as a killed run would), reporting events.
+/// `model` is built at the training size; `eval_model` (the same network at
+/// the evaluation size) validates.
 #[allow(clippy::too_many_arguments)]
 pub fn train(
     model: &Model,
+    eval_model: &Model,
     data: &Data,
     recipe: &Recipe,
     state: &mut State,
@@ -298,9 +301,11 @@ pub fn train(
         if finished_epoch {
             let (eval, ema_eval) = match data {
                 Data::Set { val, .. } if !val.is_empty() => {
-                    let e = evaluate(model, state.params.values(), val, eval_t, eval_batch)?;
+                    let e = evaluate(eval_model, state.params.values(), val, eval_t, eval_batch)?;
                     let ee = match &state.ema {
-                        Some(ema) => Some(evaluate(model, &ema.values, val, eval_t, eval_batch)?),
+                        Some(ema) => {
+                            Some(evaluate(eval_model, &ema.values, val, eval_t, eval_batch)?)
+                        }
                         None => None,
                     };
                     (Some(e), ee)

@@ -71,12 +71,22 @@ fn a_fixed_batch_is_fitted() {
     let data = Data::Fixed(batch);
     let mut state = State::new(&model, effc_train::init::init(&model, 0), &r).unwrap();
     let mut losses = vec![];
-    trainer::train(&model, &data, &r, &mut state, 60, None, 4, &mut |e| {
-        if let Event::Step { loss, .. } = e {
-            losses.push(loss);
-        }
-        Ok(())
-    })
+    trainer::train(
+        &model,
+        &model,
+        &data,
+        &r,
+        &mut state,
+        60,
+        None,
+        4,
+        &mut |e| {
+            if let Event::Step { loss, .. } = e {
+                losses.push(loss);
+            }
+            Ok(())
+        },
+    )
     .unwrap();
     assert_eq!(losses.len(), 60);
     assert!(
@@ -138,27 +148,53 @@ fn resuming_equals_an_uninterrupted_run() {
         let init = effc_train::init::init(&model, 1);
         let mut full = State::new(&model, init.clone(), &r).unwrap();
         let mut epochs = 0;
-        trainer::train(&model, &data, &r, &mut full, total, None, 8, &mut |e| {
-            if let Event::Epoch { eval, ema_eval, .. } = e {
-                epochs += 1;
-                assert!(eval.is_some() && ema_eval.is_some());
-            }
-            Ok(())
-        })
+        trainer::train(
+            &model,
+            &model,
+            &data,
+            &r,
+            &mut full,
+            total,
+            None,
+            8,
+            &mut |e| {
+                if let Event::Epoch { eval, ema_eval, .. } = e {
+                    epochs += 1;
+                    assert!(eval.is_some() && ema_eval.is_some());
+                }
+                Ok(())
+            },
+        )
         .unwrap();
         assert_eq!(epochs, 3, "two whole epochs and the last step");
 
         let mut part = State::new(&model, init, &r).unwrap();
-        trainer::train(&model, &data, &r, &mut part, total, Some(8), 8, &mut |_| {
-            Ok(())
-        })
+        trainer::train(
+            &model,
+            &model,
+            &data,
+            &r,
+            &mut part,
+            total,
+            Some(8),
+            8,
+            &mut |_| Ok(()),
+        )
         .unwrap();
         assert_eq!(part.step, 8);
         let bytes = trainer::checkpoint_bytes(&model, &part, "fp");
         let mut resumed = trainer::resume(&model, &r, &bytes, "ckpt", "fp").unwrap();
-        trainer::train(&model, &data, &r, &mut resumed, total, None, 8, &mut |_| {
-            Ok(())
-        })
+        trainer::train(
+            &model,
+            &model,
+            &data,
+            &r,
+            &mut resumed,
+            total,
+            None,
+            8,
+            &mut |_| Ok(()),
+        )
         .unwrap();
         assert_eq!(resumed.step, total);
         assert!(
