@@ -59,7 +59,7 @@ pub struct Args {
     #[arg(long, value_name = "X.safetensors")]
     input: Option<PathBuf>,
     /// Write the first step's loss gradient of every parameter, and the BN running
-    /// statistics after it, in the checkpoint's naming (timm from scratch).
+    /// statistics after it, in the naming of --from (timm from scratch).
     #[arg(long, value_name = "G.safetensors")]
     save_grads: Option<PathBuf>,
     /// Start from a checkpoint (any naming effc reads); with --classes its classifier

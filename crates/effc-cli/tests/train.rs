@@ -29,7 +29,8 @@ fn f32s(b: &[u8]) -> Vec<f32> {
         .collect()
 }
 
-/// v2-b0's fixture batch through `--input`/`--save-grads`: every gradient within
+/// v2-b0's fixture batch through `--input`/`--save-grads` (written in the naming
+/// of `--from`): every gradient within
 /// 3x PyTorch's own f32 spread of timm's f64 gradient.
 #[test]
 fn save_grads_match_timm() {
@@ -104,8 +105,9 @@ fn save_grads_match_timm() {
         .flat_map(|(n, _)| want(n))
         .fold(0f64, |m, v| m.max(v.abs()));
     let mut worst = 0f64;
+    // --from is in effc naming, so the gradients are too.
     for (name, param) in &names {
-        let g = f32s(&got[name].1);
+        let g = f32s(&got[&param.name].1);
         if param.trainable {
             let w = want(name);
             let den = w.iter().fold(1e-4 * largest, |m, v| m.max(v.abs()));

@@ -190,16 +190,19 @@ pub fn read_input(path: &std::path::Path, model: &Model) -> Result<Batch, TrainE
     })
 }
 
-/// The initial values, and what they are.
-fn initial(job: &Job) -> Result<(Vec<Vec<f32>>, String), TrainError> {
+/// The initial values, what they are, and the naming outputs use: the
+/// checkpoint's (as detected or given), timm's from scratch.
+fn initial(job: &Job) -> Result<(Vec<Vec<f32>>, String, Naming), TrainError> {
     let model = &job.model;
     let Some(f) = &job.from else {
+        let what = format!(
+            "from scratch (timm's initialization, seed {})",
+            job.recipe.seed
+        );
         return Ok((
             crate::init::init(model, job.recipe.seed),
-            format!(
-                "from scratch (timm's initialization, seed {})",
-                job.recipe.seed
-            ),
+            what,
+            Naming::Timm,
         ));
     };
     let load = |m: &Model| Weights::load(&f.path, m, f.naming);
@@ -210,7 +213,7 @@ fn initial(job: &Job) -> Result<(Vec<Vec<f32>>, String), TrainError> {
                 .iter()
                 .map(|p| w.get(&p.key).expect("loaded weights fit").to_vec())
                 .collect();
-            Ok((values, format!("from {}", f.path.display())))
+            Ok((values, format!("from {}", f.path.display()), w.naming()))
         }
         Err(first) => {
             // The checkpoint may be this network with another classifier.
@@ -231,7 +234,8 @@ fn initial(job: &Job) -> Result<(Vec<Vec<f32>>, String), TrainError> {
                 .collect();
             let old = f.as_made.classifier.as_ref().map_or(0, |c| c.out_features);
             let new = model.classifier.as_ref().map_or(0, |c| c.out_features);
-            Ok((values, format!("from {}, its {old}-class classifier replaced by a new {new}-class one (timm's init)", f.path.display())))
+            let what = format!("from {}, its {old}-class classifier replaced by a new {new}-class one (timm's init)", f.path.display());
+            Ok((values, what, w.naming()))
         }
     }
 }
@@ -367,6 +371,11 @@ pub fn run(job: &Job, show: &mut dyn FnMut(Progress)) -> Result<State, TrainErro
     let stages = stage_list(job, total)?;
     let fp = fingerprint(job, total, &desc);
     show(Progress::Note(format!("data: {desc}")));
+    let mut naming = job
+        .from
+        .as_ref()
+        .and_then(|f| f.naming)
+        .unwrap_or(Naming::Timm);
     let mut state = match &job.resume {
         Some(p) => {
             let bytes = effc_files::read(p, effc_files::Input::CHECKPOINT)
@@ -386,16 +395,12 @@ pub fn run(job: &Job, show: &mut dyn FnMut(Progress)) -> Result<State, TrainErro
             s
         }
         None => {
-            let (values, what) = initial(job)?;
+            let (values, what, n) = initial(job)?;
+            naming = n;
             show(Progress::Note(format!("weights: {what}")));
             State::new(&job.model, values, &job.recipe)?
         }
     };
-    let naming = job
-        .from
-        .as_ref()
-        .and_then(|f| f.naming)
-        .unwrap_or(Naming::Timm);
     for (si, stage) in stages.iter().enumerate() {
         if state.step >= stage.to {
             continue;
