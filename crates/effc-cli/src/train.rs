@@ -128,6 +128,10 @@ pub struct Args {
     /// With --dry-run: print JSON.
     #[arg(long)]
     json: bool,
+    /// Write JSON lines: one per step (loss, lr, images/s, stage, size) and one per
+    /// epoch (validation top-1, top-5, loss; the EMA's).
+    #[arg(long, value_name = "FILE.jsonl")]
+    log: Option<PathBuf>,
     /// Where the training checkpoint goes (every epoch; default: OUT with `.ckpt` before the extension).
     #[arg(long, value_name = "FILE")]
     checkpoint: Option<PathBuf>,
@@ -180,8 +184,8 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
             files.input(role, p)?;
         }
     }
-    let (out, checkpoint, save_grads) = if args.dry_run {
-        (None, None, None)
+    let (out, checkpoint, save_grads, log) = if args.dry_run {
+        (None, None, None, None)
     } else {
         let o = args
             .output
@@ -195,7 +199,12 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
             .as_ref()
             .map(|p| files.file("--save-grads", p))
             .transpose()?;
-        (Some(out), Some(checkpoint), grads)
+        let log = args
+            .log
+            .as_ref()
+            .map(|p| files.file("--log", p))
+            .transpose()?;
+        (Some(out), Some(checkpoint), grads, log)
     };
     let resolved = request.resolve().map_err(fail)?;
     let model = resolved.model;
@@ -303,6 +312,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         out,
         checkpoint,
         save_grads,
+        log,
         resume: args.resume.clone(),
         eval_batch: args.eval_batch.max(1),
     };

@@ -184,6 +184,8 @@ fn trains_on_a_folder_resumes_and_effc_run_loads_the_output() {
             "0.5",
             "-o",
             p(o),
+            "--log",
+            p(&o.with_extension("jsonl")),
         ]
         .iter()
         .map(|s| s.to_string())
@@ -198,6 +200,18 @@ fn trains_on_a_folder_resumes_and_effc_run_loads_the_output() {
         "{log}"
     );
     let ckpt = d.join("out.ckpt.safetensors");
+    // The log: a line per step (3 epochs of 3 steps) and per epoch.
+    let log = std::fs::read_to_string(d.join("out.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 9 + 3, "{log}");
+    assert!(
+        lines[3]["validation"]["top1"].is_number()
+            && lines[11]["ema_validation"]["top5"].is_number(),
+        "{log}"
+    );
     assert!(ckpt.exists());
 
     // The output loads in `effc run`.

@@ -50,6 +50,8 @@ pub struct Job {
     pub out: Option<OutputFile>,
     pub checkpoint: Option<OutputFile>,
     pub save_grads: Option<OutputFile>,
+    /// JSON lines, one per step and one per epoch (rewritten whole each epoch).
+    pub log: Option<OutputFile>,
     pub resume: Option<PathBuf>,
     pub eval_batch: usize,
 }
@@ -401,6 +403,7 @@ pub fn run(job: &Job, show: &mut dyn FnMut(Progress)) -> Result<State, TrainErro
             State::new(&job.model, values, &job.recipe)?
         }
     };
+    let mut log_lines: Vec<String> = vec![];
     for (si, stage) in stages.iter().enumerate() {
         if state.step >= stage.to {
             continue;
@@ -432,6 +435,7 @@ pub fn run(job: &Job, show: &mut dyn FnMut(Progress)) -> Result<State, TrainErro
             }
         }
         let size = stage.size;
+        let log_lines = &mut log_lines;
         let mut report = |e: Event| -> Result<(), TrainError> {
             match e {
                 Event::Step {
@@ -441,16 +445,25 @@ pub fn run(job: &Job, show: &mut dyn FnMut(Progress)) -> Result<State, TrainErro
                     loss,
                     lr,
                     images_per_s,
-                } => show(Progress::Step {
-                    step,
-                    total,
-                    epoch,
-                    stage: si,
-                    size,
-                    loss,
-                    lr,
-                    images_per_s,
-                }),
+                } => {
+                    if job.log.is_some() {
+                        log_lines.push(
+                            serde_json::json!({"step": step, "epoch": epoch, "stage": si, "size": size,
+                                "loss": loss, "lr": lr, "images_per_s": images_per_s})
+                            .to_string(),
+                        );
+                    }
+                    show(Progress::Step {
+                        step,
+                        total,
+                        epoch,
+                        stage: si,
+                        size,
+                        loss,
+                        lr,
+                        images_per_s,
+                    })
+                }
                 Event::FirstGrads { grads, values } => {
                     if let Some(f) = &job.save_grads {
                         let t: Vec<Vec<f32>> = grads
@@ -480,6 +493,14 @@ pub fn run(job: &Job, show: &mut dyn FnMut(Progress)) -> Result<State, TrainErro
                 } => {
                     if let Some(c) = &job.checkpoint {
                         write(c, &trainer::checkpoint_bytes(&job.model, state, &fp))?;
+                    }
+                    if let Some(l) = &job.log {
+                        log_lines.push(
+                            serde_json::json!({"epoch": epoch, "step": state.step, "validation": eval,
+                                "ema_validation": ema_eval})
+                            .to_string(),
+                        );
+                        write(l, (log_lines.join("\n") + "\n").as_bytes())?;
                     }
                     show(Progress::Epoch {
                         epoch,

@@ -75,7 +75,7 @@ pub struct State {
 }
 
 /// Evaluation of a set of weights on the validation split.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct Eval {
     pub top1: f64,
     pub top5: f64,
