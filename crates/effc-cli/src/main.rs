@@ -53,7 +53,7 @@ enum Command {
     /// Recommend the most accurate built-in model that meets latency and memory budgets here.
     Pick(pick::Args),
     /// Train or fine-tune a model on the CPU (a data set, or one fixed batch to compare with frameworks).
-    Train(train::Args),
+    Train(Box<train::Args>),
 }
 
 /// An error already reported to the user (or to be reported), with the exit code.
@@ -126,7 +126,7 @@ fn main() -> ExitCode {
         Command::Tune(a) => tune::run(a),
         Command::Scale(a) => scale::run(a),
         Command::Pick(a) => pick::run(a),
-        Command::Train(a) => train::run(a),
+        Command::Train(a) => train::run(*a),
     };
     match result.and_then(|code| output::flush().map(|()| code)) {
         Ok(code) => code,
