@@ -95,4 +95,4 @@ for epoch in range(epochs):
         step += 1
         sched.step_update(step)
     secs = time.time() - t0
-    print(json.dumps({"epoch": epoch, "train_seconds": round(secs, 1), "top1": evaluate(model), "loss": float(loss)}), flush=True)
+    print(json.dumps({"epoch": epoch, "train_seconds": round(secs, 1), "top1": evaluate(model), "loss": float(loss.detach())}), flush=True)

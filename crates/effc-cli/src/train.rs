@@ -119,6 +119,9 @@ pub struct Args {
     /// No random-resized crop and flip: train on `effc run`'s preprocessing.
     #[arg(long)]
     no_augment: bool,
+    /// The smallest area fraction the random-resized crop keeps (timm's --scale).
+    #[arg(long, default_value_t = 0.08, value_name = "S")]
+    scale: f64,
     /// Progressive learning (EfficientNetV2 Algorithm 1) from the spec's `training` settings.
     #[arg(long)]
     progressive: bool,
@@ -257,6 +260,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         ("--drop-path", args.drop_path, 0.0, 0.999),
         ("--bn-momentum", Some(args.bn_momentum), 0.0, 1.0),
         ("--ema", args.ema, 0.0, 1.0),
+        ("--scale", Some(args.scale), 0.0, 1.0),
     ] {
         if let Some(v) = v {
             if !(lo..=hi).contains(&v) {
@@ -293,6 +297,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         ema: args.ema,
         seed: args.seed,
         augment: !args.no_augment,
+        min_scale: args.scale,
         size: model.resolution,
     };
     let data = match (&args.data, &args.input) {

@@ -15,7 +15,7 @@
 //!   the error counts them and names the first ones by path. A file whose pixels
 //!   turn out corrupt when decoded stops training with an error naming it.
 //! - Gray images are replicated into 3 channels.
-//! - Training transform (timm's defaults): random-resized crop (scale 0.08–1,
+//! - Training transform (timm's defaults): random-resized crop (scale 0.08–1 unless given,
 //!   aspect 3/4–4/3, bilinear) to the training size, horizontal flip with
 //!   probability ½, `(x/255 − mean)/std`. Evaluation (and `no_augment`): exactly
 //!   `effc run`'s preprocessing (`effc_weights::preprocess`).
@@ -447,16 +447,18 @@ pub struct Transform {
     pub size: usize,
     /// Random-resized crop and flip; otherwise `effc run`'s preprocessing.
     pub augment: bool,
+    /// The smallest area fraction a random-resized crop keeps (timm's `--scale`, 0.08).
+    pub min_scale: f64,
     pub mean: [f64; 3],
     pub std: [f64; 3],
 }
 
 /// torchvision's `RandomResizedCrop.get_params`: (left, top, width, height).
-fn random_resized_crop(w: u32, h: u32, rng: &mut Rng) -> (u32, u32, u32, u32) {
+fn random_resized_crop(w: u32, h: u32, min_scale: f64, rng: &mut Rng) -> (u32, u32, u32, u32) {
     let area = w as f64 * h as f64;
     let (lr0, lr1) = ((3.0f64 / 4.0).ln(), (4.0f64 / 3.0).ln());
     for _ in 0..10 {
-        let target = area * (0.08 + 0.92 * rng.uniform());
+        let target = area * (min_scale + (1.0 - min_scale) * rng.uniform());
         let aspect = (lr0 + (lr1 - lr0) * rng.uniform()).exp();
         let cw = (target * aspect).sqrt().round() as u32;
         let ch = (target / aspect).sqrt().round() as u32;
@@ -492,7 +494,7 @@ pub fn apply(image: &RgbImage, t: &Transform, rng: &mut Rng) -> Vec<f32> {
     if !t.augment || image.width() == 0 || image.height() == 0 {
         return effc_weights::preprocess(image, t.size, t.mean, t.std);
     }
-    let (l, top, w, h) = random_resized_crop(image.width(), image.height(), rng);
+    let (l, top, w, h) = random_resized_crop(image.width(), image.height(), t.min_scale, rng);
     let crop = image::imageops::crop_imm(image, l, top, w, h).to_image();
     let mut out = image::imageops::resize(
         &crop,

@@ -40,6 +40,8 @@ pub struct Recipe {
     pub seed: u64,
     /// Random-resized crop and flip for training.
     pub augment: bool,
+    /// The random-resized crop's smallest area fraction.
+    pub min_scale: f64,
     /// Training image size (the model's resolution unless progressive).
     pub size: usize,
 }
@@ -211,12 +213,14 @@ pub fn train(
     let train_t = Transform {
         size: recipe.size,
         augment: recipe.augment,
+        min_scale: recipe.min_scale,
         mean: model.mean,
         std: model.std,
     };
     let eval_t = Transform {
         size: model.resolution,
         augment: false,
+        min_scale: 1.0,
         mean: model.mean,
         std: model.std,
     };

@@ -50,6 +50,7 @@ fn recipe(kind: Kind) -> Recipe {
         ema: Some(0.9),
         seed: 3,
         augment: true,
+        min_scale: 0.08,
         size: 16,
     }
 }
