@@ -93,7 +93,7 @@ pub struct Args {
     decay_all: bool,
     #[arg(long, value_enum, default_value = "cosine")]
     schedule: Sched,
-    /// Warmup epochs (linear from 0.1 × --lr... as timm: from --warmup-lr).
+    /// Warmup epochs: the learning rate rises linearly from --warmup-lr to --lr (as timm).
     #[arg(long, default_value_t = 0.0, value_name = "EPOCHS")]
     warmup: f64,
     #[arg(long, default_value_t = 1e-6, value_name = "LR")]
