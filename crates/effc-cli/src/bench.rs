@@ -1,5 +1,7 @@
 //! `effc bench`: end-to-end latency, per-kernel times, and the adapter's GEMM ceiling.
 
+mod cpu;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -41,9 +43,10 @@ pub struct Args {
     /// Also time the CPU reference executor on the same input.
     #[arg(long)]
     cpu: bool,
-    /// Where to run: the GPU (default when a hardware adapter exists) or the CPU
-    /// reference executor (default otherwise); `gpu` also takes a software adapter.
-    #[arg(long, value_name = "gpu|cpu")]
+    /// Where to run: the GPU (default when a hardware adapter exists), effc's CPU
+    /// backend (`cpu`, default otherwise; threads: one per core or RAYON_NUM_THREADS)
+    /// or the CPU reference executor (`reference`); `gpu` also takes a software adapter.
+    #[arg(long, value_name = "gpu|cpu|reference")]
     device: Option<Device>,
     /// Print JSON: `latency_ms` {median, min, max}, `kernels` [{name, kind, ms, gflops, gbps}], `roofline` {gemm_gflops}, ...
     #[arg(long)]
@@ -175,7 +178,12 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
     eprintln!("note: {}", choice.note());
     let gpu = match choice {
         Chosen::Gpu { gpu, .. } => gpu,
-        Chosen::Cpu { .. } => {
+        Chosen::Cpu { .. } if !model.is_backbone() => {
+            need.extend(limits::cpu_executor(&model));
+            need.check(&doing, &budget).map_err(fail)?;
+            return cpu::run(&args, &model);
+        }
+        Chosen::Cpu { .. } | Chosen::Reference { .. } => {
             need.extend(limits::cpu_executor(&model));
             need.check(&doing, &budget).map_err(fail)?;
             return cpu_only(&args, &model);
@@ -527,7 +535,7 @@ fn cpu_only(args: &Args, model: &effc_ir::Model) -> Result<ExitCode, Failure> {
         model: model.name.clone(),
         batch: args.batch,
         resolution: model.resolution,
-        device: "cpu",
+        device: "reference",
         throughput: args.batch as f64 / (lat.median / 1e3),
         latency_ms: lat,
     };

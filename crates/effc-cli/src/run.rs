@@ -20,9 +20,10 @@ pub struct Args {
     /// Checkpoint (safetensors: f32, f16 or bf16; timm, torchvision or TF-port names).
     #[arg(long, short, value_name = "W")]
     weights: PathBuf,
-    /// Where to run: the GPU (default when a hardware adapter exists) or the CPU
-    /// reference (default otherwise); `gpu` also takes a software adapter.
-    #[arg(long, value_name = "gpu|cpu")]
+    /// Where to run: the GPU (default when a hardware adapter exists), effc's CPU
+    /// backend (`cpu`, default otherwise) or the CPU reference executor
+    /// (`reference`); `gpu` also takes a software adapter.
+    #[arg(long, value_name = "gpu|cpu|reference")]
     device: Option<Device>,
     /// Force the checkpoint's naming instead of detecting it.
     #[arg(long, value_name = "effc|timm|torchvision|tf")]
@@ -170,7 +171,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
     let choice = effc_driver::choose(args.device, args.precision).map_err(fail)?;
     eprintln!("note: {}", choice.note());
     match &choice {
-        Chosen::Cpu { .. } => need.extend(limits::cpu_executor(&model)),
+        Chosen::Cpu { .. } | Chosen::Reference { .. } => need.extend(limits::cpu_executor(&model)),
         Chosen::Gpu { gpu, .. } => {
             let n = if images > 0 { images.min(chunk) } else { chunk };
             limits::check_gpu(&plan, n, &gpu.adapter.to_string(), &gpu.limits).map_err(fail)?;
@@ -222,7 +223,24 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         }
     };
     let output = match choice {
-        Chosen::Cpu { .. } => {
+        Chosen::Cpu { .. } if !model.is_backbone() => {
+            let cm =
+                effc_cpu::CpuModel::compile(&model, weights.by_name(&model), chunk.min(batch), 0)?;
+            let mut out = vec![0.0; batch * out_len];
+            let parts = input
+                .chunks(per_image * chunk)
+                .zip(out.chunks_mut(out_len * chunk));
+            for (i, (part, o)) in parts.enumerate() {
+                let n = part.len() / per_image;
+                cm.forward_into(part, n, o)?;
+                progress(i * chunk + n, batch);
+            }
+            out
+        }
+        c @ (Chosen::Cpu { .. } | Chosen::Reference { .. }) => {
+            if matches!(c, Chosen::Cpu { .. }) {
+                eprintln!("note: effc's CPU backend does not read a backbone's feature levels back yet: running the reference executor");
+            }
             let ex = effc_reference::Executor::new(&model, &weights)?;
             let mut out = Vec::with_capacity(batch * out_len);
             for (i, part) in input.chunks(per_image * chunk).enumerate() {
