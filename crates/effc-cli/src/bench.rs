@@ -1,20 +1,13 @@
-//! `effc bench`: end-to-end latency, per-kernel times, and the adapter's GEMM ceiling.
-
-mod cpu;
+//! `effc bench`: the arguments of [`effc_driver::bench`], and its report printed:
+//! end-to-end latency, every kernel, totals by kind against the GEMM ceiling.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Instant;
 
-use effc_runtime::{median, CompiledModel, Gpu, KernelTiming};
-use effc_weights::Weights;
-use serde::Serialize;
+use effc_driver::bench::{BenchReport, BenchRequest, CpuBackendBench, CpuBench, GpuBench, Latency};
+use effc_driver::{Device, TuningChoice};
 
-use effc_driver::limits::{self, Budget, Need};
-use effc_driver::{Chosen, Device};
-
-use crate::common::ModelArgs;
+use crate::common::{Bar, ModelArgs};
 use crate::output::outln;
 use crate::{fail, Failure};
 
@@ -57,305 +50,38 @@ pub struct Args {
     precision: effc_plan::Precision,
 }
 
-#[derive(Serialize)]
-struct Latency {
-    median: f64,
-    min: f64,
-    max: f64,
-}
-
-#[derive(Serialize)]
-struct KernelRow {
-    name: String,
-    kind: &'static str,
-    ms: f64,
-    gflops: f64,
-    gbps: f64,
-    share: f64,
-}
-
-#[derive(Serialize)]
-struct KindRow {
-    kind: &'static str,
-    kernels: usize,
-    ms: f64,
-    gflops: f64,
-    gbps: f64,
-    share: f64,
-    /// Achieved GFLOP/s over the GEMM ceiling.
-    of_ceiling: f64,
-}
-
-#[derive(Serialize)]
-struct Roofline {
-    gemm_gflops: f64,
-    problem: &'static str,
-}
-
-#[derive(Serialize)]
-struct Report {
-    model: String,
-    batch: usize,
-    resolution: usize,
-    adapter: String,
-    /// Storage precision, and how f16 is spelled (`native`, `packed`) at f16.
-    precision: String,
-    weight_bytes: usize,
-    activation_bytes_per_image: usize,
-    dispatches: usize,
-    /// Images per chunk: a batch larger than the activation buffers can bind runs
-    /// in `chunks` chunks; `kernels` are the times of one chunk.
-    chunk: usize,
-    chunks: usize,
-    /// Which tiles: the cost model's, or tuned on this adapter (`effc tune`).
-    tiles: String,
-    /// Kernels with tiles, and how many of them have tuned ones.
-    tiled_kernels: usize,
-    tuned_kernels: usize,
-    compile_ms: f64,
-    pipelines_ms: f64,
-    latency_ms: Latency,
-    throughput: f64,
-    kernel_timing: &'static str,
-    kernels: Vec<KernelRow>,
-    by_kind: Vec<KindRow>,
-    roofline: Roofline,
-    cpu_reference_ms: Option<f64>,
-}
-
-fn input(n: usize) -> Vec<f32> {
-    let mut x: u32 = 0x9e37_79b9;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            (x >> 8) as f32 / (1u32 << 24) as f32 * 2.0 - 1.0
-        })
-        .collect()
-}
-
-/// Bytes a kernel reads and writes for `n` images: its tensors and its weights.
-fn traffic(plan: &effc_plan::Plan, k: &effc_plan::Kernel, n: usize) -> f64 {
-    let t: usize = k
-        .bindings
-        .iter()
-        .map(|b| {
-            b.tensor
-                .map_or(k.layout.bytes(), |t| plan.tensors[t].bytes * n)
-        })
-        .sum();
-    t as f64
-}
-
 pub fn run(args: Args) -> Result<ExitCode, Failure> {
-    if args.batch == 0 || args.runs == 0 {
-        return Err("--batch and --runs must be at least 1".into());
+    let mut model = args
+        .model
+        .request_with(args.precision, args.weights.as_deref(), None);
+    if args.untuned {
+        model.tuning = TuningChoice::CostModel;
     }
-    let model = args.model.resolve()?.model;
-    // Sizes first: nothing is allocated for a model that cannot fit.
-    let budget = Budget::host().map_err(fail)?;
-    // Sized at the precision it runs at; tuned tiles change only the small
-    // pooling-sum buffers, which the runtime's own fit check covers.
-    let plan = effc_plan::plan_at(&model, args.precision);
-    let checkpoint = match &args.weights {
-        Some(p) => Some(effc_driver::files::input_size(
-            p,
-            effc_driver::files::Input::CHECKPOINT,
-        )?),
-        None => None,
-    };
-    let mut need = Need::default();
-    need.extend(limits::weights(&model, checkpoint));
-    let (w, b) = limits::inputs(&model, args.batch);
-    need.add(w, b);
-    let doing = format!(
-        "benchmarking `{}` at batch {} ({}x{})",
-        model.name, args.batch, model.resolution, model.resolution
-    );
-    need.check(&doing, &budget).map_err(fail)?;
-    let choice = effc_driver::choose(args.device, args.precision).map_err(fail)?;
-    eprintln!("note: {}", choice.note());
-    let gpu = match choice {
-        Chosen::Gpu { gpu, .. } => gpu,
-        Chosen::Cpu { .. } if !model.is_backbone() => {
-            need.extend(limits::cpu_executor(&model));
-            need.check(&doing, &budget).map_err(fail)?;
-            return cpu::run(&args, &model);
-        }
-        Chosen::Cpu { .. } | Chosen::Reference { .. } => {
-            need.extend(limits::cpu_executor(&model));
-            need.check(&doing, &budget).map_err(fail)?;
-            return cpu_only(&args, &model);
-        }
-    };
-    limits::check_gpu(&plan, args.batch, &gpu.adapter.to_string(), &gpu.limits).map_err(fail)?;
-    need.extend(limits::gpu_host(
-        &plan,
-        args.batch,
-        effc_driver::device::is_software(&gpu),
-    ));
-    if args.cpu {
-        need.extend(limits::cpu_executor(&model));
-    }
-    need.check(&doing, &budget).map_err(fail)?;
-    drop(plan);
-
-    let steps = (args.warmup + args.runs + 12) as u64;
-    let bar = crate::common::progress_bar(steps, args.json);
-    let weights = match &args.weights {
-        Some(p) => Weights::load(p, &model, None)?,
-        None => Weights::random(&model, 0),
-    };
-    bar.set_message("compiling");
-    let t = Instant::now();
-    let (tuning, tiles) = crate::tune::cached(&gpu, args.untuned, &args.model.model);
-    let plan = effc_plan::plan_with(&model, &tuning, args.precision);
-    let (tuned_kernels, tiled_kernels) = effc_runtime::tune::coverage(&plan, &tuning);
-    let shaders = gpu.shaders(&plan)?;
-    let compile_ms = t.elapsed().as_secs_f64() * 1e3;
-    let packed = effc_plan::pack_weights(&plan, &model, weights.by_name(&model))?;
-    let t = Instant::now();
-    let cm = CompiledModel::new(gpu.clone(), plan, &shaders, &packed, args.batch)?;
-    let pipelines_ms = t.elapsed().as_secs_f64() * 1e3;
-    bar.inc(1);
-
-    let x = input(args.batch * model.input.iter().product::<usize>());
-    cm.upload(&x, args.batch)?;
-    bar.set_message("warming up");
-    for _ in 0..args.warmup {
-        cm.time_forward(args.batch)?;
-        bar.inc(1);
-    }
-    bar.set_message("timing forwards");
-    let mut times = Vec::with_capacity(args.runs);
-    for _ in 0..args.runs {
-        times.push(cm.time_forward(args.batch)?);
-        bar.inc(1);
-    }
-    let lat = Latency {
-        median: median(&mut times.clone()),
-        min: times.iter().copied().fold(f64::INFINITY, f64::min),
-        max: times.iter().copied().fold(0.0, f64::max),
-    };
-
-    bar.set_message("timing kernels");
-    let prefer = if args.kernels_alone {
-        Some(KernelTiming::Alone)
-    } else {
-        None
-    };
-    let (timing, kms) = cm.time_kernels(args.batch, 5, prefer)?;
-    bar.inc(5);
-
-    bar.set_message("measuring the GEMM ceiling");
-    let gemm_gflops = gemm_ceiling(gpu.clone())?;
-    bar.inc(3);
-
-    let cpu_reference_ms = if args.cpu {
-        bar.set_message("timing the CPU reference");
-        let ex = effc_reference::Executor::new(&model, &weights)?;
-        ex.run(&x, args.batch)?;
-        let mut t = vec![];
-        for _ in 0..5 {
-            let s = Instant::now();
-            ex.run(&x, args.batch)?;
-            t.push(s.elapsed().as_secs_f64() * 1e3);
-        }
-        Some(median(&mut t))
-    } else {
-        None
-    };
-    bar.finish_and_clear();
-
-    let plan = cm.plan();
-    // Kernels are timed on one chunk of `n` images; a forward of the whole batch
-    // runs `chunks` of them.
-    let n = args.batch.min(cm.chunk());
-    let chunks = args.batch.div_ceil(n);
-    let total: f64 = kms.iter().sum();
-    let kernels: Vec<KernelRow> = plan
-        .kernels
-        .iter()
-        .zip(&kms)
-        .map(|(k, &ms)| KernelRow {
-            name: k.name.clone(),
-            kind: k.kind(),
-            ms,
-            gflops: k.flops() as f64 * n as f64 / (ms * 1e6),
-            gbps: traffic(plan, k, n) / (ms * 1e6),
-            share: ms / total,
-        })
-        .collect();
-    let mut kinds: Vec<&'static str> = vec![];
-    for k in &plan.kernels {
-        if !kinds.contains(&k.kind()) {
-            kinds.push(k.kind());
-        }
-    }
-    let by_kind: Vec<KindRow> = kinds
-        .into_iter()
-        .map(|kind| {
-            let ks: Vec<(&effc_plan::Kernel, f64)> = plan
-                .kernels
-                .iter()
-                .zip(&kms)
-                .filter(|(k, _)| k.kind() == kind)
-                .map(|(k, &t)| (k, t))
-                .collect();
-            let ms: f64 = ks.iter().map(|(_, t)| t).sum();
-            let flops: f64 = ks.iter().map(|(k, _)| k.flops() as f64 * n as f64).sum();
-            let bytes: f64 = ks.iter().map(|(k, _)| traffic(plan, k, n)).sum();
-            let gflops = flops / (ms * 1e6);
-            KindRow {
-                kind,
-                kernels: ks.len(),
-                ms,
-                gflops,
-                gbps: bytes / (ms * 1e6),
-                share: ms / total,
-                of_ceiling: gflops / gemm_gflops,
-            }
-        })
-        .collect();
-    let report = Report {
-        model: model.name.clone(),
+    let req = BenchRequest {
+        model,
+        model_arg: args.model.model.clone(),
+        device: args.device,
         batch: args.batch,
-        resolution: model.resolution,
-        adapter: gpu.adapter.to_string(),
-        precision: match cm.f16_spelling() {
-            Some(s) => format!("{} ({})", plan.precision, s.name()),
-            None => plan.precision.to_string(),
-        },
-        weight_bytes: plan.weight_bytes(),
-        activation_bytes_per_image: plan.activation_bytes(1),
-        dispatches: plan.dispatches() * chunks,
-        chunk: n,
-        chunks,
-        tiles,
-        tiled_kernels,
-        tuned_kernels,
-        compile_ms,
-        pipelines_ms,
-        throughput: args.batch as f64 / (lat.median / 1e3),
-        latency_ms: lat,
-        kernel_timing: match timing {
-            KernelTiming::Timestamps => "timestamps",
-            KernelTiming::Alone => "alone",
-        },
-        kernels,
-        by_kind,
-        roofline: Roofline {
-            gemm_gflops,
-            problem: "1024x1024x1024 (effc's pointwise GEMM kernel)",
-        },
-        cpu_reference_ms,
+        runs: args.runs,
+        warmup: args.warmup,
+        kernels_alone: args.kernels_alone,
+        cpu: args.cpu,
     };
+    let report = effc_driver::bench::bench(&req, &Bar::new(args.json)).map_err(fail)?;
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let r = &report;
+    match &report {
+        BenchReport::Gpu(r) => print_gpu(r)?,
+        BenchReport::Cpu(r) => print_cpu(r)?,
+        BenchReport::CpuBackend(r) => print_cpu_backend(r)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_gpu(r: &GpuBench) -> Result<(), Failure> {
+    let total: f64 = r.kernels.iter().map(|k| k.ms).sum();
     outln!(
         "effc bench {}: batch {}, {}x{}, {} dispatches{}",
         r.model,
@@ -393,7 +119,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         r.compile_ms,
         r.pipelines_ms
     );
-    latency_line(&r.latency_ms, &args, r.throughput)?;
+    latency_line(&r.latency_ms, r.runs, r.throughput)?;
     if let Some(c) = r.cpu_reference_ms {
         outln!(
             "cpu ref     median {c:.2} ms (reference executor, same input); GPU/CPU latency {:.2}x",
@@ -462,29 +188,52 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
             k.of_ceiling * 100.0
         );
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
-/// GFLOP/s of effc's pointwise GEMM kernel on a square 1024 problem.
-pub fn gemm_ceiling(gpu: Arc<Gpu>) -> Result<f64, Failure> {
-    let plan = effc_plan::gemm_probe(1024, 1024, 1024);
-    let shaders = effc_wgsl::compile(&plan)?;
-    let weights: Vec<Vec<f32>> = plan
-        .kernels
-        .iter()
-        .map(|k| {
-            (0..k.weights_len)
-                .map(|i| ((i % 7) as f32 - 3.0) * 0.01)
-                .collect()
-        })
-        .collect();
-    let cm = CompiledModel::new(gpu, plan, &shaders, &weights, 1)?;
-    let a = input(1024 * 1024);
-    cm.upload(&a, 1)?;
-    cm.time_forward(1)?;
-    let (_, ms) = cm.time_kernels(1, 3, None)?;
-    let flops = 2.0 * 1024f64.powi(3);
-    Ok(flops / (ms[0] * 1e6))
+fn print_cpu(r: &CpuBench) -> Result<(), Failure> {
+    outln!(
+        "effc bench {}: batch {}, {}x{}, on the CPU reference executor",
+        r.model,
+        r.batch,
+        r.resolution,
+        r.resolution
+    );
+    latency_line(&r.latency_ms, r.runs, r.throughput)?;
+    outln!("(per-kernel times and the GEMM ceiling need a GPU: --device gpu takes a software adapter too)");
+    Ok(())
+}
+
+fn print_cpu_backend(r: &CpuBackendBench) -> Result<(), Failure> {
+    outln!(
+        "effc bench {}: batch {}, {}x{}, on effc's CPU backend ({} threads)",
+        r.model,
+        r.batch,
+        r.resolution,
+        r.resolution,
+        r.threads
+    );
+    latency_line(&r.latency_ms, r.runs, r.throughput)?;
+    let total: f64 = r.kernels.iter().map(|k| k.ms).sum();
+    for (kind, ms) in r.by_kind() {
+        outln!(
+            "  {kind:<11} {ms:>8.3} ms  {:>5.1}%",
+            100.0 * ms / total.max(f64::MIN_POSITIVE)
+        );
+    }
+    let mut slow: Vec<_> = r.kernels.iter().collect();
+    slow.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+    outln!("slowest kernels:");
+    for k in slow.iter().take(5) {
+        outln!(
+            "  {:<24} {:<11} {:>8.3} ms  {:>6.1} GFLOP/s",
+            k.name,
+            k.kind,
+            k.ms,
+            k.gflops
+        );
+    }
+    Ok(())
 }
 
 /// A rate with three significant digits: `123`, `12.3`, `0.0812`, never `0.0`.
@@ -496,74 +245,19 @@ fn significant(x: f64) -> String {
     format!("{x:.digits$}")
 }
 
-#[derive(Serialize)]
-struct CpuReport {
-    model: String,
-    batch: usize,
-    resolution: usize,
-    device: &'static str,
-    latency_ms: Latency,
-    throughput: f64,
-}
-
-/// `effc bench` on the CPU reference executor: latency and throughput only.
-fn cpu_only(args: &Args, model: &effc_ir::Model) -> Result<ExitCode, Failure> {
-    let weights = match &args.weights {
-        Some(p) => Weights::load(p, model, None)?,
-        None => Weights::random(model, 0),
-    };
-    let ex = effc_reference::Executor::new(model, &weights)?;
-    let x = input(args.batch * model.input.iter().product::<usize>());
-    let bar = crate::common::progress_bar((args.warmup + args.runs) as u64, args.json);
-    bar.set_message("timing the CPU reference");
-    let mut times = Vec::with_capacity(args.runs);
-    for i in 0..args.warmup + args.runs {
-        let s = Instant::now();
-        ex.run(&x, args.batch)?;
-        if i >= args.warmup {
-            times.push(s.elapsed().as_secs_f64() * 1e3);
-        }
-        bar.inc(1);
-    }
-    bar.finish_and_clear();
-    let lat = Latency {
-        median: median(&mut times.clone()),
-        min: times.iter().copied().fold(f64::INFINITY, f64::min),
-        max: times.iter().copied().fold(0.0, f64::max),
-    };
-    let r = CpuReport {
-        model: model.name.clone(),
-        batch: args.batch,
-        resolution: model.resolution,
-        device: "reference",
-        throughput: args.batch as f64 / (lat.median / 1e3),
-        latency_ms: lat,
-    };
-    if args.json {
-        outln!("{}", serde_json::to_string_pretty(&r)?);
-        return Ok(ExitCode::SUCCESS);
-    }
-    outln!(
-        "effc bench {}: batch {}, {}x{}, on the CPU reference executor",
-        r.model,
-        r.batch,
-        r.resolution,
-        r.resolution
-    );
-    latency_line(&r.latency_ms, args, r.throughput)?;
-    outln!("(per-kernel times and the GEMM ceiling need a GPU: --device gpu takes a software adapter too)");
-    Ok(ExitCode::SUCCESS)
-}
-
 /// The `latency` line, the same for both devices.
-fn latency_line(l: &Latency, args: &Args, throughput: f64) -> Result<(), Failure> {
+fn latency_line(
+    l: &Latency,
+    (runs, warmup): (usize, usize),
+    throughput: f64,
+) -> Result<(), Failure> {
     outln!(
         "latency     median {:.2} ms, min {:.2}, max {:.2} ({} runs after {} warm-up); {} images/s",
         l.median,
         l.min,
         l.max,
-        args.runs,
-        args.warmup,
+        runs,
+        warmup,
         significant(throughput)
     );
     Ok(())

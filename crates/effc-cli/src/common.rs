@@ -51,6 +51,23 @@ impl ModelArgs {
         r
     }
 
+    /// The request at `precision`, with the checkpoint `weights` (naming detected
+    /// unless `naming`).
+    pub fn request_with(
+        &self,
+        precision: effc_plan::Precision,
+        weights: Option<&std::path::Path>,
+        naming: Option<effc_ir::Naming>,
+    ) -> ModelRequest {
+        let mut r = self.request();
+        r.precision = precision;
+        r.weights = weights.map(|p| effc_driver::WeightsRequest {
+            path: p.to_path_buf(),
+            naming,
+        });
+        r
+    }
+
     /// Resolves and builds the model; diagnostics are rendered for the terminal.
     pub fn resolve(&self) -> Result<ResolvedModel, Failure> {
         self.request().resolve().map_err(crate::fail)
@@ -70,4 +87,83 @@ pub fn progress_bar(len: u64, hidden: bool) -> indicatif::ProgressBar {
         bar.set_style(style.progress_chars("=> "));
     }
     bar
+}
+
+/// The driver's progress on stderr: notes and warnings as lines, and with
+/// [`Stderr::items_over`] a `done/total images` line on a terminal.
+#[derive(Default)]
+pub struct Stderr {
+    /// Show the items line when there are more items than this.
+    items_over: Option<usize>,
+}
+
+impl Stderr {
+    /// Progress that shows `done/total images` when `total > chunk`, on a terminal.
+    pub fn items_over(chunk: usize) -> Stderr {
+        Stderr {
+            items_over: Some(chunk),
+        }
+    }
+}
+
+impl effc_driver::progress::Progress for Stderr {
+    fn items(&self, done: usize, total: usize) {
+        let show = self.items_over.is_some_and(|c| total > c)
+            && std::io::IsTerminal::is_terminal(&std::io::stderr());
+        if show {
+            eprint!("\r{done}/{total} images");
+            if done == total {
+                eprintln!();
+            }
+        }
+    }
+
+    fn note(&self, line: &str) {
+        eprintln!("note: {line}");
+    }
+
+    fn warn(&self, line: &str) {
+        eprintln!("warning: {line}");
+    }
+}
+
+/// The driver's progress as a bar on stderr (hidden for `--json`), with notes and
+/// warnings printed above it.
+pub struct Bar {
+    bar: indicatif::ProgressBar,
+}
+
+impl Bar {
+    pub fn new(hidden: bool) -> Bar {
+        Bar {
+            bar: progress_bar(1, hidden),
+        }
+    }
+}
+
+impl effc_driver::progress::Progress for Bar {
+    fn start(&self, len: u64) {
+        self.bar.set_length(len);
+        self.bar.set_position(0);
+    }
+
+    fn message(&self, msg: &str) {
+        self.bar.set_message(msg.to_string());
+    }
+
+    fn inc(&self, n: u64) {
+        self.bar.inc(n);
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+
+    fn note(&self, line: &str) {
+        self.bar.suspend(|| eprintln!("note: {line}"));
+    }
+
+    fn warn(&self, line: &str) {
+        self.bar.suspend(|| eprintln!("warning: {line}"));
+    }
 }

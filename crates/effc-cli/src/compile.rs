@@ -1,11 +1,10 @@
-//! `effc compile` and `effc shaders`: the generated WGSL, the Rust host code and
-//! the report.
+//! `effc compile` (the arguments of [`effc_driver::compile`], and a summary of
+//! what it wrote) and `effc shaders` (the generated WGSL printed).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use effc_codegen::{CodegenOptions, Shaders};
-use effc_driver::files::{Outputs, Written};
+use effc_driver::compile::CompileRequest;
 
 use crate::common::ModelArgs;
 use crate::output::{out, outln};
@@ -47,103 +46,70 @@ pub enum Target {
     Web,
 }
 
-/// The most kernels `effc compile` writes (one `.wgsl` file each). The largest
-/// built-in model has a few hundred; a spec beyond this is refused before anything
-/// is generated.
-pub const MAX_KERNELS: usize = 4096;
+impl From<Target> for effc_driver::compile::Target {
+    fn from(t: Target) -> Self {
+        match t {
+            Target::Rust => effc_driver::compile::Target::Rust,
+            Target::Web => effc_driver::compile::Target::Web,
+        }
+    }
+}
 
 /// Writes, into the output directory: one `.wgsl` file per kernel, `plan.txt`
 /// (the kernel plan), `model.rs` (the host code `efficientnet!` generates, its
 /// shaders included from the `.wgsl` files), `report.md` / `report.json` and
-/// `architecture.svg`, which the report shows.
+/// `architecture.svg`, which the report shows; or the web site.
 pub fn run(args: Args) -> Result<ExitCode, Failure> {
-    let mut request = args.model.request();
-    request.precision = args.precision;
-    if let Some(w) = &args.weights {
-        request.weights = Some(effc_driver::WeightsRequest {
-            path: w.clone(),
-            naming: None,
-        });
-    }
-    // Before anything is generated: a directory effc does not own is refused,
-    // as is one holding an input.
-    let mut files = Outputs::new();
-    request.declare_inputs(&mut files).map_err(fail)?;
-    let mut out = files.dir("-o", &args.out, args.force)?;
-    // Resolve and build first, for the same diagnostics as every other command.
-    let resolved = request.resolve().map_err(fail)?;
-    let model = resolved.model.clone();
-    let kernels = resolved.plan().kernels.len();
-    if kernels > MAX_KERNELS {
-        return Err(format!(
-            "model `{}` has {kernels} kernels; effc compile writes at most {MAX_KERNELS} (one .wgsl file each): fewer blocks, or `effc check`/`effc inspect` to examine the spec",
-            model.name
-        )
-        .into());
-    }
-    let opts = CodegenOptions {
+    let req = CompileRequest {
+        model: args
+            .model
+            .request_with(args.precision, args.weights.as_deref(), None),
+        target: args.target.into(),
+        out: args.out.clone(),
+        force: args.force,
         max_batch: args.max_batch,
-        module: None,
-        shaders: Shaders::IncludeStr,
-        format: true,
     };
-    let generated = resolved.generate(&opts, false).map_err(fail)?;
-    if args.target == Target::Web {
-        return crate::web::write_site(&generated, &model, args.weights.as_deref(), out, &args.out);
-    }
-    if args.weights.is_some() {
-        return Err(
-            "--weights is for `--target web` (the Rust host loads its checkpoint at run time)"
-                .into(),
-        );
-    }
-    let plan = &generated.plan;
-    for sh in generated.shaders.iter().chain(&generated.packed_shaders) {
-        out.write(&sh.file_name, sh.source.as_str())?;
-    }
-    out.write("plan.txt", plan.to_string())?;
-    out.write("model.rs", generated.file())?;
-    let report = generated.report();
-    // The report links the architecture picture, written beside it.
-    out.write("architecture.svg", effc_draw::architecture(&model))?;
-    let md = report.markdown();
-    let md = match md.split_once("\n\n") {
-        Some((title, rest)) => format!(
-            "{title}\n\n![architecture of {}](architecture.svg)\n\n{rest}",
-            model.name
+    let r = effc_driver::compile::compile(&req).map_err(fail)?;
+    note_removed(&r.removed);
+    let dir = args.out.display();
+    let mib = |b: usize| format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0));
+    match args.target {
+        Target::Web => outln!(
+            "{}: web site ({} shaders, model.js {}{}, index.html) written to {dir}{}",
+            r.model,
+            r.kernels,
+            r.model_js_bytes.map(mib).unwrap_or_default(),
+            r.weights_bin_bytes
+                .map(|b| format!(", weights.bin {}", mib(b)))
+                .unwrap_or_default(),
+            if r.weights_bin_bytes.is_none() {
+                "; no --weights: load() needs a weights.bin"
+            } else {
+                ""
+            }
         ),
-        None => md,
-    };
-    out.write("report.md", md)?;
-    out.write("report.json", report.json())?;
-    let written = out.finish()?;
-    note_removed(&written);
-    outln!(
-        "{}: {} kernels ({} dispatches per forward{}) written to {}, with model.rs, report.md, report.json and architecture.svg",
-        model.name,
-        generated.shaders.len(),
-        plan.dispatches(),
-        match plan.precision {
-            effc_plan::Precision::F32 => "",
-            effc_plan::Precision::F16 => "; f16 storage, each shader native and packed",
-        },
-        args.out.display()
-    );
+        Target::Rust => outln!(
+            "{}: {} kernels ({} dispatches per forward{}) written to {dir}, with model.rs, report.md, report.json and architecture.svg",
+            r.model,
+            r.kernels,
+            r.dispatches,
+            match r.precision {
+                effc_plan::Precision::F32 => "",
+                effc_plan::Precision::F16 => "; f16 storage, each shader native and packed",
+            },
+        ),
+    }
     Ok(ExitCode::SUCCESS)
 }
 
 /// Notes on stderr the files of the previous output that this one no longer has.
-pub fn note_removed(written: &Written) {
-    if !written.removed.is_empty() {
+pub fn note_removed(removed: &[String]) {
+    if !removed.is_empty() {
         eprintln!(
             "note: removed {} file(s) of the previous output that this one no longer has ({}{})",
-            written.removed.len(),
-            written.removed[..written.removed.len().min(3)].join(", "),
-            if written.removed.len() > 3 {
-                ", ..."
-            } else {
-                ""
-            }
+            removed.len(),
+            removed[..removed.len().min(3)].join(", "),
+            if removed.len() > 3 { ", ..." } else { "" }
         );
     }
 }

@@ -19,8 +19,8 @@ mod scale;
 mod scale_grid;
 mod scale_report;
 mod serve;
+mod train;
 mod tune;
-mod web;
 
 /// effc compiles EfficientNet-family networks (.enet specs or built-in models).
 #[derive(Parser)]
@@ -54,6 +54,8 @@ enum Command {
     Pick(pick::Args),
     /// Serve models over the Open Inference Protocol (KServe v2), HTTP and gRPC, with dynamic batching.
     Serve(serve::Args),
+    /// Train or fine-tune a model on the CPU (a data set, or one fixed batch to compare with frameworks).
+    Train(Box<train::Args>),
 }
 
 /// An error already reported to the user (or to be reported), with the exit code.
@@ -127,6 +129,7 @@ fn main() -> ExitCode {
         Command::Scale(a) => scale::run(a),
         Command::Pick(a) => pick::run(a),
         Command::Serve(a) => serve::run(a),
+        Command::Train(a) => train::run(*a),
     };
     match result.and_then(|code| output::flush().map(|()| code)) {
         Ok(code) => code,

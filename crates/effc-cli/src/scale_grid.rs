@@ -1,100 +1,27 @@
-//! `effc scale BASE --grid`: the paper's step 1. Every α, β, γ ≥ 1 on the grid with
-//! α·β²·γ² within 5% of 2, each with the MACs ratio the IR computes at φ = 1 (the
-//! rounding of channels, repeats and resolution moves it away from α·β²·γ²) and,
-//! with `--measure`, the latency ratio on the adapter.
+//! `effc scale BASE --grid`: the points of [`effc_driver::scale::grid`] printed,
+//! each with its α·β²·γ², MACs ratio and (with `--measure`) latency ratio.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
-use effc_ir::scale::{self, GridPoint};
-use effc_ir::{Model, Options, Spec};
-use effc_runtime::latency::{measure, LatencyOptions};
+use effc_driver::scale::GridReport;
+use effc_ir::scale;
 
 use crate::output::outln;
 use crate::Failure;
 
-const TOLERANCE: f64 = 0.05;
-const ACCURACY: &str = "not computed: ranking the points needs each trained on ImageNet (the paper's step 1), and effc does not train";
-
-pub fn run(
-    base_arg: &str,
-    base: &Spec,
-    step: f64,
-    with_latency: bool,
-    batch: usize,
-    json: bool,
-) -> Result<ExitCode, Failure> {
-    if !(step > 0.0 && step <= 1.0) {
-        return Err(format!("--step must be in (0, 1], got {step}").into());
-    }
-    let points = scale::grid(step, TOLERANCE);
-    if points.is_empty() {
-        return Err(format!("no α, β, γ on a grid of {step} has α·β²·γ² within 5% of 2").into());
-    }
-    let diag = |d: effc_syntax::Diagnostics| Failure {
-        message: d.render(crate::color()),
-    };
-    let mut rows = vec![];
-    for c in &points {
-        rows.push(GridPoint {
-            coefficients: *c,
-            flops_factor: c.flops_factor(),
-            macs_ratio: scale::macs_ratio(base, c).map_err(diag)?,
-        });
-    }
-    let mut latency: Vec<Option<f64>> = vec![None; rows.len()];
-    if with_latency {
-        let bar = crate::common::progress_bar(rows.len() as u64 + 1, json);
-        bar.set_message("opening the GPU");
-        let gpu = effc_driver::device::open_gpu().map_err(crate::fail)?;
-        let tuning = crate::tune::cached(&gpu, false, base_arg).0;
-        let opts = LatencyOptions {
-            batch,
-            runs: 3,
-            budget: Duration::from_secs(20),
-            min_runs: 1,
-            stop_above_ms: None,
-        };
-        let time = |spec: &Spec| -> Result<Option<f64>, Failure> {
-            let m = Model::build(spec, &Options::default()).map_err(diag)?;
-            let l = measure(&gpu, effc_plan::plan_tuned(&m, &tuning), &opts)?;
-            Ok(l.median_ms)
-        };
-        bar.set_message("timing the base");
-        let base_ms = time(base)?;
-        bar.inc(1);
-        for (r, slot) in rows.iter().zip(&mut latency) {
-            let c = r.coefficients;
-            bar.set_message(format!("α {} β {} γ {}", c.alpha, c.beta, c.gamma));
-            let ms = time(&scale::scaled(base, 1.0, &c))?;
-            *slot = ms.zip(base_ms).map(|(a, b)| a / b);
-            bar.inc(1);
-        }
-        bar.finish_and_clear();
-    }
+pub fn print(r: &GridReport, json: bool) -> Result<ExitCode, Failure> {
     if json {
-        let pts: Vec<_> = rows
-            .iter()
-            .zip(&latency)
-            .map(|(r, l)| {
-                let mut v = serde_json::to_value(r).unwrap_or_default();
-                v["latency_ratio"] = serde_json::json!(l);
-                v
-            })
-            .collect();
-        let v = serde_json::json!({
-            "base": base_arg, "step": step, "tolerance": TOLERANCE, "batch": batch,
-            "points": pts, "accuracy": ACCURACY,
-        });
-        outln!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(r)?);
         return Ok(ExitCode::SUCCESS);
     }
+    let with_latency = r.measured;
+    let step = r.step;
     outln!(
         "effc scale {} --grid: {} points with α, β, γ ≥ 1 on a grid of {step} and α·β²·γ² within 5% of 2",
-        base.name,
-        rows.len()
+        r.base_name,
+        r.points.len()
     );
-    outln!("accuracy: {ACCURACY}");
+    outln!("accuracy: {}", r.accuracy);
     outln!();
     outln!(
         "  {:>5} {:>5} {:>5} {:>9} {:>11}{}",
@@ -105,16 +32,17 @@ pub fn run(
         "MACs ratio",
         if with_latency { "  latency ratio" } else { "" }
     );
-    for (r, l) in rows.iter().zip(&latency) {
-        let c = r.coefficients;
+    for row in &r.points {
+        let (p, l) = (&row.point, row.latency_ratio);
+        let c = p.coefficients;
         outln!(
             "{} {:>5} {:>5} {:>5} {:>9.3} {:>11.3}{}",
             if c == scale::PAPER { "*" } else { " " },
             coef(c.alpha),
             coef(c.beta),
             coef(c.gamma),
-            r.flops_factor,
-            r.macs_ratio,
+            p.flops_factor,
+            p.macs_ratio,
             match (with_latency, l) {
                 (true, Some(l)) => format!("  {l:>13.3}"),
                 (true, None) => format!("  {:>13}", "-"),
@@ -125,7 +53,7 @@ pub fn run(
     outln!();
     outln!(
         "* the paper's α = 1.2, β = 1.1, γ = 1.15. Ratios are of φ = 1 over φ = 0 ({}).",
-        base.name
+        r.base_name
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -1,14 +1,13 @@
-//! `effc tune`: measure the tiles of a model's kernels on this adapter and cache the
-//! fastest; and the cache lookup `effc run` and `effc bench` share.
+//! `effc tune`: the arguments of [`effc_driver::tune`], and its report printed:
+//! per kernel shape the cost model's tiles and the fastest measured on this
+//! adapter (the lookup `run`, `bench`, `scale` and `pick` use is
+//! `effc_driver::tuning::cached`).
 
 use std::process::ExitCode;
 
-use effc_plan::Tuning;
-use effc_runtime::tune::{load_tuning, save_tuning, tune, TuneOptions};
-use effc_runtime::{Gpu, KernelTiming};
-use serde_json::json;
+use effc_driver::tune::{TuneReport, TuneRequest};
 
-use crate::common::ModelArgs;
+use crate::common::{Bar, ModelArgs};
 use crate::output::outln;
 use crate::{fail, Failure};
 
@@ -16,12 +15,12 @@ use crate::{fail, Failure};
 pub struct Args {
     #[command(flatten)]
     model: ModelArgs,
-    /// Images per forward while measuring (tiles tuned at one batch suit nearby ones).
-    #[arg(long, default_value_t = 1, value_name = "N")]
-    batch: usize,
     /// Measurements per kernel and candidate; their median counts.
     #[arg(long, default_value_t = 5, value_name = "N")]
     reps: usize,
+    /// Images per forward while measuring (tiles tuned at one batch suit nearby ones).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    batch: usize,
     /// Candidates per kernel shape at most, the cost model's first (default: all).
     #[arg(long, value_name = "N")]
     candidates: Option<usize>,
@@ -37,122 +36,39 @@ pub struct Args {
     json: bool,
 }
 
-/// The tiles cached for this adapter, unless `untuned`, and a line saying which
-/// tiles are used. A cache that cannot be read is reported on stderr and ignored.
-pub fn cached(gpu: &Gpu, untuned: bool, model: &str) -> (Tuning, String) {
-    let hint = format!("`effc tune {model}` measures them on this adapter");
-    if untuned {
-        return (Tuning::default(), format!("cost model (--untuned; {hint})"));
-    }
-    match load_tuning(&gpu.adapter) {
-        Ok(Some((t, path, dropped))) => {
-            for key in dropped {
-                eprintln!(
-                    "warning: {}: ignoring unusable tiles for `{key}`",
-                    path.display()
-                );
-            }
-            let line = format!("tuned on this adapter ({})", path.display());
-            (t, line)
-        }
-        Ok(None) => (Tuning::default(), format!("cost model ({hint})")),
-        Err(e) => {
-            eprintln!("warning: {e}; using the cost model's tiles");
-            (Tuning::default(), format!("cost model ({hint})"))
-        }
-    }
-}
-
 pub fn run(args: Args) -> Result<ExitCode, Failure> {
-    if args.batch == 0 || args.reps == 0 || args.candidates == Some(0) {
-        return Err("--batch, --reps and --candidates must be at least 1".into());
-    }
-    let mut request = args.model.request();
-    request.precision = args.precision;
-    let model = request.resolve().map_err(fail)?.model;
-    // The cache must be writable before minutes are spent measuring.
-    if !args.no_save {
-        effc_runtime::tune::check_cache_dir()?;
-    }
-    let gpu = effc_driver::device::open_gpu().map_err(fail)?;
-    let bar = crate::common::progress_bar(1, args.json);
-    bar.set_message("measuring candidates");
-    let opts = TuneOptions {
+    let mut model = args.model.request();
+    model.precision = args.precision;
+    let req = TuneRequest {
+        model,
         batch: args.batch,
         reps: args.reps,
-        max_candidates: args.candidates.unwrap_or(usize::MAX),
-        precision: args.precision,
+        candidates: args.candidates,
+        save: !args.no_save,
     };
-    let report = tune(gpu.clone(), &model, &opts, |round, rounds| {
-        bar.set_length(rounds as u64);
-        bar.set_position(round as u64);
-        if round + 2 == rounds {
-            bar.set_message("timing the winners");
-        }
-    })?;
-    bar.finish_and_clear();
-    // What was measured is printed even when the cache cannot be written; the
-    // error comes after it.
-    let saved = if args.no_save || report.shapes.is_empty() {
-        Ok(None)
-    } else {
-        save_tuning(&gpu.adapter, &report.tuning).map(Some)
-    };
-    if let Ok(Some((path, Some(backup)))) = &saved {
-        eprintln!(
-            "warning: the tuning cache `{}` was not valid JSON of effc's; it is kept as `{}` and replaced by these tiles",
-            path.display(),
-            backup.display()
-        );
-    }
-    let (saved, save_error) = match saved {
-        Ok(s) => (s.map(|(p, _)| p), None),
-        Err(e) => (None, Some(e)),
-    };
-    let timing = match report.timing {
-        KernelTiming::Timestamps => "timestamps",
-        KernelTiming::Alone => "each kernel alone",
-    };
-    let gain = report.before_ms / report.after_ms;
+    let r = effc_driver::tune::tune(&req, &Bar::new(args.json)).map_err(fail)?;
     if args.json {
-        let shapes: Vec<_> = report
-            .shapes
-            .iter()
-            .map(|s| {
-                json!({
-                    "key": s.key, "kind": s.kind, "kernels": s.kernels,
-                    "default": s.default.to_string(), "default_ms": s.default_ms,
-                    "best": s.best.to_string(), "best_ms": s.best_ms, "tried": s.tried,
-                })
-            })
-            .collect();
-        let out = json!({
-            "model": model.name, "adapter": gpu.adapter.to_string(), "batch": args.batch,
-            "precision": args.precision,
-            "kernel_timing": timing, "rounds": report.rounds,
-            "before_ms": report.before_ms, "after_ms": report.after_ms,
-            "kept_cost_model": report.kept_cost_model, "shapes": shapes,
-            "cache": saved.as_ref().map(|p| p.display().to_string()),
-            "cache_error": save_error.as_ref().map(|e| e.to_string()),
-        });
-        outln!(
-            "{}",
-            serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?
-        );
-        return match save_error {
-            Some(e) => Err(e.into()),
+        outln!("{}", serde_json::to_string_pretty(&r)?);
+        return match &r.cache_error {
+            Some(e) => Err(e.as_str().into()),
             None => Ok(ExitCode::SUCCESS),
         };
     }
+    print(&r)
+}
+
+fn print(r: &TuneReport) -> Result<ExitCode, Failure> {
+    let gain = r.before_ms / r.after_ms;
     outln!(
-        "effc tune {}: {} kernel shapes, {} rounds, batch {}, {} storage, kernel times from {timing}",
-        model.name,
-        report.shapes.len(),
-        report.rounds,
-        args.batch,
-        args.precision
+        "effc tune {}: {} kernel shapes, {} rounds, batch {}, {} storage, kernel times from {}",
+        r.model,
+        r.shapes.len(),
+        r.rounds,
+        r.batch,
+        r.precision,
+        r.kernel_timing
     );
-    outln!("adapter     {}", gpu.adapter);
+    outln!("adapter     {}", r.adapter);
     outln!();
     outln!(
         "{:<28} {:<10} {:>6} {:<38} {:>9} {:<38} {:>9} {:>6}",
@@ -165,7 +81,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         "ms",
         "gain"
     );
-    for s in &report.shapes {
+    for s in &r.shapes {
         let name = if s.kernels.len() > 1 {
             format!("{} (+{})", s.kernels[0], s.kernels.len() - 1)
         } else {
@@ -176,12 +92,12 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
             name,
             s.kind,
             s.tried,
-            s.default.to_string(),
+            s.default,
             s.default_ms,
             if s.best == s.default {
                 "(the same)".to_string()
             } else {
-                s.best.to_string()
+                s.best.clone()
             },
             s.best_ms,
             s.default_ms / s.best_ms
@@ -190,19 +106,18 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
     outln!();
     outln!(
         "kernel time per forward: {:.3} ms with the cost model's tiles, {:.3} ms tuned ({gain:.2}x), measured in separate rounds",
-        report.before_ms, report.after_ms
+        r.before_ms, r.after_ms
     );
-    if report.kept_cost_model {
+    if r.kept_cost_model {
         outln!("no gain together: keeping the cost model's tiles for every shape");
     }
-    match (saved, save_error) {
+    match (&r.cache, &r.cache_error) {
         (Some(p), _) => outln!(
-            "saved to {}; `effc run` and `effc bench` use these tiles on this adapter (--untuned ignores them)",
-            p.display()
+            "saved to {p}; `effc run` and `effc bench` use these tiles on this adapter (--untuned ignores them)"
         ),
         (None, Some(e)) => {
             outln!("not saved: the cache cannot be written");
-            return Err(e.into());
+            return Err(e.as_str().into());
         }
         (None, None) => outln!("not saved (--no-save)"),
     }

@@ -638,18 +638,7 @@ fn compile_owns_its_directory() {
     let out = dir.path().join("out");
     let o = out.to_str().unwrap();
     assert!(effc(&["compile", "b2", "-o", o]).status.success());
-    let wgsl = |d: &std::path::Path| {
-        std::fs::read_dir(d)
-            .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .path()
-                    .extension()
-                    .is_some_and(|x| x == "wgsl")
-            })
-            .count()
-    };
+    let wgsl = common::wgsl_files;
     let b2 = wgsl(&out);
     std::fs::write(out.join("notes.txt"), "mine").unwrap();
     let c = effc(&["compile", "b0", "-o", o]);

@@ -71,6 +71,30 @@ fn bad_levels_are_clear_errors() {
     assert!(stderr(&o).contains("--features"), "{}", stderr(&o));
 }
 
+/// `effc run b0 --resolution 64 --features LEVELS --device DEVICE` with the
+/// features fixture's weights on its input, and `extra` arguments.
+fn run_b0_levels(levels: &str, device: &str, extra: &[&str]) -> std::process::Output {
+    let dir = root().join("tests/fixtures/features/b0");
+    let w = dir.join("weights.f16.safetensors");
+    let x = dir.join("expected.safetensors");
+    let mut args = vec![
+        "run",
+        "b0",
+        "--resolution",
+        "64",
+        "--features",
+        levels,
+        "--device",
+        device,
+        "--weights",
+        w.to_str().unwrap(),
+        "--input",
+        x.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    effc(&args)
+}
+
 /// `effc run --features 1,2,3,4 --save` on the fixture's input (batch 2, 64x64):
 /// every level within 1e-3·max|want| of timm's, on the CPU and the GPU.
 #[test]
@@ -82,22 +106,7 @@ fn run_saves_each_level_as_timm_gives_it() {
     std::fs::create_dir_all(&tmp).unwrap();
     for device in ["cpu", "gpu"] {
         let save = tmp.join(format!("{device}.safetensors"));
-        let o = effc(&[
-            "run",
-            "b0",
-            "--resolution",
-            "64",
-            "--features",
-            "1,2,3,4",
-            "--device",
-            device,
-            "--weights",
-            dir.join("weights.f16.safetensors").to_str().unwrap(),
-            "--input",
-            expected.to_str().unwrap(),
-            "--save",
-            save.to_str().unwrap(),
-        ]);
+        let o = run_b0_levels("1,2,3,4", device, &["--save", save.to_str().unwrap()]);
         assert!(o.status.success(), "{device}: {}", stderr(&o));
         let out = stdout(&o);
         assert_eq!(
@@ -115,21 +124,7 @@ fn run_saves_each_level_as_timm_gives_it() {
         }
     }
     // JSON: one object per image with its levels.
-    let o = effc(&[
-        "run",
-        "b0",
-        "--resolution",
-        "64",
-        "--features",
-        "4",
-        "--device",
-        "cpu",
-        "--json",
-        "--weights",
-        dir.join("weights.f16.safetensors").to_str().unwrap(),
-        "--input",
-        expected.to_str().unwrap(),
-    ]);
+    let o = run_b0_levels("4", "cpu", &["--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 2);

@@ -361,3 +361,111 @@ fn web_site_runs_in_chromium() {
     assert!(stdout.contains("TIMING b0"), "{stdout}");
     assert!(dir.join("index-chelsea-png.png").is_file());
 }
+
+/// Whether a test cannot run here (`why`): printed, and a failure under `CI=true`.
+fn skipped(why: Option<String>) -> bool {
+    let Some(why) = why else { return false };
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true and the test cannot run: {why}"
+    );
+    eprintln!("skipped: {why}");
+    true
+}
+
+/// lite0's web site (no weights) in a fresh directory `name/site`.
+fn lite0_site(name: &str) -> PathBuf {
+    let site = fresh_dir(name).join("site");
+    let s = site.to_str().unwrap();
+    compile(&["compile", "lite0", "--target", "web", "-o", s]);
+    site
+}
+
+/// The pure functions of model.js (fit, requiredLimits, toHalf, the resize and
+/// crop of `classify`) under `node --test` (`web-tests/pure.test.mjs`), with no
+/// browser: only node is needed.
+#[test]
+fn pure_functions_under_node_test() {
+    let node = Command::new("node").arg("--version").output();
+    if skipped(node.is_err().then(|| "no `node` on PATH".to_string())) {
+        return;
+    }
+    let site = lite0_site("pure");
+    let expected = json!({ "fit": fit_cases("lite0"), "halves": halves("lite0") });
+    std::fs::write(site.join("expected.json"), expected.to_string()).unwrap();
+    let o = Command::new("node")
+        .args(["--test", "web-tests/pure.test.mjs"])
+        .current_dir(root())
+        .env("EFFC_SITE", &site)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.contains("# pass 4"), "{out}");
+}
+
+/// `model.d.ts` beside model.js types every export: a TypeScript consumer of the
+/// site type-checks with `tsc --strict` (typescript from `web-tests/package.json`).
+#[test]
+fn model_d_ts_types_a_typescript_consumer() {
+    let tsc = root().join("web-tests/node_modules/typescript/bin/tsc");
+    let why = "web-tests/node_modules has no typescript (run `npm ci` in web-tests)";
+    if skipped((!tsc.is_file()).then(|| why.to_string())) {
+        return;
+    }
+    let site = lite0_site("types");
+    assert!(site.join("model.d.ts").is_file());
+    let consumer = r#"import { load, fit, toHalf, resizeCrop, type Limits, type Prediction } from "./model.js";
+const limits: Limits = {
+  maxStorageBufferBindingSize: 1 << 27, maxBufferSize: 1 << 28, maxStorageBuffersPerShaderStage: 8,
+  maxComputeWorkgroupsPerDimension: 65535, maxComputeWorkgroupSizeX: 256, maxComputeWorkgroupSizeY: 256,
+  maxComputeWorkgroupSizeZ: 64, maxComputeInvocationsPerWorkgroup: 256,
+};
+const chunk: number = fit(limits, 8);
+const half: number = toHalf(0.5);
+const bytes: Uint8Array = resizeCrop(new Uint8Array(16), 2, 2, 2, 2, 0, 0, 2);
+export async function top(image: ImageBitmap): Promise<string> {
+  const model = await load(undefined, { maxBatch: 4, f16: "packed" });
+  const best: Prediction[] = await model.classify(image, 3);
+  const logits: Float32Array = await model.forward(new Float32Array(3 * model.info.resolution ** 2));
+  model.destroy();
+  return `${best[0].name} ${logits.length} ${chunk} ${half} ${bytes.length}`;
+}
+"#;
+    std::fs::write(site.join("consumer.ts"), consumer).unwrap();
+    // The same file with a type error must fail: the check is real.
+    std::fs::write(
+        site.join("wrong.ts"),
+        "import { fit } from \"./model.js\";\nconst n: string = fit({} as never, 8);\n",
+    )
+    .unwrap();
+    let check = |file: &str| {
+        Command::new("node")
+            .arg(&tsc)
+            .args([
+                "--noEmit",
+                "--strict",
+                "--target",
+                "es2022",
+                "--module",
+                "es2022",
+                "--moduleResolution",
+                "bundler",
+                "--lib",
+                "es2022,dom",
+                file,
+            ])
+            .current_dir(&site)
+            .output()
+            .unwrap()
+    };
+    let o = check("consumer.ts");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    let o = check("wrong.ts");
+    assert!(!o.status.success(), "a type error is caught");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("TS2322"));
+}

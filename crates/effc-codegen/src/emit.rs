@@ -97,44 +97,10 @@ fn group(n: u64) -> String {
     effc_ir::cost::group(n)
 }
 
-pub(crate) fn module_items(i: &Input) -> TokenStream {
-    let m = i.model;
+/// One `Kernel` constant per kernel (its WGSL inline or `include_str!`d, at f16
+/// also the packed spelling), and the constants' names in kernel order.
+fn kernel_consts(i: &Input, p: &TokenStream) -> (Vec<TokenStream>, Vec<Ident>) {
     let plan = i.plan;
-    let cost = m.cost();
-    let p = quote!(::efficientnet::__private);
-
-    let [c, h, w] = m.input;
-    let classes = m.classes;
-    let features = m.num_features();
-    let output_len = plan.output_len;
-    let activation_bytes = plan.activation_bytes(1) as u64;
-    let weight_bytes = plan.weight_bytes() as u64;
-
-    // Module docs.
-    let title = format!(
-        " EfficientNet `{}` compiled by effc: input {c}×{h}×{w}, {}.",
-        i.spec_name,
-        if plan.is_backbone() {
-            crate::features::title(plan)
-        } else if classes > 0 {
-            format!("{classes} classes")
-        } else {
-            format!("{features} pooled features (no classifier)")
-        }
-    );
-    let stats = format!(
-        " {} parameters, {} multiply-accumulates per image, {} GPU kernels (one dispatch each per forward).",
-        group(cost.params),
-        group(cost.macs),
-        plan.kernels.len()
-    );
-    let origin_doc = format!(
-        " Spec: `{}`{}. Load a checkpoint with [`Model::load`]; see the `efficientnet` crate for the whole surface.",
-        i.spec_origin,
-        settings_note(i.options)
-    );
-
-    // Kernels.
     let mut kernel_consts = vec![];
     let mut kernel_names = vec![];
     for (n, (k, s)) in plan.kernels.iter().zip(i.shaders).enumerate() {
@@ -189,38 +155,82 @@ pub(crate) fn module_items(i: &Input) -> TokenStream {
         kernel_names.push(ident);
     }
 
-    let overrides = {
-        let o = i.options;
-        let resolution = opt(o.resolution, |v| {
-            let v = usize_lit(v);
-            quote!(#v)
-        });
-        let padding = opt(o.padding, |v| match v {
-            PaddingMode::Same => quote!(#p::Padding::Same),
-            PaddingMode::Symmetric => quote!(#p::Padding::Symmetric),
-        });
-        let bn_eps = opt(o.bn_eps, |v| {
-            let v = f64_lit(v);
-            quote!(#v)
-        });
-        let classes = opt(o.classes, |v| {
-            let v = usize_lit(v);
-            quote!(#v)
-        });
-        let features = opt(o.features.as_ref(), |v| {
-            let v = v.iter().copied().map(usize_lit);
-            quote!(&[#(#v),*])
-        });
-        quote! {
-            #p::Overrides {
-                resolution: #resolution,
-                padding: #padding,
-                bn_eps: #bn_eps,
-                classes: #classes,
-                features: #features,
-            }
+    (kernel_consts, kernel_names)
+}
+
+/// The `Overrides` literal of the settings the request overrode.
+fn overrides(i: &Input, p: &TokenStream) -> TokenStream {
+    let o = i.options;
+    let resolution = opt(o.resolution, |v| {
+        let v = usize_lit(v);
+        quote!(#v)
+    });
+    let padding = opt(o.padding, |v| match v {
+        PaddingMode::Same => quote!(#p::Padding::Same),
+        PaddingMode::Symmetric => quote!(#p::Padding::Symmetric),
+    });
+    let bn_eps = opt(o.bn_eps, |v| {
+        let v = f64_lit(v);
+        quote!(#v)
+    });
+    let classes = opt(o.classes, |v| {
+        let v = usize_lit(v);
+        quote!(#v)
+    });
+    let features = opt(o.features.as_ref(), |v| {
+        let v = v.iter().copied().map(usize_lit);
+        quote!(&[#(#v),*])
+    });
+    quote! {
+        #p::Overrides {
+            resolution: #resolution,
+            padding: #padding,
+            bn_eps: #bn_eps,
+            classes: #classes,
+            features: #features,
         }
-    };
+    }
+}
+
+pub(crate) fn module_items(i: &Input) -> TokenStream {
+    let m = i.model;
+    let plan = i.plan;
+    let cost = m.cost();
+    let p = quote!(::efficientnet::__private);
+
+    let [c, h, w] = m.input;
+    let classes = m.classes;
+    let features = m.num_features();
+    let output_len = plan.output_len;
+    let activation_bytes = plan.activation_bytes(1) as u64;
+    let weight_bytes = plan.weight_bytes() as u64;
+
+    // Module docs.
+    let title = format!(
+        " EfficientNet `{}` compiled by effc: input {c}×{h}×{w}, {}.",
+        effc_ir::names::in_comment(i.spec_name),
+        if plan.is_backbone() {
+            crate::features::title(plan)
+        } else if classes > 0 {
+            format!("{classes} classes")
+        } else {
+            format!("{features} pooled features (no classifier)")
+        }
+    );
+    let stats = format!(
+        " {} parameters, {} multiply-accumulates per image, {} GPU kernels (one dispatch each per forward).",
+        group(cost.params),
+        group(cost.macs),
+        plan.kernels.len()
+    );
+    let origin_doc = format!(
+        " Spec: `{}`{}. Load a checkpoint with [`Model::load`]; see the `efficientnet` crate for the whole surface.",
+        effc_ir::names::in_comment(i.spec_origin),
+        settings_note(i.options)
+    );
+
+    let (kernel_consts, kernel_names) = kernel_consts(i, &p);
+    let overrides = overrides(i, &p);
 
     let name = i.spec_name;
     let origin = i.spec_origin;
@@ -257,8 +267,9 @@ pub(crate) fn module_items(i: &Input) -> TokenStream {
             const _: &[u8] = include_bytes!(#f);
         }
     });
+    let doc_name = effc_ir::names::in_comment(name);
     let model_doc = format!(
-        " EfficientNet `{name}` on a GPU: pipelines, packed weights and buffers, created once by [`Model::load`]."
+        " EfficientNet `{doc_name}` on a GPU: pipelines, packed weights and buffers, created once by [`Model::load`]."
     );
     let output_doc = if plan.is_backbone() {
         " Values per image in a forward's output: every feature level's (`FEATURE_INFO`), CHW, one after another; `Model::features` splits them."
@@ -269,7 +280,7 @@ pub(crate) fn module_items(i: &Input) -> TokenStream {
     };
     let module = i.module;
     let load_doc = format!(
-        " Reads a safetensors checkpoint of `{name}` (timm, torchvision, TF-port or effc names, detected; f32, f16, bf16), folds batch norm, and creates the model on the process's shared GPU (`efficientnet::default_gpu`) for batches up to [`MAX_BATCH`]."
+        " Reads a safetensors checkpoint of `{doc_name}` (timm, torchvision, TF-port or effc names, detected; f32, f16, bf16), folds batch norm, and creates the model on the process's shared GPU (`efficientnet::default_gpu`) for batches up to [`MAX_BATCH`]."
     );
     let use_doc = format!(" `{module}::Model::load(\"weights.safetensors\")?` then `forward`.");
     let feature_items = crate::features::items(m, plan);

@@ -78,22 +78,20 @@ const DEFAULT_LIMITS = {
 };
 
 // What the plan needs of each limit to run `maxBatch` images in as few chunks as
-// the adapter allows.
+// the adapter allows, from the plan's own statement of its needs (PLAN.needs).
 function needs(maxBatch) {
-  const perImage = Math.max(4, ...PLAN.slots);
-  const weights = Math.max(0, ...PLAN.kernels.map((k) => k.weightBytes));
-  const batchBuffer = Math.max(PLAN.input.bytes, PLAN.output.bytes) * maxBatch;
-  const binding = Math.max(perImage * maxBatch, weights);
-  const max = (f) => Math.max(0, ...PLAN.kernels.map(f));
+  const n = PLAN.needs;
+  const binding = Math.max(n.activationPerImage.value * maxBatch, n.weightsBinding.value);
+  const batchBuffer = Math.max(n.inputPerImage, n.outputPerImage) * maxBatch;
   return {
     maxStorageBufferBindingSize: binding,
     maxBufferSize: Math.max(binding, batchBuffer),
-    maxStorageBuffersPerShaderStage: max((k) => k.bindings.length),
-    maxComputeWorkgroupsPerDimension: Math.max(maxBatch, max((k) => Math.max(k.grid[0], k.grid[1]))),
-    maxComputeWorkgroupSizeX: max((k) => k.workgroup[0]),
-    maxComputeWorkgroupSizeY: max((k) => k.workgroup[1]),
-    maxComputeWorkgroupSizeZ: max((k) => k.workgroup[2]),
-    maxComputeInvocationsPerWorkgroup: max((k) => k.workgroup[0] * k.workgroup[1] * k.workgroup[2]),
+    maxStorageBuffersPerShaderStage: n.storageBuffers.value,
+    maxComputeWorkgroupsPerDimension: Math.max(maxBatch, n.workgroups.value),
+    maxComputeWorkgroupSizeX: n.workgroupSize[0].value,
+    maxComputeWorkgroupSizeY: n.workgroupSize[1].value,
+    maxComputeWorkgroupSizeZ: n.workgroupSize[2].value,
+    maxComputeInvocationsPerWorkgroup: n.invocations.value,
   };
 }
 
@@ -119,31 +117,31 @@ export function fit(limits, maxBatch) {
   const maxBinding = Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
   const maxWg = limits.maxComputeWorkgroupsPerDimension;
   const maxSize = [limits.maxComputeWorkgroupSizeX, limits.maxComputeWorkgroupSizeY, limits.maxComputeWorkgroupSizeZ];
-  for (const k of PLAN.kernels) {
-    const bytes = k.weightBytes;
-    if (bytes > maxBinding) {
-      throw tooSmall(`the weights of kernel \`${k.name}\` take ${mib(bytes)}, more than the adapter's largest storage binding (${mib(maxBinding)})`);
-    }
-    if (k.bindings.length > limits.maxStorageBuffersPerShaderStage) {
-      throw tooSmall(`kernel \`${k.name}\` binds ${k.bindings.length} storage buffers, the adapter allows ${limits.maxStorageBuffersPerShaderStage}`);
-    }
-    if (k.grid[0] > maxWg || k.grid[1] > maxWg) {
-      throw tooSmall(`kernel \`${k.name}\` needs ${k.grid[0]}x${k.grid[1]} workgroups, the adapter allows ${maxWg} per dimension`);
-    }
-    if (k.workgroup.some((s, i) => s > maxSize[i])) {
-      throw tooSmall(`kernel \`${k.name}\` has workgroups of ${k.workgroup.join("x")} invocations, the adapter allows ${maxSize.join("x")}`);
-    }
-    const threads = k.workgroup[0] * k.workgroup[1] * k.workgroup[2];
-    if (threads > limits.maxComputeInvocationsPerWorkgroup) {
-      throw tooSmall(`kernel \`${k.name}\` uses ${threads} invocations per workgroup, the adapter allows ${limits.maxComputeInvocationsPerWorkgroup}`);
-    }
+  // The plan states what it needs (PLAN.needs: the largest of each quantity and
+  // what needs it); here only numbers are compared, as effc_runtime::fit does.
+  const n = PLAN.needs;
+  if (n.weightsBinding.value > maxBinding) {
+    throw tooSmall(`the weights of kernel \`${n.weightsBinding.by}\` take ${mib(n.weightsBinding.value)}, more than the adapter's largest storage binding (${mib(maxBinding)})`);
   }
-  const perImage = Math.max(4, ...PLAN.slots);
+  if (n.storageBuffers.value > limits.maxStorageBuffersPerShaderStage) {
+    throw tooSmall(`kernel \`${n.storageBuffers.by}\` binds ${n.storageBuffers.value} storage buffers, the adapter allows ${limits.maxStorageBuffersPerShaderStage}`);
+  }
+  if (n.workgroups.value > maxWg) {
+    throw tooSmall(`kernel \`${n.workgroups.by}\` needs ${n.workgroups.value} workgroups in one dimension, the adapter allows ${maxWg} per dimension`);
+  }
+  const d = [0, 1, 2].find((i) => n.workgroupSize[i].value > maxSize[i]);
+  if (d !== undefined) {
+    throw tooSmall(`kernel \`${n.workgroupSize[d].by}\` has workgroups of ${n.workgroupSize[d].value} invocations in ${"xyz"[d]}, the adapter allows ${maxSize.join("x")}`);
+  }
+  if (n.invocations.value > limits.maxComputeInvocationsPerWorkgroup) {
+    throw tooSmall(`kernel \`${n.invocations.by}\` uses ${n.invocations.value} invocations per workgroup, the adapter allows ${limits.maxComputeInvocationsPerWorkgroup}`);
+  }
+  const perImage = n.activationPerImage.value;
   if (perImage > maxBinding) {
-    throw tooSmall(`activation \`${PLAN.largestTensor}\` takes ${mib(perImage)} for one image, more than the adapter's largest storage binding (${mib(maxBinding)}); use a smaller resolution`);
+    throw tooSmall(`activation \`${n.activationPerImage.by}\` takes ${mib(perImage)} for one image, more than the adapter's largest storage binding (${mib(maxBinding)}); use a smaller resolution`);
   }
   const chunk = Math.max(1, Math.min(Math.floor(maxBinding / perImage), maxBatch, maxWg));
-  for (const [which, per] of [["input", PLAN.input.bytes], ["output", PLAN.output.bytes]]) {
+  for (const [which, per] of [["input", n.inputPerImage], ["output", n.outputPerImage]]) {
     const bytes = Math.ceil((per * maxBatch) / 4) * 4;
     if (bytes > limits.maxBufferSize) {
       const fits = Math.floor(limits.maxBufferSize / Math.max(per, 1));
@@ -523,7 +521,7 @@ function clip8(v) {
 // Resizes RGBA `src` (w × h) to nw × nh and returns the size × size window at
 // (left, top), HWC RGB bytes: Pillow's resize (horizontal pass first, both rounded
 // to 8 bits) then crop. Integer sums stay below 2^53, exact in doubles.
-function resizeCrop(src, w, h, nw, nh, left, top, size) {
+export function resizeCrop(src, w, h, nw, nh, left, top, size) {
   const half = 2 ** (PRECISION_BITS - 1);
   const ht = taps(w, nw, left, size);
   const vt = taps(h, nh, top, size);

@@ -12,7 +12,14 @@
 //!   regular files only, and [`files::Outputs`] for every file a command writes;
 //! - [`device`] (feature `commands`): where a model runs ([`Device`], [`choose`]);
 //! - [`limits`] (feature `commands`): what a command will allocate, against the
-//!   host's memory budget and the adapter's limits, before anything is allocated.
+//!   host's memory budget and the adapter's limits, before anything is allocated;
+//! - the procedures (feature `commands`), each taking a request and a
+//!   [`progress::Progress`] and returning a typed, serializable report:
+//!   [`run::run`] ([`run::RunReport`]), [`bench::bench`] ([`bench::BenchReport`]), [`scale::scale`] ([`scale::ScaleReport`])
+//!   and [`scale::grid`] ([`scale::GridReport`]), [`pick::pick`]
+//!   ([`pick::PickReport`]), [`tune::tune`] ([`tune::TuneReport`]),
+//!   [`compile::compile`] ([`compile::CompileReport`]); [`tuning::cached`], the tiles a
+//!   GPU uses.
 //!
 //! A new command: resolve a request, declare its files, choose a device, run:
 //!
@@ -33,13 +40,28 @@
 //! ```
 
 mod error;
+pub mod progress;
 pub mod request;
 pub mod size;
 
 #[cfg(feature = "commands")]
+pub mod bench;
+#[cfg(feature = "commands")]
+pub mod compile;
+#[cfg(feature = "commands")]
 pub mod device;
 #[cfg(feature = "commands")]
 pub mod limits;
+#[cfg(feature = "commands")]
+pub mod pick;
+#[cfg(feature = "commands")]
+pub mod run;
+#[cfg(feature = "commands")]
+pub mod scale;
+#[cfg(feature = "commands")]
+pub mod tune;
+#[cfg(feature = "commands")]
+pub mod tuning;
 
 /// The file policy: bounded reads and the output policy (see `effc-files`).
 pub mod files {

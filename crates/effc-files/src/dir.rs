@@ -243,14 +243,7 @@ fn plain_name(name: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn names(dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
-    }
+    use crate::write::tests::names;
 
     #[test]
     fn rewrites_its_own_files_removes_stale_ones_and_keeps_the_users() {

@@ -20,33 +20,22 @@ const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
 
 impl Input {
+    const fn new(what: &'static str, limit: u64) -> Input {
+        Input { what, limit }
+    }
+
     /// A `.enet` spec: text, 16 MiB at most (the largest built-in is 2 KB).
-    pub const SPEC: Input = Input {
-        what: "spec file",
-        limit: 16 * MIB,
-    };
+    pub const SPEC: Input = Input::new("spec file", 16 * MIB);
     /// A safetensors checkpoint: bounded here by 64 GiB; commands check its size
     /// against the host's memory budget before reading it ([`input_size`]).
-    pub const CHECKPOINT: Input = Input {
-        what: "checkpoint",
-        limit: 64 * GIB,
-    };
+    pub const CHECKPOINT: Input = Input::new("checkpoint", 64 * GIB);
     /// A PNG or JPEG image: 1 GiB at most (an image is refused past about 179
     /// million pixels anyway, from its header).
-    pub const IMAGE: Input = Input {
-        what: "image",
-        limit: GIB,
-    };
+    pub const IMAGE: Input = Input::new("image", GIB);
     /// A safetensors file of input tensors (`effc run --input`).
-    pub const TENSORS: Input = Input {
-        what: "tensor file",
-        limit: 64 * GIB,
-    };
+    pub const TENSORS: Input = Input::new("tensor file", 64 * GIB);
     /// One of effc's cache files (tiles, latencies): 64 MiB at most.
-    pub const CACHE: Input = Input {
-        what: "cache file",
-        limit: 64 * MIB,
-    };
+    pub const CACHE: Input = Input::new("cache file", 64 * MIB);
 }
 
 /// Why a file was not read. Each message names the path and what it should be.

@@ -7,6 +7,7 @@
 //!   torchvision and TF-port layouts ([`Naming`]);
 //! - [`scale`]: compound scaling by φ, the search for the largest φ within
 //!   budgets and the grid search of α, β, γ;
+//! - [`names`]: model names as data in generated code and spec text;
 //! - [`Cost`]: parameters, multiply-accumulates and activation memory; the
 //!   printout ([`Model::render`]) that `effc inspect` shows.
 //!
@@ -16,6 +17,7 @@
 pub mod cost;
 pub mod features;
 pub mod model;
+pub mod names;
 pub mod params;
 pub mod ranges;
 pub mod scale;

@@ -10,7 +10,9 @@
 //! - [`memory`]: the memory plan, tensors → buffers ("slots") by liveness;
 //! - [`precision`]: f32 or f16 storage, and converting values to it;
 //! - [`pack`]: BN folding and weight packing for each kernel, from a checkpoint's tensors;
-//! - [`tune`]: tiles measured on an adapter, per kernel shape, instead of the cost models.
+//! - [`tune`]: tiles measured on an adapter, per kernel shape, instead of the cost models;
+//! - [`needs`]: what a plan needs of an adapter ([`AdapterNeeds`]), as data the native
+//!   and the web runtime compare with the adapter's limits.
 //!
 //! Modules depend one way: `tiles`, `layout` ← `plan` ← `memory`, `tune`, `validate`,
 //! `print`, `pack` ← `fuse`.
@@ -23,6 +25,7 @@ pub mod features;
 pub mod fuse;
 pub mod layout;
 pub mod memory;
+pub mod needs;
 pub mod pack;
 pub mod plan;
 pub mod precision;
@@ -35,7 +38,8 @@ pub mod validate;
 pub use features::FeatureOutput;
 pub use fuse::{plan, plan_at, plan_tuned, plan_with};
 pub use layout::{ElemType, Section, WeightLayout};
-pub use pack::{fold_bn, pack_weights, PackError};
+pub use needs::{AdapterNeeds, Largest};
+pub use pack::{check_folding, fold_bn, pack_weights, PackError};
 pub use plan::{
     ALoad, Binding, ClassifierOp, DwOp, Epilogue, GemmOp, Kernel, Op, Plan, SeOp, Slot, SlotId,
     Source, TensorDesc, TensorId, TensorKind,

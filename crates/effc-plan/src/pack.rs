@@ -10,22 +10,37 @@ use effc_ir::{Block, ConvBn, Model};
 use crate::layout::WeightLayout;
 use crate::plan::{Op, Plan, Source};
 
-/// A tensor the packer needs is absent or has the wrong size.
+/// Why a checkpoint's tensors cannot be packed.
 #[derive(Clone, Debug, PartialEq)]
-pub struct PackError {
-    pub tensor: String,
-    pub expected: usize,
-    pub got: Option<usize>,
+pub enum PackError {
+    /// A tensor the packer needs is absent (`got: None`) or has the wrong size.
+    Tensor {
+        tensor: String,
+        expected: usize,
+        got: Option<usize>,
+    },
+    /// Folding batch norm into a conv gives NaN or infinite weights or biases
+    /// (`γ/√(σ²+ε)` overflows f32): refused at every precision, never clamped.
+    NotFinite { layer: String, count: usize },
 }
 
 impl fmt::Display for PackError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.got {
-            None => write!(f, "weights: tensor `{}` is missing", self.tensor),
-            Some(g) => write!(
+        match self {
+            PackError::Tensor {
+                tensor, got: None, ..
+            } => write!(f, "weights: tensor `{tensor}` is missing"),
+            PackError::Tensor {
+                tensor,
+                expected,
+                got: Some(g),
+            } => write!(
                 f,
-                "weights: tensor `{}` has {g} values, expected {}",
-                self.tensor, self.expected
+                "weights: tensor `{tensor}` has {g} values, expected {expected}"
+            ),
+            PackError::NotFinite { layer, count } => write!(
+                f,
+                "weights: folding batch norm into `{layer}` gives {count} infinite or NaN weights (γ/√(var + eps) overflows f32): the checkpoint does not describe a working network"
             ),
         }
     }
@@ -67,12 +82,12 @@ impl<'a, F: Fn(&str) -> Option<&'a [f32]>> Getter<'a, F> {
     fn take(&self, name: &str, len: usize) -> Result<&'a [f32], PackError> {
         match (self.get)(name) {
             Some(v) if v.len() == len => Ok(v),
-            Some(v) => Err(PackError {
+            Some(v) => Err(PackError::Tensor {
                 tensor: name.into(),
                 expected: len,
                 got: Some(v.len()),
             }),
-            None => Err(PackError {
+            None => Err(PackError::Tensor {
                 tensor: name.into(),
                 expected: len,
                 got: None,
@@ -95,7 +110,15 @@ impl<'a, F: Fn(&str) -> Option<&'a [f32]>> Getter<'a, F> {
         let b = self.take(&format!("{prefix}.bn.bias"), n)?;
         let m = self.take(&format!("{prefix}.bn.running_mean"), n)?;
         let v = self.take(&format!("{prefix}.bn.running_var"), n)?;
-        Ok(fold_bn(w, g, b, m, v, eps))
+        let (w, b) = fold_bn(w, g, b, m, v, eps);
+        let count = w.iter().chain(&b).filter(|x| !x.is_finite()).count();
+        if count > 0 {
+            return Err(PackError::NotFinite {
+                layer: prefix.to_string(),
+                count,
+            });
+        }
+        Ok((w, b))
     }
 }
 
@@ -124,6 +147,38 @@ fn block_of(model: &Model, id: usize) -> &Block {
         .blocks()
         .nth(id)
         .expect("kernel sources name blocks of the model they were planned from")
+}
+
+/// Checks that folding batch norm gives finite weights and biases for every
+/// conv of `model` whose tensors `get` has, without packing (for the CPU
+/// reference, which applies batch norm unfolded, so that a checkpoint the GPU
+/// and the web target refuse is refused there too). Missing tensors are left to
+/// the executor to report.
+pub fn check_folding<'a>(
+    model: &Model,
+    get: impl Fn(&str) -> Option<&'a [f32]>,
+) -> Result<(), PackError> {
+    let g = Getter { get };
+    let mut layers = vec![
+        ("stem".to_string(), &model.stem),
+        ("head".to_string(), &model.head),
+    ];
+    for b in model.blocks() {
+        if let Some(e) = &b.expand {
+            layers.push((format!("{}.expand", b.path()), e));
+        }
+        layers.push((format!("{}.{}", b.path(), b.conv_name()), &b.conv));
+        if let Some(p) = &b.project {
+            layers.push((format!("{}.project", b.path()), p));
+        }
+    }
+    for (prefix, cb) in layers {
+        match g.conv_bn(&prefix, cb, model.bn_eps) {
+            Err(e @ PackError::NotFinite { .. }) => return Err(e),
+            Ok(_) | Err(PackError::Tensor { .. }) => {}
+        }
+    }
+    Ok(())
 }
 
 /// Packs the weights of every kernel of a plan. `get` returns a tensor by its effc

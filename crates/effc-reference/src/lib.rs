@@ -18,6 +18,7 @@
 //! ([`Tensor`]) are NCHW, as PyTorch has them.
 
 mod ops;
+pub mod train;
 
 use effc_ir::{Block, ConvBn, Layer, Model, ParamKey, Tensor as Which};
 use effc_weights::Weights;
@@ -85,6 +86,20 @@ pub enum Error {
     NoClassifier { model: String },
     #[error("layer `{layer}` has {groups} groups: only dense and depthwise convolutions run")]
     Unsupported { layer: String, groups: usize },
+    #[error("model `{model}` cannot be trained as a classifier: {why}")]
+    TrainNeedsClassifier { model: String, why: &'static str },
+    #[error("the batch has {expected} images (or values), but {got} {what} were given")]
+    TargetSize {
+        expected: usize,
+        got: usize,
+        what: &'static str,
+    },
+    #[error("image {image} of the batch has label {label}, but the model has {classes} classes (0..={})", .classes - 1)]
+    LabelOutOfRange {
+        image: usize,
+        label: usize,
+        classes: usize,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -226,23 +241,29 @@ fn check_groups(name: String, cb: &ConvBn) -> Result<(), Error> {
     }
 }
 
+/// Refuses a model with a convolution that is neither dense nor depthwise.
+fn check_convs(model: &Model) -> Result<(), Error> {
+    check_groups("stem".into(), &model.stem)?;
+    check_groups("head".into(), &model.head)?;
+    for b in model.blocks() {
+        for (cb, part) in [
+            (b.expand.as_ref(), "expand"),
+            (Some(&b.conv), b.conv_name()),
+            (b.project.as_ref(), "project"),
+        ] {
+            if let Some(cb) = cb {
+                check_groups(format!("{}.{part}", b.path()), cb)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Executor {
     /// Prepares `model` with `weights` (made for this model, or one with the same
     /// tensors): lays the weights out for the kernels and computes BN's affine maps.
     pub fn new(model: &Model, weights: &Weights) -> Result<Executor, Error> {
-        check_groups("stem".into(), &model.stem)?;
-        check_groups("head".into(), &model.head)?;
-        for b in model.blocks() {
-            for (cb, part) in [
-                (b.expand.as_ref(), "expand"),
-                (Some(&b.conv), b.conv_name()),
-                (b.project.as_ref(), "project"),
-            ] {
-                if let Some(cb) = cb {
-                    check_groups(format!("{}.{part}", b.path()), cb)?;
-                }
-            }
-        }
+        check_convs(model)?;
         let mut f = Fetch {
             model,
             weights,

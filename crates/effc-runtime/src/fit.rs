@@ -41,16 +41,18 @@ pub enum FitError {
         count: u32,
         max: u32,
     },
-    #[error("kernel `{kernel}` needs {}x{} workgroups, the adapter allows {max} per dimension", grid[0], grid[1])]
+    #[error("kernel `{kernel}` needs {count} workgroups in one dimension, the adapter allows {max} per dimension")]
     Workgroups {
         kernel: String,
-        grid: [u32; 2],
+        count: u32,
         max: u32,
     },
-    #[error("kernel `{kernel}` has workgroups of {}x{}x{} invocations, the adapter allows {}x{}x{}", size[0], size[1], size[2], max[0], max[1], max[2])]
+    #[error("kernel `{kernel}` has workgroups of {size} invocations in {axis}, the adapter allows {}x{}x{}", max[0], max[1], max[2])]
     WorkgroupSize {
         kernel: String,
-        size: [u32; 3],
+        /// `x`, `y` or `z`.
+        axis: char,
+        size: u32,
         max: [u32; 3],
     },
     #[error(
@@ -137,6 +139,11 @@ pub fn host_memory(plan: &Plan, batch: usize, software: bool) -> Vec<(String, u6
     v
 }
 
+/// The kernel and the value of a need beyond `max`.
+fn over<T: PartialOrd + Copy>(need: &effc_plan::Largest<T>, max: T) -> Option<(String, T)> {
+    (need.value > max).then(|| (need.by.clone(), need.value))
+}
+
 /// Every buffer is at least this large (wgpu refuses empty bindings).
 const MIN_BUFFER: u64 = 16;
 
@@ -157,66 +164,42 @@ pub fn fit(plan: &Plan, limits: &wgpu::Limits, max_batch: usize) -> Result<Fit, 
         limits.max_compute_workgroup_size_y,
         limits.max_compute_workgroup_size_z,
     ];
-    for k in &plan.kernels {
-        let kernel = || k.name.clone();
-        let bytes = k.layout.bytes() as u64;
-        if bytes > max_binding {
-            return Err(FitError::Weights {
-                kernel: kernel(),
-                bytes,
-                max: max_binding,
-            });
-        }
-        let count = k.bindings.len() as u32;
-        if count > limits.max_storage_buffers_per_shader_stage {
-            return Err(FitError::StorageBuffers {
-                kernel: kernel(),
-                count,
-                max: limits.max_storage_buffers_per_shader_stage,
-            });
-        }
-        if k.grid[0] > max_wg || k.grid[1] > max_wg {
-            return Err(FitError::Workgroups {
-                kernel: kernel(),
-                grid: k.grid,
-                max: max_wg,
-            });
-        }
-        if k.workgroup.iter().zip(&max_size).any(|(s, m)| s > m) {
-            return Err(FitError::WorkgroupSize {
-                kernel: kernel(),
-                size: k.workgroup,
-                max: max_size,
-            });
-        }
-        let threads = k.workgroup.iter().product::<u32>();
-        if threads > limits.max_compute_invocations_per_workgroup {
-            return Err(FitError::Invocations {
-                kernel: kernel(),
-                threads,
-                max: limits.max_compute_invocations_per_workgroup,
-            });
-        }
+    // What the plan needs, as the plan states it (`Plan::adapter_needs`; the web
+    // runtime compares the same numbers).
+    let needs = plan.adapter_needs();
+    if let Some((kernel, bytes)) = over(&needs.weights_binding, max_binding) {
+        let max = max_binding;
+        return Err(FitError::Weights { kernel, bytes, max });
     }
-    // Activations: as many images per chunk as the largest slot can bind, and no
-    // more than the workgroups the batch dimension (z) allows.
-    let per_image = plan
-        .slots
-        .iter()
-        .map(|s| s.bytes as u64)
-        .max()
-        .unwrap_or(MIN_BUFFER)
-        .max(4);
+    let max = limits.max_storage_buffers_per_shader_stage;
+    if let Some((kernel, count)) = over(&needs.storage_buffers, max) {
+        return Err(FitError::StorageBuffers { kernel, count, max });
+    }
+    if let Some((kernel, count)) = over(&needs.workgroups, max_wg) {
+        let max = max_wg;
+        return Err(FitError::Workgroups { kernel, count, max });
+    }
+    if let Some(d) = (0..3).find(|&d| needs.workgroup_size[d].value > max_size[d]) {
+        let n = &needs.workgroup_size[d];
+        return Err(FitError::WorkgroupSize {
+            kernel: n.by.clone(),
+            axis: ['x', 'y', 'z'][d],
+            size: n.value,
+            max: max_size,
+        });
+    }
+    let max = limits.max_compute_invocations_per_workgroup;
+    if let Some((kernel, threads)) = over(&needs.invocations, max) {
+        return Err(FitError::Invocations {
+            kernel,
+            threads,
+            max,
+        });
+    }
+    let per_image = needs.activation_per_image.value;
     if per_image > max_binding {
-        // A slot is as large as its largest tensor, so the largest tensor is in it.
-        let tensor = plan
-            .tensors
-            .iter()
-            .max_by_key(|t| t.bytes)
-            .map(|t| t.name.clone())
-            .unwrap_or_default();
         return Err(FitError::Activation {
-            tensor,
+            tensor: needs.activation_per_image.by.clone(),
             bytes: per_image,
             max: max_binding,
         });
@@ -240,9 +223,9 @@ pub fn fit(plan: &Plan, limits: &wgpu::Limits, max_batch: usize) -> Result<Fit, 
             Ok(bytes)
         }
     };
-    let input_buffer = batch_buffer("input", plan.tensors[plan.input].bytes as u64)?;
+    let input_buffer = batch_buffer("input", needs.input_per_image)?;
     // A backbone copies out every feature level.
-    let output_buffer = batch_buffer("output", plan.output_bytes() as u64)?;
+    let output_buffer = batch_buffer("output", needs.output_per_image)?;
     Ok(Fit {
         chunk,
         weight_buffers: plan
@@ -407,10 +390,13 @@ mod tests {
     #[test]
     fn kernels_beyond_the_compute_limits() {
         let plan = plan_of("lite0", Some(64));
-        let first = |pred: &dyn Fn(&effc_plan::Kernel) -> bool| {
+        // The error names the kernel that needs the most (the first of equals):
+        // the number the adapter would have to allow.
+        let most = |need: &dyn Fn(&effc_plan::Kernel) -> u32| {
+            let max = plan.kernels.iter().map(need).max().unwrap();
             plan.kernels
                 .iter()
-                .find(|k| pred(k))
+                .find(|k| need(k) == max)
                 .map(|k| k.name.clone())
                 .unwrap()
         };
@@ -423,7 +409,7 @@ mod tests {
             1,
         )
         .unwrap_err();
-        let kernel = first(&|k| k.bindings.len() > 2);
+        let kernel = most(&|k| k.bindings.len() as u32);
         assert!(
             matches!(&err, FitError::StorageBuffers { kernel: k, max: 2, .. } if *k == kernel),
             "{err}"
@@ -438,7 +424,7 @@ mod tests {
             1,
         )
         .unwrap_err();
-        let kernel = first(&|k| k.grid.iter().any(|&g| g > 1));
+        let kernel = most(&|k| k.grid[0].max(k.grid[1]));
         assert!(
             matches!(&err, FitError::Workgroups { kernel: k, max: 1, .. } if *k == kernel),
             "{err}"
@@ -453,7 +439,7 @@ mod tests {
             1,
         )
         .unwrap_err();
-        let kernel = first(&|k| k.workgroup[0] > 1);
+        let kernel = most(&|k| k.workgroup[0]);
         assert!(
             matches!(&err, FitError::WorkgroupSize { kernel: k, .. } if *k == kernel),
             "{err}"
@@ -468,7 +454,7 @@ mod tests {
             1,
         )
         .unwrap_err();
-        let kernel = first(&|k| k.workgroup.iter().product::<u32>() > 16);
+        let kernel = most(&|k| k.workgroup.iter().product::<u32>());
         assert!(
             matches!(&err, FitError::Invocations { kernel: k, max: 16, .. } if *k == kernel),
             "{err}"

@@ -40,6 +40,13 @@ pub fn load_image(path: impl AsRef<Path>, model: &Model) -> Result<Vec<f32>, Err
 
 /// As [`load_image`], from the file's bytes; `path` names it in errors.
 pub fn image_from_bytes(bytes: &[u8], path: &Path, model: &Model) -> Result<Vec<f32>, Error> {
+    let image = decode_image(bytes, path)?;
+    Ok(preprocess(&image, model.resolution, model.mean, model.std))
+}
+
+/// Decodes a PNG or JPEG file's bytes to RGB8 (gray replicated into the three
+/// channels), with the checks of [`load_image`]; `path` names it in errors.
+pub fn decode_image(bytes: &[u8], path: &Path) -> Result<RgbImage, Error> {
     if bytes.is_empty() {
         return Err(Error::Empty {
             path: path.to_path_buf(),
@@ -74,8 +81,9 @@ pub fn image_from_bytes(bytes: &[u8], path: &Path, model: &Model) -> Result<Vec<
     image::Limits::default()
         .reserve(decoder.total_bytes())
         .map_err(bad)?;
-    let image = to_rgb8(image::DynamicImage::from_decoder(decoder).map_err(bad)?);
-    Ok(preprocess(&image, model.resolution, model.mean, model.std))
+    Ok(to_rgb8(
+        image::DynamicImage::from_decoder(decoder).map_err(bad)?,
+    ))
 }
 
 /// The image as RGB8: an RGB8 image's own buffer, gray replicated into the three

@@ -21,4 +21,6 @@ mod input;
 pub use checkpoint::Weights;
 pub use classes::{class_name, imagenet_classes, top_k};
 pub use error::{Error, Mismatch};
-pub use input::{image_from_bytes, load_image, preprocess, CROP_PCT, MAX_IMAGE_PIXELS};
+pub use input::{
+    decode_image, image_from_bytes, load_image, preprocess, CROP_PCT, MAX_IMAGE_PIXELS,
+};

@@ -77,7 +77,7 @@ pub(crate) fn header(o: &mut String, plan: &Plan, k: &Kernel, spelling: Spelling
         "// effc kernel `{}` ({}) of model `{}`",
         k.name,
         k.kind(),
-        plan.model
+        effc_ir::names::in_comment(&plan.model)
     );
     let _ = writeln!(o, "// implements: {}", k.layers.join(", "));
     for b in &k.bindings {

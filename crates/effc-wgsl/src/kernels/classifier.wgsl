@@ -1,7 +1,7 @@
 // The classifier: the global average pool of the head's partial sums, then the
 // linear layer; one invocation per class.
 //
-// The writer (effc-wgsl/src/classifier.rs) fills in, from the kernel plan:
+// The writer (effc-wgsl/src/reduce.rs) fills in, from the kernel plan:
 //   {{CONSTANTS}}   shapes and weight-layout offsets (C, C4, TILES, CLASSES, W, BIAS)
 //   {{THREADS}}     invocations per workgroup
 {{CONSTANTS}}

@@ -1,7 +1,7 @@
 // No classifier (classes = 0): the output is the pooled features, the global average
 // of the head's partial sums; one invocation per channel.
 //
-// The writer (effc-wgsl/src/classifier.rs) fills in, from the kernel plan:
+// The writer (effc-wgsl/src/reduce.rs) fills in, from the kernel plan:
 //   {{CONSTANTS}}   shapes (C, C4, TILES, INV_HW)
 //   {{THREADS}}     invocations per workgroup
 {{CONSTANTS}}

@@ -3,7 +3,7 @@
 // gate = sigmoid(W2 . hidden + b2). The gate buffer holds, per image, the C4 gate
 // vec4s followed by the R4 hidden vec4s (GATE_STRIDE in all).
 //
-// The writer (effc-wgsl/src/se.rs) fills in, from the kernel plan:
+// The writer (effc-wgsl/src/reduce.rs) fills in, from the kernel plan:
 //   {{CONSTANTS}}   shapes and weight-layout offsets (C4, R, R4, TILES, W1, W2, B2, B1, ...)
 //   {{ACT}}         the hidden layer's activation `act`
 //   {{THREADS}}     invocations per workgroup

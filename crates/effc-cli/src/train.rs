@@ -1,0 +1,435 @@
+//! `effc train`: flags in, files declared under the output policy, progress out;
+//! the run itself is `effc_train::job`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use effc_driver::files::Outputs;
+use effc_driver::Device;
+use effc_ir::{Naming, Options};
+use effc_reference::train::StepConfig;
+use effc_train::data::{Source, FASHION_MNIST_DIR};
+use effc_train::job::{self, DataChoice, Job, Progress};
+use effc_train::optim::Kind;
+use effc_train::schedule::Decay;
+use effc_train::trainer::Recipe;
+
+use crate::common::ModelArgs;
+use crate::output::outln;
+use crate::{fail, Failure};
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Opt {
+    Sgd,
+    Nesterov,
+    Rmsproptf,
+    Adamw,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Sched {
+    Cosine,
+    Exponential,
+    Constant,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Where to write the trained weights (safetensors, f32; the EMA with --ema).
+    #[arg(
+        long,
+        short,
+        value_name = "OUT.safetensors",
+        required_unless_present = "dry_run"
+    )]
+    output: Option<PathBuf>,
+    /// The data: an image folder (one subdirectory per class; train/ and val/ when
+    /// present), `fashion-mnist[=DIR]` or `mnist=DIR` (IDX files).
+    #[arg(
+        long,
+        value_name = "DIR|fashion-mnist[=DIR]",
+        required_unless_present = "input",
+        conflicts_with = "input"
+    )]
+    data: Option<String>,
+    /// Train on the fixed batch of a safetensors file (`input` NCHW f32, `labels`
+    /// int64) instead of a data set; one step unless --steps.
+    #[arg(long, value_name = "X.safetensors")]
+    input: Option<PathBuf>,
+    /// Write the first step's loss gradient of every parameter, and the BN running
+    /// statistics after it, in the naming of --from (timm from scratch).
+    #[arg(long, value_name = "G.safetensors")]
+    save_grads: Option<PathBuf>,
+    /// Start from a checkpoint (any naming effc reads); with --classes its classifier
+    /// is replaced by a new one.
+    #[arg(long, value_name = "CKPT")]
+    from: Option<PathBuf>,
+    /// The naming of --from (detected when absent).
+    #[arg(long, value_name = "effc|timm|torchvision|tf")]
+    naming: Option<Naming>,
+    /// Epochs (passes over the training split; default 1).
+    #[arg(long, value_name = "N", conflicts_with = "steps")]
+    epochs: Option<u64>,
+    /// Update steps, instead of --epochs.
+    #[arg(long, value_name = "N")]
+    steps: Option<u64>,
+    /// Images per step.
+    #[arg(long, default_value_t = 32, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    batch: u32,
+    /// Learning rate (default: the papers' 0.016 per 256 images, scaled to --batch).
+    #[arg(long, value_name = "LR")]
+    lr: Option<f64>,
+    #[arg(long, value_enum, default_value = "rmsproptf")]
+    optimizer: Opt,
+    /// Momentum of SGD (RMSpropTF uses 0.9).
+    #[arg(long, default_value_t = 0.9, value_name = "M")]
+    momentum: f64,
+    /// Weight decay (not on BN parameters and biases unless --decay-all).
+    #[arg(long, default_value_t = 1e-5, value_name = "WD")]
+    weight_decay: f64,
+    #[arg(long)]
+    decay_all: bool,
+    #[arg(long, value_enum, default_value = "cosine")]
+    schedule: Sched,
+    /// Warmup epochs: the learning rate rises linearly from --warmup-lr to --lr (as timm).
+    #[arg(long, default_value_t = 0.0, value_name = "EPOCHS")]
+    warmup: f64,
+    #[arg(long, default_value_t = 1e-6, value_name = "LR")]
+    warmup_lr: f64,
+    #[arg(long, default_value_t = 0.1, value_name = "S")]
+    label_smoothing: f64,
+    /// Dropout before the classifier (default: the model's).
+    #[arg(long, value_name = "P")]
+    dropout: Option<f64>,
+    /// Stochastic-depth rate; block j of N drops with rate·j/N (default: the model's).
+    #[arg(long, value_name = "P")]
+    drop_path: Option<f64>,
+    /// BN running-statistics momentum, PyTorch's convention: new = (1 − m)·old + m·batch
+    /// (TF's decay 0.99 is 0.01).
+    #[arg(long, default_value_t = 0.1, value_name = "M")]
+    bn_momentum: f64,
+    /// Keep an exponential moving average of the weights (the papers: 0.9999);
+    /// evaluated each epoch and written to -o.
+    #[arg(long, value_name = "DECAY")]
+    ema: Option<f64>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// No random-resized crop and flip: train on `effc run`'s preprocessing.
+    #[arg(long)]
+    no_augment: bool,
+    /// The smallest area fraction the random-resized crop keeps (timm's --scale).
+    #[arg(long, default_value_t = 0.08, value_name = "S")]
+    scale: f64,
+    /// Progressive learning (EfficientNetV2 Algorithm 1) from the spec's `training` settings.
+    #[arg(long)]
+    progressive: bool,
+    /// Print the schedule (steps, learning rates, stages) and stop.
+    #[arg(long)]
+    dry_run: bool,
+    /// With --dry-run: print JSON.
+    #[arg(long)]
+    json: bool,
+    /// Write JSON lines: one per step (loss, lr, images/s, stage, size) and one per
+    /// epoch (validation top-1, top-5, loss; the EMA's).
+    #[arg(long, value_name = "FILE.jsonl")]
+    log: Option<PathBuf>,
+    /// Where the training checkpoint goes (every epoch; default: OUT with `.ckpt` before the extension).
+    #[arg(long, value_name = "FILE")]
+    checkpoint: Option<PathBuf>,
+    /// Continue the run a checkpoint was written by (same model, data and flags).
+    #[arg(long, value_name = "CKPT")]
+    resume: Option<PathBuf>,
+    /// Where to train: `cpu` or `reference`, both the reference executor (effc's
+    /// fast CPU backend has no backward pass yet). `gpu` comes with issue 21.
+    #[arg(long, value_name = "cpu|reference", default_value = "cpu")]
+    device: Device,
+    /// Images per forward in validation.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    eval_batch: usize,
+}
+
+fn ckpt_path(out: &std::path::Path) -> PathBuf {
+    let stem = out
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    out.with_file_name(format!("{stem}.ckpt.safetensors"))
+}
+
+fn source(arg: &str) -> Source {
+    match arg.split_once('=') {
+        Some(("fashion-mnist", dir)) => Source::FashionMnist(dir.into()),
+        Some(("mnist", dir)) => Source::Mnist(dir.into()),
+        _ if arg == "fashion-mnist" => Source::FashionMnist(FASHION_MNIST_DIR.into()),
+        _ => Source::Folder(arg.into()),
+    }
+}
+
+pub fn run(args: Args) -> Result<ExitCode, Failure> {
+    if args.device == Device::Gpu {
+        return Err("--device gpu: training on the GPU comes with the WGSL training issue (21); train with --device cpu today".into());
+    }
+    if args.model.features.is_some() {
+        return Err(
+            "--features: a backbone has no classifier to train; train the classifier model".into(),
+        );
+    }
+    let request = args.model.request();
+    let mut files = Outputs::new();
+    request.declare_inputs(&mut files).map_err(fail)?;
+    for (role, p) in [
+        ("the --from checkpoint", &args.from),
+        ("the --input tensors", &args.input),
+        ("the --resume checkpoint", &args.resume),
+    ] {
+        if let Some(p) = p {
+            files.input(role, p)?;
+        }
+    }
+    let (out, checkpoint, save_grads, log) = if args.dry_run {
+        (None, None, None, None)
+    } else {
+        let o = args
+            .output
+            .as_ref()
+            .expect("clap requires -o without --dry-run");
+        let out = files.file("-o", o)?;
+        let c = args.checkpoint.clone().unwrap_or_else(|| ckpt_path(o));
+        let checkpoint = files.file("--checkpoint", &c)?;
+        let grads = args
+            .save_grads
+            .as_ref()
+            .map(|p| files.file("--save-grads", p))
+            .transpose()?;
+        let log = args
+            .log
+            .as_ref()
+            .map(|p| files.file("--log", p))
+            .transpose()?;
+        (Some(out), Some(checkpoint), grads, log)
+    };
+    let resolved = request.resolve().map_err(fail)?;
+    let model = resolved.model;
+    if model.classifier.is_none() {
+        return Err(format!(
+            "`{}` has no classifier (classes = 0): give --classes N",
+            model.name
+        )
+        .into());
+    }
+    let from = match &args.from {
+        Some(p) => {
+            let mut r = request.clone();
+            r.options.classes = None;
+            Some(job::From {
+                path: p.clone(),
+                naming: args.naming,
+                as_made: r.resolve().map_err(fail)?.model,
+            })
+        }
+        None => None,
+    };
+    let at_size = {
+        let request = request.clone();
+        Box::new(move |size: usize| {
+            let mut r = request.clone();
+            r.options = Options {
+                resolution: Some(size),
+                ..r.options.clone()
+            };
+            r.resolve().map(|m| m.model).map_err(|e| e.to_string())
+        })
+    };
+    let batch = args.batch as usize;
+    let optimizer = match args.optimizer {
+        Opt::Sgd => Kind::Sgd {
+            momentum: args.momentum,
+            nesterov: false,
+        },
+        Opt::Nesterov => Kind::Sgd {
+            momentum: args.momentum,
+            nesterov: true,
+        },
+        Opt::Rmsproptf => Kind::rmsprop_tf(None),
+        Opt::Adamw => Kind::adamw(),
+    };
+    for (flag, v, lo, hi) in [
+        ("--label-smoothing", Some(args.label_smoothing), 0.0, 1.0),
+        ("--dropout", args.dropout, 0.0, 0.999),
+        ("--drop-path", args.drop_path, 0.0, 0.999),
+        ("--bn-momentum", Some(args.bn_momentum), 0.0, 1.0),
+        ("--ema", args.ema, 0.0, 1.0),
+        ("--scale", Some(args.scale), 0.0, 1.0),
+    ] {
+        if let Some(v) = v {
+            if !(lo..=hi).contains(&v) {
+                return Err(format!("{flag} {v} is not in [{lo}, {hi}]").into());
+            }
+        }
+    }
+    let lr = args.lr.unwrap_or(0.016 * batch as f64 / 256.0);
+    if !(lr > 0.0 && lr.is_finite()) {
+        return Err(format!("--lr {lr}: the learning rate must be positive").into());
+    }
+    let recipe = Recipe {
+        batch,
+        lr,
+        optimizer,
+        weight_decay: args.weight_decay,
+        decay_all: args.decay_all,
+        decay: match args.schedule {
+            Sched::Cosine => Decay::Cosine { min_lr: 0.0 },
+            Sched::Exponential => Decay::Exponential {
+                rate: 0.97,
+                every: 2.4,
+            },
+            Sched::Constant => Decay::Constant,
+        },
+        warmup_epochs: args.warmup,
+        warmup_lr: args.warmup_lr,
+        step: StepConfig {
+            label_smoothing: args.label_smoothing,
+            bn_momentum: args.bn_momentum,
+            dropout: args.dropout,
+            drop_path: args.drop_path,
+        },
+        ema: args.ema,
+        seed: args.seed,
+        augment: !args.no_augment,
+        min_scale: args.scale,
+        size: model.resolution,
+    };
+    let data = match (&args.data, &args.input) {
+        (_, Some(p)) => DataChoice::Input(p.clone()),
+        (Some(d), None) => DataChoice::Source(source(d)),
+        (None, None) => unreachable!("clap requires --data or --input"),
+    };
+    let job = Job {
+        model,
+        at_size,
+        data,
+        from,
+        recipe,
+        epochs: args.epochs,
+        steps: args.steps,
+        progressive: args.progressive,
+        out,
+        checkpoint,
+        save_grads,
+        log,
+        resume: args.resume.clone(),
+        eval_batch: args.eval_batch.max(1),
+    };
+    if args.dry_run {
+        let plan = job::plan(&job)?;
+        if args.json {
+            outln!("{}", serde_json::to_string_pretty(&plan)?);
+        } else {
+            print_plan(&plan)?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    job::run(&job, &mut |p| match p {
+        Progress::Note(s) => eprintln!("{s}"),
+        Progress::Step {
+            step,
+            total,
+            epoch,
+            stage: _,
+            size,
+            loss,
+            lr,
+            images_per_s,
+        } => {
+            if terminal || step == total || step.is_multiple_of(50) || step <= 3 {
+                let end = if terminal && step < total { "\r" } else { "\n" };
+                eprint!("step {step}/{total}  epoch {epoch}  size {size}  loss {loss:.4}  lr {lr:.3e}  {images_per_s:.1} img/s   {end}");
+            }
+        }
+        Progress::Epoch {
+            epoch,
+            eval,
+            ema_eval,
+            checkpoint,
+        } => {
+            let show = |e: effc_train::trainer::Eval| {
+                format!(
+                    "top-1 {:.2}%  top-5 {:.2}%  loss {:.4} ({} images)",
+                    100.0 * e.top1,
+                    100.0 * e.top5,
+                    e.loss,
+                    e.images
+                )
+            };
+            if let Some(e) = eval {
+                eprintln!("epoch {epoch}: validation {}", show(e));
+            }
+            if let Some(e) = ema_eval {
+                eprintln!("epoch {epoch}: validation (EMA) {}", show(e));
+            }
+            if let Some(c) = checkpoint {
+                eprintln!("epoch {epoch}: checkpoint {}", c.display());
+            }
+        }
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_plan(p: &job::Plan) -> Result<(), Failure> {
+    outln!("effc train {} (dry run)", p.model);
+    outln!("  data          {}", p.data);
+    outln!("  classes       {}", p.classes);
+    outln!(
+        "  steps         {} per epoch (batch {}), {} in all",
+        p.steps_per_epoch,
+        p.batch,
+        p.total_steps
+    );
+    outln!(
+        "  optimizer     {}, lr {}, weight decay {}",
+        p.optimizer,
+        p.lr,
+        p.weight_decay
+    );
+    outln!("  schedule      {}", p.schedule);
+    let at: Vec<String> = p
+        .lr_at
+        .iter()
+        .map(|(t, lr)| format!("step {t}: {lr:.4e}"))
+        .collect();
+    outln!("  lr            {}", at.join(", "));
+    outln!(
+        "  regularizers  label smoothing {}, dropout {}, drop path {}, BN momentum {}, EMA {}",
+        p.label_smoothing,
+        p.dropout,
+        p.drop_path,
+        p.bn_momentum,
+        p.ema.map_or("none".into(), |d| d.to_string())
+    );
+    if p.stages.len() > 1 {
+        outln!("  stages        steps          size  dropout  randaugment  mixup");
+        for (i, s) in p.stages.iter().enumerate() {
+            let opt = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2}"));
+            outln!(
+                "    {:<11} {:>6}..{:<6} {:>4}  {:>7.3}  {:>11}  {:>5}",
+                i + 1,
+                s.from,
+                s.to,
+                s.size,
+                s.dropout,
+                opt(s.randaugment),
+                opt(s.mixup)
+            );
+        }
+        if p.stages
+            .iter()
+            .any(|s| s.randaugment.is_some() || s.mixup.is_some())
+        {
+            outln!("  note          RandAugment and mixup are not implemented yet: training does not apply them");
+        }
+    }
+    Ok(())
+}

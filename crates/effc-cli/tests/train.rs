@@ -1,0 +1,419 @@
+//! `effc train` end to end: gradients of a fixed batch against timm's, training
+//! on an image folder whose output `effc run` loads, `--resume`, the dry run,
+//! and hostile input (nothing overwritten).
+
+mod common;
+
+use std::path::Path;
+
+use common::{effc, stderr, stdout};
+use effc_ir::{Model, Naming, Options, Spec};
+use effc_weights::Weights;
+use safetensors::{Dtype, SafeTensors};
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+fn tensors(bytes: &[u8]) -> std::collections::HashMap<String, (Dtype, Vec<u8>)> {
+    let st = SafeTensors::deserialize(bytes).unwrap();
+    st.tensors()
+        .into_iter()
+        .map(|(n, v)| (n, (v.dtype(), v.data().to_vec())))
+        .collect()
+}
+
+fn f32s(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect()
+}
+
+/// v2-b0's fixture batch through `--input`/`--save-grads` (written in the naming
+/// of `--from`): every gradient within
+/// 3x PyTorch's own f32 spread of timm's f64 gradient.
+#[test]
+fn save_grads_match_timm() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = Spec::builtin("v2-b0").unwrap();
+    let opts = Options {
+        resolution: Some(64),
+        classes: Some(10),
+        ..Options::default()
+    };
+    let model = Model::build(&spec, &opts).unwrap();
+    let w = dir.path().join("w.safetensors");
+    std::fs::write(
+        &w,
+        effc_testkit::checkpoint_bytes(&model, &Weights::random(&model, 20)),
+    )
+    .unwrap();
+    let fixture =
+        std::fs::read(effc_testkit::fixtures().join("train/v2-b0/step.safetensors")).unwrap();
+    let fx = tensors(&fixture);
+    let x = dir.path().join("x.safetensors");
+    let st = SafeTensors::deserialize(&fixture).unwrap();
+    let keep: Vec<_> = ["input", "labels"]
+        .iter()
+        .map(|n| (n.to_string(), st.tensor(n).unwrap()))
+        .collect();
+    std::fs::write(&x, safetensors::serialize(keep, None).unwrap()).unwrap();
+    let (g, out) = (
+        dir.path().join("g.safetensors"),
+        dir.path().join("out.safetensors"),
+    );
+    let o = effc(&[
+        "train",
+        "v2-b0",
+        "--resolution",
+        "64",
+        "--classes",
+        "10",
+        "--from",
+        p(&w),
+        "--input",
+        p(&x),
+        "--save-grads",
+        p(&g),
+        "--label-smoothing",
+        "0",
+        "--dropout",
+        "0",
+        "--drop-path",
+        "0",
+        "-o",
+        p(&out),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let got = tensors(&std::fs::read(&g).unwrap());
+    let cases: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(effc_testkit::fixtures().join("train/cases.json")).unwrap(),
+    )
+    .unwrap();
+    let spread = cases["v2-b0"]["spread_f32_f64"].as_f64().unwrap();
+    let names = model.named_params(Naming::Timm);
+    let want = |name: &str| -> Vec<f64> {
+        let q = &fx[&format!("grad.{name}")].1;
+        let s = f64::from_le_bytes(fx[&format!("scale.{name}")].1[..8].try_into().unwrap());
+        q.chunks_exact(2)
+            .map(|b| i16::from_le_bytes([b[0], b[1]]) as f64 / 32767.0 * s)
+            .collect()
+    };
+    let largest = names
+        .iter()
+        .filter(|(_, p)| p.trainable)
+        .flat_map(|(n, _)| want(n))
+        .fold(0f64, |m, v| m.max(v.abs()));
+    let mut worst = 0f64;
+    // --from is in effc naming, so the gradients are too.
+    for (name, param) in &names {
+        let g = f32s(&got[&param.name].1);
+        if param.trainable {
+            let w = want(name);
+            let den = w.iter().fold(1e-4 * largest, |m, v| m.max(v.abs()));
+            let e = w
+                .iter()
+                .zip(&g)
+                .map(|(a, b)| (a - *b as f64).abs())
+                .fold(0.0, f64::max)
+                / den;
+            worst = worst.max(e);
+        } else {
+            let w = f32s(&fx[&format!("running.{name}")].1);
+            for (a, b) in w.iter().zip(&g) {
+                assert!(
+                    (a - b).abs() <= 1e-4 * a.abs().max(1.0),
+                    "{name}: {b} vs timm {a}"
+                );
+            }
+        }
+    }
+    assert!(
+        worst <= 3.0 * spread && worst <= 3e-3,
+        "worst gradient {worst:.2e} (spread {spread:.2e})"
+    );
+}
+
+const SPEC: &str = "model tiny {
+    resolution = 16
+    stem       = 8
+    head       = 16
+    classes    = 2
+    blocks {
+        r1_k3_s1_e1_i8_o8_c1
+        r1_k3_s2_e4_i8_o16_se0.25
+    }
+}";
+
+fn folder(root: &Path) {
+    for (class, v) in [("dark", 30u8), ("light", 220u8)] {
+        for split in ["train", "val"] {
+            let d = root.join(split).join(class);
+            std::fs::create_dir_all(&d).unwrap();
+            for i in 0..6u8 {
+                image::RgbImage::from_pixel(20, 18, image::Rgb([v, v.wrapping_add(i), v]))
+                    .save(d.join(format!("{i}.png")))
+                    .unwrap();
+            }
+        }
+    }
+}
+
+#[test]
+fn trains_on_a_folder_resumes_and_effc_run_loads_the_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("tiny.enet"), SPEC).unwrap();
+    folder(&d.join("data"));
+    let out = d.join("out.safetensors");
+    let args = |o: &Path| -> Vec<String> {
+        [
+            "train",
+            p(&d.join("tiny.enet")),
+            "--data",
+            p(&d.join("data")),
+            "--epochs",
+            "3",
+            "--batch",
+            "4",
+            "--optimizer",
+            "adamw",
+            "--lr",
+            "0.01",
+            "--ema",
+            "0.5",
+            "-o",
+            p(o),
+            "--log",
+            p(&o.with_extension("jsonl")),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let run = |a: &[String]| effc(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let o = run(&args(&out));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let log = stderr(&o);
+    assert!(
+        log.contains("epoch 2: validation top-1") && log.contains("(EMA)"),
+        "{log}"
+    );
+    let ckpt = d.join("out.ckpt.safetensors");
+    // The log: a line per step (3 epochs of 3 steps) and per epoch.
+    let log = std::fs::read_to_string(d.join("out.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 9 + 3, "{log}");
+    assert!(
+        lines[3]["validation"]["top1"].is_number()
+            && lines[11]["ema_validation"]["top5"].is_number(),
+        "{log}"
+    );
+    assert!(ckpt.exists());
+
+    // The output loads in `effc run`.
+    let img = d.join("data/val/light/0.png");
+    let r = effc(&[
+        "run",
+        p(&d.join("tiny.enet")),
+        "-w",
+        p(&out),
+        "--device",
+        "cpu",
+        "--json",
+        p(&img),
+    ]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    assert!(stdout(&r).contains("\"top\""));
+
+    // Resuming the finished run from its checkpoint trains nothing and writes the same weights.
+    let again = d.join("again.safetensors");
+    let mut a = args(&again);
+    a.extend([
+        "--resume".into(),
+        p(&ckpt).into(),
+        "--checkpoint".into(),
+        p(&d.join("c2.safetensors")).into(),
+    ]);
+    let o = run(&a);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("resuming from"), "{}", stderr(&o));
+    assert_eq!(
+        tensors(&std::fs::read(&out).unwrap()),
+        tensors(&std::fs::read(&again).unwrap())
+    );
+
+    // Another run's checkpoint (other flags) is refused.
+    let mut b = args(&d.join("b.safetensors"));
+    b.extend([
+        "--seed".into(),
+        "9".into(),
+        "--resume".into(),
+        p(&ckpt).into(),
+    ]);
+    let o = run(&b);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("another training run"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn hostile_input_is_refused_and_nothing_is_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("tiny.enet"), SPEC).unwrap();
+    folder(&d.join("data"));
+    let spec = p(&d.join("tiny.enet")).to_string();
+    let data = p(&d.join("data")).to_string();
+    // -o onto --from.
+    let from = d.join("from.safetensors");
+    std::fs::write(&from, b"precious").unwrap();
+    let o = effc(&[
+        "train",
+        &spec,
+        "--data",
+        &data,
+        "--from",
+        p(&from),
+        "-o",
+        p(&from),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("refusing to overwrite an input"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read(&from).unwrap(), b"precious");
+    // A checkpoint of another model.
+    let b0 = Model::build(&Spec::builtin("lite0").unwrap(), &Options::default()).unwrap();
+    let other = d.join("lite0.safetensors");
+    std::fs::write(
+        &other,
+        effc_testkit::checkpoint_bytes(&b0, &Weights::random(&b0, 1)),
+    )
+    .unwrap();
+    let out = d.join("out.safetensors");
+    let o = effc(&[
+        "train",
+        &spec,
+        "--data",
+        &data,
+        "--from",
+        p(&other),
+        "-o",
+        p(&out),
+    ]);
+    assert!(
+        stderr(&o).contains("fewer images than one batch of 32"),
+        "{}",
+        stderr(&o)
+    );
+    let o = effc(&[
+        "train",
+        &spec,
+        "--data",
+        &data,
+        "--batch",
+        "4",
+        "--from",
+        p(&other),
+        "-o",
+        p(&out),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("does not fit model `tiny`"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!out.exists());
+    // Mismatched classes.
+    let o = effc(&[
+        "train",
+        &spec,
+        "--classes",
+        "3",
+        "--data",
+        &data,
+        "--batch",
+        "4",
+        "-o",
+        p(&out),
+    ]);
+    assert!(
+        stderr(&o).contains("the data has 2 classes") && stderr(&o).contains("--classes 2"),
+        "{}",
+        stderr(&o)
+    );
+    // A corrupt image.
+    std::fs::write(d.join("data/train/dark/bad.png"), b"not a png").unwrap();
+    let o = effc(&["train", &spec, "--data", &data, "-o", p(&out)]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("1 of 13 image files") && stderr(&o).contains("bad.png"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!out.exists());
+    // The GPU is the next issue's.
+    let o = effc(&[
+        "train",
+        &spec,
+        "--data",
+        &data,
+        "--device",
+        "gpu",
+        "-o",
+        p(&out),
+    ]);
+    assert!(
+        stderr(&o).contains("(21)") && !o.status.success(),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn progressive_dry_run_of_v2_s() {
+    let dir = tempfile::tempdir().unwrap();
+    folder(&dir.path().join("data"));
+    let o = effc(&[
+        "train",
+        "v2-s",
+        "--classes",
+        "2",
+        "--data",
+        p(&dir.path().join("data")),
+        "--steps",
+        "400",
+        "--batch",
+        "4",
+        "--progressive",
+        "--dry-run",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let sizes: Vec<u64> = v["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["size"].as_u64().unwrap())
+        .collect();
+    assert_eq!(sizes, [128, 185, 243, 300]);
+    let from: Vec<u64> = v["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["from"].as_u64().unwrap())
+        .collect();
+    assert_eq!(from, [0, 100, 200, 300]);
+    assert_eq!(v["total_steps"], 400);
+}

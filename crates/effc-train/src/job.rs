@@ -1,0 +1,550 @@
+//! One `effc train` run from resolved settings: the data, the initial weights
+//! (from scratch as timm, or a checkpoint with the classifier replaced), the
+//! schedule (progressive or not), checkpoints, the outputs. The CLI parses
+//! flags and declares files (the output policy); everything else is here.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use effc_files::OutputFile;
+use effc_ir::{Layer, Model, Naming};
+use effc_weights::Weights;
+use serde::Serialize;
+
+use crate::data::{self, Batch, Source};
+use crate::progressive::{self, Stage};
+use crate::schedule::Decay;
+use crate::trainer::{self, Data, Eval, Event, Recipe, State, TrainError};
+
+/// What to train on.
+#[derive(Clone, Debug)]
+pub enum DataChoice {
+    Source(Source),
+    /// A safetensors file with `input` (NCHW f32) and `labels` (int64).
+    Input(PathBuf),
+}
+
+/// Where the initial weights come from.
+#[derive(Clone, Debug)]
+pub struct From {
+    pub path: PathBuf,
+    pub naming: Option<Naming>,
+    /// The model the checkpoint was made for (the same network with its own
+    /// number of classes), used when its classifier does not fit.
+    pub as_made: Model,
+}
+
+/// A resolved run.
+pub struct Job {
+    /// The network at its evaluation resolution.
+    pub model: Model,
+    /// Builds the network at another resolution (progressive stages).
+    pub at_size: Box<dyn Fn(usize) -> Result<Model, String>>,
+    pub data: DataChoice,
+    pub from: Option<From>,
+    pub recipe: Recipe,
+    pub epochs: Option<u64>,
+    pub steps: Option<u64>,
+    pub progressive: bool,
+    pub out: Option<OutputFile>,
+    pub checkpoint: Option<OutputFile>,
+    pub save_grads: Option<OutputFile>,
+    /// JSON lines, one per step and one per epoch (rewritten whole each epoch).
+    pub log: Option<OutputFile>,
+    pub resume: Option<PathBuf>,
+    pub eval_batch: usize,
+}
+
+/// What `--dry-run` prints.
+#[derive(Clone, Debug, Serialize)]
+pub struct Plan {
+    pub model: String,
+    pub data: String,
+    pub train_images: usize,
+    pub val_images: usize,
+    pub classes: usize,
+    pub batch: usize,
+    pub steps_per_epoch: u64,
+    pub total_steps: u64,
+    pub optimizer: String,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub schedule: String,
+    /// The learning rate at the first step, the end of warmup, the middle and the last step.
+    pub lr_at: Vec<(u64, f64)>,
+    pub label_smoothing: f64,
+    pub dropout: f64,
+    pub drop_path: f64,
+    pub bn_momentum: f64,
+    pub ema: Option<f64>,
+    pub stages: Vec<Stage>,
+}
+
+/// The loaded data, and its description.
+fn load_data(job: &Job) -> Result<(Data, String), TrainError> {
+    match &job.data {
+        DataChoice::Source(s) => {
+            let splits = data::open(s, job.recipe.seed)?;
+            let desc = format!(
+                "{} ({} images), validation {} ({} images)",
+                splits.train.name,
+                splits.train.len(),
+                splits.val.name,
+                splits.val.len()
+            );
+            let classes = job.model.classifier.as_ref().map_or(0, |c| c.out_features);
+            if splits.train.classes.len() != classes {
+                return Err(TrainError::Bad(format!(
+                    "the data has {} classes ({}), but `{}` has {classes}: give --classes {}",
+                    splits.train.classes.len(),
+                    preview(&splits.train.classes),
+                    job.model.name,
+                    splits.train.classes.len()
+                )));
+            }
+            Ok((
+                Data::Set {
+                    train: Arc::new(splits.train),
+                    val: Arc::new(splits.val),
+                },
+                desc,
+            ))
+        }
+        DataChoice::Input(p) => {
+            let b = read_input(p, &job.model)?;
+            let desc = format!(
+                "the fixed batch in {} ({} images)",
+                p.display(),
+                b.labels.len()
+            );
+            Ok((Data::Fixed(b), desc))
+        }
+    }
+}
+
+fn preview(names: &[String]) -> String {
+    let mut s: Vec<String> = names.iter().take(4).map(|n| format!("`{n}`")).collect();
+    if names.len() > 4 {
+        s.push("…".into());
+    }
+    s.join(", ")
+}
+
+/// `input` (NCHW f32 at the model's size) and `labels` (int64) of a safetensors file.
+pub fn read_input(path: &std::path::Path, model: &Model) -> Result<Batch, TrainError> {
+    let bad = |why: String| TrainError::Bad(format!("{}: {why}", path.display()));
+    let bytes = effc_files::read(path, effc_files::Input::TENSORS)
+        .map_err(|e| TrainError::Bad(e.to_string()))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+    let x = st
+        .tensor("input")
+        .map_err(|_| bad("no tensor `input` (NCHW f32)".into()))?;
+    let l = st
+        .tensor("labels")
+        .map_err(|_| bad("no tensor `labels` (int64, one per image)".into()))?;
+    let [c, h, w] = model.input;
+    let shape = x.shape();
+    if x.dtype() != safetensors::Dtype::F32 || shape.len() != 4 || shape[1..] != [c, h, w] {
+        return Err(bad(format!(
+            "`input` is {:?} {shape:?}; `{}` trains on F32 [N, {c}, {h}, {w}] (--resolution changes H and W)",
+            x.dtype(),
+            model.name
+        )));
+    }
+    if l.dtype() != safetensors::Dtype::I64 || l.shape() != [shape[0]] {
+        return Err(bad(format!(
+            "`labels` is {:?} {:?}; expected I64 [{}]",
+            l.dtype(),
+            l.shape(),
+            shape[0]
+        )));
+    }
+    let input: Vec<f32> = x
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    if input.iter().any(|v| !v.is_finite()) {
+        return Err(bad("`input` has NaN or infinite values".into()));
+    }
+    let classes = model.classifier.as_ref().map_or(0, |c| c.out_features) as i64;
+    let labels: Vec<i64> = l
+        .data()
+        .chunks_exact(8)
+        .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")))
+        .collect();
+    if let Some((i, v)) = labels
+        .iter()
+        .enumerate()
+        .find(|(_, &v)| v < 0 || v >= classes)
+    {
+        return Err(bad(format!(
+            "label {i} is {v}; `{}` has classes 0..={}",
+            model.name,
+            classes - 1
+        )));
+    }
+    Ok(Batch {
+        input,
+        labels: labels.into_iter().map(|v| v as usize).collect(),
+    })
+}
+
+/// The initial values, what they are, and the naming outputs use: the
+/// checkpoint's (as detected or given), timm's from scratch.
+fn initial(job: &Job) -> Result<(Vec<Vec<f32>>, String, Naming), TrainError> {
+    let model = &job.model;
+    let Some(f) = &job.from else {
+        let what = format!(
+            "from scratch (timm's initialization, seed {})",
+            job.recipe.seed
+        );
+        return Ok((
+            crate::init::init(model, job.recipe.seed),
+            what,
+            Naming::Timm,
+        ));
+    };
+    let load = |m: &Model| Weights::load(&f.path, m, f.naming);
+    match load(model) {
+        Ok(w) => {
+            let values = model
+                .params()
+                .iter()
+                .map(|p| w.get(&p.key).expect("loaded weights fit").to_vec())
+                .collect();
+            Ok((values, format!("from {}", f.path.display()), w.naming()))
+        }
+        Err(first) => {
+            // The checkpoint may be this network with another classifier.
+            let Ok(w) = load(&f.as_made) else {
+                return Err(first.into());
+            };
+            let mut rng = effc_reference::train::Rng::new(job.recipe.seed);
+            let values = model
+                .params()
+                .iter()
+                .map(|p| match p.key.layer {
+                    Layer::Classifier => crate::init::init_tensor(p, false, &mut rng),
+                    _ => w
+                        .get(&p.key)
+                        .expect("the same network but the classifier")
+                        .to_vec(),
+                })
+                .collect();
+            let old = f.as_made.classifier.as_ref().map_or(0, |c| c.out_features);
+            let new = model.classifier.as_ref().map_or(0, |c| c.out_features);
+            let what = format!("from {}, its {old}-class classifier replaced by a new {new}-class one (timm's init)", f.path.display());
+            Ok((values, what, w.naming()))
+        }
+    }
+}
+
+/// Everything that must match for `--resume`.
+fn fingerprint(job: &Job, total: u64, data: &str) -> String {
+    format!(
+        "model {} at {}, {data}, {total} steps, progressive {}, {:?}",
+        job.model.name, job.model.resolution, job.progressive, job.recipe
+    )
+}
+
+fn stage_list(job: &Job, total: u64) -> Result<Vec<Stage>, TrainError> {
+    if !job.progressive {
+        return Ok(vec![Stage {
+            from: 0,
+            to: total,
+            size: job.recipe.size,
+            dropout: job.recipe.step.dropout.unwrap_or(job.model.dropout),
+            randaugment: None,
+            mixup: None,
+        }]);
+    }
+    progressive::stages(&job.model.training, job.model.dropout, total).ok_or_else(|| {
+        TrainError::Bad(format!(
+            "`{}` states no progressive learning (`training {{ size = .. }}` in its spec); leave out --progressive",
+            job.model.name
+        ))
+    })
+}
+
+/// The plan of the run (`--dry-run`), without training.
+pub fn plan(job: &Job) -> Result<Plan, TrainError> {
+    let (data, desc) = load_data(job)?;
+    let (train_images, val_images) = match &data {
+        Data::Set { train, val } => (train.len(), val.len()),
+        Data::Fixed(b) => (b.labels.len(), 0),
+    };
+    let spe = trainer::steps_per_epoch(&data, job.recipe.batch);
+    let total = total_steps(job, spe)?;
+    let sched = trainer::schedule(&job.recipe, spe, total);
+    let warm = sched.warmup.ceil() as u64;
+    let mut at: Vec<u64> = vec![0, warm, total / 2, total.saturating_sub(1)];
+    at.dedup();
+    let r = &job.recipe;
+    Ok(Plan {
+        model: job.model.name.clone(),
+        data: desc,
+        train_images,
+        val_images,
+        classes: job.model.classifier.as_ref().map_or(0, |c| c.out_features),
+        batch: r.batch,
+        steps_per_epoch: spe,
+        total_steps: total,
+        optimizer: r.optimizer.name().to_string(),
+        lr: r.lr,
+        weight_decay: r.weight_decay,
+        schedule: match r.decay {
+            Decay::Cosine { min_lr } => format!(
+                "warmup {} epochs from {}, cosine to {min_lr}",
+                r.warmup_epochs, r.warmup_lr
+            ),
+            Decay::Exponential { rate, every } => format!(
+                "warmup {} epochs from {}, ×{rate} every {every} epochs",
+                r.warmup_epochs, r.warmup_lr
+            ),
+            Decay::Constant => format!(
+                "warmup {} epochs from {}, constant",
+                r.warmup_epochs, r.warmup_lr
+            ),
+        },
+        lr_at: at.into_iter().map(|t| (t, sched.lr(t))).collect(),
+        label_smoothing: r.step.label_smoothing,
+        dropout: r.step.dropout.unwrap_or(job.model.dropout),
+        drop_path: r.step.drop_path.unwrap_or(job.model.drop_path),
+        bn_momentum: r.step.bn_momentum,
+        ema: r.ema,
+        stages: stage_list(job, total)?,
+    })
+}
+
+fn total_steps(job: &Job, spe: u64) -> Result<u64, TrainError> {
+    if spe == 0 {
+        return Err(TrainError::Bad(format!(
+            "the training split has fewer images than one batch of {}: lower --batch",
+            job.recipe.batch
+        )));
+    }
+    let total = match (job.steps, job.epochs) {
+        (Some(s), _) => s,
+        (None, Some(e)) => e * spe,
+        (None, None) => spe,
+    };
+    if total == 0 {
+        return Err(TrainError::Bad(
+            "nothing to train: --steps or --epochs is 0".into(),
+        ));
+    }
+    Ok(total)
+}
+
+/// Progress for the caller to show.
+pub enum Progress<'a> {
+    Note(String),
+    Step {
+        step: u64,
+        total: u64,
+        epoch: u64,
+        stage: usize,
+        size: usize,
+        loss: f64,
+        lr: f64,
+        images_per_s: f64,
+    },
+    Epoch {
+        epoch: u64,
+        eval: Option<Eval>,
+        ema_eval: Option<Eval>,
+        checkpoint: Option<&'a std::path::Path>,
+    },
+}
+
+fn write(file: &OutputFile, bytes: &[u8]) -> Result<(), TrainError> {
+    file.write(bytes)
+        .map_err(|e| TrainError::Bad(e.to_string()))
+}
+
+/// Runs the job; returns the final state.
+pub fn run(job: &Job, show: &mut dyn FnMut(Progress)) -> Result<State, TrainError> {
+    let (data, desc) = load_data(job)?;
+    let spe = trainer::steps_per_epoch(&data, job.recipe.batch);
+    let total = total_steps(job, spe)?;
+    let stages = stage_list(job, total)?;
+    let fp = fingerprint(job, total, &desc);
+    show(Progress::Note(format!("data: {desc}")));
+    let mut naming = job
+        .from
+        .as_ref()
+        .and_then(|f| f.naming)
+        .unwrap_or(Naming::Timm);
+    let mut state = match &job.resume {
+        Some(p) => {
+            let bytes = effc_files::read(p, effc_files::Input::CHECKPOINT)
+                .map_err(|e| TrainError::Bad(e.to_string()))?;
+            let s = trainer::resume(
+                &job.model,
+                &job.recipe,
+                &bytes,
+                &p.display().to_string(),
+                &fp,
+            )?;
+            show(Progress::Note(format!(
+                "resuming from {} at step {} of {total}",
+                p.display(),
+                s.step
+            )));
+            s
+        }
+        None => {
+            let (values, what, n) = initial(job)?;
+            naming = n;
+            show(Progress::Note(format!("weights: {what}")));
+            State::new(&job.model, values, &job.recipe)?
+        }
+    };
+    let mut log_lines: Vec<String> = vec![];
+    for (si, stage) in stages.iter().enumerate() {
+        if state.step >= stage.to {
+            continue;
+        }
+        let model = if stage.size == job.model.resolution {
+            job.model.clone()
+        } else {
+            (job.at_size)(stage.size).map_err(TrainError::Bad)?
+        };
+        let mut recipe = job.recipe.clone();
+        recipe.size = stage.size;
+        if job.progressive {
+            recipe.step.dropout = Some(stage.dropout);
+            if stages.len() > 1 && state.step == stage.from {
+                show(Progress::Note(format!(
+                    "stage {} of {}: steps {}..{}, size {}, dropout {:.3}{}",
+                    si + 1,
+                    stages.len(),
+                    stage.from,
+                    stage.to,
+                    stage.size,
+                    stage.dropout,
+                    if stage.randaugment.is_some() || stage.mixup.is_some() {
+                        " (RandAugment and mixup are not implemented yet: not applied)"
+                    } else {
+                        ""
+                    }
+                )));
+            }
+        }
+        let size = stage.size;
+        let log_lines = &mut log_lines;
+        let mut report = |e: Event| -> Result<(), TrainError> {
+            match e {
+                Event::Step {
+                    step,
+                    total,
+                    epoch,
+                    loss,
+                    lr,
+                    images_per_s,
+                } => {
+                    if job.log.is_some() {
+                        log_lines.push(
+                            serde_json::json!({"step": step, "epoch": epoch, "stage": si, "size": size,
+                                "loss": loss, "lr": lr, "images_per_s": images_per_s})
+                            .to_string(),
+                        );
+                    }
+                    show(Progress::Step {
+                        step,
+                        total,
+                        epoch,
+                        stage: si,
+                        size,
+                        loss,
+                        lr,
+                        images_per_s,
+                    })
+                }
+                Event::FirstGrads { grads, values } => {
+                    if let Some(f) = &job.save_grads {
+                        let t: Vec<Vec<f32>> = grads
+                            .iter()
+                            .zip(values)
+                            .map(|(g, v)| if g.is_empty() { v.clone() } else { g.clone() })
+                            .collect();
+                        let meta = HashMap::from([(
+                            "content".to_string(),
+                            "the first step's loss gradient of every parameter; BN running statistics after that step".to_string(),
+                        )]);
+                        write(
+                            f,
+                            &trainer::weights_bytes(&job.model, &t, naming, Some(meta)),
+                        )?;
+                        show(Progress::Note(format!(
+                            "wrote the first step's gradients to {}",
+                            f.path().display()
+                        )));
+                    }
+                }
+                Event::Epoch {
+                    epoch,
+                    state,
+                    eval,
+                    ema_eval,
+                } => {
+                    if let Some(c) = &job.checkpoint {
+                        write(c, &trainer::checkpoint_bytes(&job.model, state, &fp))?;
+                    }
+                    if let Some(l) = &job.log {
+                        log_lines.push(
+                            serde_json::json!({"epoch": epoch, "step": state.step, "validation": eval,
+                                "ema_validation": ema_eval})
+                            .to_string(),
+                        );
+                        write(l, (log_lines.join("\n") + "\n").as_bytes())?;
+                    }
+                    show(Progress::Epoch {
+                        epoch,
+                        eval,
+                        ema_eval,
+                        checkpoint: job.checkpoint.as_ref().map(|c| c.path()),
+                    });
+                }
+            }
+            Ok(())
+        };
+        let stop = stage.to - state.step;
+        trainer::train(
+            &model,
+            &job.model,
+            &data,
+            &recipe,
+            &mut state,
+            total,
+            Some(stop),
+            job.eval_batch,
+            &mut report,
+        )?;
+    }
+    if let Some(out) = &job.out {
+        let (values, what) = match &state.ema {
+            Some(e) => (e.values.as_slice(), "the EMA of the weights"),
+            None => (state.params.values(), "the weights"),
+        };
+        let meta = HashMap::from([
+            ("model".to_string(), job.model.name.clone()),
+            (
+                "trained_by".to_string(),
+                format!("effc train, {} steps", state.step),
+            ),
+        ]);
+        write(
+            out,
+            &trainer::weights_bytes(&job.model, values, naming, Some(meta)),
+        )?;
+        show(Progress::Note(format!(
+            "wrote {what} to {} ({naming} naming)",
+            out.path().display()
+        )));
+    }
+    Ok(state)
+}

@@ -1,0 +1,517 @@
+//! The training loop: steps of the reference executor's forward and backward,
+//! the optimizer, the schedule and the EMA, over a data set or one fixed batch;
+//! evaluation; checkpoints that resume bit for bit.
+//!
+//! Reproducibility: everything random derives from the seed and the step or
+//! epoch: epoch `e`'s order is a shuffle seeded by (seed, e), each sample's
+//! crop by (seed, e, index) ([`crate::data::sample_rng`]), step `t`'s drop path
+//! and dropout by (seed, t). A checkpoint therefore holds only the weights (BN
+//! statistics included), the optimizer's state, the EMA and the step, and a
+//! resumed run equals an uninterrupted one bit for bit.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use effc_ir::{Model, Naming, Param};
+use effc_reference::train::{self, Params, Rng, StepConfig, Target};
+use effc_weights::Weights;
+
+use crate::data::{self, Batch, Dataset, Loader, Transform};
+use crate::ema::Ema;
+use crate::optim::{decay_mask, Kind, Optimizer};
+use crate::schedule::{Decay, Schedule};
+
+/// How to train.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Recipe {
+    pub batch: usize,
+    pub lr: f64,
+    pub optimizer: Kind,
+    pub weight_decay: f64,
+    /// Decay every trainable tensor, BN parameters and biases included.
+    pub decay_all: bool,
+    pub decay: Decay,
+    /// Warmup in epochs (steps when training on a fixed batch), from `warmup_lr`.
+    pub warmup_epochs: f64,
+    pub warmup_lr: f64,
+    pub step: StepConfig,
+    /// EMA decay of the weights.
+    pub ema: Option<f64>,
+    pub seed: u64,
+    /// Random-resized crop and flip for training.
+    pub augment: bool,
+    /// The random-resized crop's smallest area fraction.
+    pub min_scale: f64,
+    /// Training image size (the model's resolution unless progressive).
+    pub size: usize,
+}
+
+/// What the model trains on.
+pub enum Data {
+    /// A data set: training split, validation split.
+    Set {
+        train: Arc<Dataset>,
+        val: Arc<Dataset>,
+    },
+    /// One fixed batch (`--input`): NCHW f32 and labels.
+    Fixed(Batch),
+}
+
+impl Data {
+    fn train_len(&self) -> usize {
+        match self {
+            Data::Set { train, .. } => train.len(),
+            Data::Fixed(b) => b.labels.len(),
+        }
+    }
+}
+
+/// Training state: what a checkpoint holds.
+#[derive(Clone, Debug)]
+pub struct State {
+    pub params: Params<f32>,
+    pub opt: Optimizer<f32>,
+    pub ema: Option<Ema<f32>>,
+    /// Steps done.
+    pub step: u64,
+}
+
+/// Evaluation of a set of weights on the validation split.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct Eval {
+    pub top1: f64,
+    pub top5: f64,
+    pub loss: f64,
+    pub images: usize,
+}
+
+/// Progress reported to the caller.
+pub enum Event<'a> {
+    Step {
+        step: u64,
+        total: u64,
+        epoch: u64,
+        loss: f64,
+        lr: f64,
+        images_per_s: f64,
+    },
+    /// The first step's gradients (for `--save-grads`), aligned with `Model::params`,
+    /// and the BN running statistics after it.
+    FirstGrads {
+        grads: &'a [Vec<f32>],
+        values: &'a [Vec<f32>],
+    },
+    /// An epoch ended (or the last step was taken): the state to checkpoint, and
+    /// the validation of the weights and of the EMA.
+    Epoch {
+        epoch: u64,
+        state: &'a State,
+        eval: Option<Eval>,
+        ema_eval: Option<Eval>,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("{0}")]
+    Step(#[from] effc_reference::Error),
+    #[error("{0}")]
+    Data(#[from] data::DataError),
+    #[error("{0}")]
+    Weights(#[from] effc_weights::Error),
+    #[error("{0}")]
+    Bad(String),
+    #[error("the loss became {loss} at step {step}: lower --lr (now {lr})")]
+    Diverged { step: u64, loss: f64, lr: f64 },
+}
+
+/// Steps per epoch (last smaller batch dropped; a fixed batch is one step).
+pub fn steps_per_epoch(data: &Data, batch: usize) -> u64 {
+    match data {
+        Data::Fixed(_) => 1,
+        Data::Set { .. } => (data.train_len() / batch.max(1)) as u64,
+    }
+}
+
+/// The learning-rate schedule of `recipe` over `total` steps.
+pub fn schedule(recipe: &Recipe, steps_per_epoch: u64, total: u64) -> Schedule {
+    let spe = steps_per_epoch.max(1) as f64;
+    let decay = match recipe.decay {
+        Decay::Exponential { rate, every } => Decay::Exponential {
+            rate,
+            every: every * spe,
+        },
+        d => d,
+    };
+    Schedule {
+        base_lr: recipe.lr,
+        warmup: recipe.warmup_epochs * spe,
+        warmup_lr: recipe.warmup_lr,
+        warmup_prefix: false,
+        decay,
+        total: total as f64,
+    }
+}
+
+impl State {
+    /// A fresh state from initial values (`Model::params` order).
+    pub fn new(model: &Model, values: Vec<Vec<f32>>, recipe: &Recipe) -> Result<State, TrainError> {
+        let params = Params::from_values(model, values)
+            .ok_or_else(|| TrainError::Bad("initial values do not fit the model".into()))?;
+        let mask = decay_mask(params.params(), recipe.decay_all);
+        let opt = Optimizer::new(recipe.optimizer, recipe.weight_decay, mask);
+        let ema = recipe.ema.map(|d| Ema::new(d, params.values()));
+        Ok(State {
+            params,
+            opt,
+            ema,
+            step: 0,
+        })
+    }
+}
+
+fn mix(seed: u64, a: u64, b: u64) -> u64 {
+    let mut r = Rng::new(
+        seed ^ a.wrapping_mul(0xA24B_AED4_963E_E407) ^ b.wrapping_mul(0x9FB2_1C65_1E98_DF25),
+    );
+    r.next_u64()
+}
+
+/// The order of epoch `epoch`'s samples.
+pub fn epoch_order(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    data::shuffle(&mut order, &mut Rng::new(mix(seed, 1, epoch)));
+    order
+}
+
+/// Trains `state` from its step to `total` steps (stopping early after
+/// `stop_after` steps of this call, as a killed run would), reporting events.
+/// `model` is built at the training size; `eval_model` (the same network at
+/// the evaluation size) validates.
+#[allow(clippy::too_many_arguments)]
+pub fn train(
+    model: &Model,
+    eval_model: &Model,
+    data: &Data,
+    recipe: &Recipe,
+    state: &mut State,
+    total: u64,
+    stop_after: Option<u64>,
+    eval_batch: usize,
+    report: &mut dyn FnMut(Event) -> Result<(), TrainError>,
+) -> Result<(), TrainError> {
+    let spe = steps_per_epoch(data, recipe.batch);
+    if spe == 0 {
+        return Err(TrainError::Bad(format!(
+            "the training split has {} images, fewer than one batch of {}: lower --batch",
+            data.train_len(),
+            recipe.batch
+        )));
+    }
+    let sched = schedule(recipe, spe, total);
+    let classes = model.classifier.as_ref().map_or(0, |c| c.out_features);
+    let train_t = Transform {
+        size: recipe.size,
+        augment: recipe.augment,
+        min_scale: recipe.min_scale,
+        mean: model.mean,
+        std: model.std,
+    };
+    let eval_t = Transform {
+        size: model.resolution,
+        augment: false,
+        min_scale: 1.0,
+        mean: model.mean,
+        std: model.std,
+    };
+    let end = stop_after.map_or(total, |s| total.min(state.step + s));
+    while state.step < end {
+        let epoch = state.step / spe;
+        let first_in_epoch = (state.step % spe) as usize;
+        let epoch_end = ((epoch + 1) * spe).min(end);
+        let mut loader = match data {
+            Data::Set { train, .. } => {
+                let order = epoch_order(train.len(), recipe.seed, epoch);
+                let order = order[first_in_epoch * recipe.batch..].to_vec();
+                Some(Loader::new(
+                    train.clone(),
+                    order,
+                    recipe.batch,
+                    true,
+                    train_t,
+                    recipe.seed,
+                    epoch,
+                    2,
+                ))
+            }
+            Data::Fixed(_) => None,
+        };
+        while state.step < epoch_end {
+            let started = std::time::Instant::now();
+            let batch = match (&mut loader, data) {
+                (Some(l), _) => l
+                    .next()
+                    .ok_or_else(|| TrainError::Bad("the loader ended before the epoch".into()))??,
+                (None, Data::Fixed(b)) => b.clone(),
+                (None, Data::Set { .. }) => unreachable!("a data set has a loader"),
+            };
+            let n = batch.labels.len();
+            if let Some((i, &l)) = batch.labels.iter().enumerate().find(|(_, &l)| l >= classes) {
+                return Err(TrainError::Bad(format!(
+                    "image {i} has label {l}, but `{}` has {classes} classes",
+                    model.name
+                )));
+            }
+            let mut rng = Rng::new(mix(recipe.seed, 2, state.step));
+            let out = train::step(
+                model,
+                &mut state.params,
+                &batch.input,
+                n,
+                Target::Labels(&batch.labels),
+                &recipe.step,
+                &mut rng,
+            )?;
+            let lr = sched.lr(state.step);
+            if !out.loss.is_finite() {
+                return Err(TrainError::Diverged {
+                    step: state.step,
+                    loss: out.loss,
+                    lr,
+                });
+            }
+            if state.step == 0 {
+                report(Event::FirstGrads {
+                    grads: &out.grads,
+                    values: state.params.values(),
+                })?;
+            }
+            state.opt.step(state.params.values_mut(), &out.grads, lr);
+            if let Some(e) = &mut state.ema {
+                e.update(state.params.values());
+            }
+            state.step += 1;
+            report(Event::Step {
+                step: state.step,
+                total,
+                epoch,
+                loss: out.loss,
+                lr,
+                images_per_s: n as f64 / started.elapsed().as_secs_f64().max(1e-9),
+            })?;
+        }
+        drop(loader);
+        let finished_epoch = state.step.is_multiple_of(spe) || state.step == total;
+        if finished_epoch {
+            let (eval, ema_eval) = match data {
+                Data::Set { val, .. } if !val.is_empty() => {
+                    let e = evaluate(eval_model, state.params.values(), val, eval_t, eval_batch)?;
+                    let ee = match &state.ema {
+                        Some(ema) => {
+                            Some(evaluate(eval_model, &ema.values, val, eval_t, eval_batch)?)
+                        }
+                        None => None,
+                    };
+                    (Some(e), ee)
+                }
+                _ => (None, None),
+            };
+            report(Event::Epoch {
+                epoch,
+                state,
+                eval,
+                ema_eval,
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// The values as a checkpoint for `model` in `naming` (safetensors, f32).
+pub fn weights_bytes(
+    model: &Model,
+    values: &[Vec<f32>],
+    naming: Naming,
+    meta: Option<HashMap<String, String>>,
+) -> Vec<u8> {
+    let names = model.named_params(naming);
+    let bytes: Vec<Vec<u8>> = values
+        .iter()
+        .map(|v| v.iter().flat_map(|x| x.to_le_bytes()).collect())
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView)> = names
+        .iter()
+        .zip(&bytes)
+        .map(|((name, p), b)| {
+            let view =
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, p.shape.clone(), b)
+                    .expect("a tensor's bytes match its shape");
+            (name.clone(), view)
+        })
+        .collect();
+    safetensors::serialize(views, meta).expect("f32 tensors serialize")
+}
+
+/// The values as [`Weights`] (for the inference executor).
+pub fn to_weights(model: &Model, values: &[Vec<f32>]) -> Result<Weights, TrainError> {
+    let bytes = weights_bytes(model, values, Naming::Effc, None);
+    Ok(Weights::from_bytes(
+        &bytes,
+        "<the weights being trained>",
+        model,
+        Some(Naming::Effc),
+    )?)
+}
+
+/// Top-1, top-5 and mean loss of `values` on `val` (inference: BN running
+/// statistics; preprocessing as `effc run`).
+pub fn evaluate(
+    model: &Model,
+    values: &[Vec<f32>],
+    val: &Arc<Dataset>,
+    t: Transform,
+    batch: usize,
+) -> Result<Eval, TrainError> {
+    let weights = to_weights(model, values)?;
+    let ex = effc_reference::Executor::new(model, &weights)?;
+    let classes = model.classifier.as_ref().map_or(0, |c| c.out_features);
+    let (mut top1, mut top5, mut loss, mut n) = (0usize, 0usize, 0f64, 0usize);
+    for b in Loader::new(
+        val.clone(),
+        (0..val.len()).collect(),
+        batch.max(1),
+        false,
+        t,
+        0,
+        0,
+        2,
+    ) {
+        let b = b?;
+        let logits = ex.run(&b.input, b.labels.len())?;
+        for (z, &l) in logits.data.chunks_exact(classes).zip(&b.labels) {
+            let top = effc_weights::top_k(z, 5);
+            top1 += usize::from(top.first().is_some_and(|t| t.0 == l));
+            top5 += usize::from(top.iter().any(|t| t.0 == l));
+            let max = z.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64;
+            let lse = z.iter().map(|&v| (v as f64 - max).exp()).sum::<f64>().ln() + max;
+            loss += lse - z[l] as f64;
+            n += 1;
+        }
+    }
+    let d = n.max(1) as f64;
+    Ok(Eval {
+        top1: top1 as f64 / d,
+        top5: top5 as f64 / d,
+        loss: loss / d,
+        images: n,
+    })
+}
+
+const FORMAT: &str = "effc-train checkpoint 1";
+
+/// A checkpoint of `state`: the weights (effc names), each optimizer buffer
+/// (`opt.<k>.<name>`), the EMA (`ema.<name>`), and in the metadata the step, the
+/// optimizer's step count and `fingerprint` (what must not change on resume).
+pub fn checkpoint_bytes(model: &Model, state: &State, fingerprint: &str) -> Vec<u8> {
+    let params = state.params.params();
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = vec![];
+    let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    for (p, v) in params.iter().zip(state.params.values()) {
+        tensors.push((p.name.clone(), p.shape.clone(), bytes(v)));
+    }
+    for (p, bufs) in params.iter().zip(&state.opt.state) {
+        for (k, b) in bufs.iter().enumerate() {
+            tensors.push((format!("opt.{k}.{}", p.name), p.shape.clone(), bytes(b)));
+        }
+    }
+    if let Some(e) = &state.ema {
+        for (p, v) in params.iter().zip(&e.values) {
+            tensors.push((format!("ema.{}", p.name), p.shape.clone(), bytes(v)));
+        }
+    }
+    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .map(|(n, s, b)| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
+                    .expect("sizes match"),
+            )
+        })
+        .collect();
+    let meta = HashMap::from([
+        ("format".to_string(), FORMAT.to_string()),
+        ("model".to_string(), model.name.clone()),
+        ("step".to_string(), state.step.to_string()),
+        ("optimizer_steps".to_string(), state.opt.steps.to_string()),
+        ("fingerprint".to_string(), fingerprint.to_string()),
+    ]);
+    safetensors::serialize(views, Some(meta)).expect("f32 tensors serialize")
+}
+
+/// Restores a state from [`checkpoint_bytes`]; refuses another model or recipe.
+pub fn resume(
+    model: &Model,
+    recipe: &Recipe,
+    bytes: &[u8],
+    source: &str,
+    fingerprint: &str,
+) -> Result<State, TrainError> {
+    let bad = |why: String| TrainError::Bad(format!("{source}: {why}"));
+    let (_, meta) = safetensors::SafeTensors::read_metadata(bytes)
+        .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+    let meta = meta.metadata().clone().unwrap_or_default();
+    if meta.get("format").map(String::as_str) != Some(FORMAT) {
+        return Err(bad(
+            "not an effc training checkpoint (written by `effc train`)".into(),
+        ));
+    }
+    if meta.get("fingerprint").map(String::as_str) != Some(fingerprint) {
+        return Err(bad(format!(
+            "was written by another training run:\n  it:   {}\n  this: {fingerprint}\nresume with the same model, data and flags",
+            meta.get("fingerprint").map_or("?", |s| s.as_str())
+        )));
+    }
+    let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| bad(e.to_string()))?;
+    let read = |name: &str, p: &Param| -> Result<Option<Vec<f32>>, TrainError> {
+        match st.tensor(name) {
+            Ok(t) if t.dtype() == safetensors::Dtype::F32 && t.shape() == p.shape.as_slice() => {
+                Ok(Some(
+                    t.data()
+                        .chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect(),
+                ))
+            }
+            Ok(_) => Err(bad(format!("`{name}` is not f32 of shape {:?}", p.shape))),
+            Err(_) => Ok(None),
+        }
+    };
+    let params = model.params();
+    let mut values = vec![];
+    for p in &params {
+        values.push(read(&p.name, p)?.ok_or_else(|| bad(format!("`{}` is missing", p.name)))?);
+    }
+    let mut state = State::new(model, values, recipe)?;
+    for (i, p) in params.iter().enumerate() {
+        let mut bufs = vec![];
+        while let Some(b) = read(&format!("opt.{}.{}", bufs.len(), p.name), p)? {
+            bufs.push(b);
+        }
+        state.opt.state[i] = bufs;
+    }
+    if let Some(e) = &mut state.ema {
+        for (i, p) in params.iter().enumerate() {
+            e.values[i] = read(&format!("ema.{}", p.name), p)?
+                .ok_or_else(|| bad(format!("`ema.{}` is missing", p.name)))?;
+        }
+    }
+    let num = |k: &str| {
+        meta.get(k)
+            .and_then(|s| s.parse::<u64>().ok())
+            .ok_or_else(|| bad(format!("no `{k}` in the metadata")))
+    };
+    state.step = num("step")?;
+    state.opt.steps = num("optimizer_steps")?;
+    Ok(state)
+}

@@ -1,0 +1,214 @@
+//! The training loop: it learns (a fixed batch is fitted), a checkpoint resumes
+//! bit for bit, and a checkpoint of another run is refused.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use effc_ir::{Model, Options, Spec};
+use effc_reference::train::StepConfig;
+use effc_train::data::{self, Batch, Source};
+use effc_train::optim::Kind;
+use effc_train::schedule::Decay;
+use effc_train::trainer::{self, Data, Event, Recipe, State};
+
+const TINY: &str = "
+model tiny {
+    resolution = 16
+    stem       = 8
+    head       = 16
+    classes    = 4
+    dropout    = 0.2
+    drop_path  = 0.2
+    blocks {
+        r1_k3_s1_e1_i8_o8_c1
+        r2_k3_s2_e4_i8_o16_se0.25
+    }
+}";
+
+fn tiny() -> Model {
+    Model::build(
+        &Spec::parse("tiny.enet", TINY).unwrap(),
+        &Options::default(),
+    )
+    .unwrap()
+}
+
+fn recipe(kind: Kind) -> Recipe {
+    Recipe {
+        batch: 4,
+        lr: 0.01,
+        optimizer: kind,
+        weight_decay: 1e-4,
+        decay_all: false,
+        decay: Decay::Cosine { min_lr: 0.0 },
+        warmup_epochs: 0.0,
+        warmup_lr: 0.0,
+        step: StepConfig {
+            label_smoothing: 0.1,
+            ..StepConfig::default()
+        },
+        ema: Some(0.9),
+        seed: 3,
+        augment: true,
+        min_scale: 0.08,
+        size: 16,
+    }
+}
+
+#[test]
+fn a_fixed_batch_is_fitted() {
+    let model = tiny();
+    let mut r = recipe(Kind::adamw());
+    r.step = StepConfig {
+        dropout: Some(0.0),
+        drop_path: Some(0.0),
+        ..StepConfig::default()
+    };
+    r.decay = Decay::Constant;
+    let batch = Batch {
+        input: effc_testkit::seeded(4 * 3 * 256, 1),
+        labels: vec![0, 1, 2, 3],
+    };
+    let data = Data::Fixed(batch);
+    let mut state = State::new(&model, effc_train::init::init(&model, 0), &r).unwrap();
+    let mut losses = vec![];
+    trainer::train(
+        &model,
+        &model,
+        &data,
+        &r,
+        &mut state,
+        60,
+        None,
+        4,
+        &mut |e| {
+            if let Event::Step { loss, .. } = e {
+                losses.push(loss);
+            }
+            Ok(())
+        },
+    )
+    .unwrap();
+    assert_eq!(losses.len(), 60);
+    assert!(
+        losses[59] < 0.1 * losses[0],
+        "loss {} → {}",
+        losses[0],
+        losses[59]
+    );
+}
+
+fn write_idx(dir: &Path, prefix: &str, n: usize) {
+    let mut px = vec![0, 0, 8, 3];
+    for d in [n as u32, 12, 12] {
+        px.extend(d.to_be_bytes());
+    }
+    // Class c: a bright square in quadrant c, plus noise.
+    let noise = effc_testkit::seeded(n * 144, n as u64);
+    for i in 0..n {
+        let c = i % 4;
+        for y in 0..12 {
+            for x in 0..12 {
+                let on = (y / 6) * 2 + x / 6 == c;
+                let v = if on { 200.0 } else { 40.0 } + 20.0 * noise[i * 144 + y * 12 + x];
+                px.push(v.clamp(0.0, 255.0) as u8);
+            }
+        }
+    }
+    let mut lb = vec![0, 0, 8, 1];
+    lb.extend((n as u32).to_be_bytes());
+    lb.extend((0..n).map(|i| (i % 4) as u8));
+    std::fs::write(dir.join(format!("{prefix}-images-idx3-ubyte")), px).unwrap();
+    std::fs::write(dir.join(format!("{prefix}-labels-idx1-ubyte")), lb).unwrap();
+}
+
+fn dataset(dir: &Path) -> Data {
+    write_idx(dir, "train", 24);
+    write_idx(dir, "t10k", 8);
+    let s = data::open(&Source::Mnist(dir.into()), 0).unwrap();
+    Data::Set {
+        train: Arc::new(s.train),
+        val: Arc::new(s.val),
+    }
+}
+
+#[test]
+fn resuming_equals_an_uninterrupted_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(dir.path());
+    let model = tiny();
+    for kind in [
+        Kind::rmsprop_tf(None),
+        Kind::Sgd {
+            momentum: 0.9,
+            nesterov: true,
+        },
+    ] {
+        let r = recipe(kind);
+        let total = 14; // 6 steps per epoch: the stop falls mid-epoch
+        let init = effc_train::init::init(&model, 1);
+        let mut full = State::new(&model, init.clone(), &r).unwrap();
+        let mut epochs = 0;
+        trainer::train(
+            &model,
+            &model,
+            &data,
+            &r,
+            &mut full,
+            total,
+            None,
+            8,
+            &mut |e| {
+                if let Event::Epoch { eval, ema_eval, .. } = e {
+                    epochs += 1;
+                    assert!(eval.is_some() && ema_eval.is_some());
+                }
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!(epochs, 3, "two whole epochs and the last step");
+
+        let mut part = State::new(&model, init, &r).unwrap();
+        trainer::train(
+            &model,
+            &model,
+            &data,
+            &r,
+            &mut part,
+            total,
+            Some(8),
+            8,
+            &mut |_| Ok(()),
+        )
+        .unwrap();
+        assert_eq!(part.step, 8);
+        let bytes = trainer::checkpoint_bytes(&model, &part, "fp");
+        let mut resumed = trainer::resume(&model, &r, &bytes, "ckpt", "fp").unwrap();
+        trainer::train(
+            &model,
+            &model,
+            &data,
+            &r,
+            &mut resumed,
+            total,
+            None,
+            8,
+            &mut |_| Ok(()),
+        )
+        .unwrap();
+        assert_eq!(resumed.step, total);
+        assert!(
+            resumed.params.values() == full.params.values(),
+            "{}: weights differ after resuming",
+            kind.name()
+        );
+        assert!(resumed.opt.state == full.opt.state);
+        assert!(resumed.ema.unwrap().values == full.ema.unwrap().values);
+
+        let e = trainer::resume(&model, &r, &bytes, "ckpt", "other")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("another training run"), "{e}");
+    }
+}
