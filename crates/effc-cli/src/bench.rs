@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use effc_driver::bench::{BenchReport, BenchRequest, CpuBench, GpuBench, Latency};
+use effc_driver::bench::{BenchReport, BenchRequest, CpuBackendBench, CpuBench, GpuBench, Latency};
 use effc_driver::{Device, TuningChoice};
 
 use crate::common::{Bar, ModelArgs};
@@ -36,9 +36,10 @@ pub struct Args {
     /// Also time the CPU reference executor on the same input.
     #[arg(long)]
     cpu: bool,
-    /// Where to run: the GPU (default when a hardware adapter exists) or the CPU
-    /// reference executor (default otherwise); `gpu` also takes a software adapter.
-    #[arg(long, value_name = "gpu|cpu")]
+    /// Where to run: the GPU (default when a hardware adapter exists), effc's CPU
+    /// backend (`cpu`, default otherwise; threads: one per core or RAYON_NUM_THREADS)
+    /// or the CPU reference executor (`reference`); `gpu` also takes a software adapter.
+    #[arg(long, value_name = "gpu|cpu|reference")]
     device: Option<Device>,
     /// Print JSON: `latency_ms` {median, min, max}, `kernels` [{name, kind, ms, gflops, gbps}], `roofline` {gemm_gflops}, ...
     #[arg(long)]
@@ -74,6 +75,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
     match &report {
         BenchReport::Gpu(r) => print_gpu(r)?,
         BenchReport::Cpu(r) => print_cpu(r)?,
+        BenchReport::CpuBackend(r) => print_cpu_backend(r)?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -199,6 +201,38 @@ fn print_cpu(r: &CpuBench) -> Result<(), Failure> {
     );
     latency_line(&r.latency_ms, r.runs, r.throughput)?;
     outln!("(per-kernel times and the GEMM ceiling need a GPU: --device gpu takes a software adapter too)");
+    Ok(())
+}
+
+fn print_cpu_backend(r: &CpuBackendBench) -> Result<(), Failure> {
+    outln!(
+        "effc bench {}: batch {}, {}x{}, on effc's CPU backend ({} threads)",
+        r.model,
+        r.batch,
+        r.resolution,
+        r.resolution,
+        r.threads
+    );
+    latency_line(&r.latency_ms, r.runs, r.throughput)?;
+    let total: f64 = r.kernels.iter().map(|k| k.ms).sum();
+    for (kind, ms) in r.by_kind() {
+        outln!(
+            "  {kind:<11} {ms:>8.3} ms  {:>5.1}%",
+            100.0 * ms / total.max(f64::MIN_POSITIVE)
+        );
+    }
+    let mut slow: Vec<_> = r.kernels.iter().collect();
+    slow.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+    outln!("slowest kernels:");
+    for k in slow.iter().take(5) {
+        outln!(
+            "  {:<24} {:<11} {:>8.3} ms  {:>6.1} GFLOP/s",
+            k.name,
+            k.kind,
+            k.ms,
+            k.gflops
+        );
+    }
     Ok(())
 }
 

@@ -18,9 +18,10 @@ pub struct Args {
     /// Checkpoint (safetensors: f32, f16 or bf16; timm, torchvision or TF-port names).
     #[arg(long, short, value_name = "W")]
     weights: PathBuf,
-    /// Where to run: the GPU (default when a hardware adapter exists) or the CPU
-    /// reference (default otherwise); `gpu` also takes a software adapter.
-    #[arg(long, value_name = "gpu|cpu")]
+    /// Where to run: the GPU (default when a hardware adapter exists), effc's CPU
+    /// backend (`cpu`, default otherwise) or the CPU reference executor
+    /// (`reference`); `gpu` also takes a software adapter.
+    #[arg(long, value_name = "gpu|cpu|reference")]
     device: Option<Device>,
     /// Force the checkpoint's naming instead of detecting it.
     #[arg(long, value_name = "effc|timm|torchvision|tf")]

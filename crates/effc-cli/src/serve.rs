@@ -47,8 +47,9 @@ pub struct Args {
     #[arg(long, default_value = "127.0.0.1:8001", value_name = "IP:PORT|off", value_parser = listen)]
     grpc: Listen,
     /// Where the models run: the GPU (default when a hardware adapter exists) or
-    /// the CPU reference executor; `gpu` also takes a software adapter.
-    #[arg(long, value_name = "gpu|cpu")]
+    /// the CPU reference executor (`cpu` and `reference` both: the server does not
+    /// use effc's CPU backend yet); `gpu` also takes a software adapter.
+    #[arg(long, value_name = "gpu|cpu|reference")]
     device: Option<effc_driver::Device>,
     /// On the GPU, how weights and activations are stored.
     #[arg(long, default_value = "f32", value_name = "f32|f16")]

@@ -141,8 +141,9 @@ pub struct Args {
     /// Continue the run a checkpoint was written by (same model, data and flags).
     #[arg(long, value_name = "CKPT")]
     resume: Option<PathBuf>,
-    /// Where to train: `cpu` (the reference executor). `gpu` comes with issue 21.
-    #[arg(long, value_name = "cpu", default_value = "cpu")]
+    /// Where to train: `cpu` or `reference`, both the reference executor (effc's
+    /// fast CPU backend has no backward pass yet). `gpu` comes with issue 21.
+    #[arg(long, value_name = "cpu|reference", default_value = "cpu")]
     device: Device,
     /// Images per forward in validation.
     #[arg(long, default_value_t = 64, value_name = "N")]

@@ -128,8 +128,9 @@ fn fixture_top5(image: &str) -> Vec<u64> {
 
 #[test]
 fn run_lite0_names_the_photos_on_gpu_and_cpu() {
-    // The CPU run takes the images one forward at a time (--batch 1).
-    for (device, per_forward) in [("gpu", "16"), ("cpu", "1")] {
+    // The CPU runs (effc's backend, the reference) take the images one forward
+    // at a time (--batch 1).
+    for (device, per_forward) in [("gpu", "16"), ("cpu", "1"), ("reference", "1")] {
         let o = effc(&[
             "run",
             "lite0",

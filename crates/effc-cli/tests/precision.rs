@@ -135,7 +135,7 @@ fn run_at_f16_uses_the_gpu_and_names_the_photo() {
     ]);
     assert!(!o.status.success());
     assert!(
-        stderr(&o).contains("CPU reference executor computes in f32"),
+        stderr(&o).contains("effc's CPU backend (like the CPU reference executor) computes in f32"),
         "{}",
         stderr(&o)
     );

@@ -1,7 +1,8 @@
-//! Where a model runs: a hardware GPU by default, else the CPU reference
-//! executor; a software adapter (a CPU emulating a GPU, such as Mesa's llvmpipe)
-//! only when asked for, with `--device gpu` or a `WGPU_*` variable, because the
-//! reference executor is faster on the same CPU.
+//! Where a model runs: a hardware GPU by default, else effc's CPU backend (the
+//! fused plan on the CPU, `effc-cpu`); a software adapter (a CPU emulating a GPU,
+//! such as Mesa's llvmpipe) only when asked for, with `--device gpu` or a `WGPU_*`
+//! variable, because the CPU backend is faster on the same CPU. The reference
+//! executor (the oracle) stays reachable as `--device reference`.
 
 use std::sync::Arc;
 
@@ -15,13 +16,15 @@ use crate::Error;
 pub enum Device {
     /// The compiled WGSL kernels on a wgpu adapter (a software one too).
     Gpu,
-    /// The reference executor (plain f32 code on the CPU).
+    /// effc's CPU backend: the fused plan executed on the CPU (`effc-cpu`).
     Cpu,
+    /// The reference executor (plain f32 code on the CPU, the oracle).
+    Reference,
 }
 
 impl Device {
     /// Every device, with its name and what it is (for `--help` and errors).
-    pub const ALL: [(Device, &'static str, &'static str); 2] = [
+    pub const ALL: [(Device, &'static str, &'static str); 3] = [
         (
             Device::Gpu,
             "gpu",
@@ -30,7 +33,12 @@ impl Device {
         (
             Device::Cpu,
             "cpu",
-            "the reference executor (plain f32 code on the CPU)",
+            "effc's CPU backend: the fused plan on the CPU (f32)",
+        ),
+        (
+            Device::Reference,
+            "reference",
+            "the reference executor (plain f32 code on the CPU, the oracle)",
         ),
     ];
 
@@ -65,8 +73,18 @@ impl std::fmt::Display for Device {
 
 /// The device chosen, opened, and why (a line for the user, e.g. on stderr).
 pub enum Chosen {
-    Gpu { gpu: Arc<Gpu>, note: String },
-    Cpu { note: String },
+    Gpu {
+        gpu: Arc<Gpu>,
+        note: String,
+    },
+    /// effc's CPU backend (`effc-cpu`).
+    Cpu {
+        note: String,
+    },
+    /// The reference executor.
+    Reference {
+        note: String,
+    },
 }
 
 impl Chosen {
@@ -74,14 +92,14 @@ impl Chosen {
     /// CPU reference executor (no hardware GPU; ...)`.
     pub fn note(&self) -> &str {
         match self {
-            Chosen::Gpu { note, .. } | Chosen::Cpu { note } => note,
+            Chosen::Gpu { note, .. } | Chosen::Cpu { note } | Chosen::Reference { note } => note,
         }
     }
 
     pub fn gpu(&self) -> Option<&Arc<Gpu>> {
         match self {
             Chosen::Gpu { gpu, .. } => Some(gpu),
-            Chosen::Cpu { .. } => None,
+            Chosen::Cpu { .. } | Chosen::Reference { .. } => None,
         }
     }
 }
@@ -133,8 +151,8 @@ pub fn open_gpu() -> Result<Arc<Gpu>, Error> {
 }
 
 /// Chooses the device for `requested`. f16 storage is a GPU format (the
-/// reference executor computes in f32): at [`Precision::F16`] the default is the
-/// GPU, a software adapter too, and [`Device::Cpu`] is refused.
+/// CPU backend and the reference executor compute in f32): at [`Precision::F16`]
+/// the default is the GPU, a software adapter too, and the CPU devices are refused.
 pub fn choose(requested: Option<Device>, precision: Precision) -> Result<Chosen, Error> {
     check_env()?;
     let gpu = |gpu: Gpu| {
@@ -147,21 +165,27 @@ pub fn choose(requested: Option<Device>, precision: Precision) -> Result<Chosen,
     if precision == Precision::F16 {
         return match requested {
             Some(Device::Cpu) => Err(Error::Usage(
-                "--precision f16 stores weights and activations as halves on a GPU; the CPU reference executor computes in f32 (drop --device cpu, or use --precision f32)".into(),
+                "--precision f16 stores weights and activations as halves on a GPU; effc's CPU backend (like the CPU reference executor) computes in f32 (drop --device cpu, or use --precision f32)".into(),
+            )),
+            Some(Device::Reference) => Err(Error::Usage(
+                "--precision f16 stores weights and activations as halves on a GPU; the CPU reference executor computes in f32 (drop --device reference, or use --precision f32)".into(),
             )),
             _ => Ok(gpu(Gpu::new()?)),
         };
     }
     match requested {
         Some(Device::Cpu) => Ok(Chosen::Cpu {
-            note: "running on the CPU reference executor (--device cpu)".into(),
+            note: "running on effc's CPU backend (--device cpu)".into(),
+        }),
+        Some(Device::Reference) => Ok(Chosen::Reference {
+            note: "running on the CPU reference executor (--device reference)".into(),
         }),
         Some(Device::Gpu) => Ok(gpu(Gpu::new()?)),
         None if asked_for_gpu() => Ok(gpu(Gpu::new()?)),
         None => match Gpu::new() {
             Ok(g) if is_software(&g) => Ok(Chosen::Cpu {
                 note: format!(
-                    "running on the CPU reference executor (no hardware GPU; {} available with --device gpu)",
+                    "running on effc's CPU backend (no hardware GPU; {} available with --device gpu)",
                     g.adapter.name
                 ),
             }),
@@ -169,7 +193,7 @@ pub fn choose(requested: Option<Device>, precision: Precision) -> Result<Chosen,
             Err(
                 e @ (GpuError::NoAdapter(_) | GpuError::NoCompute(_) | GpuError::Device { .. }),
             ) => Ok(Chosen::Cpu {
-                note: format!("running on the CPU reference executor ({e})"),
+                note: format!("running on effc's CPU backend ({e})"),
             }),
             Err(e) => Err(e.into()),
         },
@@ -198,6 +222,9 @@ mod tests {
             assert_eq!(n.parse::<Device>(), Ok(d));
             assert_eq!(d.to_string(), n);
         }
-        assert!("tpu".parse::<Device>().unwrap_err().contains("gpu, cpu"));
+        assert!("tpu"
+            .parse::<Device>()
+            .unwrap_err()
+            .contains("gpu, cpu, reference"));
     }
 }

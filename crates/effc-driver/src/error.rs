@@ -98,3 +98,10 @@ impl From<effc_reference::Error> for Error {
         Error::Invalid(e.to_string())
     }
 }
+
+#[cfg(feature = "commands")]
+impl From<effc_cpu::CpuError> for Error {
+    fn from(e: effc_cpu::CpuError) -> Error {
+        Error::Invalid(e.to_string())
+    }
+}

@@ -158,7 +158,7 @@ pub fn load(
     let (w, b) = limits::inputs(&model, max_batch);
     need.add(w, b);
     match device {
-        Chosen::Cpu { .. } => need.extend(limits::cpu_executor(&model)),
+        Chosen::Cpu { .. } | Chosen::Reference { .. } => need.extend(limits::cpu_executor(&model)),
         Chosen::Gpu { gpu, .. } => {
             limits::check_gpu(&plan, max_batch, &gpu.adapter.to_string(), &gpu.limits)
                 .map_err(load_err)?;
@@ -176,7 +176,7 @@ pub fn load(
     need.check(&doing, &budget).map_err(load_err)?;
     let weights = Weights::load(&arg.weights, &model, None).map_err(|e| load_err(e.into()))?;
     let backend = match device {
-        Chosen::Cpu { .. } => Backend::Cpu(Box::new(
+        Chosen::Cpu { .. } | Chosen::Reference { .. } => Backend::Cpu(Box::new(
             effc_reference::Executor::new(&model, &weights).map_err(|e| Error::Load {
                 name: arg.name.clone(),
                 message: e.to_string(),

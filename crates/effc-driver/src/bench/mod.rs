@@ -3,6 +3,7 @@
 //! the CPU reference executor, latency only.
 
 mod analysis;
+mod cpu;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use crate::progress::Progress;
 use crate::{Error, ModelRequest};
 
 pub use analysis::{gemm_ceiling, KernelRow, KindRow};
+pub use cpu::{CpuBackendBench, CpuKernelRow};
 
 /// A benchmark: the model (with precision, tuning and optional weights; random
 /// weights of the right shapes otherwise), where and how long.
@@ -116,6 +118,9 @@ pub struct CpuBench {
 #[serde(untagged)]
 pub enum BenchReport {
     Gpu(Box<GpuBench>),
+    /// effc's CPU backend.
+    CpuBackend(CpuBackendBench),
+    /// The CPU reference executor.
     Cpu(CpuBench),
 }
 
@@ -148,7 +153,13 @@ pub fn bench(req: &BenchRequest, progress: &dyn Progress) -> Result<BenchReport,
         })
     };
     match choice {
-        Chosen::Cpu { .. } => {
+        Chosen::Cpu { .. } if !model.is_backbone() => {
+            let mut need = need;
+            need.extend(limits::cpu_executor(&model));
+            need.check(&doing, &budget)?;
+            cpu::bench(req, &model, &load()?, progress).map(BenchReport::CpuBackend)
+        }
+        Chosen::Cpu { .. } | Chosen::Reference { .. } => {
             let mut need = need;
             need.extend(limits::cpu_executor(&model));
             need.check(&doing, &budget)?;
@@ -343,7 +354,7 @@ fn cpu_only(
         model: model.name.clone(),
         batch: req.batch,
         resolution: model.resolution,
-        device: "cpu",
+        device: "reference",
         throughput: req.batch as f64 / (lat.median / 1e3),
         latency_ms: lat,
         runs: (req.runs, req.warmup),

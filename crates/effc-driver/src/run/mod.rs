@@ -189,7 +189,7 @@ fn choose_within_limits(
     need.check(&doing, &budget)?;
     let choice = crate::choose(req.device, req.model.precision)?;
     match &choice {
-        Chosen::Cpu { .. } => need.extend(limits::cpu_executor(model)),
+        Chosen::Cpu { .. } | Chosen::Reference { .. } => need.extend(limits::cpu_executor(model)),
         Chosen::Gpu { gpu, .. } => {
             // Sized at the precision it runs at; tuned tiles change only the
             // small pooling-sum buffers, which the runtime's own fit check covers.
@@ -242,7 +242,19 @@ fn forward(
     let chunk = req.batch;
     let mut out = Vec::new();
     match choice {
-        Chosen::Cpu { .. } => {
+        Chosen::Cpu { .. } if !model.is_backbone() => {
+            let cm = effc_cpu::CpuModel::compile(model, weights.by_name(model), chunk.min(total), 0)?;
+            for (i, part) in batch.data.chunks(per_image * chunk).enumerate() {
+                let n = part.len() / per_image;
+                out.extend(cm.forward(part, n)?);
+                progress.items(i * chunk + n, total);
+            }
+            Ok((out, None))
+        }
+        c @ (Chosen::Cpu { .. } | Chosen::Reference { .. }) => {
+            if matches!(c, Chosen::Cpu { .. }) {
+                progress.note("effc's CPU backend does not read a backbone's feature levels back yet: running the reference executor");
+            }
             let ex = effc_reference::Executor::new(model, weights)?;
             for (i, part) in batch.data.chunks(per_image * chunk).enumerate() {
                 let n = part.len() / per_image;

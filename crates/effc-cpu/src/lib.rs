@@ -1,0 +1,293 @@
+//! effc's CPU backend: the fused kernel plan of [`effc_plan`] executed on the CPU.
+//!
+//! It runs the same kernels the WGSL backend generates (a GEMM with its prologue and
+//! epilogue, depthwise with the SE pooling sums, the SE MLP, the head with its pool,
+//! the classifier) on the same NHWC tensors with channels padded to 4, the same
+//! packed, BN-folded weights ([`effc_plan::pack_weights`]) and the same memory plan:
+//! one buffer per slot of the plan, sized once for `max_batch` images.
+//! [`CpuModel::new`] allocates everything; a forward ([`CpuModel::forward_into`])
+//! allocates nothing.
+//!
+//! Work is split over output tiles (a GEMM's rows of pixels, a depthwise conv's
+//! output rows) of every image of the batch, on a rayon pool of its own with the
+//! number of threads asked for. Tiles do not depend on the number of threads, so
+//! results are bit-identical whatever it is. GEMMs are `matrixmultiply`'s packed,
+//! SIMD kernels over a tile at a time (a kxk conv gathers its tile's patches first,
+//! im2col on the fly); the other loops run over contiguous channels and vectorize.
+//!
+//! Differences from the GPU's execution that do not change results beyond rounding:
+//! pooling sums are kept per CPU tile and added into the first row of the plan's
+//! partial-sum tensor (the SE and classifier kernels read that row), and the SE gate
+//! scales the project GEMM's B operand per image instead of its A operand.
+//!
+//! f32 plans only; f16 plans and backbones (feature levels) are refused with a clear
+//! error ([`CpuError::Unsupported`]).
+
+mod kernels;
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use effc_plan::{Plan, Precision, TensorId};
+use thiserror::Error;
+
+use crate::kernels::{Scratch, Shapes};
+
+/// Everything that can go wrong on the CPU backend.
+#[derive(Debug, Error, PartialEq)]
+pub enum CpuError {
+    /// The plan asks for something this backend does not execute yet.
+    #[error("the CPU backend cannot run model `{model}` yet: {what}; use --device reference")]
+    Unsupported { model: String, what: String },
+    /// The weights do not match the plan (one packed vector per kernel).
+    #[error("{what}: got {got}, expected {expected}")]
+    Weights {
+        what: String,
+        got: usize,
+        expected: usize,
+    },
+    /// Packing the checkpoint's tensors failed.
+    #[error("{0}")]
+    Pack(#[from] effc_plan::PackError),
+    #[error("a batch of 0 images")]
+    EmptyBatch,
+    #[error("batch of {batch} images, but this model was created for at most {max}")]
+    Batch { batch: usize, max: usize },
+    #[error("input has {got} values, expected {expected} (NCHW f32, the batch's images one after another)")]
+    InputShape { got: usize, expected: usize },
+    #[error("output has room for {got} values, the batch needs {expected}")]
+    OutputShape { got: usize, expected: usize },
+    #[error("could not start the CPU backend's {threads} threads: {message}")]
+    Threads { threads: usize, message: String },
+}
+
+/// How long one kernel of the plan took in a [`CpuModel::profile`] run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KernelTime {
+    pub name: String,
+    /// [`effc_plan::Kernel::kind`].
+    pub kind: &'static str,
+    pub time: Duration,
+    /// Floating-point operations for the whole batch.
+    pub flops: u64,
+}
+
+/// A model ready to run on the CPU: the plan, its packed weights and every buffer.
+pub struct CpuModel {
+    plan: Plan,
+    weights: Vec<Vec<f32>>,
+    shapes: Vec<Shapes>,
+    max_batch: usize,
+    pool: rayon::ThreadPool,
+    threads: usize,
+    state: Mutex<State>,
+}
+
+/// The buffers a forward writes (one set per model; forwards take turns).
+struct State {
+    /// One buffer per slot of the memory plan, for `max_batch` images.
+    slots: Vec<Vec<f32>>,
+    scratch: Scratch,
+}
+
+impl CpuModel {
+    /// Plans `model`, packs its weights (`get` returns a checkpoint tensor by its
+    /// effc canonical name, f32 in PyTorch layout) and creates it for at most
+    /// `max_batch` images on `threads` threads (0: one per core).
+    pub fn compile<'a>(
+        model: &effc_ir::Model,
+        get: impl Fn(&str) -> Option<&'a [f32]>,
+        max_batch: usize,
+        threads: usize,
+    ) -> Result<CpuModel, CpuError> {
+        let plan = effc_plan::plan(model);
+        let weights = effc_plan::pack_weights(&plan, model, get)?;
+        CpuModel::new(plan, weights, max_batch, threads)
+    }
+
+    /// Creates a model from a plan and its packed weights (one vector per kernel, in
+    /// order, from [`effc_plan::pack_weights`]) for at most `max_batch` images on
+    /// `threads` threads (0: one per core). Allocates every buffer.
+    pub fn new(
+        plan: Plan,
+        weights: Vec<Vec<f32>>,
+        max_batch: usize,
+        threads: usize,
+    ) -> Result<CpuModel, CpuError> {
+        let unsupported = |what: &str| CpuError::Unsupported {
+            model: plan.model.clone(),
+            what: what.to_string(),
+        };
+        if plan.precision != Precision::F32 {
+            return Err(unsupported(
+                "it executes f32 plans only, this one stores f16",
+            ));
+        }
+        if !plan.features.is_empty() {
+            return Err(unsupported(
+                "it does not read a backbone's feature levels back",
+            ));
+        }
+        if max_batch == 0 {
+            return Err(CpuError::EmptyBatch);
+        }
+        if weights.len() != plan.kernels.len() {
+            return Err(CpuError::Weights {
+                what: format!("packed weight vectors of model `{}`", plan.model),
+                got: weights.len(),
+                expected: plan.kernels.len(),
+            });
+        }
+        for (k, w) in plan.kernels.iter().zip(&weights) {
+            if w.len() != k.weights_len {
+                return Err(CpuError::Weights {
+                    what: format!("packed weights of kernel `{}`", k.name),
+                    got: w.len(),
+                    expected: k.weights_len,
+                });
+            }
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("effc-cpu-{i}"))
+            .build()
+            .map_err(|e| CpuError::Threads {
+                threads,
+                message: e.to_string(),
+            })?;
+        let threads = pool.current_num_threads();
+        let shapes: Vec<Shapes> = plan.kernels.iter().map(Shapes::of).collect();
+        let slots = plan
+            .slots
+            .iter()
+            .map(|s| vec![0.0f32; s.bytes / 4 * max_batch])
+            .collect();
+        let scratch = Scratch::new(&plan, &shapes, max_batch, threads);
+        Ok(CpuModel {
+            plan,
+            weights,
+            shapes,
+            max_batch,
+            pool,
+            threads,
+            state: Mutex::new(State { slots, scratch }),
+        })
+    }
+
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    pub fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+
+    /// Threads the forward runs on.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Values per image in the output (classes, or pooled features).
+    pub fn output_len(&self) -> usize {
+        self.plan.output_len
+    }
+
+    /// Runs `batch` images (NCHW f32, one after another) and returns the outputs
+    /// (`output_len` per image).
+    pub fn forward(&self, input: &[f32], batch: usize) -> Result<Vec<f32>, CpuError> {
+        let mut out = vec![0.0; batch * self.plan.output_len];
+        self.forward_into(input, batch, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`CpuModel::forward`] into `out` (`batch · output_len` values): allocates
+    /// nothing.
+    pub fn forward_into(
+        &self,
+        input: &[f32],
+        batch: usize,
+        out: &mut [f32],
+    ) -> Result<(), CpuError> {
+        self.run(input, batch, out, None)
+    }
+
+    /// A forward of `batch` images that times every kernel.
+    pub fn profile(&self, input: &[f32], batch: usize) -> Result<Vec<KernelTime>, CpuError> {
+        let mut out = vec![0.0; batch * self.plan.output_len];
+        let mut times = Vec::with_capacity(self.plan.kernels.len());
+        self.run(input, batch, &mut out, Some(&mut times))?;
+        Ok(times
+            .into_iter()
+            .zip(&self.plan.kernels)
+            .map(|(time, k)| KernelTime {
+                name: k.name.clone(),
+                kind: k.kind(),
+                time,
+                flops: k.flops() * batch as u64,
+            })
+            .collect())
+    }
+
+    fn check(&self, input: &[f32], batch: usize, out: &[f32]) -> Result<(), CpuError> {
+        if batch == 0 {
+            return Err(CpuError::EmptyBatch);
+        }
+        if batch > self.max_batch {
+            return Err(CpuError::Batch {
+                batch,
+                max: self.max_batch,
+            });
+        }
+        let expected = batch * self.plan.input_shape.iter().product::<usize>();
+        if input.len() != expected {
+            return Err(CpuError::InputShape {
+                got: input.len(),
+                expected,
+            });
+        }
+        let expected = batch * self.plan.output_len;
+        if out.len() != expected {
+            return Err(CpuError::OutputShape {
+                got: out.len(),
+                expected,
+            });
+        }
+        Ok(())
+    }
+
+    fn run(
+        &self,
+        input: &[f32],
+        batch: usize,
+        out: &mut [f32],
+        mut times: Option<&mut Vec<Duration>>,
+    ) -> Result<(), CpuError> {
+        self.check(input, batch, out)?;
+        // A forward that panicked leaves buffers that the next one overwrites.
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let State { slots, scratch } = &mut *state;
+        let plan = &self.plan;
+        self.pool.install(|| {
+            kernels::load_input(plan, input, batch, &mut slots[self.slot(plan.input)]);
+            for ((k, w), sh) in plan.kernels.iter().zip(&self.weights).zip(&self.shapes) {
+                let start = Instant::now();
+                kernels::run(plan, k, w, sh, slots, scratch, batch);
+                if let Some(t) = times.as_deref_mut() {
+                    t.push(start.elapsed());
+                }
+            }
+        });
+        let t = &plan.tensors[plan.output];
+        let per = t.bytes / 4;
+        let n = plan.output_len;
+        let src = &slots[t.slot.index()];
+        for (o, s) in out.chunks_exact_mut(n).zip(src.chunks_exact(per)) {
+            o.copy_from_slice(&s[..n]);
+        }
+        Ok(())
+    }
+
+    fn slot(&self, t: TensorId) -> usize {
+        self.plan.tensors[t].slot.index()
+    }
+}
