@@ -243,7 +243,8 @@ fn forward(
     let mut out = Vec::new();
     match choice {
         Chosen::Cpu { .. } if !model.is_backbone() => {
-            let cm = effc_cpu::CpuModel::compile(model, weights.by_name(model), chunk.min(total), 0)?;
+            let cm =
+                effc_cpu::CpuModel::compile(model, weights.by_name(model), chunk.min(total), 0)?;
             for (i, part) in batch.data.chunks(per_image * chunk).enumerate() {
                 let n = part.len() / per_image;
                 out.extend(cm.forward(part, n)?);
