@@ -169,8 +169,10 @@ fn run_logits(dir: &Path, st: &Path) -> Vec<u8> {
         "lite0",
         "-w",
         WEIGHTS,
+        // The server's `cpu` runs the reference executor (not effc's CPU
+        // backend yet): compare with the same executor, bit for bit.
         "--device",
-        "cpu",
+        "reference",
         "--input",
         st.to_str().unwrap(),
         "--save",
@@ -184,7 +186,15 @@ fn run_logits(dir: &Path, st: &Path) -> Vec<u8> {
 
 /// `effc run --json`'s top 5 of the photos: (class, prob) per image.
 fn run_top5() -> Vec<Vec<(u64, f32)>> {
-    let mut args = vec!["run", "lite0", "-w", WEIGHTS, "--device", "cpu", "--json"];
+    let mut args = vec![
+        "run",
+        "lite0",
+        "-w",
+        WEIGHTS,
+        "--device",
+        "reference",
+        "--json",
+    ];
     args.extend(PHOTOS);
     let o = effc(&args);
     assert!(o.status.success(), "{}", common::stderr(&o));
