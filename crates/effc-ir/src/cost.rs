@@ -244,9 +244,20 @@ impl Model {
     /// The readable printout: settings, stages, every layer, totals.
     pub fn render(&self) -> String {
         let mut o = String::new();
-        let cost = self.cost();
+        self.render_settings(&mut o);
+        let _ = writeln!(o);
+        self.render_stages(&mut o);
+        let _ = writeln!(o);
+        self.render_layers(&mut o);
+        let _ = writeln!(o);
+        self.render_totals(&mut o);
+        o
+    }
+
+    /// The settings: name, scaling, input, conventions, output, training schedule.
+    fn render_settings(&self, o: &mut String) {
         let _ = writeln!(
-            o,
+            *o,
             "model {}{}",
             self.name,
             self.base
@@ -259,7 +270,7 @@ impl Model {
             .map(|[p, a, b, g]| format!(" (phi {p}: alpha {a}, beta {b}, gamma {g})"))
             .unwrap_or_default();
         let _ = writeln!(
-            o,
+            *o,
             "  scaling     width {}, depth {}, rounding {}{phi}",
             fmt_f(self.width),
             fmt_f(self.depth),
@@ -269,21 +280,21 @@ impl Model {
             }
         );
         let _ = writeln!(
-            o,
+            *o,
             "  input       {} (CHW), resolution {}",
             shape(self.input),
             self.resolution
         );
-        let _ = writeln!(o, "  normalize   mean {:?}, std {:?}", self.mean, self.std);
+        let _ = writeln!(*o, "  normalize   mean {:?}, std {:?}", self.mean, self.std);
         let _ = writeln!(
-            o,
+            *o,
             "  convention  padding {}, bn_eps {}, activation {}",
             self.padding,
             fmt_f(self.bn_eps),
             self.activation
         );
         let _ = writeln!(
-            o,
+            *o,
             "  output      {} ({}), dropout {}, drop_path {}",
             shape(self.output_shape()),
             if self.classes > 0 {
@@ -311,11 +322,14 @@ impl Model {
                 })
                 .collect();
             let eval = self.training.eval_size.unwrap_or(self.resolution);
-            let _ = writeln!(o, "  training    {} (eval {eval}px)", parts.join(" | "));
+            let _ = writeln!(*o, "  training    {} (eval {eval}px)", parts.join(" | "));
         }
-        let _ = writeln!(o);
+    }
+
+    /// One row per stage, between the stem and the head.
+    fn render_stages(&self, o: &mut String) {
         let _ = writeln!(
-            o,
+            *o,
             "{:<6} {:<34} {:<6} {:>4} {:>2} {:>2} {:>4} {:>5} {:>12} {:>12} {:>12} {:>15}",
             "stage",
             "block string",
@@ -331,7 +345,7 @@ impl Model {
             "MACs"
         );
         let _ = writeln!(
-            o,
+            *o,
             "{:<6} {:<34} {:<6} {:>4} {:>2} {:>2} {:>4} {:>5} {:>12} {:>12} {:>12} {:>15}",
             "stem",
             "",
@@ -351,7 +365,7 @@ impl Model {
             let macs: u64 = s.blocks.iter().map(|b| b.macs()).sum();
             let out = s.blocks.last().map_or([0; 3], |b| b.out_shape);
             let _ = writeln!(
-                o,
+                *o,
                 "{:<6} {:<34} {:<6} {:>4} {:>2} {:>2} {:>4} {:>5} {:>12} {:>12} {:>12} {:>15}",
                 s.index,
                 s.text,
@@ -382,7 +396,7 @@ impl Model {
                 .as_ref()
                 .map_or(0, |l| (l.in_features * l.out_features) as u64);
         let _ = writeln!(
-            o,
+            *o,
             "{:<6} {:<34} {:<6} {:>4} {:>2} {:>2} {:>4} {:>5} {:>12} {:>12} {:>12} {:>15}",
             "head",
             "",
@@ -397,9 +411,12 @@ impl Model {
             group(hp),
             group(hm)
         );
-        let _ = writeln!(o);
+    }
+
+    /// One row per layer: op, shapes, kernel, stride, padding, groups, cost.
+    fn render_layers(&self, o: &mut String) {
         let _ = writeln!(
-            o,
+            *o,
             "{:<30} {:<18} {:>13} {:>13} {:>2} {:>2} {:>11} {:>6} {:>11} {:>14}",
             "layer", "op", "input", "output", "k", "s", "pad t,b,l,r", "groups", "params", "MACs"
         );
@@ -422,7 +439,7 @@ impl Model {
                 (String::new(), String::new(), String::new(), String::new())
             };
             let _ = writeln!(
-                o,
+                *o,
                 "{:<30} {:<18} {:>13} {:>13} {:>2} {:>2} {:>11} {:>6} {:>11} {:>14}",
                 r.name,
                 op,
@@ -436,29 +453,32 @@ impl Model {
                 group(r.macs)
             );
         }
-        let _ = writeln!(o);
+    }
+
+    /// Totals: blocks, parameters, MACs, activation memory.
+    fn render_totals(&self, o: &mut String) {
+        let cost = self.cost();
         let nblocks = self.blocks().count();
-        let _ = writeln!(o, "blocks       {nblocks} in {} stages", self.stages.len());
+        let _ = writeln!(*o, "blocks       {nblocks} in {} stages", self.stages.len());
         let _ = writeln!(
-            o,
+            *o,
             "params       {} (+ {} BN running statistics)",
             group(cost.params),
             group(cost.buffers)
         );
         let _ = writeln!(
-            o,
+            *o,
             "MACs         {} ({:.3} G, batch 1)",
             group(cost.macs),
             cost.macs as f64 / 1e9
         );
         let _ = writeln!(
-            o,
+            *o,
             "activations  {} written, peak {} live, largest tensor {} (f32, batch 1)",
             bytes(cost.activation_bytes),
             bytes(cost.peak_activation_bytes),
             bytes(cost.largest_activation_bytes)
         );
-        o
     }
 }
 
