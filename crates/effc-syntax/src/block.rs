@@ -53,25 +53,15 @@ fn tokens(text: &str, span: Span) -> Vec<Tok<'_>> {
 
 /// Decodes one block string. Every problem is reported, each at its token.
 pub fn decode(source: &Arc<Source>, s: &Spanned<String>) -> Result<BlockArgs, Vec<Diagnostic>> {
-    let mut errors = vec![];
-    let err = |errors: &mut Vec<Diagnostic>, msg: String, span: Span, label: &str| {
-        errors.push(Diagnostic::error(msg, Loc::new(source, span), label));
+    let mut d = Decoder {
+        source,
+        errors: vec![],
     };
+    let mut f = Fields::default();
     let mut seen: Vec<(&str, Span)> = vec![];
-    let mut r = None;
-    let mut k = None;
-    let mut st = None;
-    let mut e = None;
-    let mut i = None;
-    let mut o = None;
-    let mut se = None;
-    let mut fused = false;
-    let mut noskip = false;
-
     for t in tokens(&s.node, s.span) {
         if t.key.is_empty() && t.value.is_empty() {
-            err(
-                &mut errors,
+            d.error(
                 "empty token in block string".into(),
                 Span::new(t.span.start.saturating_sub(1), t.span.start.max(1)),
                 "two `_` in a row, or a `_` at an end",
@@ -79,234 +69,298 @@ pub fn decode(source: &Arc<Source>, s: &Spanned<String>) -> Result<BlockArgs, Ve
             continue;
         }
         if let Some((_, first)) = seen.iter().find(|(k, _)| *k == t.key) {
-            let d = Diagnostic::error(
+            let e = Diagnostic::error(
                 format!("`{}` given twice in block string `{}`", t.key, s.node),
                 Loc::new(source, t.span),
                 "given again here",
             )
             .with_note(Loc::new(source, *first), "first given here");
-            errors.push(d);
+            d.errors.push(e);
             continue;
         }
         seen.push((t.key, t.span));
-        let limit = match t.key {
-            "k" => 63,
-            "r" => 1024,
-            "s" => 8,
-            _ => 1 << 16,
+        d.token(&t, &s.node, &mut f);
+    }
+    for (key, what, have) in [
+        ("k", "kernel size", f.k.is_some()),
+        ("i", "input channels", f.i.is_some()),
+        ("o", "output channels", f.o.is_some()),
+    ] {
+        if !have && !seen.iter().any(|(k, _)| *k == key) {
+            d.missing(s, key, what);
+        }
+    }
+    if !d.errors.is_empty() {
+        return Err(d.errors);
+    }
+    let whole = |v: usize| Spanned::new(v, s.span);
+    Ok(BlockArgs {
+        text: s.node.clone(),
+        span: s.span,
+        repeats: f.r.unwrap_or_else(|| whole(1)),
+        kernel: f.k.expect("checked above"),
+        stride: f.st.unwrap_or_else(|| whole(1)),
+        expand: f.e.unwrap_or(Spanned::new(1.0, s.span)),
+        input: f.i.expect("checked above"),
+        output: f.o.expect("checked above"),
+        se: f.se,
+        fused: f.fused,
+        noskip: f.noskip,
+    })
+}
+
+/// The values decoded so far.
+#[derive(Default)]
+struct Fields {
+    r: Option<Spanned<usize>>,
+    k: Option<Spanned<usize>>,
+    st: Option<Spanned<usize>>,
+    e: Option<Spanned<f64>>,
+    i: Option<Spanned<usize>>,
+    o: Option<Spanned<usize>>,
+    se: Option<Spanned<f64>>,
+    fused: bool,
+    noskip: bool,
+}
+
+/// Decodes tokens, collecting every problem.
+struct Decoder<'a> {
+    source: &'a Arc<Source>,
+    errors: Vec<Diagnostic>,
+}
+
+impl Decoder<'_> {
+    fn error(&mut self, msg: String, span: Span, label: &str) {
+        self.errors
+            .push(Diagnostic::error(msg, Loc::new(self.source, span), label));
+    }
+
+    /// Where a bad value is shown: the value, or the whole token when it has none.
+    fn value_loc(&self, t: &Tok) -> Loc {
+        let span = if t.value.is_empty() {
+            t.span
+        } else {
+            t.value_span
         };
-        let int = |errors: &mut Vec<Diagnostic>, what: &str| -> Option<Spanned<usize>> {
-            match t.value.parse::<usize>() {
-                Ok(0) => {
-                    errors.push(
-                        Diagnostic::error(
-                            format!("{what} must be at least 1, got `{}{}`", t.key, t.value),
-                            Loc::new(source, t.span),
-                            format!("zero {what}"),
-                        )
-                        .with_help(format!("write `{}1` or more", t.key)),
-                    );
-                    None
-                }
-                Ok(v) if v > limit => {
-                    errors.push(Diagnostic::error(
-                        format!("{what} {v} is too large (at most {limit})"),
-                        Loc::new(source, t.span),
-                        "too large",
-                    ));
-                    None
-                }
-                Ok(v) => Some(Spanned::new(v, t.span)),
-                Err(_) => {
-                    errors.push(Diagnostic::error(
-                        format!(
-                            "`{}` needs a whole number ({what}), got `{}`",
-                            t.key, t.value
-                        ),
-                        Loc::new(
-                            source,
-                            if t.value.is_empty() {
-                                t.span
-                            } else {
-                                t.value_span
-                            },
-                        ),
-                        "expected a whole number",
-                    ));
-                    None
-                }
-            }
-        };
+        Loc::new(self.source, span)
+    }
+
+    /// One token (not empty, not seen before) into its field.
+    fn token(&mut self, t: &Tok, text: &str, f: &mut Fields) {
         match t.key {
-            "r" => r = int(&mut errors, "repeats"),
-            "k" => {
-                k = int(&mut errors, "kernel size");
-                if let Some(kv) = &k {
-                    if kv.node % 2 == 0 {
-                        errors.push(
-                            Diagnostic::error(
-                                format!("kernel size must be odd, got {}", kv.node),
-                                Loc::new(source, t.span),
-                                "even kernel",
-                            )
-                            .with_help("even kernels have no centre pixel; use 3, 5 or 7"),
-                        );
-                        k = None;
-                    }
-                }
-            }
-            "s" => {
-                let digits = t.value;
-                if digits.len() == 2 && digits.bytes().all(|b| b.is_ascii_digit()) {
-                    let (a, b) = (&digits[..1], &digits[1..]);
-                    if a != b {
-                        errors.push(
-                            Diagnostic::error(
-                                format!("unequal stride digits `s{digits}`: effc supports only square strides"),
-                                Loc::new(source, t.span),
-                                "the two digits differ",
-                            )
-                            .with_help(format!("write `s{a}{a}` or `s{b}{b}`, or one digit (`s{a}`)")),
-                        );
-                    } else {
-                        let v: usize = a.parse().expect("an ASCII digit parses");
-                        if v == 0 {
-                            errors.push(Diagnostic::error(
-                                format!("stride must be at least 1, got `s{digits}`"),
-                                Loc::new(source, t.span),
-                                "zero stride",
-                            ));
-                        } else if v > limit {
-                            errors.push(Diagnostic::error(
-                                format!(
-                                    "stride {v} is too large (at most {limit}), got `s{digits}`"
-                                ),
-                                Loc::new(source, t.span),
-                                "too large",
-                            ));
-                        } else {
-                            st = Some(Spanned::new(v, t.span));
-                        }
-                    }
-                } else if digits.len() > 2 {
-                    errors.push(Diagnostic::error(
-                        format!("stride `s{digits}` has {} digits; write one (`s2`) or two equal ones (`s22`)", digits.len()),
-                        Loc::new(source, t.span),
-                        "bad stride",
-                    ));
-                } else {
-                    st = int(&mut errors, "stride");
-                }
-            }
-            "e" => match t.value.parse::<f64>() {
-                Ok(v) if v.is_finite() && (1.0..=64.0).contains(&v) => {
-                    e = Some(Spanned::new(v, t.span))
-                }
-                Ok(_) => errors.push(
-                    Diagnostic::error(
-                        format!("expansion ratio must be in [1, 64], got `e{}`", t.value),
-                        Loc::new(source, t.span),
-                        "bad expansion",
-                    )
-                    .with_help("`e1` means no expansion"),
-                ),
-                Err(_) => errors.push(Diagnostic::error(
-                    format!("`e` needs a number (expansion ratio), got `{}`", t.value),
-                    Loc::new(
-                        source,
-                        if t.value.is_empty() {
-                            t.span
-                        } else {
-                            t.value_span
-                        },
-                    ),
-                    "expected a number",
-                )),
-            },
-            "i" => i = int(&mut errors, "input channels"),
-            "o" => o = int(&mut errors, "output channels"),
-            "se" => match t.value.parse::<f64>() {
-                Ok(v) if v > 0.0 && v <= 1.0 => se = Some(Spanned::new(v, t.span)),
-                Ok(v) => errors.push(
-                    Diagnostic::error(
-                        format!("squeeze-excitation ratio must be in (0, 1], got {v}"),
-                        Loc::new(source, t.span),
-                        "out of range",
-                    )
-                    .with_help("the papers use `se0.25`; leave `se` out for no squeeze-excitation"),
-                ),
-                Err(_) => errors.push(Diagnostic::error(
-                    format!("`se` needs a ratio in (0, 1], got `{}`", t.value),
-                    Loc::new(
-                        source,
-                        if t.value.is_empty() {
-                            t.span
-                        } else {
-                            t.value_span
-                        },
-                    ),
-                    "expected a number",
-                )),
-            },
+            "r" => f.r = self.int(t, "repeats"),
+            "k" => f.k = self.kernel(t),
+            "s" => f.st = self.stride(t),
+            "e" => f.e = self.expansion(t),
+            "i" => f.i = self.int(t, "input channels"),
+            "o" => f.o = self.int(t, "output channels"),
+            "se" => f.se = self.se_ratio(t),
             "c" => match t.value {
-                "0" => fused = false,
-                "1" => fused = true,
-                _ => errors.push(Diagnostic::error(
+                "0" => f.fused = false,
+                "1" => f.fused = true,
+                _ => self.error(
                     format!(
                         "conv type must be `c0` (MBConv) or `c1` (Fused-MBConv), got `c{}`",
                         t.value
                     ),
-                    Loc::new(source, t.span),
+                    t.span,
                     "unknown conv type",
-                )),
+                ),
             },
-            "noskip" if t.value.is_empty() => noskip = true,
-            _ => errors.push(
+            "noskip" if t.value.is_empty() => f.noskip = true,
+            _ => self.errors.push(
                 Diagnostic::error(
-                    format!("unknown key `{}` in block string `{}`", t.key, s.node),
-                    Loc::new(source, t.span),
+                    format!("unknown key `{}` in block string `{}`", t.key, text),
+                    Loc::new(self.source, t.span),
                     "unknown key",
                 )
                 .with_help(KEYS_HELP),
             ),
         }
     }
-    let missing = |errors: &mut Vec<Diagnostic>, key: &str, what: &str| {
-        errors.push(
+
+    /// The largest value a key's whole number may have.
+    fn limit(key: &str) -> usize {
+        match key {
+            "k" => 63,
+            "r" => 1024,
+            "s" => 8,
+            _ => 1 << 16,
+        }
+    }
+
+    /// A whole number from 1 to the key's limit.
+    fn int(&mut self, t: &Tok, what: &str) -> Option<Spanned<usize>> {
+        let limit = Self::limit(t.key);
+        match t.value.parse::<usize>() {
+            Ok(0) => {
+                self.errors.push(
+                    Diagnostic::error(
+                        format!("{what} must be at least 1, got `{}{}`", t.key, t.value),
+                        Loc::new(self.source, t.span),
+                        format!("zero {what}"),
+                    )
+                    .with_help(format!("write `{}1` or more", t.key)),
+                );
+                None
+            }
+            Ok(v) if v > limit => {
+                self.error(
+                    format!("{what} {v} is too large (at most {limit})"),
+                    t.span,
+                    "too large",
+                );
+                None
+            }
+            Ok(v) => Some(Spanned::new(v, t.span)),
+            Err(_) => {
+                let loc = self.value_loc(t);
+                self.errors.push(Diagnostic::error(
+                    format!(
+                        "`{}` needs a whole number ({what}), got `{}`",
+                        t.key, t.value
+                    ),
+                    loc,
+                    "expected a whole number",
+                ));
+                None
+            }
+        }
+    }
+
+    /// An odd kernel size.
+    fn kernel(&mut self, t: &Tok) -> Option<Spanned<usize>> {
+        let k = self.int(t, "kernel size")?;
+        if k.node % 2 == 0 {
+            self.errors.push(
+                Diagnostic::error(
+                    format!("kernel size must be odd, got {}", k.node),
+                    Loc::new(self.source, t.span),
+                    "even kernel",
+                )
+                .with_help("even kernels have no centre pixel; use 3, 5 or 7"),
+            );
+            return None;
+        }
+        Some(k)
+    }
+
+    /// `s2` or `s22` (two equal digits: square strides only).
+    fn stride(&mut self, t: &Tok) -> Option<Spanned<usize>> {
+        let digits = t.value;
+        if digits.len() > 2 {
+            self.error(
+                format!(
+                    "stride `s{digits}` has {} digits; write one (`s2`) or two equal ones (`s22`)",
+                    digits.len()
+                ),
+                t.span,
+                "bad stride",
+            );
+            return None;
+        }
+        if digits.len() != 2 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return self.int(t, "stride");
+        }
+        let (a, b) = (&digits[..1], &digits[1..]);
+        if a != b {
+            self.errors.push(
+                Diagnostic::error(
+                    format!("unequal stride digits `s{digits}`: effc supports only square strides"),
+                    Loc::new(self.source, t.span),
+                    "the two digits differ",
+                )
+                .with_help(format!(
+                    "write `s{a}{a}` or `s{b}{b}`, or one digit (`s{a}`)"
+                )),
+            );
+            return None;
+        }
+        let v: usize = a.parse().expect("an ASCII digit parses");
+        let limit = Self::limit(t.key);
+        if v == 0 {
+            self.error(
+                format!("stride must be at least 1, got `s{digits}`"),
+                t.span,
+                "zero stride",
+            );
+            return None;
+        }
+        if v > limit {
+            self.error(
+                format!("stride {v} is too large (at most {limit}), got `s{digits}`"),
+                t.span,
+                "too large",
+            );
+            return None;
+        }
+        Some(Spanned::new(v, t.span))
+    }
+
+    /// An expansion ratio in [1, 64].
+    fn expansion(&mut self, t: &Tok) -> Option<Spanned<f64>> {
+        match t.value.parse::<f64>() {
+            Ok(v) if v.is_finite() && (1.0..=64.0).contains(&v) => Some(Spanned::new(v, t.span)),
+            Ok(_) => {
+                self.errors.push(
+                    Diagnostic::error(
+                        format!("expansion ratio must be in [1, 64], got `e{}`", t.value),
+                        Loc::new(self.source, t.span),
+                        "bad expansion",
+                    )
+                    .with_help("`e1` means no expansion"),
+                );
+                None
+            }
+            Err(_) => {
+                let loc = self.value_loc(t);
+                self.errors.push(Diagnostic::error(
+                    format!("`e` needs a number (expansion ratio), got `{}`", t.value),
+                    loc,
+                    "expected a number",
+                ));
+                None
+            }
+        }
+    }
+
+    /// A squeeze-excitation ratio in (0, 1].
+    fn se_ratio(&mut self, t: &Tok) -> Option<Spanned<f64>> {
+        match t.value.parse::<f64>() {
+            Ok(v) if v > 0.0 && v <= 1.0 => Some(Spanned::new(v, t.span)),
+            Ok(v) => {
+                self.errors.push(
+                    Diagnostic::error(
+                        format!("squeeze-excitation ratio must be in (0, 1], got {v}"),
+                        Loc::new(self.source, t.span),
+                        "out of range",
+                    )
+                    .with_help("the papers use `se0.25`; leave `se` out for no squeeze-excitation"),
+                );
+                None
+            }
+            Err(_) => {
+                let loc = self.value_loc(t);
+                self.errors.push(Diagnostic::error(
+                    format!("`se` needs a ratio in (0, 1], got `{}`", t.value),
+                    loc,
+                    "expected a number",
+                ));
+                None
+            }
+        }
+    }
+
+    fn missing(&mut self, s: &Spanned<String>, key: &str, what: &str) {
+        self.errors.push(
             Diagnostic::error(
                 format!("block string `{}` has no `{key}` ({what})", s.node),
-                Loc::new(source, s.span),
+                Loc::new(self.source, s.span),
                 format!("`{key}` missing"),
             )
             .with_help(KEYS_HELP),
         );
-    };
-    if k.is_none() && !seen.iter().any(|(k, _)| *k == "k") {
-        missing(&mut errors, "k", "kernel size");
     }
-    if i.is_none() && !seen.iter().any(|(k, _)| *k == "i") {
-        missing(&mut errors, "i", "input channels");
-    }
-    if o.is_none() && !seen.iter().any(|(k, _)| *k == "o") {
-        missing(&mut errors, "o", "output channels");
-    }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    let whole = |v: usize| Spanned::new(v, s.span);
-    Ok(BlockArgs {
-        text: s.node.clone(),
-        span: s.span,
-        repeats: r.unwrap_or_else(|| whole(1)),
-        kernel: k.expect("checked above"),
-        stride: st.unwrap_or_else(|| whole(1)),
-        expand: e.unwrap_or(Spanned::new(1.0, s.span)),
-        input: i.expect("checked above"),
-        output: o.expect("checked above"),
-        se,
-        fused,
-        noskip,
-    })
 }
 
 #[cfg(test)]
