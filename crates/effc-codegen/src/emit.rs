@@ -193,19 +193,39 @@ fn overrides(i: &Input, p: &TokenStream) -> TokenStream {
 }
 
 pub(crate) fn module_items(i: &Input) -> TokenStream {
+    let [title, stats, origin_doc] = module_docs(i);
+    let tracked = i.tracked_file.map(|f| {
+        quote! {
+            // Rebuild when the spec file changes.
+            const _: &[u8] = include_bytes!(#f);
+        }
+    });
+    let constants = constants(i);
+    let model = model_items(i);
+    quote! {
+        #![doc = #title]
+        #![doc = ""]
+        #![doc = #stats]
+        #![doc = ""]
+        #![doc = #origin_doc]
+        #![allow(dead_code)]
+
+        #tracked
+
+        #constants
+
+        #model
+    }
+}
+
+/// The module's doc lines: what it is, its size, where its spec came from.
+fn module_docs(i: &Input) -> [String; 3] {
     let m = i.model;
     let plan = i.plan;
     let cost = m.cost();
-    let p = quote!(::efficientnet::__private);
-
     let [c, h, w] = m.input;
     let classes = m.classes;
     let features = m.num_features();
-    let output_len = plan.output_len;
-    let activation_bytes = plan.activation_bytes(1) as u64;
-    let weight_bytes = plan.weight_bytes() as u64;
-
-    // Module docs.
     let title = format!(
         " EfficientNet `{}` compiled by effc: input {c}×{h}×{w}, {}.",
         effc_ir::names::in_comment(i.spec_name),
@@ -229,23 +249,33 @@ pub(crate) fn module_items(i: &Input) -> TokenStream {
         settings_note(i.options)
     );
 
+    [title, stats, origin_doc]
+}
+
+/// The constants: shapes, sizes, normalization, precision, kernels and the
+/// definition the loader rebuilds the model from.
+fn constants(i: &Input) -> TokenStream {
+    let m = i.model;
+    let plan = i.plan;
+    let cost = m.cost();
+    let p = quote!(::efficientnet::__private);
+    let [c, h, w] = m.input;
     let (kernel_consts, kernel_names) = kernel_consts(i, &p);
     let overrides = overrides(i, &p);
-
     let name = i.spec_name;
     let origin = i.spec_origin;
     let spec_text = raw_str(i.spec_text);
     let (c, h, w) = (usize_lit(c), usize_lit(h), usize_lit(w));
     let resolution = usize_lit(m.resolution);
-    let classes_lit = usize_lit(classes);
-    let features = usize_lit(features);
-    let output_len = usize_lit(output_len);
+    let classes_lit = usize_lit(m.classes);
+    let features = usize_lit(m.num_features());
+    let output_len = usize_lit(plan.output_len);
     let params = u64_lit(cost.params);
     let macs = u64_lit(cost.macs);
     let mean = m.mean.map(f64_lit);
     let std = m.std.map(f64_lit);
-    let activation_bytes = u64_lit(activation_bytes);
-    let weight_bytes = u64_lit(weight_bytes);
+    let activation_bytes = u64_lit(plan.activation_bytes(1) as u64);
+    let weight_bytes = u64_lit(plan.weight_bytes() as u64);
     let max_batch = usize_lit(i.max_batch);
     let dispatches = usize_lit(plan.dispatches());
     let plan_hash = plan.fingerprint();
@@ -261,40 +291,14 @@ pub(crate) fn module_items(i: &Input) -> TokenStream {
                 "f16 (sums in f32; the loader picks native `f16` or packed halves per adapter)",
         }
     );
-    let tracked = i.tracked_file.map(|f| {
-        quote! {
-            // Rebuild when the spec file changes.
-            const _: &[u8] = include_bytes!(#f);
-        }
-    });
-    let doc_name = effc_ir::names::in_comment(name);
-    let model_doc = format!(
-        " EfficientNet `{doc_name}` on a GPU: pipelines, packed weights and buffers, created once by [`Model::load`]."
-    );
     let output_doc = if plan.is_backbone() {
         " Values per image in a forward's output: every feature level's (`FEATURE_INFO`), CHW, one after another; `Model::features` splits them."
-    } else if classes > 0 {
+    } else if m.classes > 0 {
         " Values per image in a forward's output: `CLASSES` logits."
     } else {
         " Values per image in a forward's output: the `FEATURES` pooled features (the model has no classifier)."
     };
-    let module = i.module;
-    let load_doc = format!(
-        " Reads a safetensors checkpoint of `{doc_name}` (timm, torchvision, TF-port or effc names, detected; f32, f16, bf16), folds batch norm, and creates the model on the process's shared GPU (`efficientnet::default_gpu`) for batches up to [`MAX_BATCH`]."
-    );
-    let use_doc = format!(" `{module}::Model::load(\"weights.safetensors\")?` then `forward`.");
-    let feature_items = crate::features::items(m, plan);
-
     quote! {
-        #![doc = #title]
-        #![doc = ""]
-        #![doc = #stats]
-        #![doc = ""]
-        #![doc = #origin_doc]
-        #![allow(dead_code)]
-
-        #tracked
-
         /// The model's name in its spec.
         pub const NAME: &str = #name;
         /// Where the spec came from.
@@ -355,6 +359,24 @@ pub(crate) fn module_items(i: &Input) -> TokenStream {
             plan_hash: #plan_hash,
         };
 
+    }
+}
+
+/// The `Model` type: its loader, forward and the rest of its surface, and the
+/// feature-level items of a backbone.
+fn model_items(i: &Input) -> TokenStream {
+    let p = quote!(::efficientnet::__private);
+    let doc_name = effc_ir::names::in_comment(i.spec_name);
+    let model_doc = format!(
+        " EfficientNet `{doc_name}` on a GPU: pipelines, packed weights and buffers, created once by [`Model::load`]."
+    );
+    let module = i.module;
+    let load_doc = format!(
+        " Reads a safetensors checkpoint of `{doc_name}` (timm, torchvision, TF-port or effc names, detected; f32, f16, bf16), folds batch norm, and creates the model on the process's shared GPU (`efficientnet::default_gpu`) for batches up to [`MAX_BATCH`]."
+    );
+    let use_doc = format!(" `{module}::Model::load(\"weights.safetensors\")?` then `forward`.");
+    let feature_items = crate::features::items(i.model, i.plan);
+    quote! {
         #[doc = #model_doc]
         ///
         #[doc = #use_doc]
