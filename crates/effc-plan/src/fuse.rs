@@ -388,7 +388,42 @@ pub fn plan_with(model: &Model, tuning: &Tuning, precision: Precision) -> Plan {
     b.finish(model.name.clone(), input, output, model.input, out_len)
 }
 
+/// One block's kernels: the 1x1 expansion, the kxk conv (depthwise, or a full
+/// conv in Fused-MBConv) with the SE pooling sums in its epilogue, the SE MLP, and
+/// the projection with the SE scale in its prologue and the residual in its
+/// epilogue (or the residual on the kxk conv when there is no projection).
 fn block(b: &mut Builder<'_>, blk: &Block, x: TensorId) -> TensorId {
+    let p = blk.path();
+    let mut cur = expand(b, blk, x);
+    let conv = &blk.conv;
+    let o = conv.out_shape();
+    let last = blk.project.is_none();
+    // The kxk conv; its output is the block output when there is no projection.
+    let conv_out = b.tensor(
+        if last {
+            p.clone()
+        } else {
+            format!("{p}.{}", blk.conv_name())
+        },
+        TensorKind::Activation,
+        o[1],
+        o[2],
+        o[0],
+    );
+    let partial = match blk.kind {
+        BlockKind::MBConv => depthwise(b, blk, cur, conv_out),
+        BlockKind::FusedMBConv => fused(b, blk, cur, x, conv_out),
+    };
+    cur = conv_out;
+    let gate = match (&blk.se, partial) {
+        (Some(se), Some((pt, tiles))) => Some(squeeze_excite(b, blk, se, pt, tiles)),
+        _ => None,
+    };
+    project(b, blk, cur, x, gate)
+}
+
+/// The 1x1 expansion of an MBConv block with e ≠ 1; returns the block's kxk input.
+fn expand(b: &mut Builder<'_>, blk: &Block, x: TensorId) -> TensorId {
     let p = blk.path();
     let mut cur = x;
     if let Some(e) = &blk.expand {
@@ -413,176 +448,203 @@ fn block(b: &mut Builder<'_>, blk: &Block, x: TensorId) -> TensorId {
         });
         cur = t;
     }
+    cur
+}
+
+/// MBConv's depthwise kernel, with the SE pooling partials when the block has SE:
+/// returns them and their count (one per tile).
+fn depthwise(
+    b: &mut Builder<'_>,
+    blk: &Block,
+    cur: TensorId,
+    conv_out: TensorId,
+) -> Option<(TensorId, usize)> {
+    let p = blk.path();
+    let conv = &blk.conv;
+    let o = conv.out_shape();
+    let mut layers = conv_layers(&format!("{p}.{}", blk.conv_name()), conv);
+    let key = dw_key(&conv.conv, b.precision);
+    let dw = b.tuning.dw_tiles(&key, c4(o[0]), o[2]);
+    let tiles = (o[1] * o[2].div_ceil(dw.run)).div_ceil(dw.tile_runs);
+    let partial = blk
+        .se
+        .as_ref()
+        .map(|_| b.partial(format!("{p}.se.pool"), tiles, o[0]));
+    if partial.is_some() {
+        layers.push(format!("{p}.se.pool"));
+    }
+    let c = &conv.conv;
+    let op = DwOp {
+        in_h: c.in_hw.0,
+        in_w: c.in_hw.1,
+        out_h: c.out_hw.0,
+        out_w: c.out_hw.1,
+        c4: c4(c.out_ch),
+        kernel: c.kernel,
+        stride: c.stride,
+        pad_top: c.pad.top,
+        pad_left: c.pad.left,
+        act: conv.act,
+        pool: partial.is_some(),
+        tiles: dw,
+    };
+    let mut bindings = vec![
+        Binding::weights(),
+        Binding::read("src", cur),
+        Binding::write("dst", conv_out),
+    ];
+    if let Some(pt) = partial {
+        bindings.push(Binding::write("pool", pt));
+    }
+    debug_assert_eq!(op.tiles(), tiles);
+    let grid = [op.c4.div_ceil(dw.lanes_c4) as u32, tiles as u32];
+    let layout = WeightLayout::new(
+        b.precision.elem(),
+        &[
+            (
+                "TAPS",
+                c.kernel * c.kernel,
+                op.c4 * 4,
+                "taps [KSIZE * KSIZE][C4] (folded)",
+            ),
+            ("BIAS", 1, op.c4 * 4, "bias [C4] (folded BN)"),
+        ],
+    );
+    b.kernels.push(Kernel {
+        name: format!("{p}.dw"),
+        layers,
+        source: Source::Conv(blk.id),
+        weights_len: layout.len(),
+        layout,
+        op: Op::Depthwise(op),
+        bindings,
+        workgroup: [dw.lanes_c4 as u32, dw.lanes_run as u32, 1],
+        grid,
+        tune_key: Some(key),
+    });
+    partial.map(|pt| (pt, tiles))
+}
+
+/// Fused-MBConv's kxk conv as a GEMM, with the SE pooling partials and, when it is
+/// the block's last conv, the residual.
+fn fused(
+    b: &mut Builder<'_>,
+    blk: &Block,
+    cur: TensorId,
+    x: TensorId,
+    conv_out: TensorId,
+) -> Option<(TensorId, usize)> {
+    let p = blk.path();
     let conv = &blk.conv;
     let o = conv.out_shape();
     let hw = o[1] * o[2];
-    let last = blk.project.is_none();
-    // The kxk conv; its output is the block output when there is no projection.
-    let conv_out = b.tensor(
-        if last {
-            p.clone()
-        } else {
-            format!("{p}.{}", blk.conv_name())
-        },
-        TensorKind::Activation,
-        o[1],
-        o[2],
-        o[0],
-    );
-    let residual_here = last && blk.residual;
+    let residual_here = blk.project.is_none() && blk.residual;
     let mut layers = conv_layers(&format!("{p}.{}", blk.conv_name()), conv);
-    let partial = match blk.kind {
-        BlockKind::MBConv => {
-            let key = dw_key(&conv.conv, b.precision);
-            let dw = b.tuning.dw_tiles(&key, c4(o[0]), o[2]);
-            let tiles = (o[1] * o[2].div_ceil(dw.run)).div_ceil(dw.tile_runs);
-            let partial = blk
-                .se
-                .as_ref()
-                .map(|_| b.partial(format!("{p}.se.pool"), tiles, o[0]));
-            if partial.is_some() {
-                layers.push(format!("{p}.se.pool"));
-            }
-            let c = &conv.conv;
-            let op = DwOp {
-                in_h: c.in_hw.0,
-                in_w: c.in_hw.1,
-                out_h: c.out_hw.0,
-                out_w: c.out_hw.1,
-                c4: c4(c.out_ch),
-                kernel: c.kernel,
-                stride: c.stride,
-                pad_top: c.pad.top,
-                pad_left: c.pad.left,
-                act: conv.act,
-                pool: partial.is_some(),
-                tiles: dw,
-            };
-            let mut bindings = vec![
-                Binding::weights(),
-                Binding::read("src", cur),
-                Binding::write("dst", conv_out),
-            ];
-            if let Some(pt) = partial {
-                bindings.push(Binding::write("pool", pt));
-            }
-            debug_assert_eq!(op.tiles(), tiles);
-            let grid = [op.c4.div_ceil(dw.lanes_c4) as u32, tiles as u32];
-            let layout = WeightLayout::new(
-                b.precision.elem(),
-                &[
-                    (
-                        "TAPS",
-                        c.kernel * c.kernel,
-                        op.c4 * 4,
-                        "taps [KSIZE * KSIZE][C4] (folded)",
-                    ),
-                    ("BIAS", 1, op.c4 * 4, "bias [C4] (folded BN)"),
-                ],
-            );
-            b.kernels.push(Kernel {
-                name: format!("{p}.dw"),
-                layers,
-                source: Source::Conv(blk.id),
-                weights_len: layout.len(),
-                layout,
-                op: Op::Depthwise(op),
-                bindings,
-                workgroup: [dw.lanes_c4 as u32, dw.lanes_run as u32, 1],
-                grid,
-                tune_key: Some(key),
-            });
-            partial.map(|pt| (pt, tiles))
-        }
-        BlockKind::FusedMBConv => {
-            let fused_tiles = b.tuning.gemm_tiles(
-                &gemm_key(&conv.conv, blk.se.is_some(), b.precision),
-                hw,
-                c4(o[0]),
-            );
-            let tiles = hw.div_ceil(fused_tiles.tile_m);
-            let partial = blk
-                .se
-                .as_ref()
-                .map(|_| b.partial(format!("{p}.se.pool"), tiles, o[0]));
-            if partial.is_some() {
-                layers.push(format!("{p}.se.pool"));
-            }
-            if residual_here {
-                layers.push(format!("{p}.add"));
-            }
-            b.gemm(GemmArgs {
-                name: format!("{p}.fused"),
-                layers,
-                source: Source::Conv(blk.id),
-                cb: conv,
-                input: cur,
-                gate: None,
-                residual: residual_here.then_some(x),
-                out: Some(conv_out),
-                pool: partial,
-            });
-            partial.map(|pt| (pt, tiles))
-        }
+    let fused_tiles = b.tuning.gemm_tiles(
+        &gemm_key(&conv.conv, blk.se.is_some(), b.precision),
+        hw,
+        c4(o[0]),
+    );
+    let tiles = hw.div_ceil(fused_tiles.tile_m);
+    let partial = blk
+        .se
+        .as_ref()
+        .map(|_| b.partial(format!("{p}.se.pool"), tiles, o[0]));
+    if partial.is_some() {
+        layers.push(format!("{p}.se.pool"));
+    }
+    if residual_here {
+        layers.push(format!("{p}.add"));
+    }
+    b.gemm(GemmArgs {
+        name: format!("{p}.fused"),
+        layers,
+        source: Source::Conv(blk.id),
+        cb: conv,
+        input: cur,
+        gate: None,
+        residual: residual_here.then_some(x),
+        out: Some(conv_out),
+        pool: partial,
+    });
+    partial.map(|pt| (pt, tiles))
+}
+
+/// The SE MLP over the pooling partials: the gate the projection's prologue scales by.
+fn squeeze_excite(
+    b: &mut Builder<'_>,
+    blk: &Block,
+    se: &effc_ir::SqueezeExcite,
+    pt: TensorId,
+    tiles: usize,
+) -> TensorId {
+    let p = blk.path();
+    let o = blk.conv.out_shape();
+    let hw = o[1] * o[2];
+    let c = se.channels;
+    let g = b.tensor(
+        format!("{p}.se.gate"),
+        TensorKind::Gate,
+        1,
+        1,
+        4 * c4(c) + se.reduced,
+    );
+    let op = SeOp {
+        c,
+        c4: c4(c),
+        reduced: se.reduced,
+        tiles,
+        hw,
+        act: se.act,
     };
-    cur = conv_out;
-    let gate = match (&blk.se, partial) {
-        (Some(se), Some((pt, tiles))) => {
-            let c = se.channels;
-            let g = b.tensor(
-                format!("{p}.se.gate"),
-                TensorKind::Gate,
-                1,
-                1,
-                4 * c4(c) + se.reduced,
-            );
-            let op = SeOp {
-                c,
-                c4: c4(c),
-                reduced: se.reduced,
-                tiles,
-                hw,
-                act: se.act,
-            };
-            let layout = WeightLayout::new(
-                b.precision.elem(),
-                &[
-                    ("W1", se.reduced, op.c4 * 4, "reduce weights [R][C4]"),
-                    (
-                        "W2",
-                        se.reduced,
-                        op.c4 * 4,
-                        "expand weights, transposed [R][C4]",
-                    ),
-                    ("B2", 1, op.c4 * 4, "expand bias [C4]"),
-                    ("B1", 1, se.reduced, "reduce bias [R4]"),
-                ],
-            );
-            b.kernels.push(Kernel {
-                name: format!("{p}.se"),
-                layers: vec![
-                    format!("{p}.se.reduce"),
-                    se.act.name().to_string(),
-                    format!("{p}.se.expand"),
-                    "sigmoid".into(),
-                ],
-                source: Source::Se(blk.id),
-                weights_len: layout.len(),
-                layout,
-                op: Op::Se(op),
-                bindings: vec![
-                    Binding::weights(),
-                    Binding::read("pool", pt),
-                    Binding::write("gate", g),
-                ],
-                workgroup: [REDUCE_WORKGROUP, 1, 1],
-                grid: [1, 1],
-                tune_key: None,
-            });
-            Some(g)
-        }
-        _ => None,
-    };
+    let layout = WeightLayout::new(
+        b.precision.elem(),
+        &[
+            ("W1", se.reduced, op.c4 * 4, "reduce weights [R][C4]"),
+            (
+                "W2",
+                se.reduced,
+                op.c4 * 4,
+                "expand weights, transposed [R][C4]",
+            ),
+            ("B2", 1, op.c4 * 4, "expand bias [C4]"),
+            ("B1", 1, se.reduced, "reduce bias [R4]"),
+        ],
+    );
+    b.kernels.push(Kernel {
+        name: format!("{p}.se"),
+        layers: vec![
+            format!("{p}.se.reduce"),
+            se.act.name().to_string(),
+            format!("{p}.se.expand"),
+            "sigmoid".into(),
+        ],
+        source: Source::Se(blk.id),
+        weights_len: layout.len(),
+        layout,
+        op: Op::Se(op),
+        bindings: vec![
+            Binding::weights(),
+            Binding::read("pool", pt),
+            Binding::write("gate", g),
+        ],
+        workgroup: [REDUCE_WORKGROUP, 1, 1],
+        grid: [1, 1],
+        tune_key: None,
+    });
+    g
+}
+
+/// The 1x1 projection (SE scale in the prologue, residual in the epilogue), if any;
+/// returns the block's output.
+fn project(
+    b: &mut Builder<'_>,
+    blk: &Block,
+    mut cur: TensorId,
+    x: TensorId,
+    gate: Option<TensorId>,
+) -> TensorId {
+    let p = blk.path();
     if let Some(pr) = &blk.project {
         let o = pr.out_shape();
         let out = b.tensor(p.clone(), TensorKind::Activation, o[1], o[2], o[0]);
