@@ -36,6 +36,55 @@ impl Plan {
     /// Ids out of range are reported, never indexed: a broken plan is an error, not
     /// a panic.
     pub fn validate(&self) -> Result<(), String> {
+        self.check_ids()?;
+        self.check_storage()?;
+        let n = self.tensors.len();
+        let mut writer: Vec<Option<usize>> = vec![None; n];
+        let mut first = vec![usize::MAX; n];
+        let mut last = vec![0usize; n];
+        for (i, k) in self.kernels.iter().enumerate() {
+            self.check_binding_order(k)?;
+            // 9
+            self.check_bindings(k)?;
+            self.check_distinct_buffers(k)?;
+            let name = &k.name;
+            // 3
+            for t in k.tensors_read() {
+                let ok = t == self.input || writer[t.0].is_some_and(|w| w < i);
+                if !ok {
+                    let t = &self.tensors[t];
+                    return Err(format!("{name}: reads `{}` before it is written", t.name));
+                }
+            }
+            for t in k.tensors_written() {
+                if let Some(w) = writer[t.0] {
+                    return Err(format!(
+                        "{name}: writes `{}`, already written by `{}`",
+                        self.tensors[t].name, self.kernels[w].name
+                    ));
+                }
+                writer[t.0] = Some(i);
+            }
+            for t in k.tensors_read().chain(k.tensors_written()) {
+                first[t.0] = first[t.0].min(i);
+                last[t.0] = last[t.0].max(i);
+            }
+            Self::check_layout(k)?;
+            // 7 and 8
+            self.check_work(i)?;
+        }
+        if writer[self.output.0].is_none() {
+            return Err("no kernel writes the output".into());
+        }
+        self.check_io_buffers()?;
+        // 10
+        self.check_features()?;
+        self.check_slots(&first, &last)
+    }
+
+    /// Every id in range: the input, the output, each tensor's buffer, each
+    /// buffer's tensors.
+    fn check_ids(&self) -> Result<(), String> {
         let n = self.tensors.len();
         for (what, t) in [("input", self.input), ("output", self.output)] {
             if t.0 >= n {
@@ -52,7 +101,16 @@ impl Plan {
                 ));
             }
         }
-        // 11
+        for (si, s) in self.slots.iter().enumerate() {
+            if let Some(t) = s.tensors.iter().find(|t| t.0 >= n) {
+                return Err(format!("buffer #{si} lists tensor {} of {n}", t.0));
+            }
+        }
+        Ok(())
+    }
+
+    /// Invariant 11: storage at the plan's precision.
+    fn check_storage(&self) -> Result<(), String> {
         for t in &self.tensors {
             let elem = self.precision.tensor_elem(t.kind);
             let padded = t.h * t.w * t.c4 * 4 * elem.bytes();
@@ -81,109 +139,92 @@ impl Plan {
                 self.precision
             ));
         }
-        for (si, s) in self.slots.iter().enumerate() {
-            if let Some(t) = s.tensors.iter().find(|t| t.0 >= n) {
-                return Err(format!("buffer #{si} lists tensor {} of {n}", t.0));
+        Ok(())
+    }
+
+    /// Invariant 1: the weights are binding 0 and only it, reads before writes,
+    /// each binding name once, each tensor id in range.
+    fn check_binding_order(&self, k: &Kernel) -> Result<(), String> {
+        let n = self.tensors.len();
+        let name = &k.name;
+        if k.bindings.first().map(|b| b.tensor.is_some()) != Some(false)
+            || k.bindings[1..].iter().any(|b| b.tensor.is_none())
+        {
+            return Err(format!(
+                "{name}: the weights must be binding 0, and only it"
+            ));
+        }
+        if k.bindings[1..]
+            .windows(2)
+            .any(|w| w[0].write && !w[1].write)
+        {
+            return Err(format!("{name}: a tensor read is bound after one written"));
+        }
+        for (j, b) in k.bindings.iter().enumerate() {
+            if k.bindings[..j].iter().any(|o| o.name == b.name) {
+                return Err(format!("{name}: binding `{}` twice", b.name));
+            }
+            if let Some(t) = b.tensor {
+                if t.0 >= n {
+                    return Err(format!("{name}: binds tensor {} of {n}", t.0));
+                }
             }
         }
-        let mut writer: Vec<Option<usize>> = vec![None; n];
-        let mut first = vec![usize::MAX; n];
-        let mut last = vec![0usize; n];
-        for (i, k) in self.kernels.iter().enumerate() {
-            let name = &k.name;
-            // 1
-            if k.bindings.first().map(|b| b.tensor.is_some()) != Some(false)
-                || k.bindings[1..].iter().any(|b| b.tensor.is_none())
-            {
+        Ok(())
+    }
+
+    /// Invariant 2: a kernel binds each buffer once.
+    fn check_distinct_buffers(&self, k: &Kernel) -> Result<(), String> {
+        let name = &k.name;
+        let mut slots: Vec<_> = k
+            .tensors_read()
+            .chain(k.tensors_written())
+            .map(|t| self.tensors[t].slot)
+            .collect();
+        let bound = slots.len();
+        slots.sort();
+        slots.dedup();
+        if slots.len() != bound {
+            return Err(format!("{name}: binds one buffer twice"));
+        }
+        Ok(())
+    }
+
+    /// Invariant 6: weight sections follow each other at vec4 boundaries, whole
+    /// rows, each name once, and the layout holds the kernel's weights.
+    fn check_layout(k: &Kernel) -> Result<(), String> {
+        let name = &k.name;
+        let mut end = 0;
+        for (j, s) in k.layout.sections.iter().enumerate() {
+            if s.offset != end || s.offset % 4 != 0 || s.len % 4 != 0 || s.row % 4 != 0 {
                 return Err(format!(
-                    "{name}: the weights must be binding 0, and only it"
+                    "{name}: weight section `{}` at {} (+{}) does not follow the previous one at a vec4 boundary",
+                    s.name, s.offset, s.len
                 ));
             }
-            if k.bindings[1..]
-                .windows(2)
-                .any(|w| w[0].write && !w[1].write)
-            {
-                return Err(format!("{name}: a tensor read is bound after one written"));
-            }
-            for (j, b) in k.bindings.iter().enumerate() {
-                if k.bindings[..j].iter().any(|o| o.name == b.name) {
-                    return Err(format!("{name}: binding `{}` twice", b.name));
-                }
-                if let Some(t) = b.tensor {
-                    if t.0 >= n {
-                        return Err(format!("{name}: binds tensor {} of {n}", t.0));
-                    }
-                }
-            }
-            // 9
-            self.check_bindings(k)?;
-            // 2
-            let mut slots: Vec<_> = k
-                .tensors_read()
-                .chain(k.tensors_written())
-                .map(|t| self.tensors[t].slot)
-                .collect();
-            let bound = slots.len();
-            slots.sort();
-            slots.dedup();
-            if slots.len() != bound {
-                return Err(format!("{name}: binds one buffer twice"));
-            }
-            // 3
-            for t in k.tensors_read() {
-                let ok = t == self.input || writer[t.0].is_some_and(|w| w < i);
-                if !ok {
-                    let t = &self.tensors[t];
-                    return Err(format!("{name}: reads `{}` before it is written", t.name));
-                }
-            }
-            for t in k.tensors_written() {
-                if let Some(w) = writer[t.0] {
-                    return Err(format!(
-                        "{name}: writes `{}`, already written by `{}`",
-                        self.tensors[t].name, self.kernels[w].name
-                    ));
-                }
-                writer[t.0] = Some(i);
-            }
-            for t in k.tensors_read().chain(k.tensors_written()) {
-                first[t.0] = first[t.0].min(i);
-                last[t.0] = last[t.0].max(i);
-            }
-            // 6
-            let mut end = 0;
-            for (j, s) in k.layout.sections.iter().enumerate() {
-                if s.offset != end || s.offset % 4 != 0 || s.len % 4 != 0 || s.row % 4 != 0 {
-                    return Err(format!(
-                        "{name}: weight section `{}` at {} (+{}) does not follow the previous one at a vec4 boundary",
-                        s.name, s.offset, s.len
-                    ));
-                }
-                if s.row == 0 || s.len % s.row != 0 {
-                    return Err(format!(
-                        "{name}: weight section `{}` of {} elements is not whole rows of {}",
-                        s.name, s.len, s.row
-                    ));
-                }
-                if k.layout.sections[..j].iter().any(|o| o.name == s.name) {
-                    return Err(format!("{name}: weight section `{}` twice", s.name));
-                }
-                end = s.offset + s.len;
-            }
-            if k.weights_len != k.layout.len() || k.layout.is_empty() {
+            if s.row == 0 || s.len % s.row != 0 {
                 return Err(format!(
-                    "{name}: {} weights, but its layout holds {}",
-                    k.weights_len,
-                    k.layout.len()
+                    "{name}: weight section `{}` of {} elements is not whole rows of {}",
+                    s.name, s.len, s.row
                 ));
             }
-            // 7 and 8
-            self.check_work(i)?;
+            if k.layout.sections[..j].iter().any(|o| o.name == s.name) {
+                return Err(format!("{name}: weight section `{}` twice", s.name));
+            }
+            end = s.offset + s.len;
         }
-        if writer[self.output.0].is_none() {
-            return Err("no kernel writes the output".into());
+        if k.weights_len != k.layout.len() || k.layout.is_empty() {
+            return Err(format!(
+                "{name}: {} weights, but its layout holds {}",
+                k.weights_len,
+                k.layout.len()
+            ));
         }
-        // 4
+        Ok(())
+    }
+
+    /// Invariant 4: the input and the output have buffers of their own.
+    fn check_io_buffers(&self) -> Result<(), String> {
         for t in [self.input, self.output] {
             let s = &self.slots[self.tensors[t].slot];
             if s.tensors != [t] {
@@ -193,9 +234,12 @@ impl Plan {
                 ));
             }
         }
-        // 10
-        self.check_features()?;
-        // 5
+        Ok(())
+    }
+
+    /// Invariant 5: tensors sharing a buffer fit it, are listed where they live,
+    /// and are never alive at once (`first`/`last`: the kernels using each).
+    fn check_slots(&self, first: &[usize], last: &[usize]) -> Result<(), String> {
         for (si, s) in self.slots.iter().enumerate() {
             for (a, &ta) in s.tensors.iter().enumerate() {
                 let t = &self.tensors[ta];
