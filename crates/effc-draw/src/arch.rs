@@ -88,6 +88,75 @@ pub fn architecture(m: &Model) -> String {
     // Heights: feature-map size at a fixed scale (smaller for inputs above 430 px,
     // so that the figure stays under ~260 px tall); widths: √channels.
     let scale = (0.6f64).min(260.0 / m.resolution as f64);
+    let cols = columns(m, scale);
+    let tallest = cols
+        .iter()
+        .flat_map(|c| c.slabs.iter().map(|s| s.0))
+        .fold(0.0, f64::max);
+    let lines = cols.iter().map(|c| c.lines.len()).max().unwrap_or(0) as f64;
+    let title_h = 44.0;
+    let axis_y = MARGIN + title_h + tallest / 2.0;
+    let labels_y = MARGIN + title_h + tallest + 16.0;
+    let legend_y = labels_y + lines * LINE_H + 14.0;
+    let width: f64 =
+        2.0 * MARGIN + cols.iter().map(Column::width).sum::<f64>() + GAP * (cols.len() - 1) as f64;
+    let width = width.max(560.0);
+    let height = legend_y + 20.0 + MARGIN;
+
+    let mut svg = String::new();
+    let _ = writeln!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" font-family="{FONT}">"#
+    );
+    let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let c = m.cost();
+    let title = format!(
+        "{}: {}×{} input, {} parameters, {} MACs",
+        m.name,
+        m.resolution,
+        m.resolution,
+        si(c.params),
+        si(c.macs)
+    );
+    let phi = match m.phi {
+        Some([phi, a, b, g]) => format!(" (φ = {phi}, α = {a}, β = {b}, γ = {g})"),
+        None => String::new(),
+    };
+    let sub = format!(
+        "width ×{}, depth ×{}{}; {} blocks in {} stages",
+        trim(m.width),
+        trim(m.depth),
+        phi,
+        m.blocks().count(),
+        m.stages.len()
+    );
+    let _ = writeln!(
+        svg,
+        r#"<text x="{MARGIN}" y="{}" font-size="14" font-weight="bold">{}</text>"#,
+        MARGIN + 12.0,
+        esc(&title)
+    );
+    let _ = writeln!(
+        svg,
+        r##"<text x="{MARGIN}" y="{}" font-size="11" fill="#444">{}</text>"##,
+        MARGIN + 30.0,
+        esc(&sub)
+    );
+    // The data path, behind the slabs.
+    let _ = writeln!(
+        svg,
+        r##"<line x1="{MARGIN}" y1="{axis_y:.1}" x2="{:.1}" y2="{axis_y:.1}" stroke="#888" stroke-width="1"/>"##,
+        width - MARGIN
+    );
+    draw_columns(&mut svg, &cols, axis_y, labels_y);
+    draw_legend(&mut svg, legend_y, scale);
+    svg.push_str("</svg>\n");
+    svg
+}
+
+/// One column per part of the network: input, stem, each stage (a slab per
+/// block), head, pooling and classifier.
+fn columns(m: &Model, scale: f64) -> Vec<Column> {
     let h = |px: usize| (px as f64 * scale).max(4.0);
     let w = |c: usize| 2.0 + (c as f64).sqrt() * 0.8;
     let shape = |s: [usize; 3]| format!("{}×{}×{}", s[1], s[2], s[0]);
@@ -174,70 +243,16 @@ pub fn architecture(m: &Model) -> String {
         },
     });
 
-    let tallest = cols
-        .iter()
-        .flat_map(|c| c.slabs.iter().map(|s| s.0))
-        .fold(0.0, f64::max);
-    let lines = cols.iter().map(|c| c.lines.len()).max().unwrap_or(0) as f64;
-    let title_h = 44.0;
-    let axis_y = MARGIN + title_h + tallest / 2.0;
-    let labels_y = MARGIN + title_h + tallest + 16.0;
-    let legend_y = labels_y + lines * LINE_H + 14.0;
-    let width: f64 =
-        2.0 * MARGIN + cols.iter().map(Column::width).sum::<f64>() + GAP * (cols.len() - 1) as f64;
-    let width = width.max(560.0);
-    let height = legend_y + 20.0 + MARGIN;
+    cols
+}
 
-    let mut svg = String::new();
-    let _ = writeln!(
-        svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" font-family="{FONT}">"#
-    );
-    let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let c = m.cost();
-    let title = format!(
-        "{}: {}×{} input, {} parameters, {} MACs",
-        m.name,
-        m.resolution,
-        m.resolution,
-        si(c.params),
-        si(c.macs)
-    );
-    let phi = match m.phi {
-        Some([phi, a, b, g]) => format!(" (φ = {phi}, α = {a}, β = {b}, γ = {g})"),
-        None => String::new(),
-    };
-    let sub = format!(
-        "width ×{}, depth ×{}{}; {} blocks in {} stages",
-        trim(m.width),
-        trim(m.depth),
-        phi,
-        m.blocks().count(),
-        m.stages.len()
-    );
-    let _ = writeln!(
-        svg,
-        r#"<text x="{MARGIN}" y="{}" font-size="14" font-weight="bold">{}</text>"#,
-        MARGIN + 12.0,
-        esc(&title)
-    );
-    let _ = writeln!(
-        svg,
-        r##"<text x="{MARGIN}" y="{}" font-size="11" fill="#444">{}</text>"##,
-        MARGIN + 30.0,
-        esc(&sub)
-    );
-    // The data path, behind the slabs.
-    let _ = writeln!(
-        svg,
-        r##"<line x1="{MARGIN}" y1="{axis_y:.1}" x2="{:.1}" y2="{axis_y:.1}" stroke="#888" stroke-width="1"/>"##,
-        width - MARGIN
-    );
+/// The columns along the data path, each with its slabs and label lines.
+fn draw_columns(svg: &mut String, cols: &[Column], axis_y: f64, labels_y: f64) {
     let mut x = MARGIN;
-    for col in &cols {
+    for col in cols {
         let cw = col.width();
         let _ = writeln!(
-            svg,
+            *svg,
             r#"<g class="{}" id="{}"><title>{}</title>"#,
             col.class,
             col.id,
@@ -266,9 +281,13 @@ pub fn architecture(m: &Model) -> String {
                 esc(line)
             );
         }
-        let _ = writeln!(svg, "</g>");
+        let _ = writeln!(*svg, "</g>");
         x += cw + GAP;
     }
+}
+
+/// The legend of slab colours, and what a slab's size means.
+fn draw_legend(svg: &mut String, legend_y: f64, scale: f64) {
     // Legend.
     let mut lx = MARGIN;
     for (fill, label) in [
@@ -279,7 +298,7 @@ pub fn architecture(m: &Model) -> String {
         (FUSED, "Fused-MBConv (expanded)"),
     ] {
         let _ = writeln!(
-            svg,
+            *svg,
             r#"<rect x="{lx:.1}" y="{:.1}" width="10" height="10" fill="{fill}" stroke="black" stroke-width="0.6"/><text x="{:.1}" y="{:.1}" font-size="10">{label}</text>"#,
             legend_y - 9.0,
             lx + 14.0,
@@ -288,13 +307,11 @@ pub fn architecture(m: &Model) -> String {
         lx += 14.0 + label.len() as f64 * CHAR_W + 14.0;
     }
     let _ = writeln!(
-        svg,
+        *svg,
         r##"<text x="{MARGIN}" y="{:.1}" font-size="10" fill="#444">one slab per block; height: feature-map size (1 px = {:.2} pixels), width: √channels</text>"##,
         legend_y + 16.0,
         1.0 / scale
     );
-    svg.push_str("</svg>\n");
-    svg
 }
 
 /// `1.0` → `1`, `1.2000000000000002` → `1.2`, `1.4641` → `1.464`.
