@@ -188,159 +188,186 @@ fn bare_option_span(d: &effc_syntax::Diagnostic, spans: &Spans) -> Option<Span> 
 fn parse_request(input: TokenStream) -> syn::Result<(ModelRequest, CodegenOptions, Spans)> {
     let call = Span::call_site();
     let args = syn::parse::Parser::parse2(Punctuated::<Arg, Token![,]>::parse_terminated, input)?;
-    let mut source: Option<(ModelSource, Span)> = None;
-    let mut req = ModelRequest::new(ModelSource::Builtin(String::new()));
-    let mut opts = CodegenOptions::default();
-    let mut options = Options::default();
-    let mut spans = Spans {
-        call,
-        source: call,
-        model: None,
-        options: vec![],
-    };
-    let mut set_source = |s: ModelSource, span: Span| -> syn::Result<()> {
-        if source.is_some() {
-            return Err(syn::Error::new(
-                span,
-                "the model is given twice: use one of \"NAME\", `file = \"…\"` or `spec = \"…\"`",
-            ));
-        }
-        source = Some((s, span));
-        Ok(())
+    let mut r = Request {
+        source: None,
+        req: ModelRequest::new(ModelSource::Builtin(String::new())),
+        opts: CodegenOptions::default(),
+        options: Options::default(),
+        spans: Spans {
+            call,
+            source: call,
+            model: None,
+            options: vec![],
+        },
     };
     for arg in args {
         match arg {
-            Arg::Builtin(lit) => set_source(ModelSource::Builtin(lit.value()), lit.span())?,
+            Arg::Builtin(lit) => r.set_source(ModelSource::Builtin(lit.value()), lit.span())?,
             Arg::Option { key, value } => {
-                let k = key.to_string();
-                let Some(&known) = OPTIONS.iter().find(|o| **o == k) else {
-                    let hint = effc_ir::spec::closest(&k, OPTIONS)
-                        .map(|c| format!(" (did you mean `{c}`?)"))
-                        .unwrap_or_default();
-                    return Err(syn::Error::new(
-                        key.span(),
-                        format!(
-                            "unknown option `{k}`{hint}; options: {}",
-                            OPTIONS.join(", ")
-                        ),
-                    ));
-                };
-                if spans.options.iter().any(|(o, _)| *o == known) {
-                    return Err(syn::Error::new(
-                        key.span(),
-                        format!("option `{known}` is given twice"),
-                    ));
-                }
-                spans.options.push((known, value.span()));
-                match known {
-                    "file" => {
-                        let (path, span) = string(&value, known)?;
-                        let dir = std::env::var_os("CARGO_MANIFEST_DIR")
-                            .map(PathBuf::from)
-                            .unwrap_or_default();
-                        set_source(
-                            ModelSource::File {
-                                path: dir.join(&path),
-                                display: path,
-                            },
-                            span,
-                        )?;
-                    }
-                    "spec" => {
-                        let (text, span) = string(&value, known)?;
-                        set_source(ModelSource::Inline(text), span)?;
-                    }
-                    "name" => match &value {
-                        Value::Ident(i) => opts.module = Some(i.to_string()),
-                        Value::Lit(Lit::Str(s)) => opts.module = Some(s.value()),
-                        v => return Err(expected(v, known, "an identifier, e.g. `name = my_net`")),
-                    },
-                    "model" => {
-                        let (m, span) = match &value {
-                            Value::Ident(i) => (i.to_string(), i.span()),
-                            v => string(v, known)?,
-                        };
-                        req.select = Some(m);
-                        spans.model = Some(span);
-                    }
-                    "resolution" => options.resolution = Some(int(&value, known)?),
-                    "classes" => options.classes = Some(int(&value, known)?),
-                    "features" => match &value {
-                        Value::List(items, _) => {
-                            options.features = Some(
-                                items
-                                    .iter()
-                                    .map(|l| int(&Value::Lit(l.clone()), known))
-                                    .collect::<syn::Result<_>>()?,
-                            )
-                        }
-                        v => {
-                            return Err(expected(
-                                v,
-                                known,
-                                "a list of feature levels, e.g. `features = [1, 2, 3, 4]`",
-                            ))
-                        }
-                    },
-                    "max_batch" => opts.max_batch = int(&value, known)?,
-                    "precision" => {
-                        let word = match &value {
-                            Value::Ident(i) => Some(i.to_string()),
-                            Value::Lit(Lit::Str(s)) => Some(s.value()),
-                            _ => None,
-                        };
-                        req.precision =
-                            match word.and_then(|w| w.parse::<effc_plan::Precision>().ok()) {
-                                Some(p) => p,
-                                None => {
-                                    return Err(expected(
-                                        &value,
-                                        known,
-                                        "`f32` or `f16` (weights and activations stored as halves)",
-                                    ))
-                                }
-                            }
-                    }
-                    "bn_eps" => {
-                        options.bn_eps = Some(match &value {
-                            Value::Lit(Lit::Float(f)) => f.base10_parse::<f64>()?,
-                            Value::Lit(Lit::Int(i)) => i.base10_parse::<f64>()?,
-                            v => return Err(expected(v, known, "a number, e.g. `bn_eps = 1e-5`")),
-                        })
-                    }
-                    "padding" => {
-                        let word = match &value {
-                            Value::Ident(i) => Some(i.to_string()),
-                            Value::Lit(Lit::Str(s)) => Some(s.value()),
-                            _ => None,
-                        };
-                        options.padding = match word.and_then(|w| w.parse::<PaddingMode>().ok()) {
-                            Some(p) => Some(p),
-                            None => {
-                                return Err(expected(
-                                    &value,
-                                    known,
-                                    "`same` (TensorFlow) or `symmetric` (PyTorch)",
-                                ))
-                            }
-                        }
-                    }
-                    _ => unreachable!("every name of OPTIONS is handled"),
-                }
+                let known = r.known_option(&key)?;
+                r.option(known, &value)?;
             }
         }
     }
-    let Some((source, span)) = source else {
+    let Some((source, span)) = r.source else {
         return Err(syn::Error::new(
             call,
             "which model? write a built-in name (`efficientnet!(\"b0\")`), `file = \"my.enet\"` or `spec = \"model ...\"`",
         ));
     };
+    let (mut req, mut opts, mut spans) = (r.req, r.opts, r.spans);
     spans.source = span;
     req.source = source;
-    req.options = options;
+    req.options = r.options;
     opts.shaders = Shaders::Inline;
     Ok((req, opts, spans))
+}
+
+/// What the macro's arguments say so far.
+struct Request {
+    source: Option<(ModelSource, Span)>,
+    req: ModelRequest,
+    opts: CodegenOptions,
+    options: Options,
+    spans: Spans,
+}
+
+impl Request {
+    fn set_source(&mut self, s: ModelSource, span: Span) -> syn::Result<()> {
+        if self.source.is_some() {
+            return Err(syn::Error::new(
+                span,
+                "the model is given twice: use one of \"NAME\", `file = \"…\"` or `spec = \"…\"`",
+            ));
+        }
+        self.source = Some((s, span));
+        Ok(())
+    }
+
+    /// The option `key` names, given once.
+    fn known_option(&self, key: &syn::Ident) -> syn::Result<&'static str> {
+        let k = key.to_string();
+        let Some(&known) = OPTIONS.iter().find(|o| **o == k) else {
+            let hint = effc_ir::spec::closest(&k, OPTIONS)
+                .map(|c| format!(" (did you mean `{c}`?)"))
+                .unwrap_or_default();
+            return Err(syn::Error::new(
+                key.span(),
+                format!(
+                    "unknown option `{k}`{hint}; options: {}",
+                    OPTIONS.join(", ")
+                ),
+            ));
+        };
+        if self.spans.options.iter().any(|(o, _)| *o == known) {
+            return Err(syn::Error::new(
+                key.span(),
+                format!("option `{known}` is given twice"),
+            ));
+        }
+        Ok(known)
+    }
+
+    /// One option's value, into the request.
+    fn option(&mut self, known: &'static str, value: &Value) -> syn::Result<()> {
+        self.spans.options.push((known, value.span()));
+        match known {
+            "file" => {
+                let (path, span) = string(value, known)?;
+                let dir = std::env::var_os("CARGO_MANIFEST_DIR")
+                    .map(PathBuf::from)
+                    .unwrap_or_default();
+                self.set_source(
+                    ModelSource::File {
+                        path: dir.join(&path),
+                        display: path,
+                    },
+                    span,
+                )?;
+            }
+            "spec" => {
+                let (text, span) = string(value, known)?;
+                self.set_source(ModelSource::Inline(text), span)?;
+            }
+            "name" => match value {
+                Value::Ident(i) => self.opts.module = Some(i.to_string()),
+                Value::Lit(Lit::Str(s)) => self.opts.module = Some(s.value()),
+                v => return Err(expected(v, known, "an identifier, e.g. `name = my_net`")),
+            },
+            "model" => {
+                let (m, span) = match value {
+                    Value::Ident(i) => (i.to_string(), i.span()),
+                    v => string(v, known)?,
+                };
+                self.req.select = Some(m);
+                self.spans.model = Some(span);
+            }
+            "resolution" => self.options.resolution = Some(int(value, known)?),
+            "classes" => self.options.classes = Some(int(value, known)?),
+            "features" => match value {
+                Value::List(items, _) => {
+                    self.options.features = Some(
+                        items
+                            .iter()
+                            .map(|l| int(&Value::Lit(l.clone()), known))
+                            .collect::<syn::Result<_>>()?,
+                    )
+                }
+                v => {
+                    return Err(expected(
+                        v,
+                        known,
+                        "a list of feature levels, e.g. `features = [1, 2, 3, 4]`",
+                    ))
+                }
+            },
+            "max_batch" => self.opts.max_batch = int(value, known)?,
+            "precision" => {
+                let word = match value {
+                    Value::Ident(i) => Some(i.to_string()),
+                    Value::Lit(Lit::Str(s)) => Some(s.value()),
+                    _ => None,
+                };
+                self.req.precision = match word.and_then(|w| w.parse::<effc_plan::Precision>().ok())
+                {
+                    Some(p) => p,
+                    None => {
+                        return Err(expected(
+                            value,
+                            known,
+                            "`f32` or `f16` (weights and activations stored as halves)",
+                        ))
+                    }
+                }
+            }
+            "bn_eps" => {
+                self.options.bn_eps = Some(match value {
+                    Value::Lit(Lit::Float(f)) => f.base10_parse::<f64>()?,
+                    Value::Lit(Lit::Int(i)) => i.base10_parse::<f64>()?,
+                    v => return Err(expected(v, known, "a number, e.g. `bn_eps = 1e-5`")),
+                })
+            }
+            "padding" => {
+                let word = match value {
+                    Value::Ident(i) => Some(i.to_string()),
+                    Value::Lit(Lit::Str(s)) => Some(s.value()),
+                    _ => None,
+                };
+                self.options.padding = match word.and_then(|w| w.parse::<PaddingMode>().ok()) {
+                    Some(p) => Some(p),
+                    None => {
+                        return Err(expected(
+                            value,
+                            known,
+                            "`same` (TensorFlow) or `symmetric` (PyTorch)",
+                        ))
+                    }
+                }
+            }
+            _ => unreachable!("every name of OPTIONS is handled"),
+        }
+        Ok(())
+    }
 }
 
 fn expected(v: &Value, key: &str, what: &str) -> syn::Error {
