@@ -469,3 +469,49 @@ export async function top(image: ImageBitmap): Promise<string> {
     assert!(!o.status.success(), "a type error is caught");
     assert!(String::from_utf8_lossy(&o.stdout).contains("TS2322"));
 }
+
+/// `runtime.js`, as it lands in a site's `model.js` after the generated `PLAN`,
+/// type-checks with `tsc --checkJs --strict` against its JSDoc types and the
+/// WebGPU types (`@webgpu/types`, from `web-tests/package.json`); a call with a
+/// wrong argument type appended to the same file is caught, so the check is real.
+#[test]
+fn runtime_js_type_checks_with_check_js() {
+    let tsc = root().join("web-tests/node_modules/typescript/bin/tsc");
+    let gpu_types = root().join("web-tests/node_modules/@webgpu");
+    let why =
+        "web-tests/node_modules has no typescript or @webgpu/types (run `npm ci` in web-tests)";
+    if skipped((!tsc.is_file() || !gpu_types.join("types").is_dir()).then(|| why.to_string())) {
+        return;
+    }
+    let site = lite0_site("checkjs");
+    let model_js = std::fs::read_to_string(site.join("model.js")).unwrap();
+    std::fs::write(
+        site.join("wrong.js"),
+        format!("{model_js}\nfit(\"not limits\", 8);\n"),
+    )
+    .unwrap();
+    let check = |file: &str| {
+        Command::new("node")
+            .arg(&tsc)
+            .args(["--noEmit", "--allowJs", "--checkJs", "--strict"])
+            .args([
+                "--target",
+                "es2022",
+                "--module",
+                "es2022",
+                "--lib",
+                "es2022,dom",
+            ])
+            .arg("--typeRoots")
+            .arg(&gpu_types)
+            .args(["--types", "types", file])
+            .current_dir(&site)
+            .output()
+            .unwrap()
+    };
+    let o = check("model.js");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    let o = check("wrong.js");
+    assert!(!o.status.success(), "a type error is caught");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("TS2345"));
+}

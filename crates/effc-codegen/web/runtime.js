@@ -2,8 +2,20 @@
 // is generated from: kernels, bindings, buffer slots, grids and workgroup sizes.
 // This part computes only what depends on the browser's adapter (limits, chunk).
 
+// Types for `tsc --checkJs` (effc's tests check this file with `--strict`).
+/** @typedef {Record<keyof typeof DEFAULT_LIMITS, number>} Limits */
+/** @typedef {"native" | "packed"} F16Spelling */
+/** @typedef {{ device?: GPUDevice, maxBatch?: number, f16?: F16Spelling }} LoadOptions */
+/** @typedef {(typeof PLAN)["kernels"][number]} PlanKernel */
+/** @typedef {HTMLImageElement | ImageBitmap | HTMLCanvasElement | OffscreenCanvas | ImageData} ImageSource */
+/** @typedef {{ class: number, name: string, prob: number }} Prediction */
+
 const MIB = 1024 * 1024;
 
+/**
+ * @param {string} message
+ * @returns {Error}
+ */
 function fail(message) {
   return new Error(`effc model \`${PLAN.name}\`: ${message}`);
 }
@@ -11,6 +23,7 @@ function fail(message) {
 // A byte count as effc-runtime prints it (`fit::Bytes`): `512 B`, `4.9 MiB`,
 // `2.4 GiB` (powers of 1024, one decimal; Rust's `{:.1}` rounds an exact tie to
 // even).
+/** @param {number} bytes */
 function mib(bytes) {
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
   let v = bytes;
@@ -29,6 +42,10 @@ function mib(bytes) {
 // Reads `weights.bin`: magic, version, JSON header, then each kernel's weights as
 // stored on the GPU (f32, or f16 halves). Refuses a file made for another model or
 // another plan. Returns one byte view per kernel.
+/**
+ * @param {ArrayBuffer} buffer
+ * @returns {Uint8Array<ArrayBuffer>[]}
+ */
 export function parseWeights(buffer) {
   const bytes = new Uint8Array(buffer);
   const magic = [0x45, 0x46, 0x46, 0x43, 0x57, 0x45, 0x42, 0x00]; // "EFFCWEB\0"
@@ -79,6 +96,10 @@ const DEFAULT_LIMITS = {
 
 // What the plan needs of each limit to run `maxBatch` images in as few chunks as
 // the adapter allows, from the plan's own statement of its needs (PLAN.needs).
+/**
+ * @param {number} maxBatch
+ * @returns {Limits}
+ */
 function needs(maxBatch) {
   const n = PLAN.needs;
   const binding = Math.max(n.activationPerImage.value * maxBatch, n.weightsBinding.value);
@@ -98,10 +119,17 @@ function needs(maxBatch) {
 // The limits to request: the adapter's own value of each limit the plan needs more
 // of than the WebGPU default (as the native runtime, which requests all of them);
 // the defaults otherwise.
+/**
+ * @param {Limits} adapterLimits
+ * @param {number} maxBatch
+ * @returns {Record<string, number>}
+ */
 export function requiredLimits(adapterLimits, maxBatch) {
   const need = needs(maxBatch);
+  /** @type {Record<string, number>} */
   const req = {};
-  for (const [key, def] of Object.entries(DEFAULT_LIMITS)) {
+  for (const [name, def] of Object.entries(DEFAULT_LIMITS)) {
+    const key = /** @type {keyof Limits} */ (name);
     if (need[key] > def && adapterLimits[key] > def) req[key] = adapterLimits[key];
   }
   return req;
@@ -111,9 +139,14 @@ export function requiredLimits(adapterLimits, maxBatch) {
 // every kernel and buffer of the plan against `limits` (a GPUSupportedLimits or a
 // plain object with the same keys) and returns the images per chunk. The first
 // limit exceeded is the error.
+/**
+ * @param {Limits} limits
+ * @param {number} maxBatch
+ * @returns {number}
+ */
 export function fit(limits, maxBatch) {
   if (!Number.isInteger(maxBatch) || maxBatch < 1) throw fail(`maxBatch must be a positive integer, not ${maxBatch}`);
-  const tooSmall = (what) => fail(`the adapter's limits are too small: ${what}`);
+  const tooSmall = (/** @type {string} */ what) => fail(`the adapter's limits are too small: ${what}`);
   const maxBinding = Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
   const maxWg = limits.maxComputeWorkgroupsPerDimension;
   const maxSize = [limits.maxComputeWorkgroupSizeX, limits.maxComputeWorkgroupSizeY, limits.maxComputeWorkgroupSizeZ];
@@ -141,7 +174,9 @@ export function fit(limits, maxBatch) {
     throw tooSmall(`activation \`${n.activationPerImage.by}\` takes ${mib(perImage)} for one image, more than the adapter's largest storage binding (${mib(maxBinding)}); use a smaller resolution`);
   }
   const chunk = Math.max(1, Math.min(Math.floor(maxBinding / perImage), maxBatch, maxWg));
-  for (const [which, per] of [["input", n.inputPerImage], ["output", n.outputPerImage]]) {
+  /** @type {[string, number][]} */
+  const io = [["input", n.inputPerImage], ["output", n.outputPerImage]];
+  for (const [which, per] of io) {
     const bytes = Math.ceil((per * maxBatch) / 4) * 4;
     if (bytes > limits.maxBufferSize) {
       const fits = Math.floor(limits.maxBufferSize / Math.max(per, 1));
@@ -151,6 +186,7 @@ export function fit(limits, maxBatch) {
   return chunk;
 }
 
+/** @param {GPUAdapterInfo | undefined} info */
 function adapterName(info) {
   if (!info) return "unknown adapter";
   const parts = [info.vendor, info.architecture, info.device, info.description].filter((s) => s);
@@ -160,6 +196,11 @@ function adapterName(info) {
 // How f16 storage is spelled on `features` (an adapter's or a device's): `native`
 // (`enable f16;`) where it has `shader-f16`, else `packed` (halves in u32s, core
 // WGSL); `forced` (options.f16) chooses, if the device allows it. Null at f32.
+/**
+ * @param {GPUSupportedFeatures | undefined} features
+ * @param {string | undefined} forced
+ * @returns {F16Spelling | null}
+ */
 export function f16Spelling(features, forced) {
   if (PLAN.precision !== "f16") return null;
   const native = !!features && features.has("shader-f16");
@@ -176,6 +217,10 @@ export function f16Spelling(features, forced) {
 // infinite): effc_plan::precision::encode's rule.
 const f32Scratch = new Float32Array(1);
 const u32Scratch = new Uint32Array(f32Scratch.buffer);
+/**
+ * @param {number} v
+ * @returns {number}
+ */
 export function toHalf(v) {
   f32Scratch[0] = v > 65504 ? 65504 : v < -65504 ? -65504 : v;
   const x = u32Scratch[0];
@@ -206,6 +251,11 @@ export function toHalf(v) {
 // must fit the model), `options.maxBatch` the largest batch a forward takes;
 // `options.f16` (`"native"` or `"packed"`) forces how an f16 model's shaders are
 // spelled.
+/**
+ * @param {string | URL | ArrayBuffer | Response} [weights]
+ * @param {LoadOptions} [options]
+ * @returns {Promise<Model>}
+ */
 export async function load(weights = new URL("./weights.bin", import.meta.url), options = {}) {
   const maxBatch = options.maxBatch ?? PLAN.maxBatch;
   if (!Number.isInteger(maxBatch) || maxBatch < 1) throw fail(`options.maxBatch must be a positive integer, not ${maxBatch}`);
@@ -216,7 +266,7 @@ export async function load(weights = new URL("./weights.bin", import.meta.url), 
     try {
       response = weights instanceof Response ? weights : await fetch(weights);
     } catch (e) {
-      throw fail(`cannot fetch the weights ${weights}: ${e.message}`);
+      throw fail(`cannot fetch the weights ${weights}: ${/** @type {Error} */ (e).message}`);
     }
     if (!response.ok) throw fail(`cannot fetch the weights ${response.url || weights}: HTTP ${response.status}`);
     buffer = await response.arrayBuffer();
@@ -242,7 +292,8 @@ export async function load(weights = new URL("./weights.bin", import.meta.url), 
   }
   const chunk = fit(device.limits, maxBatch);
   const spelling = f16Spelling(device.features, options.f16);
-  const shaderOf = (k) => (spelling === "packed" ? k.shaderPacked : k.shader);
+  // At f32 `shaderPacked` is null, and then `spelling` is too.
+  const shaderOf = (/** @type {PlanKernel} */ k) => /** @type {string} */ (spelling === "packed" ? k.shaderPacked : k.shader);
   const sources = new Map();
   await Promise.all(
     [...new Set(PLAN.kernels.map(shaderOf))].map(async (file) => {
@@ -262,6 +313,17 @@ export async function load(weights = new URL("./weights.bin", import.meta.url), 
 }
 
 export class Model {
+  /**
+   * @param {GPUDevice} device
+   * @param {string} adapter
+   * @param {Uint8Array<ArrayBuffer>[]} packed
+   * @param {Map<string, string>} sources
+   * @param {(k: PlanKernel) => string} shaderOf
+   * @param {F16Spelling | null} spelling
+   * @param {number} maxBatch
+   * @param {number} chunk
+   * @param {boolean} ownsDevice
+   */
   constructor(device, adapter, packed, sources, shaderOf, spelling, maxBatch, chunk, ownsDevice) {
     this.device = device;
     this.maxBatch = maxBatch;
@@ -270,7 +332,9 @@ export class Model {
     const STORAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;
     device.pushErrorScope("validation");
     device.pushErrorScope("out-of-memory");
+    /** @type {GPUBuffer[]} */
     this.buffers = [];
+    /** @type {(size: number, usage: number, label: string) => GPUBuffer} */
     const make = (size, usage, label) => {
       const b = device.createBuffer({ size: Math.max(16, Math.ceil(size / 4) * 4), usage, label });
       this.buffers.push(b);
@@ -284,7 +348,7 @@ export class Model {
     this.steps = PLAN.kernels.map((k, i) => {
       const w = make(k.weightBytes, STORAGE, `${k.name} weights`);
       device.queue.writeBuffer(w, 0, packed[i]);
-      const source = sources.get(shaderOf(k));
+      const source = /** @type {string} */ (sources.get(shaderOf(k)));
       let entry = cache.get(source);
       if (!entry) {
         const layout = device.createBindGroupLayout({
@@ -306,7 +370,7 @@ export class Model {
       const bindGroup = device.createBindGroup({
         label: k.name,
         layout: entry.layout,
-        entries: k.bindings.map((b, j) => ({ binding: j, resource: { buffer: b.weights ? w : this.slots[b.slot] } })),
+        entries: k.bindings.map((b, j) => ({ binding: j, resource: { buffer: b.weights ? w : this.slots[/** @type {number} */ (b.slot)] } })),
       });
       return { kernel: k, pipeline: entry.pipeline, bindGroup };
     });
@@ -330,18 +394,31 @@ export class Model {
       weightBytes: PLAN.weightBytes,
       fingerprint: PLAN.fingerprint,
     };
+    /** @type {Promise<unknown>} */
     this.busy = Promise.resolve();
+    /** The time of the last `classify`'s forward alone, in milliseconds. */
+    this.lastForwardMs = 0;
   }
 
   // Runs `batch` images, `input` NCHW f32 normalized (batch × 3 × R × R); resolves
   // to `batch × outputLen` values (logits, or pooled features when classes = 0).
   // Forwards run one after another.
+  /**
+   * @param {Float32Array} input
+   * @param {number} [batch]
+   * @returns {Promise<Float32Array>}
+   */
   forward(input, batch = 1) {
     const run = this.busy.then(() => this.#forward(input, batch));
     this.busy = run.catch(() => {});
     return run;
   }
 
+  /**
+   * @param {Float32Array} input
+   * @param {number} batch
+   * @returns {Promise<Float32Array>}
+   */
   async #forward(input, batch) {
     if (!this.buffers.length) throw fail("the model was destroyed");
     const [c, h, w] = PLAN.inputShape;
@@ -403,6 +480,10 @@ export class Model {
   // shorter side resized to resolution / 0.875 with Pillow's bicubic filter (the
   // same fixed-point arithmetic, so the same bytes as native for the same decoded
   // pixels), centre crop, x / 255, (x − mean) / std. Resolves to CHW f32 of one image.
+  /**
+   * @param {ImageSource} source
+   * @returns {Promise<Float32Array>}
+   */
   async preprocess(source) {
     const { rgba, width, height } = await pixels(source);
     const R = PLAN.resolution;
@@ -424,6 +505,11 @@ export class Model {
   // The top `k` classes of an image (an HTMLImageElement, ImageBitmap,
   // HTMLCanvasElement, OffscreenCanvas or ImageData): `[{ class, name, prob }]`,
   // most probable first. `lastForwardMs` is then the time of the forward alone.
+  /**
+   * @param {ImageSource} source
+   * @param {number} [k]
+   * @returns {Promise<Prediction[]>}
+   */
   async classify(source, k = 5) {
     if (PLAN.classes === 0) throw fail("the model has no classifier (classes = 0); forward gives its pooled features");
     const input = await this.preprocess(source);
@@ -450,6 +536,10 @@ export class Model {
 
 // The RGBA bytes of an image as decoded, without colour-space conversion or
 // premultiplied alpha (the alpha channel is then dropped, as native `to_rgb8`).
+/**
+ * @param {ImageSource} source
+ * @returns {Promise<{ rgba: Uint8ClampedArray, width: number, height: number }>}
+ */
 async function pixels(source) {
   if (typeof ImageData !== "undefined" && source instanceof ImageData) {
     return { rgba: source.data, width: source.width, height: source.height };
@@ -459,17 +549,19 @@ async function pixels(source) {
   try {
     bitmap = await createImageBitmap(source, { colorSpaceConversion: "none", premultiplyAlpha: "none" });
   } catch (e) {
-    throw fail(`cannot read the image's pixels (${e.message}); classify takes an HTMLImageElement, ImageBitmap, HTMLCanvasElement, OffscreenCanvas or ImageData`);
+    throw fail(`cannot read the image's pixels (${/** @type {Error} */ (e).message}); classify takes an HTMLImageElement, ImageBitmap, HTMLCanvasElement, OffscreenCanvas or ImageData`);
   }
   const { width, height } = bitmap;
   if (!width || !height) throw fail("the image has no pixels");
   const canvas = new OffscreenCanvas(width, height);
   const ctx = canvas.getContext("2d", { willReadFrequently: true });
+  if (!ctx) throw fail("the browser gives no 2D canvas context to read the image's pixels");
   ctx.drawImage(bitmap, 0, 0);
   bitmap.close();
   return { rgba: ctx.getImageData(0, 0, width, height).data, width, height };
 }
 
+/** @param {number} x */
 function roundHalfEven(x) {
   const r = Math.round(x);
   return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
@@ -479,6 +571,7 @@ function roundHalfEven(x) {
 const PRECISION_BITS = 22;
 
 // Pillow's bicubic kernel, a = −0.5.
+/** @param {number} x */
 function bicubic(x) {
   const A = -0.5;
   x = Math.abs(x);
@@ -489,6 +582,13 @@ function bicubic(x) {
 
 // Pillow's precompute_coeffs + normalize_coeffs_8bpc, for output indices
 // from..from + count (a port of effc-weights' `taps`).
+/**
+ * @param {number} inSize
+ * @param {number} outSize
+ * @param {number} from
+ * @param {number} count
+ * @returns {{ first: number, weights: number[] }[]}
+ */
 function taps(inSize, outSize, from, count) {
   const scale = inSize / outSize;
   const filterscale = Math.max(scale, 1);
@@ -512,6 +612,7 @@ function taps(inSize, outSize, from, count) {
   return out;
 }
 
+/** @param {number} v */
 function clip8(v) {
   if (v >= 2 ** (PRECISION_BITS + 8)) return 255;
   if (v <= 0) return 0;
@@ -521,6 +622,17 @@ function clip8(v) {
 // Resizes RGBA `src` (w × h) to nw × nh and returns the size × size window at
 // (left, top), HWC RGB bytes: Pillow's resize (horizontal pass first, both rounded
 // to 8 bits) then crop. Integer sums stay below 2^53, exact in doubles.
+/**
+ * @param {ArrayLike<number>} src
+ * @param {number} w
+ * @param {number} h
+ * @param {number} nw
+ * @param {number} nh
+ * @param {number} left
+ * @param {number} top
+ * @param {number} size
+ * @returns {Uint8Array}
+ */
 export function resizeCrop(src, w, h, nw, nh, left, top, size) {
   const half = 2 ** (PRECISION_BITS - 1);
   const ht = taps(w, nw, left, size);
