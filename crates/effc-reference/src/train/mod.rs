@@ -342,6 +342,80 @@ pub fn step<T: Real>(
     cfg: &StepConfig,
     rng: &mut Rng,
 ) -> Result<StepOutput<T>, Error> {
+    let classes = check_step(model, input, batch, &target)?;
+    let m = cfg.bn_momentum;
+    let blocks: Vec<&Block> = model.blocks().collect();
+    let total = blocks.len();
+
+    // Forward.
+    let stem = unit(params, None, &model.stem, Layer::StemConv, Layer::StemBn);
+    let (mut x, stem_saved) = unit_forward(&stem, params, nchw_to_nhwc(input, batch, 3), m);
+    let mut saved: Vec<BlockSaved<T>> = Vec::with_capacity(total);
+    let mut units = Vec::with_capacity(total);
+    for &b in &blocks {
+        let u = block_units(params, b);
+        let rate = cfg
+            .drop_path
+            .map_or(b.drop_path, |r| r * b.id as f64 / total as f64);
+        let (out, s) = block_forward(&u, b, params, x, batch, rate, m, rng);
+        x = out;
+        saved.push(s);
+        units.push(u);
+    }
+    let head = unit(params, None, &model.head, Layer::HeadConv, Layer::HeadBn);
+    let (h, head_saved) = unit_forward(&head, params, x, m);
+    let features = model.head.bn.channels;
+    let hw = h.len() / (batch * features);
+    let pooled = layers::pool(&h, batch, features);
+    let p = cfg.dropout.unwrap_or(model.dropout);
+    let dropout: Option<Vec<T>> = (p > 0.0).then(|| keep_mask(rng, pooled.len(), p));
+    let dropped: Vec<T> = match &dropout {
+        Some(mask) => pooled.iter().zip(mask).map(|(&v, &k)| v * k).collect(),
+        None => pooled,
+    };
+    let cw = params.at(None, Layer::Classifier, Which::Weight);
+    let cbias = params.at(None, Layer::Classifier, Which::Bias);
+    let logits = layers::linear(&params.values[cw], &params.values[cbias], &dropped);
+    let (loss, dlogits) = layers::cross_entropy(&logits, classes, target, cfg.label_smoothing);
+
+    // Backward.
+    let mut grads: Vec<Vec<T>> = params
+        .params
+        .iter()
+        .map(|p| {
+            if p.trainable {
+                vec![T::ZERO; p.numel()]
+            } else {
+                vec![]
+            }
+        })
+        .collect();
+    let (dw, db) = pair_mut(&mut grads, cw, cbias);
+    let mut dpooled = layers::linear_backward(&params.values[cw], &dropped, &dlogits, dw, db);
+    if let Some(mask) = &dropout {
+        dpooled.iter_mut().zip(mask).for_each(|(d, &k)| *d *= k);
+    }
+    let dh = layers::pool_backward(&dpooled, batch, features, hw);
+    let mut dx = unit_backward(&head, params, &mut grads, &head_saved, dh);
+    for ((b, s), u) in blocks.iter().zip(&saved).zip(&units).rev() {
+        dx = block_backward(u, b, s, params, &mut grads, dx, batch);
+    }
+    unit_backward(&stem, params, &mut grads, &stem_saved, dx);
+    Ok(StepOutput {
+        loss,
+        logits,
+        grads,
+    })
+}
+
+/// What [`step`] refuses: an input of the wrong size, a model without a
+/// classifier, a target that does not match the batch. Returns the classes.
+fn check_step<T: Real>(
+    model: &Model,
+    input: &[T],
+    batch: usize,
+    target: &Target<T>,
+) -> Result<usize, Error> {
     let res = model.resolution;
     if input.len() != batch * 3 * res * res || batch == 0 {
         return Err(Error::InputSize {
@@ -391,185 +465,160 @@ pub fn step<T: Real>(
         }
         Target::Soft(_) => {}
     }
-    let m = cfg.bn_momentum;
-    let blocks: Vec<&Block> = model.blocks().collect();
-    let total = blocks.len();
+    Ok(classes)
+}
 
-    // Forward.
-    let stem = unit(params, None, &model.stem, Layer::StemConv, Layer::StemBn);
-    let (mut x, stem_saved) = unit_forward(&stem, params, nchw_to_nhwc(input, batch, 3), m);
-    let mut saved: Vec<BlockSaved<T>> = Vec::with_capacity(total);
-    let mut units = Vec::with_capacity(total);
-    for &b in &blocks {
-        let expand = b
+/// `n` draws: `1/keep` with probability `keep = 1 − rate`, else 0 (dropout's
+/// and drop path's scaling).
+fn keep_mask<T: Real>(rng: &mut Rng, n: usize, rate: f64) -> Vec<T> {
+    let keep = 1.0 - rate;
+    (0..n)
+        .map(|_| {
+            if rng.bernoulli(keep) {
+                T::from_f64(1.0 / keep)
+            } else {
+                T::ZERO
+            }
+        })
+        .collect()
+}
+
+/// The tensor indices of one block's units and SE.
+struct BlockUnits<'m> {
+    expand: Option<Unit<'m>>,
+    conv: Unit<'m>,
+    se: Option<SeIdx>,
+    project: Option<Unit<'m>>,
+}
+
+fn block_units<'m, T: Real>(params: &Params<T>, b: &'m Block) -> BlockUnits<'m> {
+    BlockUnits {
+        expand: b
             .expand
             .as_ref()
-            .map(|cb| unit(params, Some(b), cb, Layer::ExpandConv, Layer::ExpandBn));
-        let conv = unit(params, Some(b), &b.conv, Layer::Conv, Layer::ConvBn);
-        let se = b.se.as_ref().map(|_| SeIdx {
+            .map(|cb| unit(params, Some(b), cb, Layer::ExpandConv, Layer::ExpandBn)),
+        conv: unit(params, Some(b), &b.conv, Layer::Conv, Layer::ConvBn),
+        se: b.se.as_ref().map(|_| SeIdx {
             rw: params.at(Some(b), Layer::SeReduce, Which::Weight),
             rb: params.at(Some(b), Layer::SeReduce, Which::Bias),
             ew: params.at(Some(b), Layer::SeExpand, Which::Weight),
             eb: params.at(Some(b), Layer::SeExpand, Which::Bias),
-        });
-        let project = b
+        }),
+        project: b
             .project
             .as_ref()
-            .map(|cb| unit(params, Some(b), cb, Layer::ProjectConv, Layer::ProjectBn));
-        let skip = b.residual.then(|| x.clone());
-        let mut h = x;
-        let expand_saved = expand.as_ref().map(|u| {
-            let (out, s) = unit_forward(u, params, std::mem::take(&mut h), m);
-            h = out;
-            s
-        });
-        let (out, conv_saved) = unit_forward(&conv, params, h, m);
-        h = out;
-        let se_saved = match (&se, &b.se) {
-            (Some(i), Some(se)) => {
-                let v = &params.values;
-                let sp = SeParams {
-                    reduce_w: &v[i.rw],
-                    reduce_b: &v[i.rb],
-                    expand_w: &v[i.ew],
-                    expand_b: &v[i.eb],
-                };
-                let (out, s) = layers::se_forward(&sp, se.act, &h, batch);
-                Some((std::mem::replace(&mut h, out), s))
-            }
-            _ => None,
-        };
-        let project_saved = project.as_ref().map(|u| {
-            let (out, s) = unit_forward(u, params, std::mem::take(&mut h), m);
-            h = out;
-            s
-        });
-        let mut drop_scale = None;
-        if let Some(skip) = skip {
-            let rate = cfg
-                .drop_path
-                .map_or(b.drop_path, |r| r * b.id as f64 / total as f64);
-            if rate > 0.0 {
-                let keep = 1.0 - rate;
-                let scale: Vec<T> = (0..batch)
-                    .map(|_| {
-                        if rng.bernoulli(keep) {
-                            T::from_f64(1.0 / keep)
-                        } else {
-                            T::ZERO
-                        }
-                    })
-                    .collect();
-                let per = h.len() / batch;
-                for (img, hi) in h.chunks_exact_mut(per).enumerate() {
-                    hi.iter_mut().for_each(|v| *v *= scale[img]);
-                }
-                drop_scale = Some(scale);
-            }
-            for (v, &r) in h.iter_mut().zip(&skip) {
-                *v += r;
-            }
-        }
-        x = h;
-        saved.push(BlockSaved {
-            expand: expand_saved,
-            conv: conv_saved,
-            se: se_saved,
-            project: project_saved,
-            drop_scale,
-        });
-        units.push((expand, conv, se, project));
+            .map(|cb| unit(params, Some(b), cb, Layer::ProjectConv, Layer::ProjectBn)),
     }
-    let head = unit(params, None, &model.head, Layer::HeadConv, Layer::HeadBn);
-    let (h, head_saved) = unit_forward(&head, params, x, m);
-    let features = model.head.bn.channels;
-    let hw = h.len() / (batch * features);
-    let pooled = layers::pool(&h, batch, features);
-    let p = cfg.dropout.unwrap_or(model.dropout);
-    let dropout: Option<Vec<T>> = (p > 0.0).then(|| {
-        let keep = 1.0 - p;
-        (0..pooled.len())
-            .map(|_| {
-                if rng.bernoulli(keep) {
-                    T::from_f64(1.0 / keep)
-                } else {
-                    T::ZERO
-                }
-            })
-            .collect()
-    });
-    let dropped: Vec<T> = match &dropout {
-        Some(mask) => pooled.iter().zip(mask).map(|(&v, &k)| v * k).collect(),
-        None => pooled,
-    };
-    let cw = params.at(None, Layer::Classifier, Which::Weight);
-    let cbias = params.at(None, Layer::Classifier, Which::Bias);
-    let logits = layers::linear(&params.values[cw], &params.values[cbias], &dropped);
-    let (loss, dlogits) = layers::cross_entropy(&logits, classes, target, cfg.label_smoothing);
+}
 
-    // Backward.
-    let mut grads: Vec<Vec<T>> = params
-        .params
-        .iter()
-        .map(|p| {
-            if p.trainable {
-                vec![T::ZERO; p.numel()]
-            } else {
-                vec![]
-            }
-        })
-        .collect();
-    let (dw, db) = pair_mut(&mut grads, cw, cbias);
-    let mut dpooled = layers::linear_backward(&params.values[cw], &dropped, &dlogits, dw, db);
-    if let Some(mask) = &dropout {
-        dpooled.iter_mut().zip(mask).for_each(|(d, &k)| *d *= k);
+fn se_params<'v, T>(v: &'v [Vec<T>], i: &SeIdx) -> SeParams<'v, T> {
+    SeParams {
+        reduce_w: &v[i.rw],
+        reduce_b: &v[i.rb],
+        expand_w: &v[i.ew],
+        expand_b: &v[i.eb],
     }
-    let dh = layers::pool_backward(&dpooled, batch, features, hw);
-    let mut dx = unit_backward(&head, params, &mut grads, &head_saved, dh);
-    for ((b, s), (expand, conv, se, project)) in blocks.iter().zip(&saved).zip(&units).rev() {
-        let dskip = b.residual.then(|| dx.clone());
-        let mut dh = dx;
-        if let Some(scale) = &s.drop_scale {
-            let per = dh.len() / batch;
-            for (img, d) in dh.chunks_exact_mut(per).enumerate() {
-                d.iter_mut().for_each(|v| *v *= scale[img]);
+}
+
+/// One block in train mode: expansion, kxk conv, SE, projection, then the
+/// residual, its branch dropped per image at `rate` (drop path).
+#[allow(clippy::too_many_arguments)]
+fn block_forward<T: Real>(
+    u: &BlockUnits,
+    b: &Block,
+    params: &mut Params<T>,
+    x: Vec<T>,
+    batch: usize,
+    rate: f64,
+    m: f64,
+    rng: &mut Rng,
+) -> (Vec<T>, BlockSaved<T>) {
+    let skip = b.residual.then(|| x.clone());
+    let mut h = x;
+    let expand_saved = u.expand.as_ref().map(|u| {
+        let (out, s) = unit_forward(u, params, std::mem::take(&mut h), m);
+        h = out;
+        s
+    });
+    let (out, conv_saved) = unit_forward(&u.conv, params, h, m);
+    h = out;
+    let se_saved = match (&u.se, &b.se) {
+        (Some(i), Some(se)) => {
+            let sp = se_params(&params.values, i);
+            let (out, s) = layers::se_forward(&sp, se.act, &h, batch);
+            Some((std::mem::replace(&mut h, out), s))
+        }
+        _ => None,
+    };
+    let project_saved = u.project.as_ref().map(|u| {
+        let (out, s) = unit_forward(u, params, std::mem::take(&mut h), m);
+        h = out;
+        s
+    });
+    let mut drop_scale = None;
+    if let Some(skip) = skip {
+        if rate > 0.0 {
+            let scale: Vec<T> = keep_mask(rng, batch, rate);
+            let per = h.len() / batch;
+            for (img, hi) in h.chunks_exact_mut(per).enumerate() {
+                hi.iter_mut().for_each(|v| *v *= scale[img]);
             }
+            drop_scale = Some(scale);
         }
-        if let (Some(u), Some(ps)) = (project, &s.project) {
-            dh = unit_backward(u, params, &mut grads, ps, dh);
+        for (v, &r) in h.iter_mut().zip(&skip) {
+            *v += r;
         }
-        if let (Some(i), Some((se_in, ss)), Some(se)) = (se, &s.se, &b.se) {
-            let v = &params.values;
-            let sp = SeParams {
-                reduce_w: &v[i.rw],
-                reduce_b: &v[i.rb],
-                expand_w: &v[i.ew],
-                expand_b: &v[i.eb],
-            };
-            let [rw, rb, ew, eb] = four_mut(&mut grads, [i.rw, i.rb, i.ew, i.eb]);
-            let g = SeGrads {
-                reduce_w: rw,
-                reduce_b: rb,
-                expand_w: ew,
-                expand_b: eb,
-            };
-            dh = layers::se_backward(&sp, se.act, ss, se_in, batch, &dh, g);
-        }
-        dh = unit_backward(conv, params, &mut grads, &s.conv, dh);
-        if let (Some(u), Some(es)) = (expand, &s.expand) {
-            dh = unit_backward(u, params, &mut grads, es, dh);
-        }
-        if let Some(dskip) = dskip {
-            dh.iter_mut().zip(dskip).for_each(|(d, s)| *d += s);
-        }
-        dx = dh;
     }
-    unit_backward(&stem, params, &mut grads, &stem_saved, dx);
-    Ok(StepOutput {
-        loss,
-        logits,
-        grads,
-    })
+    let saved = BlockSaved {
+        expand: expand_saved,
+        conv: conv_saved,
+        se: se_saved,
+        project: project_saved,
+        drop_scale,
+    };
+    (h, saved)
+}
+
+/// One block's backward: the gradient of its input from its output's `dx`.
+fn block_backward<T: Real>(
+    u: &BlockUnits,
+    b: &Block,
+    s: &BlockSaved<T>,
+    params: &Params<T>,
+    grads: &mut [Vec<T>],
+    dx: Vec<T>,
+    batch: usize,
+) -> Vec<T> {
+    let dskip = b.residual.then(|| dx.clone());
+    let mut dh = dx;
+    if let Some(scale) = &s.drop_scale {
+        let per = dh.len() / batch;
+        for (img, d) in dh.chunks_exact_mut(per).enumerate() {
+            d.iter_mut().for_each(|v| *v *= scale[img]);
+        }
+    }
+    if let (Some(u), Some(ps)) = (&u.project, &s.project) {
+        dh = unit_backward(u, params, grads, ps, dh);
+    }
+    if let (Some(i), Some((se_in, ss)), Some(se)) = (&u.se, &s.se, &b.se) {
+        let sp = se_params(&params.values, i);
+        let [rw, rb, ew, eb] = four_mut(grads, [i.rw, i.rb, i.ew, i.eb]);
+        let g = SeGrads {
+            reduce_w: rw,
+            reduce_b: rb,
+            expand_w: ew,
+            expand_b: eb,
+        };
+        dh = layers::se_backward(&sp, se.act, ss, se_in, batch, &dh, g);
+    }
+    dh = unit_backward(&u.conv, params, grads, &s.conv, dh);
+    if let (Some(u), Some(es)) = (&u.expand, &s.expand) {
+        dh = unit_backward(u, params, grads, es, dh);
+    }
+    if let Some(dskip) = dskip {
+        dh.iter_mut().zip(dskip).for_each(|(d, s)| *d += s);
+    }
+    dh
 }
 
 #[cfg(test)]
