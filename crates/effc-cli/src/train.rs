@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use effc_driver::files::Outputs;
+use effc_driver::files::{OutputFile, Outputs};
 use effc_driver::Device;
 use effc_ir::{Naming, Options};
 use effc_reference::train::StepConfig;
@@ -168,14 +168,7 @@ fn source(arg: &str) -> Source {
 }
 
 pub fn run(args: Args) -> Result<ExitCode, Failure> {
-    if args.device == Device::Gpu {
-        return Err("--device gpu: training on the GPU comes with the WGSL training issue (21); train with --device cpu today".into());
-    }
-    if args.model.features.is_some() {
-        return Err(
-            "--features: a backbone has no classifier to train; train the classifier model".into(),
-        );
-    }
+    check_args(&args)?;
     let request = args.model.request();
     let mut files = Outputs::new();
     request.declare_inputs(&mut files).map_err(fail)?;
@@ -188,28 +181,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
             files.input(role, p)?;
         }
     }
-    let (out, checkpoint, save_grads, log) = if args.dry_run {
-        (None, None, None, None)
-    } else {
-        let o = args
-            .output
-            .as_ref()
-            .expect("clap requires -o without --dry-run");
-        let out = files.file("-o", o)?;
-        let c = args.checkpoint.clone().unwrap_or_else(|| ckpt_path(o));
-        let checkpoint = files.file("--checkpoint", &c)?;
-        let grads = args
-            .save_grads
-            .as_ref()
-            .map(|p| files.file("--save-grads", p))
-            .transpose()?;
-        let log = args
-            .log
-            .as_ref()
-            .map(|p| files.file("--log", p))
-            .transpose()?;
-        (Some(out), Some(checkpoint), grads, log)
-    };
+    let (out, checkpoint, save_grads, log) = outputs(&args, &mut files)?;
     let resolved = request.resolve().map_err(fail)?;
     let model = resolved.model;
     if model.classifier.is_none() {
@@ -242,65 +214,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
             r.resolve().map(|m| m.model).map_err(|e| e.to_string())
         })
     };
-    let batch = args.batch as usize;
-    let optimizer = match args.optimizer {
-        Opt::Sgd => Kind::Sgd {
-            momentum: args.momentum,
-            nesterov: false,
-        },
-        Opt::Nesterov => Kind::Sgd {
-            momentum: args.momentum,
-            nesterov: true,
-        },
-        Opt::Rmsproptf => Kind::rmsprop_tf(None),
-        Opt::Adamw => Kind::adamw(),
-    };
-    for (flag, v, lo, hi) in [
-        ("--label-smoothing", Some(args.label_smoothing), 0.0, 1.0),
-        ("--dropout", args.dropout, 0.0, 0.999),
-        ("--drop-path", args.drop_path, 0.0, 0.999),
-        ("--bn-momentum", Some(args.bn_momentum), 0.0, 1.0),
-        ("--ema", args.ema, 0.0, 1.0),
-        ("--scale", Some(args.scale), 0.0, 1.0),
-    ] {
-        if let Some(v) = v {
-            if !(lo..=hi).contains(&v) {
-                return Err(format!("{flag} {v} is not in [{lo}, {hi}]").into());
-            }
-        }
-    }
-    let lr = args.lr.unwrap_or(0.016 * batch as f64 / 256.0);
-    if !(lr > 0.0 && lr.is_finite()) {
-        return Err(format!("--lr {lr}: the learning rate must be positive").into());
-    }
-    let recipe = Recipe {
-        batch,
-        lr,
-        optimizer,
-        weight_decay: args.weight_decay,
-        decay_all: args.decay_all,
-        decay: match args.schedule {
-            Sched::Cosine => Decay::Cosine { min_lr: 0.0 },
-            Sched::Exponential => Decay::Exponential {
-                rate: 0.97,
-                every: 2.4,
-            },
-            Sched::Constant => Decay::Constant,
-        },
-        warmup_epochs: args.warmup,
-        warmup_lr: args.warmup_lr,
-        step: StepConfig {
-            label_smoothing: args.label_smoothing,
-            bn_momentum: args.bn_momentum,
-            dropout: args.dropout,
-            drop_path: args.drop_path,
-        },
-        ema: args.ema,
-        seed: args.seed,
-        augment: !args.no_augment,
-        min_scale: args.scale,
-        size: model.resolution,
-    };
+    let recipe = recipe(&args, model.resolution)?;
     let data = match (&args.data, &args.input) {
         (_, Some(p)) => DataChoice::Input(p.clone()),
         (Some(d), None) => DataChoice::Source(source(d)),
@@ -332,7 +246,128 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         return Ok(ExitCode::SUCCESS);
     }
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    job::run(&job, &mut |p| match p {
+    job::run(&job, &mut |p| show_progress(p, terminal))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What the flags refuse before anything is read.
+fn check_args(args: &Args) -> Result<(), Failure> {
+    if args.device == Device::Gpu {
+        return Err("--device gpu: training on the GPU comes with the WGSL training issue (21); train with --device cpu today".into());
+    }
+    if args.model.features.is_some() {
+        return Err(
+            "--features: a backbone has no classifier to train; train the classifier model".into(),
+        );
+    }
+    Ok(())
+}
+
+/// The files the run writes (none for a dry run), declared to the output policy.
+#[allow(clippy::type_complexity)]
+fn outputs(
+    args: &Args,
+    files: &mut Outputs,
+) -> Result<
+    (
+        Option<OutputFile>,
+        Option<OutputFile>,
+        Option<OutputFile>,
+        Option<OutputFile>,
+    ),
+    Failure,
+> {
+    Ok(if args.dry_run {
+        (None, None, None, None)
+    } else {
+        let o = args
+            .output
+            .as_ref()
+            .expect("clap requires -o without --dry-run");
+        let out = files.file("-o", o)?;
+        let c = args.checkpoint.clone().unwrap_or_else(|| ckpt_path(o));
+        let checkpoint = files.file("--checkpoint", &c)?;
+        let grads = args
+            .save_grads
+            .as_ref()
+            .map(|p| files.file("--save-grads", p))
+            .transpose()?;
+        let log = args
+            .log
+            .as_ref()
+            .map(|p| files.file("--log", p))
+            .transpose()?;
+        (Some(out), Some(checkpoint), grads, log)
+    })
+}
+
+/// The recipe from the flags: optimizer, learning rate (0.016 per 256 images by
+/// default), schedule, regularization, EMA, augmentation.
+fn recipe(args: &Args, size: usize) -> Result<Recipe, Failure> {
+    let batch = args.batch as usize;
+    let optimizer = match args.optimizer {
+        Opt::Sgd => Kind::Sgd {
+            momentum: args.momentum,
+            nesterov: false,
+        },
+        Opt::Nesterov => Kind::Sgd {
+            momentum: args.momentum,
+            nesterov: true,
+        },
+        Opt::Rmsproptf => Kind::rmsprop_tf(None),
+        Opt::Adamw => Kind::adamw(),
+    };
+    for (flag, v, lo, hi) in [
+        ("--label-smoothing", Some(args.label_smoothing), 0.0, 1.0),
+        ("--dropout", args.dropout, 0.0, 0.999),
+        ("--drop-path", args.drop_path, 0.0, 0.999),
+        ("--bn-momentum", Some(args.bn_momentum), 0.0, 1.0),
+        ("--ema", args.ema, 0.0, 1.0),
+        ("--scale", Some(args.scale), 0.0, 1.0),
+    ] {
+        if let Some(v) = v {
+            if !(lo..=hi).contains(&v) {
+                return Err(format!("{flag} {v} is not in [{lo}, {hi}]").into());
+            }
+        }
+    }
+    let lr = args.lr.unwrap_or(0.016 * batch as f64 / 256.0);
+    if !(lr > 0.0 && lr.is_finite()) {
+        return Err(format!("--lr {lr}: the learning rate must be positive").into());
+    }
+    Ok(Recipe {
+        batch,
+        lr,
+        optimizer,
+        weight_decay: args.weight_decay,
+        decay_all: args.decay_all,
+        decay: match args.schedule {
+            Sched::Cosine => Decay::Cosine { min_lr: 0.0 },
+            Sched::Exponential => Decay::Exponential {
+                rate: 0.97,
+                every: 2.4,
+            },
+            Sched::Constant => Decay::Constant,
+        },
+        warmup_epochs: args.warmup,
+        warmup_lr: args.warmup_lr,
+        step: StepConfig {
+            label_smoothing: args.label_smoothing,
+            bn_momentum: args.bn_momentum,
+            dropout: args.dropout,
+            drop_path: args.drop_path,
+        },
+        ema: args.ema,
+        seed: args.seed,
+        augment: !args.no_augment,
+        min_scale: args.scale,
+        size,
+    })
+}
+
+/// One line per event on stderr (a step's line rewritten in place on a terminal).
+fn show_progress(p: Progress, terminal: bool) {
+    match p {
         Progress::Note(s) => eprintln!("{s}"),
         Progress::Step {
             step,
@@ -374,8 +409,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
                 eprintln!("epoch {epoch}: checkpoint {}", c.display());
             }
         }
-    })?;
-    Ok(ExitCode::SUCCESS)
+    }
 }
 
 fn print_plan(p: &job::Plan) -> Result<(), Failure> {
