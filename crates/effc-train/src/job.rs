@@ -373,36 +373,7 @@ pub fn run(job: &Job, show: &mut dyn FnMut(Progress)) -> Result<State, TrainErro
     let stages = stage_list(job, total)?;
     let fp = fingerprint(job, total, &desc);
     show(Progress::Note(format!("data: {desc}")));
-    let mut naming = job
-        .from
-        .as_ref()
-        .and_then(|f| f.naming)
-        .unwrap_or(Naming::Timm);
-    let mut state = match &job.resume {
-        Some(p) => {
-            let bytes = effc_files::read(p, effc_files::Input::CHECKPOINT)
-                .map_err(|e| TrainError::Bad(e.to_string()))?;
-            let s = trainer::resume(
-                &job.model,
-                &job.recipe,
-                &bytes,
-                &p.display().to_string(),
-                &fp,
-            )?;
-            show(Progress::Note(format!(
-                "resuming from {} at step {} of {total}",
-                p.display(),
-                s.step
-            )));
-            s
-        }
-        None => {
-            let (values, what, n) = initial(job)?;
-            naming = n;
-            show(Progress::Note(format!("weights: {what}")));
-            State::new(&job.model, values, &job.recipe)?
-        }
-    };
+    let (mut state, naming) = start(job, total, &fp, show)?;
     let mut log_lines: Vec<String> = vec![];
     for (si, stage) in stages.iter().enumerate() {
         if state.step >= stage.to {
@@ -413,104 +384,14 @@ pub fn run(job: &Job, show: &mut dyn FnMut(Progress)) -> Result<State, TrainErro
         } else {
             (job.at_size)(stage.size).map_err(TrainError::Bad)?
         };
-        let mut recipe = job.recipe.clone();
-        recipe.size = stage.size;
-        if job.progressive {
-            recipe.step.dropout = Some(stage.dropout);
-            if stages.len() > 1 && state.step == stage.from {
-                show(Progress::Note(format!(
-                    "stage {} of {}: steps {}..{}, size {}, dropout {:.3}{}",
-                    si + 1,
-                    stages.len(),
-                    stage.from,
-                    stage.to,
-                    stage.size,
-                    stage.dropout,
-                    if stage.randaugment.is_some() || stage.mixup.is_some() {
-                        " (RandAugment and mixup are not implemented yet: not applied)"
-                    } else {
-                        ""
-                    }
-                )));
-            }
-        }
-        let size = stage.size;
-        let log_lines = &mut log_lines;
-        let mut report = |e: Event| -> Result<(), TrainError> {
-            match e {
-                Event::Step {
-                    step,
-                    total,
-                    epoch,
-                    loss,
-                    lr,
-                    images_per_s,
-                } => {
-                    if job.log.is_some() {
-                        log_lines.push(
-                            serde_json::json!({"step": step, "epoch": epoch, "stage": si, "size": size,
-                                "loss": loss, "lr": lr, "images_per_s": images_per_s})
-                            .to_string(),
-                        );
-                    }
-                    show(Progress::Step {
-                        step,
-                        total,
-                        epoch,
-                        stage: si,
-                        size,
-                        loss,
-                        lr,
-                        images_per_s,
-                    })
-                }
-                Event::FirstGrads { grads, values } => {
-                    if let Some(f) = &job.save_grads {
-                        let t: Vec<Vec<f32>> = grads
-                            .iter()
-                            .zip(values)
-                            .map(|(g, v)| if g.is_empty() { v.clone() } else { g.clone() })
-                            .collect();
-                        let meta = HashMap::from([(
-                            "content".to_string(),
-                            "the first step's loss gradient of every parameter; BN running statistics after that step".to_string(),
-                        )]);
-                        write(
-                            f,
-                            &trainer::weights_bytes(&job.model, &t, naming, Some(meta)),
-                        )?;
-                        show(Progress::Note(format!(
-                            "wrote the first step's gradients to {}",
-                            f.path().display()
-                        )));
-                    }
-                }
-                Event::Epoch {
-                    epoch,
-                    state,
-                    eval,
-                    ema_eval,
-                } => {
-                    if let Some(c) = &job.checkpoint {
-                        write(c, &trainer::checkpoint_bytes(&job.model, state, &fp))?;
-                    }
-                    if let Some(l) = &job.log {
-                        log_lines.push(
-                            serde_json::json!({"epoch": epoch, "step": state.step, "validation": eval,
-                                "ema_validation": ema_eval})
-                            .to_string(),
-                        );
-                        write(l, (log_lines.join("\n") + "\n").as_bytes())?;
-                    }
-                    show(Progress::Epoch {
-                        epoch,
-                        eval,
-                        ema_eval,
-                        checkpoint: job.checkpoint.as_ref().map(|c| c.path()),
-                    });
-                }
-            }
-            Ok(())
+        let recipe = stage_recipe(job, &stages, si, state.step, show);
+        let mut events = Events {
+            job,
+            stage: si,
+            size: stage.size,
+            fp: &fp,
+            naming,
+            log_lines: &mut log_lines,
         };
         let stop = stage.to - state.step;
         trainer::train(
@@ -522,9 +403,186 @@ pub fn run(job: &Job, show: &mut dyn FnMut(Progress)) -> Result<State, TrainErro
             total,
             Some(stop),
             job.eval_batch,
-            &mut report,
+            &mut |e| events.on(e, show),
         )?;
     }
+    write_output(job, &state, naming, show)?;
+    Ok(state)
+}
+
+/// The state training starts from: a resumed checkpoint, or the initial
+/// weights (`--from`, else timm's initialization); and the naming to write in.
+fn start(
+    job: &Job,
+    total: u64,
+    fp: &str,
+    show: &mut dyn FnMut(Progress),
+) -> Result<(State, Naming), TrainError> {
+    let naming = job
+        .from
+        .as_ref()
+        .and_then(|f| f.naming)
+        .unwrap_or(Naming::Timm);
+    match &job.resume {
+        Some(p) => {
+            let bytes = effc_files::read(p, effc_files::Input::CHECKPOINT)
+                .map_err(|e| TrainError::Bad(e.to_string()))?;
+            let s = trainer::resume(
+                &job.model,
+                &job.recipe,
+                &bytes,
+                &p.display().to_string(),
+                fp,
+            )?;
+            show(Progress::Note(format!(
+                "resuming from {} at step {} of {total}",
+                p.display(),
+                s.step
+            )));
+            Ok((s, naming))
+        }
+        None => {
+            let (values, what, naming) = initial(job)?;
+            show(Progress::Note(format!("weights: {what}")));
+            Ok((State::new(&job.model, values, &job.recipe)?, naming))
+        }
+    }
+}
+
+/// The recipe of stage `si` (its size, and with `--progressive` its
+/// regularization), announced when the stage begins.
+fn stage_recipe(
+    job: &Job,
+    stages: &[Stage],
+    si: usize,
+    step: u64,
+    show: &mut dyn FnMut(Progress),
+) -> Recipe {
+    let stage = &stages[si];
+    let mut recipe = job.recipe.clone();
+    recipe.size = stage.size;
+    if job.progressive {
+        recipe.step.dropout = Some(stage.dropout);
+        if stages.len() > 1 && step == stage.from {
+            show(Progress::Note(format!(
+                "stage {} of {}: steps {}..{}, size {}, dropout {:.3}{}",
+                si + 1,
+                stages.len(),
+                stage.from,
+                stage.to,
+                stage.size,
+                stage.dropout,
+                if stage.randaugment.is_some() || stage.mixup.is_some() {
+                    " (RandAugment and mixup are not implemented yet: not applied)"
+                } else {
+                    ""
+                }
+            )));
+        }
+    }
+    recipe
+}
+
+/// What each training event does: log lines, checkpoints, the first step's
+/// gradients, progress.
+struct Events<'a> {
+    job: &'a Job,
+    stage: usize,
+    size: usize,
+    fp: &'a str,
+    naming: Naming,
+    log_lines: &'a mut Vec<String>,
+}
+
+impl Events<'_> {
+    fn on(&mut self, e: Event, show: &mut dyn FnMut(Progress)) -> Result<(), TrainError> {
+        let (job, si, size, naming) = (self.job, self.stage, self.size, self.naming);
+        let fp = self.fp;
+        let log_lines = &mut *self.log_lines;
+        match e {
+            Event::Step {
+                step,
+                total,
+                epoch,
+                loss,
+                lr,
+                images_per_s,
+            } => {
+                if job.log.is_some() {
+                    log_lines.push(
+                        serde_json::json!({"step": step, "epoch": epoch, "stage": si, "size": size,
+                        "loss": loss, "lr": lr, "images_per_s": images_per_s})
+                        .to_string(),
+                    );
+                }
+                show(Progress::Step {
+                    step,
+                    total,
+                    epoch,
+                    stage: si,
+                    size,
+                    loss,
+                    lr,
+                    images_per_s,
+                })
+            }
+            Event::FirstGrads { grads, values } => {
+                if let Some(f) = &job.save_grads {
+                    let t: Vec<Vec<f32>> = grads
+                        .iter()
+                        .zip(values)
+                        .map(|(g, v)| if g.is_empty() { v.clone() } else { g.clone() })
+                        .collect();
+                    let meta = HashMap::from([(
+                    "content".to_string(),
+                    "the first step's loss gradient of every parameter; BN running statistics after that step".to_string(),
+                )]);
+                    write(
+                        f,
+                        &trainer::weights_bytes(&job.model, &t, naming, Some(meta)),
+                    )?;
+                    show(Progress::Note(format!(
+                        "wrote the first step's gradients to {}",
+                        f.path().display()
+                    )));
+                }
+            }
+            Event::Epoch {
+                epoch,
+                state,
+                eval,
+                ema_eval,
+            } => {
+                if let Some(c) = &job.checkpoint {
+                    write(c, &trainer::checkpoint_bytes(&job.model, state, fp))?;
+                }
+                if let Some(l) = &job.log {
+                    log_lines.push(
+                        serde_json::json!({"epoch": epoch, "step": state.step, "validation": eval,
+                        "ema_validation": ema_eval})
+                        .to_string(),
+                    );
+                    write(l, (log_lines.join("\n") + "\n").as_bytes())?;
+                }
+                show(Progress::Epoch {
+                    epoch,
+                    eval,
+                    ema_eval,
+                    checkpoint: job.checkpoint.as_ref().map(|c| c.path()),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes the trained weights (their EMA when kept) to `-o`.
+fn write_output(
+    job: &Job,
+    state: &State,
+    naming: Naming,
+    show: &mut dyn FnMut(Progress),
+) -> Result<(), TrainError> {
     if let Some(out) = &job.out {
         let (values, what) = match &state.ema {
             Some(e) => (e.values.as_slice(), "the EMA of the weights"),
@@ -546,5 +604,5 @@ pub fn run(job: &Job, show: &mut dyn FnMut(Progress)) -> Result<State, TrainErro
             out.path().display()
         )));
     }
-    Ok(state)
+    Ok(())
 }
