@@ -121,19 +121,31 @@ pub fn split_bytes(raw: &[u8]) -> Result<Vec<Vec<u8>>, String> {
 /// The batch a request's input holds: rows and their f32 NCHW values. Images
 /// (BYTES) are decoded in parallel. Blocking (decoding is CPU work).
 pub fn prepare(served: &Served, req: &InferRequest) -> Result<(usize, Vec<f32>), ApiError> {
-    fn bad(m: impl Into<String>) -> ApiError {
-        ApiError::invalid(m)
+    let input = the_input(served, req)?;
+    let [c, h, w] = served.model.input;
+    let expected = format!("[N, {c}, {h}, {w}] (NCHW)");
+    match input.datatype.as_str() {
+        dt @ ("FP32" | "FP16") => tensor_rows(served, input, dt, &expected),
+        "BYTES" => image_rows(served, input),
+        other => Err(ApiError::invalid(format!(
+            "input `{INPUT}` has datatype {other}; model `{}` takes FP32 or FP16 {expected}, or BYTES [N] holding PNG or JPEG images",
+            served.name
+        ))),
     }
+}
+
+/// The request's one input, named [`INPUT`].
+fn the_input<'r>(served: &Served, req: &'r InferRequest) -> Result<&'r InputTensor, ApiError> {
     let input = match req.inputs.as_slice() {
         [one] => one,
         [] => {
-            return Err(bad(format!(
+            return Err(ApiError::invalid(format!(
                 "the request has no input; model `{}` takes one, `{INPUT}`",
                 served.name
             )))
         }
         more => {
-            return Err(bad(format!(
+            return Err(ApiError::invalid(format!(
                 "the request has {} inputs; model `{}` takes one, `{INPUT}`",
                 more.len(),
                 served.name
@@ -141,127 +153,137 @@ pub fn prepare(served: &Served, req: &InferRequest) -> Result<(usize, Vec<f32>),
         }
     };
     if input.name != INPUT {
-        return Err(bad(format!(
+        return Err(ApiError::invalid(format!(
             "unknown input `{}`: model `{}` takes one input, `{INPUT}`",
             input.name, served.name
         )));
     }
+    Ok(input)
+}
+
+/// A batch size the model accepts: 1 to `--max-batch`.
+fn check_rows(served: &Served, n: i64) -> Result<usize, ApiError> {
+    if n < 1 || n as usize > served.max_batch {
+        return Err(ApiError::invalid(format!(
+            "input `{INPUT}` has a batch of {n}; model `{}` takes 1 to {} rows per request (--max-batch)",
+            served.name, served.max_batch
+        )));
+    }
+    Ok(n as usize)
+}
+
+/// An FP32 or FP16 NCHW tensor, raw or as JSON numbers; every value finite.
+fn tensor_rows(
+    served: &Served,
+    input: &InputTensor,
+    dt: &str,
+    expected: &str,
+) -> Result<(usize, Vec<f32>), ApiError> {
     let [c, h, w] = served.model.input;
     let per_image = c * h * w;
     let shape = &input.shape;
-    let expected = format!("[N, {c}, {h}, {w}] (NCHW)");
-    let check_rows = |n: i64| -> Result<usize, ApiError> {
-        if n < 1 || n as usize > served.max_batch {
-            return Err(bad(format!(
-                "input `{INPUT}` has a batch of {n}; model `{}` takes 1 to {} rows per request (--max-batch)",
-                served.name, served.max_batch
-            )));
-        }
-        Ok(n as usize)
-    };
-    let (rows, data) = match input.datatype.as_str() {
-        dt @ ("FP32" | "FP16") => {
-            if shape.len() != 4 || shape[1..] != [c as i64, h as i64, w as i64] {
-                return Err(bad(format!(
-                    "input `{INPUT}` has shape {shape:?}; model `{}` takes {dt} {expected}, or BYTES [N] holding PNG or JPEG images",
-                    served.name
+    if shape.len() != 4 || shape[1..] != [c as i64, h as i64, w as i64] {
+        return Err(ApiError::invalid(format!(
+            "input `{INPUT}` has shape {shape:?}; model `{}` takes {dt} {expected}, or BYTES [N] holding PNG or JPEG images",
+            served.name
+        )));
+    }
+    let rows = check_rows(served, shape[0])?;
+    let values = tensor_values(input, dt, rows * per_image)?;
+    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+        let n = values.iter().filter(|v| !v.is_finite()).count();
+        return Err(ApiError::invalid(format!(
+            "input `{INPUT}` has {n} NaN or infinite values (the first in row {}); a network input must be finite",
+            i / per_image
+        )));
+    }
+    Ok((rows, values))
+}
+
+/// The `count` values of an FP32 or FP16 input, widened to f32.
+fn tensor_values(input: &InputTensor, dt: &str, count: usize) -> Result<Vec<f32>, ApiError> {
+    let shape = &input.shape;
+    let fp32 = dt == "FP32";
+    match &input.data {
+        Data::Raw(b) => {
+            let size = if fp32 { 4 } else { 2 };
+            if b.len() != count * size {
+                return Err(ApiError::invalid(format!(
+                    "input `{INPUT}` ({dt} {shape:?}) needs {} bytes of data, got {}",
+                    count * size,
+                    b.len()
                 )));
             }
-            let rows = check_rows(shape[0])?;
-            let count = rows * per_image;
-            let values: Vec<f32> = match &input.data {
-                Data::Raw(b) => {
-                    let size = if dt == "FP32" { 4 } else { 2 };
-                    if b.len() != count * size {
-                        return Err(bad(format!(
-                            "input `{INPUT}` ({dt} {shape:?}) needs {} bytes of data, got {}",
-                            count * size,
-                            b.len()
-                        )));
-                    }
-                    if dt == "FP32" {
-                        b.chunks_exact(4)
-                            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                            .collect()
-                    } else {
-                        b.chunks_exact(2)
-                            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                            .collect()
-                    }
-                }
-                Data::Numbers(v) => {
-                    if v.len() != count {
-                        return Err(bad(format!(
-                            "input `{INPUT}` ({dt} {shape:?}) needs {count} values, got {}",
-                            v.len()
-                        )));
-                    }
-                    if dt == "FP32" {
-                        v.iter().map(|&x| x as f32).collect()
-                    } else {
-                        v.iter().map(|&x| half::f16::from_f64(x).to_f32()).collect()
-                    }
-                }
-                Data::Elements(_) => {
-                    return Err(bad(format!(
-                        "input `{INPUT}` is {dt} but holds strings; give numbers"
-                    )))
-                }
-            };
-            if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-                let n = values.iter().filter(|v| !v.is_finite()).count();
-                return Err(bad(format!(
-                    "input `{INPUT}` has {n} NaN or infinite values (the first in row {}); a network input must be finite",
-                    i / per_image
+            Ok(if fp32 {
+                b.chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect()
+            } else {
+                b.chunks_exact(2)
+                    .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                    .collect()
+            })
+        }
+        Data::Numbers(v) => {
+            if v.len() != count {
+                return Err(ApiError::invalid(format!(
+                    "input `{INPUT}` ({dt} {shape:?}) needs {count} values, got {}",
+                    v.len()
                 )));
             }
-            (rows, values)
+            Ok(if fp32 {
+                v.iter().map(|&x| x as f32).collect()
+            } else {
+                v.iter().map(|&x| half::f16::from_f64(x).to_f32()).collect()
+            })
         }
-        "BYTES" => {
-            let n = match shape.as_slice() {
-                [n] | [n, 1] => *n,
-                _ => {
-                    return Err(bad(format!(
-                        "input `{INPUT}` is BYTES of shape {shape:?}; images are BYTES [N] (or [N, 1]), one PNG or JPEG file each"
-                    )))
-                }
-            };
-            let rows = check_rows(n)?;
-            let elements = match &input.data {
-                Data::Raw(b) => split_bytes(b).map_err(|e| bad(format!("input `{INPUT}`: {e}")))?,
-                Data::Elements(e) => e.clone(),
-                Data::Numbers(_) => {
-                    return Err(bad(format!(
-                        "input `{INPUT}` is BYTES but holds numbers; give encoded images"
-                    )))
-                }
-            };
-            if elements.len() != rows {
-                return Err(bad(format!(
-                    "input `{INPUT}` has shape {shape:?} but {} elements",
-                    elements.len()
-                )));
-            }
-            use rayon::prelude::*;
-            let images: Result<Vec<Vec<f32>>, ApiError> = elements
-                .par_iter()
-                .enumerate()
-                .map(|(i, bytes)| {
-                    let name = format!("image {i}");
-                    effc_weights::image_from_bytes(bytes, Path::new(&name), &served.model)
-                        .map_err(|e| bad(format!("input `{INPUT}`, element {i}: {e}")))
-                })
-                .collect();
-            (rows, images?.concat())
-        }
-        other => {
-            return Err(bad(format!(
-                "input `{INPUT}` has datatype {other}; model `{}` takes FP32 or FP16 {expected}, or BYTES [N] holding PNG or JPEG images",
-                served.name
+        Data::Elements(_) => Err(ApiError::invalid(format!(
+            "input `{INPUT}` is {dt} but holds strings; give numbers"
+        ))),
+    }
+}
+
+/// BYTES [N] (or [N, 1]): one encoded image per row, decoded in parallel with
+/// `effc run`'s preprocessing.
+fn image_rows(served: &Served, input: &InputTensor) -> Result<(usize, Vec<f32>), ApiError> {
+    let shape = &input.shape;
+    let n = match shape.as_slice() {
+        [n] | [n, 1] => *n,
+        _ => {
+            return Err(ApiError::invalid(format!(
+                "input `{INPUT}` is BYTES of shape {shape:?}; images are BYTES [N] (or [N, 1]), one PNG or JPEG file each"
             )))
         }
     };
-    Ok((rows, data))
+    let rows = check_rows(served, n)?;
+    let elements = match &input.data {
+        Data::Raw(b) => {
+            split_bytes(b).map_err(|e| ApiError::invalid(format!("input `{INPUT}`: {e}")))?
+        }
+        Data::Elements(e) => e.clone(),
+        Data::Numbers(_) => {
+            return Err(ApiError::invalid(format!(
+                "input `{INPUT}` is BYTES but holds numbers; give encoded images"
+            )))
+        }
+    };
+    if elements.len() != rows {
+        return Err(ApiError::invalid(format!(
+            "input `{INPUT}` has shape {shape:?} but {} elements",
+            elements.len()
+        )));
+    }
+    use rayon::prelude::*;
+    let images: Result<Vec<Vec<f32>>, ApiError> = elements
+        .par_iter()
+        .enumerate()
+        .map(|(i, bytes)| {
+            let name = format!("image {i}");
+            effc_weights::image_from_bytes(bytes, Path::new(&name), &served.model)
+                .map_err(|e| ApiError::invalid(format!("input `{INPUT}`, element {i}: {e}")))
+        })
+        .collect();
+    Ok((rows, images?.concat()))
 }
 
 /// Checks the requested outputs before anything runs.
