@@ -258,20 +258,7 @@ impl Weights {
         let (detected_naming, hits) = detect(model, &keys);
         let naming_used = naming.unwrap_or(detected_naming);
         if naming.is_none() && hits == 0 {
-            let mut examples: Vec<String> = keys.iter().take(4).map(|k| format!("`{k}`")).collect();
-            if keys.len() > 4 {
-                examples.push("...".into());
-            }
-            return Err(Error::UnknownLayout {
-                path,
-                model: model.name.clone(),
-                count: keys.len(),
-                examples: if examples.is_empty() {
-                    "(no tensors)".into()
-                } else {
-                    examples.join(", ")
-                },
-            });
+            return Err(unknown_layout(path, model, &keys));
         }
 
         let named = model.named_params(naming_used);
@@ -303,32 +290,9 @@ impl Weights {
                 continue;
             };
             seen.insert(*name);
-            if view.shape() != param.shape.as_slice() {
-                m.wrong_shape
-                    .push((name.to_string(), param.shape.clone(), view.shape().to_vec()));
-                continue;
+            if let Some(values) = checked_values(name, view, param, model, &mut m) {
+                tensors.insert(param.key, values);
             }
-            let Some(values) = to_f32(view.dtype(), view.data()) else {
-                m.wrong_dtype
-                    .push((name.to_string(), format!("{:?}", view.dtype())));
-                continue;
-            };
-            let bad = values.iter().filter(|v| !v.is_finite()).count();
-            if bad > 0 {
-                m.non_finite.push((name.to_string(), bad));
-                continue;
-            }
-            if param.key.tensor == effc_ir::params::Tensor::RunningVar {
-                // BN divides by sqrt(var + eps): a variance at or below -eps is no
-                // variance, and would give NaN (or a sign flip once folded).
-                let eps = model.bn_eps as f32;
-                let bad = values.iter().filter(|&&v| v + eps <= 0.0).count();
-                if bad > 0 {
-                    m.bad_variance.push((name.to_string(), bad));
-                    continue;
-                }
-            }
-            tensors.insert(param.key, values);
         }
         for (name, param) in &named {
             if !seen.contains(name.as_str()) {
@@ -445,6 +409,62 @@ impl Weights {
     pub fn is_empty(&self) -> bool {
         self.tensors.is_empty()
     }
+}
+
+/// No tensor name of `keys` is one of `model`'s in any naming effc reads.
+fn unknown_layout(path: PathBuf, model: &Model, keys: &[&str]) -> Error {
+    let mut examples: Vec<String> = keys.iter().take(4).map(|k| format!("`{k}`")).collect();
+    if keys.len() > 4 {
+        examples.push("...".into());
+    }
+    Error::UnknownLayout {
+        path,
+        model: model.name.clone(),
+        count: keys.len(),
+        examples: if examples.is_empty() {
+            "(no tensors)".into()
+        } else {
+            examples.join(", ")
+        },
+    }
+}
+
+/// One tensor's values as f32, or `None` with what is wrong recorded in `m`:
+/// its shape, its dtype, non-finite values, or a running variance at or below
+/// `-eps`.
+fn checked_values(
+    name: &str,
+    view: &safetensors::tensor::TensorView<'_>,
+    param: &effc_ir::Param,
+    model: &Model,
+    m: &mut Mismatch,
+) -> Option<Vec<f32>> {
+    if view.shape() != param.shape.as_slice() {
+        m.wrong_shape
+            .push((name.to_string(), param.shape.clone(), view.shape().to_vec()));
+        return None;
+    }
+    let Some(values) = to_f32(view.dtype(), view.data()) else {
+        m.wrong_dtype
+            .push((name.to_string(), format!("{:?}", view.dtype())));
+        return None;
+    };
+    let bad = values.iter().filter(|v| !v.is_finite()).count();
+    if bad > 0 {
+        m.non_finite.push((name.to_string(), bad));
+        return None;
+    }
+    if param.key.tensor == effc_ir::params::Tensor::RunningVar {
+        // BN divides by sqrt(var + eps): a variance at or below -eps is no
+        // variance, and would give NaN (or a sign flip once folded).
+        let eps = model.bn_eps as f32;
+        let bad = values.iter().filter(|&&v| v + eps <= 0.0).count();
+        if bad > 0 {
+            m.bad_variance.push((name.to_string(), bad));
+            return None;
+        }
+    }
+    Some(values)
 }
 
 #[cfg(test)]
