@@ -69,6 +69,58 @@ const FONT: &str = "DejaVu Sans, Helvetica, Arial, sans-serif";
 /// The chart as an SVG document (800 × 520).
 pub fn chart(c: &Chart) -> Result<String, DrawError> {
     let pts: Vec<&Point> = c.series.iter().flat_map(|s| &s.points).collect();
+    let ((x0, x1), (y0, y1)) = extent(c, &pts)?;
+    let mut out = String::new();
+    {
+        let root = SVGBackend::with_string(&mut out, (800, 520)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot)?;
+        let (area, foot) = root.split_vertically(c.note.as_ref().map_or(520, |_| 496));
+        let mut ch = ChartBuilder::on(&area)
+            .caption(&c.title, (FONT, 18))
+            .margin(14)
+            .x_label_area_size(42)
+            .y_label_area_size(64)
+            .build_cartesian_2d((x0..x1).log_scale().with_key_points(ticks(x0, x1)), y0..y1)
+            .map_err(plot)?;
+        ch.configure_mesh()
+            .x_desc(&c.x_label)
+            .x_label_formatter(&|v| short(*v))
+            .y_label_formatter(&|v| short(*v))
+            .y_desc(&c.y_label)
+            .label_style((FONT, 12))
+            .axis_desc_style((FONT, 13))
+            .light_line_style(WHITE.mix(0.0))
+            .bold_line_style(BLACK.mix(0.08))
+            .draw()
+            .map_err(plot)?;
+        draw_budgets(&mut ch, &c.budgets, (x0, x1), (y0, y1))?;
+        draw_series(&mut ch, &c.series)?;
+        draw_labels(&mut ch, &pts)?;
+        ch.configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .label_font((FONT, 12))
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK.mix(0.3))
+            .draw()
+            .map_err(plot)?;
+        if let Some(note) = &c.note {
+            foot.draw(&Text::new(note.clone(), (14, 4), (FONT, 11).into_font()))
+                .map_err(plot)?;
+        }
+        root.present().map_err(plot)?;
+    }
+    Ok(out)
+}
+
+/// A plotters error as ours.
+fn plot(e: impl std::fmt::Display) -> DrawError {
+    DrawError::Plot(e.to_string())
+}
+
+/// The axes' ranges: every point and budget inside, with room around them.
+/// Refuses an empty chart and a point without a finite positive latency.
+type Extent = ((f64, f64), (f64, f64));
+fn extent(c: &Chart, pts: &[&Point]) -> Result<Extent, DrawError> {
     if pts.is_empty() {
         return Err(DrawError::Empty(c.title.clone()));
     }
@@ -93,115 +145,113 @@ pub fn chart(c: &Chart) -> Result<String, DrawError> {
     let (x0, x1) = bounds(&xs);
     let (y0, y1) = bounds(&ys);
     // Log axis: a factor of 1.25 on each side; linear: 8% of the span.
-    let (x0, x1) = (x0 / 1.25, x1 * 1.25);
     let pad = ((y1 - y0) * 0.08).max(y1.abs() * 0.01).max(1e-9);
-    let (y0, y1) = (y0 - pad, y1 + pad);
+    Ok(((x0 / 1.25, x1 * 1.25), (y0 - pad, y1 + pad)))
+}
 
-    let err = |e: &dyn std::fmt::Display| DrawError::Plot(e.to_string());
-    let mut out = String::new();
-    {
-        let root = SVGBackend::with_string(&mut out, (800, 520)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| err(&e))?;
-        let (area, foot) = root.split_vertically(c.note.as_ref().map_or(520, |_| 496));
-        let mut ch = ChartBuilder::on(&area)
-            .caption(&c.title, (FONT, 18))
-            .margin(14)
-            .x_label_area_size(42)
-            .y_label_area_size(64)
-            .build_cartesian_2d((x0..x1).log_scale().with_key_points(ticks(x0, x1)), y0..y1)
-            .map_err(|e| err(&e))?;
-        ch.configure_mesh()
-            .x_desc(&c.x_label)
-            .x_label_formatter(&|v| short(*v))
-            .y_label_formatter(&|v| short(*v))
-            .y_desc(&c.y_label)
-            .label_style((FONT, 12))
-            .axis_desc_style((FONT, 13))
-            .light_line_style(WHITE.mix(0.0))
-            .bold_line_style(BLACK.mix(0.08))
-            .draw()
-            .map_err(|e| err(&e))?;
-        for b in &c.budgets {
-            let (line, label, color) = match b {
-                Budget::X(v, l) => (vec![(*v, y0), (*v, y1)], l, BUDGET),
-                Budget::Y(v, l) => (vec![(x0, *v), (x1, *v)], l, BUDGET_Y),
-            };
-            ch.draw_series(LineSeries::new(line, color.stroke_width(2)))
-                .map_err(|e| err(&e))?
-                .label(label.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-                });
-        }
-        for (i, s) in c.series.iter().enumerate() {
-            let color = COLORS[i % COLORS.len()];
-            // In the caller's order (model size, φ), as the papers join a family.
-            let line: Vec<(f64, f64)> = s.points.iter().map(|p| (p.x, p.y)).collect();
-            ch.draw_series(LineSeries::new(line, color.mix(0.6).stroke_width(1)))
-                .map_err(|e| err(&e))?
-                .label(s.name.clone())
-                .legend(move |(x, y)| Circle::new((x + 9, y), 4, color.filled()));
-            ch.draw_series(s.points.iter().map(|p| {
-                let style = if p.meets {
-                    color.filled()
-                } else {
-                    color.stroke_width(1)
-                };
-                EmptyElement::at((p.x, p.y)) + Circle::new((0, 0), 4, style)
-            }))
-            .map_err(|e| err(&e))?;
-        }
-        // Labels, the chosen model's first; one that would overlap a label already
-        // placed is left out (its point stays).
-        let mut order: Vec<&Point> = pts.clone();
-        order.sort_by_key(|p| !p.chosen);
-        let mut placed: Vec<(i32, i32, i32)> = vec![];
-        for p in order {
-            let (px, py) = ch.backend_coord(&(p.x, p.y));
-            let (x, y, w) = (
-                px + 6,
-                py - 12,
-                (p.label.chars().count() as f64 * 6.5) as i32,
-            );
-            if placed
-                .iter()
-                .any(|&(qx, qy, qw)| x < qx + qw && qx < x + w && (y - qy).abs() < 12)
-            {
-                continue;
-            }
-            placed.push((x, y, w));
-            ch.draw_series(std::iter::once(
-                EmptyElement::at((p.x, p.y))
-                    + Text::new(p.label.clone(), (6, -12), (FONT, 11).into_font()),
-            ))
-            .map_err(|e| err(&e))?;
-        }
-        if let Some(p) = pts.iter().find(|p| p.chosen) {
-            ch.draw_series(std::iter::once(
-                EmptyElement::at((p.x, p.y))
-                    + Circle::new((0, 0), 8, BUDGET.stroke_width(2))
-                    + Text::new(
-                        "chosen".to_string(),
-                        (10, 4),
-                        (FONT, 11).into_font().color(&BUDGET),
-                    ),
-            ))
-            .map_err(|e| err(&e))?;
-        }
-        ch.configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .label_font((FONT, 12))
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK.mix(0.3))
-            .draw()
-            .map_err(|e| err(&e))?;
-        if let Some(note) = &c.note {
-            foot.draw(&Text::new(note.clone(), (14, 4), (FONT, 11).into_font()))
-                .map_err(|e| err(&e))?;
-        }
-        root.present().map_err(|e| err(&e))?;
+/// The budgets, as lines across the whole chart.
+fn draw_budgets<DB: DrawingBackend, X, Y>(
+    ch: &mut ChartContext<'_, DB, Cartesian2d<X, Y>>,
+    budgets: &[Budget],
+    (x0, x1): (f64, f64),
+    (y0, y1): (f64, f64),
+) -> Result<(), DrawError>
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    for b in budgets {
+        let (line, label, color) = match b {
+            Budget::X(v, l) => (vec![(*v, y0), (*v, y1)], l, BUDGET),
+            Budget::Y(v, l) => (vec![(x0, *v), (x1, *v)], l, BUDGET_Y),
+        };
+        ch.draw_series(LineSeries::new(line, color.stroke_width(2)))
+            .map_err(plot)?
+            .label(label.clone())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+            });
     }
-    Ok(out)
+    Ok(())
+}
+
+/// Each series in its colour: a line in the caller's order (model size, φ), as
+/// the papers join a family, and a circle per point, filled when it meets every
+/// budget.
+fn draw_series<DB: DrawingBackend, X, Y>(
+    ch: &mut ChartContext<'_, DB, Cartesian2d<X, Y>>,
+    series: &[Series],
+) -> Result<(), DrawError>
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    for (i, s) in series.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let line: Vec<(f64, f64)> = s.points.iter().map(|p| (p.x, p.y)).collect();
+        ch.draw_series(LineSeries::new(line, color.mix(0.6).stroke_width(1)))
+            .map_err(plot)?
+            .label(s.name.clone())
+            .legend(move |(x, y)| Circle::new((x + 9, y), 4, color.filled()));
+        ch.draw_series(s.points.iter().map(|p| {
+            let style = if p.meets {
+                color.filled()
+            } else {
+                color.stroke_width(1)
+            };
+            EmptyElement::at((p.x, p.y)) + Circle::new((0, 0), 4, style)
+        }))
+        .map_err(plot)?;
+    }
+    Ok(())
+}
+
+/// Labels, the chosen model's first; one that would overlap a label already
+/// placed is left out (its point stays). The chosen point is ringed.
+fn draw_labels<DB: DrawingBackend, X, Y>(
+    ch: &mut ChartContext<'_, DB, Cartesian2d<X, Y>>,
+    pts: &[&Point],
+) -> Result<(), DrawError>
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    let mut order: Vec<&Point> = pts.to_vec();
+    order.sort_by_key(|p| !p.chosen);
+    let mut placed: Vec<(i32, i32, i32)> = vec![];
+    for p in order {
+        let (px, py) = ch.backend_coord(&(p.x, p.y));
+        let (x, y, w) = (
+            px + 6,
+            py - 12,
+            (p.label.chars().count() as f64 * 6.5) as i32,
+        );
+        if placed
+            .iter()
+            .any(|&(qx, qy, qw)| x < qx + qw && qx < x + w && (y - qy).abs() < 12)
+        {
+            continue;
+        }
+        placed.push((x, y, w));
+        ch.draw_series(std::iter::once(
+            EmptyElement::at((p.x, p.y))
+                + Text::new(p.label.clone(), (6, -12), (FONT, 11).into_font()),
+        ))
+        .map_err(plot)?;
+    }
+    if let Some(p) = pts.iter().find(|p| p.chosen) {
+        ch.draw_series(std::iter::once(
+            EmptyElement::at((p.x, p.y))
+                + Circle::new((0, 0), 8, BUDGET.stroke_width(2))
+                + Text::new(
+                    "chosen".to_string(),
+                    (10, 4),
+                    (FONT, 11).into_font().color(&BUDGET),
+                ),
+        ))
+        .map_err(plot)?;
+    }
+    Ok(())
 }
 
 /// The smallest and largest value, made a non-empty interval.
