@@ -124,41 +124,71 @@ const BN_TENSORS: [Tensor; 4] = [
     Tensor::RunningVar,
 ];
 
+/// A conv's weight, then its BN's four tensors (only weight and bias trainable).
+fn push_conv_bn(
+    out: &mut Vec<Param>,
+    block: Option<(usize, usize, usize)>,
+    prefix: &str,
+    cb: &ConvBn,
+    conv: Layer,
+    bn: Layer,
+) {
+    out.push(Param {
+        key: ParamKey {
+            block,
+            layer: conv,
+            tensor: Tensor::Weight,
+        },
+        name: format!("{prefix}.conv.weight"),
+        shape: cb.conv.weight_shape(),
+        trainable: true,
+    });
+    for t in BN_TENSORS {
+        out.push(Param {
+            key: ParamKey {
+                block,
+                layer: bn,
+                tensor: t,
+            },
+            name: format!("{prefix}.bn.{}", t.suffix()),
+            shape: vec![cb.bn.channels],
+            trainable: matches!(t, Tensor::Weight | Tensor::Bias),
+        });
+    }
+}
+
+/// A layer's weight of `shape` and its bias (`shape[0]` values), both trainable.
+fn push_weight_bias(
+    out: &mut Vec<Param>,
+    block: Option<(usize, usize, usize)>,
+    layer: Layer,
+    prefix: &str,
+    shape: Vec<usize>,
+) {
+    let bias = vec![shape[0]];
+    for (tensor, suffix, shape) in [
+        (Tensor::Weight, "weight", shape),
+        (Tensor::Bias, "bias", bias),
+    ] {
+        out.push(Param {
+            key: ParamKey {
+                block,
+                layer,
+                tensor,
+            },
+            name: format!("{prefix}.{suffix}"),
+            shape,
+            trainable: true,
+        });
+    }
+}
+
 impl Model {
     /// Every tensor of the model, in the order PyTorch's `state_dict` lists them
     /// (the same order in timm, torchvision and the TF port).
     pub fn params(&self) -> Vec<Param> {
         let mut out = vec![];
-        let push_cb = |out: &mut Vec<Param>,
-                       block: Option<(usize, usize, usize)>,
-                       prefix: &str,
-                       cb: &ConvBn,
-                       conv: Layer,
-                       bn: Layer| {
-            out.push(Param {
-                key: ParamKey {
-                    block,
-                    layer: conv,
-                    tensor: Tensor::Weight,
-                },
-                name: format!("{prefix}.conv.weight"),
-                shape: cb.conv.weight_shape(),
-                trainable: true,
-            });
-            for t in BN_TENSORS {
-                out.push(Param {
-                    key: ParamKey {
-                        block,
-                        layer: bn,
-                        tensor: t,
-                    },
-                    name: format!("{prefix}.bn.{}", t.suffix()),
-                    shape: vec![cb.bn.channels],
-                    trainable: matches!(t, Tensor::Weight | Tensor::Bias),
-                });
-            }
-        };
-        push_cb(
+        push_conv_bn(
             &mut out,
             None,
             "stem",
@@ -170,62 +200,33 @@ impl Model {
             let key = Some((b.stage, b.index, b.id));
             let p = b.path();
             if let Some(e) = &b.expand {
-                push_cb(
-                    &mut out,
-                    key,
-                    &format!("{p}.expand"),
-                    e,
-                    Layer::ExpandConv,
-                    Layer::ExpandBn,
-                );
+                let name = format!("{p}.expand");
+                push_conv_bn(&mut out, key, &name, e, Layer::ExpandConv, Layer::ExpandBn);
             }
-            push_cb(
-                &mut out,
-                key,
-                &format!("{p}.{}", b.conv_name()),
-                &b.conv,
-                Layer::Conv,
-                Layer::ConvBn,
-            );
+            let name = format!("{p}.{}", b.conv_name());
+            push_conv_bn(&mut out, key, &name, &b.conv, Layer::Conv, Layer::ConvBn);
             if let Some(se) = &b.se {
                 for (layer, name, o, i) in [
                     (Layer::SeReduce, "reduce", se.reduced, se.channels),
                     (Layer::SeExpand, "expand", se.channels, se.reduced),
                 ] {
-                    out.push(Param {
-                        key: ParamKey {
-                            block: key,
-                            layer,
-                            tensor: Tensor::Weight,
-                        },
-                        name: format!("{p}.se.{name}.weight"),
-                        shape: vec![o, i, 1, 1],
-                        trainable: true,
-                    });
-                    out.push(Param {
-                        key: ParamKey {
-                            block: key,
-                            layer,
-                            tensor: Tensor::Bias,
-                        },
-                        name: format!("{p}.se.{name}.bias"),
-                        shape: vec![o],
-                        trainable: true,
-                    });
+                    let name = format!("{p}.se.{name}");
+                    push_weight_bias(&mut out, key, layer, &name, vec![o, i, 1, 1]);
                 }
             }
             if let Some(pr) = &b.project {
-                push_cb(
+                let name = format!("{p}.project");
+                push_conv_bn(
                     &mut out,
                     key,
-                    &format!("{p}.project"),
+                    &name,
                     pr,
                     Layer::ProjectConv,
                     Layer::ProjectBn,
                 );
             }
         }
-        push_cb(
+        push_conv_bn(
             &mut out,
             None,
             "head",
@@ -234,26 +235,8 @@ impl Model {
             Layer::HeadBn,
         );
         if let Some(l) = &self.classifier {
-            out.push(Param {
-                key: ParamKey {
-                    block: None,
-                    layer: Layer::Classifier,
-                    tensor: Tensor::Weight,
-                },
-                name: "classifier.weight".into(),
-                shape: vec![l.out_features, l.in_features],
-                trainable: true,
-            });
-            out.push(Param {
-                key: ParamKey {
-                    block: None,
-                    layer: Layer::Classifier,
-                    tensor: Tensor::Bias,
-                },
-                name: "classifier.bias".into(),
-                shape: vec![l.out_features],
-                trainable: true,
-            });
+            let shape = vec![l.out_features, l.in_features];
+            push_weight_bias(&mut out, None, Layer::Classifier, "classifier", shape);
         }
         out
     }

@@ -255,119 +255,150 @@ impl Resolver {
         m: &ast::ModelDecl,
         mut spec: Spec,
     ) -> Result<Spec, Vec<Diagnostic>> {
-        let name_loc = Loc::new(source, m.name.span);
         let mut errors = vec![];
+        let (seen, phi_parts) = model_settings(source, m, &mut spec, &mut errors);
+        phi_scaling(source, &seen, phi_parts, &mut spec, &mut errors);
+        blocks(source, m, &mut spec, &mut errors);
+        training(source, m, &mut spec, &mut errors);
+        if errors.is_empty() {
+            Ok(spec)
+        } else {
+            Err(errors)
+        }
+    }
+}
 
-        // Settings, each at most once per declaration.
+/// The declaration's settings, each at most once: where each was given, and
+/// `phi`, `alpha`, `beta`, `gamma` (applied after all are read).
+fn model_settings<'m>(
+    source: &Arc<Source>,
+    m: &'m ast::ModelDecl,
+    spec: &mut Spec,
+    errors: &mut Vec<Diagnostic>,
+) -> (HashMap<&'m str, Span>, [Option<f64>; 4]) {
+    let mut seen: HashMap<&str, Span> = HashMap::new();
+    let mut phi_parts: [Option<f64>; 4] = [None; 4];
+    for s in &m.settings {
+        if let Some(first) = seen.get(s.key.node.as_str()) {
+            errors.push(twice(source, &s.key, *first));
+            continue;
+        }
+        seen.insert(&s.key.node, s.key.span);
+        if let Err(d) = apply_model_setting(spec, &mut phi_parts, source, s) {
+            errors.push(d);
+        }
+    }
+    (seen, phi_parts)
+}
+
+/// φ-scaling: `phi` derives width, depth and resolution (so none of them may be
+/// given beside it), with α, β, γ given or the paper's; α, β, γ without `phi`
+/// are an error.
+fn phi_scaling(
+    source: &Arc<Source>,
+    seen: &HashMap<&str, Span>,
+    phi_parts: [Option<f64>; 4],
+    spec: &mut Spec,
+    errors: &mut Vec<Diagnostic>,
+) {
+    if let Some(phi) = phi_parts[0] {
+        for k in ["width", "depth", "resolution"] {
+            if let Some(span) = seen.get(k) {
+                errors.push(
+                    Diagnostic::error(
+                        format!(
+                            "`{k}` and `phi` both given: φ derives width, depth and resolution"
+                        ),
+                        Loc::new(source, *span),
+                        format!("`{k}` given here"),
+                    )
+                    .with_note(Loc::new(source, seen["phi"]), "`phi` given here")
+                    .with_help(format!(
+                        "remove `{k}`, or remove `phi` and give width, depth and resolution"
+                    )),
+                );
+            }
+        }
+        let d = crate::scale::PAPER;
+        let c = crate::scale::Coefficients {
+            alpha: phi_parts[1].unwrap_or(d.alpha),
+            beta: phi_parts[2].unwrap_or(d.beta),
+            gamma: phi_parts[3].unwrap_or(d.gamma),
+        };
+        crate::scale::apply(spec, phi, &c);
+        let loc = Loc::new(source, seen["phi"]);
+        for k in ["width", "depth", "resolution"] {
+            spec.origin.insert(k, loc.clone());
+        }
+    } else if let Some(k) = ["alpha", "beta", "gamma"]
+        .iter()
+        .find(|k| seen.contains_key(**k))
+    {
+        errors.push(
+            Diagnostic::error(
+                format!("`{k}` given without `phi`"),
+                Loc::new(source, seen[k]),
+                "unused without `phi`",
+            )
+            .with_help("α, β and γ only matter with `phi = N`"),
+        );
+    }
+}
+
+/// The `blocks` section: once, not empty, each string decoded; a model without
+/// one must inherit its blocks.
+fn blocks(source: &Arc<Source>, m: &ast::ModelDecl, spec: &mut Spec, errors: &mut Vec<Diagnostic>) {
+    let block_spans: Vec<Span> = m.blocks.iter().map(|b| b.span).collect();
+    errors.extend(section_twice(source, "blocks", &block_spans));
+    if let Some(b) = m.blocks.first() {
+        if b.strings.is_empty() {
+            errors.push(
+                Diagnostic::error(
+                    "`blocks` is empty",
+                    Loc::new(source, b.span),
+                    "no block strings",
+                )
+                .with_help("give one block string per stage, e.g. r1_k3_s1_e1_i32_o16"),
+            );
+        }
+        let mut decoded = vec![];
+        for s in &b.strings {
+            match effc_syntax::block::decode(source, s) {
+                Ok(a) => decoded.push(a),
+                Err(e) => errors.extend(e),
+            }
+        }
+        spec.blocks = decoded;
+        spec.blocks_source = source.clone();
+        spec.origin.insert("blocks", Loc::new(source, b.span));
+    } else if spec.blocks.is_empty() && m.base.is_none() {
+        errors.push(
+            Diagnostic::error(format!("model `{}` has no `blocks`", m.name.node), Loc::new(source, m.name.span), "no blocks")
+                .with_help("add `blocks { ... }` with one block string per stage, or `extends` a model that has them"),
+        );
+    }
+}
+
+/// The `training` section: once, each setting at most once.
+fn training(
+    source: &Arc<Source>,
+    m: &ast::ModelDecl,
+    spec: &mut Spec,
+    errors: &mut Vec<Diagnostic>,
+) {
+    let training_spans: Vec<Span> = m.training.iter().map(|t| t.span).collect();
+    errors.extend(section_twice(source, "training", &training_spans));
+    if let Some(t) = m.training.first() {
         let mut seen: HashMap<&str, Span> = HashMap::new();
-        let mut phi_parts: [Option<f64>; 4] = [None; 4];
-        for s in &m.settings {
+        for s in &t.settings {
             if let Some(first) = seen.get(s.key.node.as_str()) {
                 errors.push(twice(source, &s.key, *first));
                 continue;
             }
             seen.insert(&s.key.node, s.key.span);
-            if let Err(d) = apply_model_setting(&mut spec, &mut phi_parts, source, s) {
+            if let Err(d) = apply_training_setting(&mut spec.training, source, s) {
                 errors.push(d);
             }
-        }
-
-        // φ-scaling.
-        if let Some(phi) = phi_parts[0] {
-            for k in ["width", "depth", "resolution"] {
-                if let Some(span) = seen.get(k) {
-                    errors.push(
-                        Diagnostic::error(
-                            format!(
-                                "`{k}` and `phi` both given: φ derives width, depth and resolution"
-                            ),
-                            Loc::new(source, *span),
-                            format!("`{k}` given here"),
-                        )
-                        .with_note(Loc::new(source, seen["phi"]), "`phi` given here")
-                        .with_help(format!(
-                            "remove `{k}`, or remove `phi` and give width, depth and resolution"
-                        )),
-                    );
-                }
-            }
-            let d = crate::scale::PAPER;
-            let c = crate::scale::Coefficients {
-                alpha: phi_parts[1].unwrap_or(d.alpha),
-                beta: phi_parts[2].unwrap_or(d.beta),
-                gamma: phi_parts[3].unwrap_or(d.gamma),
-            };
-            crate::scale::apply(&mut spec, phi, &c);
-            let loc = Loc::new(source, seen["phi"]);
-            for k in ["width", "depth", "resolution"] {
-                spec.origin.insert(k, loc.clone());
-            }
-        } else if let Some(k) = ["alpha", "beta", "gamma"]
-            .iter()
-            .find(|k| seen.contains_key(**k))
-        {
-            errors.push(
-                Diagnostic::error(
-                    format!("`{k}` given without `phi`"),
-                    Loc::new(source, seen[k]),
-                    "unused without `phi`",
-                )
-                .with_help("α, β and γ only matter with `phi = N`"),
-            );
-        }
-
-        // Blocks.
-        let block_spans: Vec<Span> = m.blocks.iter().map(|b| b.span).collect();
-        errors.extend(section_twice(source, "blocks", &block_spans));
-        if let Some(b) = m.blocks.first() {
-            if b.strings.is_empty() {
-                errors.push(
-                    Diagnostic::error(
-                        "`blocks` is empty",
-                        Loc::new(source, b.span),
-                        "no block strings",
-                    )
-                    .with_help("give one block string per stage, e.g. r1_k3_s1_e1_i32_o16"),
-                );
-            }
-            let mut decoded = vec![];
-            for s in &b.strings {
-                match effc_syntax::block::decode(source, s) {
-                    Ok(a) => decoded.push(a),
-                    Err(e) => errors.extend(e),
-                }
-            }
-            spec.blocks = decoded;
-            spec.blocks_source = source.clone();
-            spec.origin.insert("blocks", Loc::new(source, b.span));
-        } else if spec.blocks.is_empty() && m.base.is_none() {
-            errors.push(
-                Diagnostic::error(format!("model `{}` has no `blocks`", m.name.node), name_loc.clone(), "no blocks")
-                    .with_help("add `blocks { ... }` with one block string per stage, or `extends` a model that has them"),
-            );
-        }
-
-        // Training.
-        let training_spans: Vec<Span> = m.training.iter().map(|t| t.span).collect();
-        errors.extend(section_twice(source, "training", &training_spans));
-        if let Some(t) = m.training.first() {
-            let mut seen: HashMap<&str, Span> = HashMap::new();
-            for s in &t.settings {
-                if let Some(first) = seen.get(s.key.node.as_str()) {
-                    errors.push(twice(source, &s.key, *first));
-                    continue;
-                }
-                seen.insert(&s.key.node, s.key.span);
-                if let Err(d) = apply_training_setting(&mut spec.training, source, s) {
-                    errors.push(d);
-                }
-            }
-        }
-
-        if errors.is_empty() {
-            Ok(spec)
-        } else {
-            Err(errors)
         }
     }
 }
