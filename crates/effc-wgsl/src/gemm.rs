@@ -12,6 +12,42 @@ const BODY: &str = include_str!("kernels/gemm.wgsl");
 
 pub(crate) fn gemm(o: &mut String, plan: &Plan, k: &Kernel, g: &GemmOp) {
     let e = &g.epilogue;
+    let c = constants(plan, k, g);
+    let pool_tile = if e.pool {
+        format!(
+            "var<workgroup> pool_tile: array<array<vec4<f32>, TILE_N4>, {}>;",
+            g.tile_m / g.rows_per_thread
+        )
+    } else {
+        String::new()
+    };
+    let what = format!(
+        "{}{}{}",
+        if e.residual { ", residual add" } else { "" },
+        if e.store { ", store" } else { "" },
+        if e.pool { ", pooling sums" } else { "" }
+    );
+    let (epilogue, pool) = epilogue(g);
+    let workgroup = format!("{}, {}", k.workgroup[0], k.workgroup[1]);
+    o.push_str(&fill(
+        BODY,
+        &[
+            ("CONSTANTS", c.trim_end()),
+            ("B_ROWS", &(g.tile_k4 * 4).to_string()),
+            ("POOL_TILE", &pool_tile),
+            ("ACT", &act_fn("act", e.act)),
+            ("LOAD_A", &load_a(g)),
+            ("WORKGROUP", &workgroup),
+            ("EPILOGUE_WHAT", &what),
+            ("EPILOGUE", &epilogue),
+            ("POOL", &pool),
+        ],
+    ));
+}
+
+/// The kernel's constants: its shape, tiles, the SE gate's stride and, for a
+/// kxk conv, the implicit im2col's geometry.
+fn constants(plan: &Plan, k: &Kernel, g: &GemmOp) -> String {
     let threads = k.workgroup[0] * k.workgroup[1];
     let mut c = String::new();
     let _ = writeln!(
@@ -70,16 +106,13 @@ pub(crate) fn gemm(o: &mut String, plan: &Plan, k: &Kernel, g: &GemmOp) {
         let _ = writeln!(c, "const OUT_W: u32 = {}u;", g.out_w);
     }
     layout_consts(&mut c, k);
+    c
+}
 
-    let pool_tile = if e.pool {
-        format!(
-            "var<workgroup> pool_tile: array<array<vec4<f32>, TILE_N4>, {}>;",
-            g.tile_m / g.rows_per_thread
-        )
-    } else {
-        String::new()
-    };
-    let load_a = match g.a {
+/// The A operand's load: a pixel's channels (gated by SE or not), or a kxk
+/// conv's tap through implicit im2col.
+fn load_a(g: &GemmOp) -> String {
+    match g.a {
         ALoad::Pointwise { gated: true } => "    // SE gate applied to the input channels.\n    return src[(n * M + m) * CIN4 + k4] * gate[n * GATE_STRIDE + k4];".to_string(),
         ALoad::Pointwise { gated: false } => "    return src[(n * M + m) * CIN4 + k4];".to_string(),
         ALoad::Conv { .. } => [
@@ -92,13 +125,13 @@ pub(crate) fn gemm(o: &mut String, plan: &Plan, k: &Kernel, g: &GemmOp) {
             "    return src[((n * u32(IN_H) + u32(iy)) * u32(IN_W) + u32(ix)) * CIN4 + ci4];",
         ]
         .join("\n"),
-    };
-    let what = format!(
-        "{}{}{}",
-        if e.residual { ", residual add" } else { "" },
-        if e.store { ", store" } else { "" },
-        if e.pool { ", pooling sums" } else { "" }
-    );
+    }
+}
+
+/// The epilogue's lines (residual add, store) and the pooling sums' reduction
+/// over the workgroup.
+fn epilogue(g: &GemmOp) -> (String, String) {
+    let e = &g.epilogue;
     let mut epilogue = vec![];
     if e.residual {
         let res = if e.residual_is_src { "src" } else { "residual" };
@@ -117,19 +150,5 @@ pub(crate) fn gemm(o: &mut String, plan: &Plan, k: &Kernel, g: &GemmOp) {
     } else {
         "    _ = psum;".to_string()
     };
-    let workgroup = format!("{}, {}", k.workgroup[0], k.workgroup[1]);
-    o.push_str(&fill(
-        BODY,
-        &[
-            ("CONSTANTS", c.trim_end()),
-            ("B_ROWS", &(g.tile_k4 * 4).to_string()),
-            ("POOL_TILE", &pool_tile),
-            ("ACT", &act_fn("act", e.act)),
-            ("LOAD_A", &load_a),
-            ("WORKGROUP", &workgroup),
-            ("EPILOGUE_WHAT", &what),
-            ("EPILOGUE", &epilogue.join("\n")),
-            ("POOL", &pool),
-        ],
-    ));
+    (epilogue.join("\n"), pool)
 }
