@@ -2,8 +2,7 @@
 
 use std::process::ExitCode;
 
-use effc_ir::cost::group;
-use effc_ir::{FeatureInfo, Model, Naming};
+use effc_ir::Naming;
 
 use crate::common::ModelArgs;
 use crate::output::{out, outln};
@@ -67,108 +66,38 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(naming) = &args.params {
-        let naming: Naming = naming.parse()?;
-        let list = m.named_params(naming);
+        let rows = effc_driver::inspect::params(&m, naming.parse::<Naming>()?);
         if args.json {
-            let v: Vec<_> = list
-                .iter()
-                .map(|(n, p)| serde_json::json!({"name": n, "shape": p.shape, "trainable": p.trainable}))
-                .collect();
-            outln!("{}", serde_json::to_string_pretty(&v)?);
+            outln!("{}", serde_json::to_string_pretty(&rows)?);
         } else {
-            for (n, p) in &list {
-                let s: Vec<String> = p.shape.iter().map(|d| d.to_string()).collect();
-                outln!("{n}\t{}", s.join("x"));
+            for r in &rows {
+                let s: Vec<String> = r.shape.iter().map(|d| d.to_string()).collect();
+                outln!("{}\t{}", r.name, s.join("x"));
             }
         }
         return Ok(ExitCode::SUCCESS);
     }
     if args.json {
-        let c = m.cost();
-        let v = serde_json::json!({
-            "model": m.name,
-            "extends": m.base,
-            "resolution": m.resolution,
-            "input": m.input,
-            "output": m.output_shape(),
-            "params": c.params,
-            "macs": c.macs,
-            "bn_buffers": c.buffers,
-            "activation_bytes": c.activation_bytes,
-            "peak_activation_bytes": c.peak_activation_bytes,
-            "width": m.width, "depth": m.depth, "rounding": m.rounding,
-            "padding": m.padding, "bn_eps": m.bn_eps, "activation": m.activation,
-            "classes": m.classes, "dropout": m.dropout, "drop_path": m.drop_path,
-            "mean": m.mean, "std": m.std,
-            "training": m.training.schedule(m.dropout),
-            "stages": m.stages.iter().map(|s| serde_json::json!({
-                "index": s.index, "block_string": s.text, "kind": s.kind, "repeats": s.repeats,
-                "kernel": s.kernel, "stride": s.stride, "expand": s.expand_ratio, "se": s.se,
-                "in_channels": s.in_ch, "out_channels": s.out_ch,
-                "output": s.blocks.last().map(|b| b.out_shape),
-                "params": s.blocks.iter().map(|b| b.params()).sum::<u64>(),
-                "macs": s.blocks.iter().map(|b| b.macs()).sum::<u64>(),
-            })).collect::<Vec<_>>(),
-            "layers": m.layers(),
-            "dispatches": effc_plan::plan(&m).dispatches(),
-            "features": feature_json(&m, &m.features),
-            "feature_levels": feature_json(&m, &m.feature_levels()),
-        });
-        outln!("{}", serde_json::to_string_pretty(&v)?);
+        let summary = effc_driver::inspect::summary(&m);
+        outln!("{}", serde_json::to_string_pretty(&summary)?);
         return Ok(ExitCode::SUCCESS);
     }
     out!("{}", m.render());
-    print_features(&m)?;
-    let _ = group;
-    Ok(ExitCode::SUCCESS)
-}
-
-/// The IR path of block `id` (`blocks.1.1`).
-fn block_path(m: &Model, id: usize) -> String {
-    m.blocks()
-        .find(|b| b.id == id)
-        .map_or_else(|| format!("block {id}"), |b| b.path())
-}
-
-/// Feature levels as JSON: level, channels, reduction, the IR block (id and path).
-fn feature_json(m: &Model, levels: &[FeatureInfo]) -> serde_json::Value {
-    levels
-        .iter()
-        .map(|f| {
-            serde_json::json!({
-                "level": f.level, "channels": f.channels, "reduction": f.reduction,
-                "block": f.block, "block_path": block_path(m, f.block),
-            })
-        })
-        .collect()
-}
-
-/// The feature levels a backbone ends at (`--features`, a spec's `features`), or
-/// the levels the network offers.
-fn print_features(m: &Model) -> Result<(), Failure> {
-    let requested = m.is_backbone();
-    let levels = if requested {
-        m.features.clone()
-    } else {
-        m.feature_levels()
-    };
+    let (requested, levels) = effc_driver::inspect::levels(&m);
     if requested {
         outln!("feature levels (the model ends at the last; no head, no classifier):");
     } else {
         outln!("feature levels (--features L,.. ends the model at them):");
     }
-    for f in &levels {
-        let [c, h, w] = m
-            .blocks()
-            .find(|b| b.id == f.block)
-            .map_or([f.channels, 0, 0], |b| b.out_shape);
+    for l in &levels {
+        let [c, h, w] = l.shape;
         outln!(
             "  level {}  {:<12} reduction {:>2}  from {}",
-            f.level,
+            l.level,
             format!("{c}x{h}x{w}"),
-            f.reduction,
-            block_path(m, f.block)
+            l.reduction,
+            l.block_path
         );
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

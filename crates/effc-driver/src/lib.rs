@@ -6,6 +6,7 @@
 //!   the overrides, the precision, the tuning, the weights) resolved into a
 //!   [`ResolvedModel`] (spec text, `Spec`, IR) and turned into host code
 //!   ([`ModelRequest::generate`]);
+//! - [`inspect`]: what `effc inspect` reports of a model (summary, tensors, levels);
 //! - [`size`]: the one parser of sizes, counts and times, for every flag and
 //!   environment variable (`k M G T` are powers of 1000, `Ki Mi Gi Ti` of 1024);
 //! - [`files`]: the file policy (re-exported from `effc-files`): bounded reads of
@@ -40,6 +41,7 @@
 //! ```
 
 mod error;
+pub mod inspect;
 pub mod progress;
 pub mod request;
 pub mod size;
