@@ -22,7 +22,7 @@ pub struct ModelArgs {
     /// Batch-norm epsilon (default: the model's).
     #[arg(long, value_name = "E")]
     pub bn_eps: Option<f64>,
-    /// Number of classes; 0 ends the model at the pooled features (default: the model's).
+    /// Number of classes; 0 ends the model at the embedding (the pooled head) (default: the model's).
     #[arg(long, value_name = "N")]
     pub classes: Option<usize>,
     /// End the model at these feature levels (timm's `features_only`: level i has

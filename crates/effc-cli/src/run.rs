@@ -36,7 +36,7 @@ pub struct Args {
     /// Run on the tensor `input` (NCHW f32) of a safetensors file instead of images.
     #[arg(long, value_name = "X.safetensors", conflicts_with = "images")]
     input: Option<PathBuf>,
-    /// Write the output tensor (`logits`, or `features` when classes is 0; with
+    /// Write the output tensor (`logits`, or `embedding` when classes is 0; with
     /// --features, `features.<level>` per level, NCHW) to a safetensors file.
     #[arg(long, value_name = "Y.safetensors")]
     save: Option<PathBuf>,
@@ -91,29 +91,32 @@ fn print(args: &Args, r: &RunReport) -> Result<(), Failure> {
         RunOutput::Levels { images, .. } => {
             crate::run_features::print(images, &r.labels, args.json, args.save.is_some())
         }
-        RunOutput::Pooled { features } => print_pooled(args, r, features),
+        RunOutput::Embedding { embedding } => print_embedding(args, r, embedding),
         RunOutput::Classes { top, .. } => print_classes(args, r, top),
     }
 }
 
-fn print_pooled(args: &Args, r: &RunReport, features: &[Vec<f32>]) -> Result<(), Failure> {
+fn print_embedding(args: &Args, r: &RunReport, embedding: &[Vec<f32>]) -> Result<(), Failure> {
     if args.json {
         let v: Vec<_> = r
             .labels
             .iter()
-            .zip(features)
-            .map(|(l, f)| serde_json::json!({"image": l, "features": f}))
+            .zip(embedding)
+            .map(|(l, f)| serde_json::json!({"image": l, "embedding": f}))
             .collect();
         outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    for (l, f) in r.labels.iter().zip(features) {
+    for (l, f) in r.labels.iter().zip(embedding) {
         let mean = f.iter().sum::<f32>() / f.len() as f32;
         let max = f.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        outln!("{l}: {} features (mean {mean:.4}, max {max:.4})", f.len());
+        outln!(
+            "{l}: {}-value embedding (mean {mean:.4}, max {max:.4})",
+            f.len()
+        );
     }
     if args.save.is_none() {
-        eprintln!("note: the model has no classifier (classes = 0); --save writes the features");
+        eprintln!("note: the model has no classifier (classes = 0); --save writes its embedding (`embedding`)");
     }
     Ok(())
 }

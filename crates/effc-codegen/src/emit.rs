@@ -225,7 +225,7 @@ fn module_docs(i: &Input) -> [String; 3] {
     let cost = m.cost();
     let [c, h, w] = m.input;
     let classes = m.classes;
-    let features = m.num_features();
+    let features = m.embedding_len();
     let title = format!(
         " EfficientNet `{}` compiled by effc: input {c}×{h}×{w}, {}.",
         effc_ir::names::in_comment(i.spec_name),
@@ -234,7 +234,7 @@ fn module_docs(i: &Input) -> [String; 3] {
         } else if classes > 0 {
             format!("{classes} classes")
         } else {
-            format!("{features} pooled features (no classifier)")
+            format!("{features} -value embedding (no classifier)")
         }
     );
     let stats = format!(
@@ -268,7 +268,7 @@ fn constants(i: &Input) -> TokenStream {
     let (c, h, w) = (usize_lit(c), usize_lit(h), usize_lit(w));
     let resolution = usize_lit(m.resolution);
     let classes_lit = usize_lit(m.classes);
-    let features = usize_lit(m.num_features());
+    let features = usize_lit(m.embedding_len());
     let output_len = usize_lit(plan.output_len);
     let params = u64_lit(cost.params);
     let macs = u64_lit(cost.macs);
@@ -296,7 +296,7 @@ fn constants(i: &Input) -> TokenStream {
     } else if m.classes > 0 {
         " Values per image in a forward's output: `CLASSES` logits."
     } else {
-        " Values per image in a forward's output: the `FEATURES` pooled features (the model has no classifier)."
+        " Values per image in a forward's output: its embedding, `EMBEDDING_LEN` values: the pooled head (the model has no classifier)."
     };
     quote! {
         /// The model's name in its spec.
@@ -309,10 +309,10 @@ fn constants(i: &Input) -> TokenStream {
         pub const INPUT_SHAPE: [usize; 3] = [#c, #h, #w];
         /// Input height and width in pixels.
         pub const RESOLUTION: usize = #resolution;
-        /// Classifier outputs; 0 when the model ends at the pooled features.
+        /// Classifier outputs; 0 when the model ends at its embedding.
         pub const CLASSES: usize = #classes_lit;
-        /// Channels of the pooled features (the classifier's input).
-        pub const FEATURES: usize = #features;
+        /// Values of the embedding: the pooled head, the classifier's input.
+        pub const EMBEDDING_LEN: usize = #features;
         #[doc = #output_doc]
         pub const OUTPUT_LEN: usize = #output_len;
         /// Trainable parameters (convolutions, batch-norm scales and shifts, classifier).

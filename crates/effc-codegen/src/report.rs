@@ -128,7 +128,7 @@ impl Report {
                 if self.classes > 0 {
                     format!("{} logits", self.output_len)
                 } else {
-                    format!("{} pooled features (no classifier)", self.output_len)
+                    format!("{}-value embedding (no classifier)", self.output_len)
                 },
             ),
             ("parameters", group(self.params)),

@@ -118,7 +118,7 @@ pub fn plan_json(g: &Generated, class_names: &[&str]) -> serde_json::Value {
         "inputC4": input.c4,
         "resolution": m.resolution,
         "classes": m.classes,
-        "features": m.num_features(),
+        "embedding": m.embedding_len(),
         "outputLen": plan.output_len,
         "parameters": cost.params,
         "macs": cost.macs,

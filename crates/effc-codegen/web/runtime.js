@@ -401,7 +401,7 @@ export class Model {
   }
 
   // Runs `batch` images, `input` NCHW f32 normalized (batch × 3 × R × R); resolves
-  // to `batch × outputLen` values (logits, or pooled features when classes = 0).
+  // to `batch × outputLen` values (logits, or the embedding when classes = 0).
   // Forwards run one after another.
   /**
    * @param {Float32Array} input
@@ -511,7 +511,7 @@ export class Model {
    * @returns {Promise<Prediction[]>}
    */
   async classify(source, k = 5) {
-    if (PLAN.classes === 0) throw fail("the model has no classifier (classes = 0); forward gives its pooled features");
+    if (PLAN.classes === 0) throw fail("the model has no classifier (classes = 0); forward gives its embedding");
     const input = await this.preprocess(source);
     const t0 = performance.now();
     const logits = await this.forward(input, 1);

@@ -300,7 +300,7 @@ impl Model {
             if self.classes > 0 {
                 format!("{} classes", self.classes)
             } else {
-                "pooled features".into()
+                "embedding".into()
             },
             fmt_f(self.dropout),
             fmt_f(self.drop_path)

@@ -247,7 +247,7 @@ pub const MODEL_KEYS: &[(&str, &str)] = &[
     ("bn_eps", "batch-norm epsilon"),
     (
         "classes",
-        "number of classes (0: end at the pooled features)",
+        "number of classes (0: end at the embedding (the pooled head))",
     ),
     (
         "features",

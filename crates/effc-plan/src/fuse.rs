@@ -5,7 +5,7 @@
 //! project (SE gate on its input, residual in its epilogue): 4 dispatches, 3 without
 //! SE. Fused-MBConv → kxk conv (implicit GEMM), project: 2 dispatches (1 with e=1).
 //! Stem: conv+BN+act. Head: 1x1+BN+act with the global pool in its epilogue, then
-//! the classifier (or the pooled features when there are no classes).
+//! the classifier (or the embedding (the pooled head) when there are no classes).
 
 use effc_ir::{Block, BlockKind, ConvBn, Model};
 
@@ -336,7 +336,7 @@ pub fn plan_with(model: &Model, tuning: &Tuning, precision: Precision) -> Plan {
         head.conv.out_ch
     };
     let output = b.tensor(
-        if classes > 0 { "logits" } else { "features" }.into(),
+        if classes > 0 { "logits" } else { "embedding" }.into(),
         TensorKind::Output,
         1,
         1,

@@ -66,7 +66,7 @@ pub enum TensorKind {
     PoolPartial,
     /// The SE gate (`[c4]` vec4 per image) followed by the SE hidden layer.
     Gate,
-    /// The network output, `[n]` f32 per image (logits or pooled features).
+    /// The network output, `[n]` f32 per image (logits or the embedding).
     Output,
 }
 
@@ -203,14 +203,14 @@ pub struct SeOp {
     pub act: Activation,
 }
 
-/// The classifier: pooled sums → mean → linear; or the pooled features (classes 0).
+/// The classifier: pooled sums → mean → linear; or the embedding (the pooled head) (classes 0).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ClassifierOp {
     pub c: usize,
     pub c4: usize,
     pub tiles: usize,
     pub hw: usize,
-    /// 0: write the pooled features.
+    /// 0: write the embedding (the pooled head).
     pub classes: usize,
 }
 
@@ -346,14 +346,14 @@ pub struct Plan {
     pub kernels: Vec<Kernel>,
     pub slots: Vec<Slot>,
     pub input: TensorId,
-    /// Logits or pooled features; a backbone's last feature level.
+    /// Logits or the embedding; a backbone's last feature level.
     pub output: TensorId,
     /// Real input channels and resolution (CHW).
     pub input_shape: [usize; 3],
     /// Output values per image (a backbone's: every level's, NCHW without padding).
     pub output_len: usize,
     /// A backbone's feature levels ([`crate::features`]), in level order; empty
-    /// when the model ends at logits or pooled features (and then not serialized,
+    /// when the model ends at logits or the embedding (and then not serialized,
     /// so such a plan's fingerprint does not change).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub features: Vec<crate::features::FeatureOutput>,

@@ -36,8 +36,8 @@ pub enum Tap {
     Stage(usize),
     /// After the head's conv, BN and activation, before pooling: `[N, C, H, W]`.
     Head,
-    /// The pooled features: `[N, C]`.
-    Pooled,
+    /// The embedding (the pooled head): `[N, C]`.
+    Embedding,
     /// The classifier's output: `[N, classes]`.
     Logits,
 }
@@ -82,7 +82,7 @@ pub enum Error {
     },
     #[error("model `{model}` has no feature levels requested (`features = [..]`, `--features`)")]
     NoFeatures { model: String },
-    #[error("model `{model}` has no classifier (classes = 0): ask for Tap::Pooled")]
+    #[error("model `{model}` has no classifier (classes = 0): ask for Tap::Embedding")]
     NoClassifier { model: String },
     #[error("layer `{layer}` has {groups} groups: only dense and depthwise convolutions run")]
     Unsupported { layer: String, groups: usize },
@@ -334,12 +334,12 @@ impl Executor {
     }
 
     /// The network's output for a batch of NCHW images: logits `[N, classes]`, or
-    /// the pooled features `[N, C]` when the model has no classifier.
+    /// the embedding `[N, C]` when the model has no classifier.
     pub fn run(&self, input: &[f32], batch: usize) -> Result<Tensor, Error> {
         let tap = if self.classifier.is_some() {
             Tap::Logits
         } else {
-            Tap::Pooled
+            Tap::Embedding
         };
         self.run_until(input, batch, tap)
     }
@@ -481,7 +481,7 @@ impl Executor {
                 .map(|id| id + 1)
                 .ok_or_else(|| no_such("such stage", self.model.stages.len())),
             Tap::Head => Ok(n + 1),
-            Tap::Pooled => Ok(n + 2),
+            Tap::Embedding => Ok(n + 2),
             Tap::Logits if self.classifier.is_some() => Ok(n + 3),
             Tap::Logits => Err(Error::NoClassifier {
                 model: self.model.name.clone(),
@@ -506,7 +506,7 @@ impl Executor {
                     .expect("position() checked that the stage exists"),
             ),
             Tap::Head => map(&self.head),
-            Tap::Pooled => vec![batch, self.head.geom.out_ch],
+            Tap::Embedding => vec![batch, self.head.geom.out_ch],
             Tap::Logits => vec![
                 batch,
                 self.classifier

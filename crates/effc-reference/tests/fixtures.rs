@@ -174,9 +174,9 @@ fn features_without_a_classifier_are_the_pooled_head() {
     assert_eq!(features.shape, [1, 1280]);
     assert_eq!(
         features,
-        with.run_until(&input.data, 1, Tap::Pooled).unwrap()
+        with.run_until(&input.data, 1, Tap::Embedding).unwrap()
     );
-    // The pooled features are the head's mean over pixels.
+    // The embedding is the head's mean over pixels.
     let head = with.run_until(&input.data, 1, Tap::Head).unwrap();
     for (c, &f) in features.data.iter().enumerate() {
         let mean = head.data[c * 49..(c + 1) * 49]

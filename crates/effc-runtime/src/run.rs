@@ -10,7 +10,7 @@ use crate::{CompiledModel, GpuError};
 
 impl CompiledModel {
     /// Runs a batch: `input` is NCHW f32 (`batch × 3 × H × W`); returns
-    /// `batch × output_len` values (logits, pooled features, or per image every
+    /// `batch × output_len` values (logits, the embedding, or per image every
     /// feature level of a backbone; [`CompiledModel::features`] splits them).
     pub fn forward(&self, input: &[f32], batch: usize) -> Result<Vec<f32>, GpuError> {
         self.upload(input, batch)?;

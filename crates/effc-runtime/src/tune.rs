@@ -92,19 +92,7 @@ pub fn tune(
 ) -> Result<TuneReport, GpuError> {
     let batch = opts.batch.max(1);
     let base = effc_plan::plan_at(model, opts.precision);
-    // Shapes in dispatch order, with their candidates and kernels.
-    let mut shapes: Vec<(String, Vec<Tiles>, Vec<usize>)> = vec![];
-    for (i, k) in base.kernels.iter().enumerate() {
-        let Some(key) = &k.tune_key else { continue };
-        match shapes.iter_mut().find(|s| &s.0 == key) {
-            Some(s) => s.2.push(i),
-            None => {
-                let mut c = candidates(k);
-                c.truncate(opts.max_candidates.max(1));
-                shapes.push((key.clone(), c, vec![i]));
-            }
-        }
-    }
+    let shapes = shapes_of(&base, opts.max_candidates);
     let rounds = shapes.iter().map(|s| s.1.len()).max().unwrap_or(0);
     // Compiles the model with `tuning` and times it: each shape's kernels, summed,
     // and all kernels.
@@ -143,17 +131,7 @@ pub fn tune(
     // The fastest candidate of each shape, timed again with the others' winners: a
     // minimum over noisy times favours luck, so a winner that is not at least 2%
     // faster than the cost model's tiles in this second measurement is dropped.
-    let winners: Vec<usize> = times
-        .iter()
-        .map(|t| {
-            t.iter()
-                .copied()
-                .enumerate()
-                .filter(|(_, t)| t.is_finite())
-                .min_by(|a, b| a.1.total_cmp(&b.1))
-                .map_or(0, |(i, _)| i)
-        })
-        .collect();
+    let winners = fastest(&times);
     let mut tuning = Tuning::default();
     for ((key, c, _), &w) in shapes.iter().zip(&winners) {
         tuning.set(key, c[w]);
@@ -164,29 +142,9 @@ pub fn tune(
     } else {
         vec![]
     };
-    let mut results = vec![];
-    for (s, (key, c, kernels)) in shapes.iter().enumerate() {
-        let keep = winners[s] != 0 && confirmed[s] < 0.98 * times[s][0];
-        let (best, best_ms) = if keep {
-            (c[winners[s]], confirmed[s])
-        } else {
-            (c[0], times[s][0])
-        };
-        tuning.set(key, best);
-        let k = &base.kernels[kernels[0]];
-        results.push(ShapeResult {
-            key: key.clone(),
-            kind: k.kind(),
-            kernels: kernels
-                .iter()
-                .map(|&i| base.kernels[i].name.clone())
-                .collect(),
-            default: tiles_of(k).unwrap_or(c[0]),
-            default_ms: times[s][0],
-            best,
-            best_ms,
-            tried: c.len(),
-        });
+    let mut results = shape_results(&base, &shapes, &winners, &confirmed, &times);
+    for (r, (key, _, _)) in results.iter().zip(&shapes) {
+        tuning.set(key, r.best);
     }
     let after_ms = if rounds == 0 {
         0.0
@@ -212,6 +170,79 @@ pub fn tune(
         rounds,
         kept_cost_model,
     })
+}
+
+/// A kernel shape to tune: its key, its candidate tiles (the cost model's
+/// first) and the kernels of the plan that have it.
+type Shape = (String, Vec<Tiles>, Vec<usize>);
+
+/// The plan's tunable shapes in dispatch order, each with at most `max`
+/// candidates.
+fn shapes_of(base: &Plan, max: usize) -> Vec<Shape> {
+    let mut shapes: Vec<Shape> = vec![];
+    for (i, k) in base.kernels.iter().enumerate() {
+        let Some(key) = &k.tune_key else { continue };
+        match shapes.iter_mut().find(|s| &s.0 == key) {
+            Some(s) => s.2.push(i),
+            None => {
+                let mut c = candidates(k);
+                c.truncate(max.max(1));
+                shapes.push((key.clone(), c, vec![i]));
+            }
+        }
+    }
+    shapes
+}
+
+/// The fastest candidate of each shape (`times[shape][candidate]`; untimed
+/// ones are NaN), the cost model's (0) when none was timed.
+fn fastest(times: &[Vec<f64>]) -> Vec<usize> {
+    times
+        .iter()
+        .map(|t| {
+            t.iter()
+                .copied()
+                .enumerate()
+                .filter(|(_, t)| t.is_finite())
+                .min_by(|a, b| a.1.total_cmp(&b.1))
+                .map_or(0, |(i, _)| i)
+        })
+        .collect()
+}
+
+/// Each shape's result: its winner where the confirming measurement is at least
+/// 2% faster than the cost model's tiles, else the cost model's.
+fn shape_results(
+    base: &Plan,
+    shapes: &[Shape],
+    winners: &[usize],
+    confirmed: &[f64],
+    times: &[Vec<f64>],
+) -> Vec<ShapeResult> {
+    let mut results = vec![];
+    for (s, (key, c, kernels)) in shapes.iter().enumerate() {
+        let keep = winners[s] != 0 && confirmed[s] < 0.98 * times[s][0];
+        let (best, best_ms) = if keep {
+            (c[winners[s]], confirmed[s])
+        } else {
+            (c[0], times[s][0])
+        };
+        let k = &base.kernels[kernels[0]];
+        results.push(ShapeResult {
+            key: key.clone(),
+            kind: k.kind(),
+            kernels: kernels
+                .iter()
+                .map(|&i| base.kernels[i].name.clone())
+                .collect(),
+            default: tiles_of(k).unwrap_or(c[0]),
+            default_ms: times[s][0],
+            best,
+            best_ms,
+            tried: c.len(),
+        });
+    }
+    results
 }
 
 /// Compiles a plan with zero weights and times each of its kernels.

@@ -77,8 +77,8 @@ pub enum OutputKind {
     /// Their softmax, computed as `effc_weights::top_k` computes it (f64, after
     /// subtracting the largest logit).
     Probabilities,
-    /// The pooled features of a model with `classes = 0` (raw output 0).
-    Pooled,
+    /// The embedding (the pooled head) of a model with `classes = 0` (raw output 0).
+    Embedding,
     /// A backbone's feature level: raw output `index`, NCHW.
     Level(usize),
 }
@@ -216,7 +216,7 @@ pub fn load(
 }
 
 /// The outputs of a model: `logits` and `probabilities` for a classifier,
-/// `features` for pooled features, `features.<level>` per level of a backbone.
+/// `embedding` for a model without classifier, `features.<level>` per level of a backbone.
 pub fn outputs(model: &Model, plan: &Plan) -> Vec<OutputSpec> {
     if model.is_backbone() {
         return plan
@@ -232,9 +232,9 @@ pub fn outputs(model: &Model, plan: &Plan) -> Vec<OutputSpec> {
     }
     if model.classes == 0 {
         return vec![OutputSpec {
-            name: "features".into(),
+            name: "embedding".into(),
             shape: vec![plan.output_len],
-            kind: OutputKind::Pooled,
+            kind: OutputKind::Embedding,
         }];
     }
     vec![
@@ -344,7 +344,7 @@ mod tests {
                 classes: Some(0),
                 ..small.clone()
             })),
-            [("features".to_string(), vec![1280])]
+            [("embedding".to_string(), vec![1280])]
         );
         assert_eq!(
             names(build(effc_ir::Options {

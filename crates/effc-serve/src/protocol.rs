@@ -344,7 +344,7 @@ fn output(
     raw: &Rows,
 ) -> OutputTensor {
     let values: Vec<f32> = match spec.kind {
-        OutputKind::Logits | OutputKind::Pooled => raw[0].clone(),
+        OutputKind::Logits | OutputKind::Embedding => raw[0].clone(),
         OutputKind::Level(i) => raw[i].clone(),
         OutputKind::Probabilities => raw[0].chunks(spec.len()).flat_map(softmax).collect(),
     };

@@ -247,10 +247,10 @@ fn every_error_gets_the_protocols_answer_and_the_server_stays_up() {
                 addr,
                 infer,
                 &json!({"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 3, 32, 32], "data": good}],
-                                           "outputs": [{"name": "features"}]}),
+                                           "outputs": [{"name": "embedding"}]}),
             ),
             400,
-            "unknown output `features`: model `small` has logits, probabilities",
+            "unknown output `embedding`: model `small` has logits, probabilities",
         ),
         (
             "undecodable image",

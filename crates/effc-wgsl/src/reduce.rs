@@ -10,7 +10,7 @@ use crate::writer::{act_fn, fill, gate_stride, layout_consts};
 
 const SE: &str = include_str!("kernels/se.wgsl");
 const CLASSIFIER: &str = include_str!("kernels/classifier.wgsl");
-const FEATURES: &str = include_str!("kernels/features.wgsl");
+const EMBEDDING: &str = include_str!("kernels/embedding.wgsl");
 
 pub(crate) fn se(o: &mut String, plan: &Plan, k: &Kernel, s: &SeOp) {
     let r4 = s.reduced.div_ceil(4);
@@ -70,7 +70,7 @@ pub(crate) fn classifier(o: &mut String, k: &Kernel, h: &ClassifierOp) {
         layout_consts(&mut c, k);
         CLASSIFIER
     } else {
-        FEATURES
+        EMBEDDING
     };
     let threads = k.workgroup[0].to_string();
     o.push_str(&fill(

@@ -43,7 +43,7 @@
 //! | `resolution` | input size in pixels (`256`) | the spec's |
 //! | `padding` | `same` (TensorFlow) or `symmetric` (PyTorch) | the spec's |
 //! | `bn_eps` | batch-norm epsilon (`1e-5`) | the spec's |
-//! | `classes` | classifier outputs; `0` ends the model at the pooled features (a backbone) | the spec's |
+//! | `classes` | classifier outputs; `0` ends the model at the embedding (the pooled head) (a backbone) | the spec's |
 //! | `features` | feature levels to end at, `[1, 2, 3, 4]` (timm's `features_only`: level `i` has stride `2^(i+1)`); no head, no classifier | the spec's `features`, else none |
 //! | `max_batch` | the largest batch a forward takes (the loader can change it) | 8 |
 //! | `precision` | `f16` stores weights and activations as halves (half the GPU memory, sums still in f32), `f32` | `f32` |
@@ -55,7 +55,7 @@
 //!
 //! assert_eq!(b0_backbone::INPUT_SHAPE, [3, 256, 256]);
 //! assert_eq!(b0_backbone::CLASSES, 0);
-//! assert_eq!(b0_backbone::OUTPUT_LEN, 1280); // pooled features
+//! assert_eq!(b0_backbone::OUTPUT_LEN, 1280); // the embedding
 //! assert_eq!(b0_backbone::MAX_BATCH, 4);
 //! ```
 //!
@@ -67,7 +67,7 @@
 //! For `efficientnet!("lite0")`, `mod lite0` has:
 //!
 //! - constants: `NAME`, `SPEC` (the `.enet` source), `SPEC_ORIGIN`, `INPUT_SHAPE`
-//!   (CHW), `RESOLUTION`, `CLASSES`, `FEATURES`, `OUTPUT_LEN`, `PARAMETERS`, `MACS`,
+//!   (CHW), `RESOLUTION`, `CLASSES`, `EMBEDDING_LEN`, `OUTPUT_LEN`, `PARAMETERS`, `MACS`,
 //!   `MEAN`, `STD`, `PRECISION`, `ACTIVATION_BYTES`, `WEIGHT_BYTES` (bytes at
 //!   `PRECISION`), `MAX_BATCH`, `DISPATCHES`;
 //! - `kernels::STEM`, `kernels::BLOCKS_1_0_EXPAND`, …: one [`Kernel`] per GPU
@@ -219,7 +219,7 @@ pub struct Overrides {
     pub padding: Option<Padding>,
     /// Batch-norm epsilon.
     pub bn_eps: Option<f64>,
-    /// Classifier outputs; `Some(0)` ends the model at the pooled features.
+    /// Classifier outputs; `Some(0)` ends the model at the embedding (the pooled head).
     pub classes: Option<usize>,
     /// Feature levels the model ends at (a backbone: no head, no classifier).
     pub features: Option<&'static [usize]>,
@@ -263,7 +263,7 @@ pub struct Definition {
     pub input_shape: [usize; 3],
     /// Classifier outputs; 0 for a backbone.
     pub classes: usize,
-    /// Values per image in the output: logits, or pooled features.
+    /// Values per image in the output: logits, or the embedding.
     pub output_len: usize,
     /// Trainable parameters.
     pub parameters: u64,

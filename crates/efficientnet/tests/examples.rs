@@ -115,9 +115,9 @@ fn custom_spec_runs_its_own_enet_file() {
 }
 
 #[test]
-fn features_prints_1280_per_image_and_a_similarity() {
-    let out = run("features", &[CHELSEA, COFFEE, CHELSEA]);
-    assert_eq!(out.matches(": 1280 features").count(), 3, "{out}");
+fn embedding_prints_1280_per_image_and_a_similarity() {
+    let out = run("embedding", &[CHELSEA, COFFEE, CHELSEA]);
+    assert_eq!(out.matches(": 1280-value embedding").count(), 3, "{out}");
     let cos: Vec<f64> = out
         .lines()
         .filter(|l| l.starts_with("cosine("))

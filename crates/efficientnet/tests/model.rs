@@ -115,7 +115,7 @@ fn constants_equal_the_ir() {
     // Overrides reach the IR.
     assert_eq!(b0_torch::INPUT_SHAPE, [3, 256, 256]);
     assert_eq!(b0_torch::CLASSES, 0);
-    assert_eq!(b0_torch::OUTPUT_LEN, b0_torch::FEATURES);
+    assert_eq!(b0_torch::OUTPUT_LEN, b0_torch::EMBEDDING_LEN);
     assert_eq!(b0_torch::MAX_BATCH, 3);
     assert_eq!(
         b0_torch::PARAMETERS,
@@ -227,7 +227,7 @@ fn backbone_features_times_the_classifier_are_the_logits() {
         .unwrap();
     assert_eq!(model.max_batch(), 2);
     let features = model.forward(&exp["input.chelsea"], 1).unwrap();
-    assert_eq!(features.len(), backbone::FEATURES);
+    assert_eq!(features.len(), backbone::EMBEDDING_LEN);
     let (w, b) = (&ckpt["_fc.weight"], &ckpt["_fc.bias"]);
     let logits: Vec<f32> = (0..1000)
         .map(|o| {

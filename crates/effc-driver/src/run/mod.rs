@@ -72,8 +72,8 @@ pub enum RunOutput {
         #[serde(skip)]
         logits: Vec<f32>,
     },
-    /// `classes = 0`: each image's pooled features.
-    Pooled { features: Vec<Vec<f32>> },
+    /// `classes = 0`: each image's embedding (the pooled head).
+    Embedding { embedding: Vec<Vec<f32>> },
     /// A backbone: each image's levels, summarized (the values are in `data`).
     Levels {
         images: Vec<Vec<LevelSummary>>,
@@ -308,7 +308,7 @@ fn check_finite(output: &[f32], labels: &[String], per_image: usize) -> Result<(
     )))
 }
 
-/// The output as the report shows it: top classes, pooled features, or levels.
+/// The output as the report shows it: top classes, embeddings, or levels.
 fn summarize(model: &Model, plan: &Plan, output: Vec<f32>, n: usize, top: usize) -> RunOutput {
     let out_len = plan.output_len;
     if model.is_backbone() {
@@ -317,8 +317,8 @@ fn summarize(model: &Model, plan: &Plan, output: Vec<f32>, n: usize, top: usize)
         return RunOutput::Levels { images, data };
     }
     if model.classes == 0 {
-        let features = output.chunks(out_len).map(<[f32]>::to_vec).collect();
-        return RunOutput::Pooled { features };
+        let embedding = output.chunks(out_len).map(<[f32]>::to_vec).collect();
+        return RunOutput::Embedding { embedding };
     }
     let top = output
         .chunks(out_len)
@@ -343,8 +343,8 @@ fn summarize(model: &Model, plan: &Plan, output: Vec<f32>, n: usize, top: usize)
 fn save_output(f: &OutputFile, output: &RunOutput, out_len: usize, n: usize) -> Result<(), Error> {
     match output {
         RunOutput::Levels { data, .. } => levels::save(f, data, n),
-        RunOutput::Pooled { features } => {
-            tensors::save(f, "features", &features.concat(), vec![n, out_len])
+        RunOutput::Embedding { embedding } => {
+            tensors::save(f, "embedding", &embedding.concat(), vec![n, out_len])
         }
         RunOutput::Classes { logits, .. } => tensors::save(f, "logits", logits, vec![n, out_len]),
     }

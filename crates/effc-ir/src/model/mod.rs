@@ -42,7 +42,7 @@ pub struct Model {
     /// Present when `classes > 0`.
     pub classifier: Option<Linear>,
     /// The requested feature levels, in level order; empty for a classifier (or
-    /// pooled-features) model. When present, the model ends at them: nothing
+    /// embedding) model. When present, the model ends at them: nothing
     /// after the last level's block (no head, no classifier) runs.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub features: Vec<crate::features::FeatureInfo>,
@@ -156,7 +156,7 @@ impl Model {
     }
 
     /// Number of features after pooling.
-    pub fn num_features(&self) -> usize {
+    pub fn embedding_len(&self) -> usize {
         self.head.conv.out_ch
     }
 }

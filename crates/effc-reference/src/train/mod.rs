@@ -14,7 +14,7 @@
 //! - squeeze-excitation; the residual with drop path: block `j` of `N` drops its
 //!   whole branch per image with probability `drop_path·j/N` and scales kept
 //!   branches by `1/(1 − rate)` (timm's `drop_path`);
-//! - global pool, dropout on the pooled features (scaled by `1/(1 − p)`), the
+//! - global pool, dropout on the embedding (the pooled head) (scaled by `1/(1 − p)`), the
 //!   classifier, and the mean softmax cross-entropy with label smoothing over
 //!   class labels or soft targets ([`Target`]).
 //!

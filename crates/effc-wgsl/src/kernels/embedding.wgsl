@@ -1,4 +1,4 @@
-// No classifier (classes = 0): the output is the pooled features, the global average
+// No classifier (classes = 0): the output is the embedding, the global average
 // of the head's partial sums; one invocation per channel.
 //
 // The writer (effc-wgsl/src/reduce.rs) fills in, from the kernel plan:
@@ -6,7 +6,7 @@
 //   {{THREADS}}     invocations per workgroup
 {{CONSTANTS}}
 
-// No classifier: the output is the pooled features.
+// No classifier: the output is the embedding (the pooled head).
 @compute @workgroup_size({{THREADS}}, 1, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let n = wg.z;

@@ -1,12 +1,12 @@
-//! EfficientNet-Lite0 as a backbone: `classes = 0` ends the model at the pooled
-//! features (1280 per image), e.g. for retrieval or a classifier of your own. The
+//! EfficientNet-Lite0 as an image embedding: `classes = 0` ends the model at
+//! its embedding, the pooled head (1280 values per image), e.g. for retrieval or a classifier of your own. The
 //! classifier's tensors in the checkpoint are skipped.
 //!
 //! ```sh
-//! cargo run --release --example features -- tests/fixtures/images/chelsea.png tests/fixtures/images/coffee.png
+//! cargo run --release --example embedding -- tests/fixtures/images/chelsea.png tests/fixtures/images/coffee.png
 //! ```
 //!
-//! Prints each image's feature statistics and the cosine similarity of every pair.
+//! Prints each image's embedding statistics and the cosine similarity of every pair.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,7 +28,7 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
 fn main() -> ExitCode {
     let images: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
     if images.is_empty() {
-        eprintln!("usage: features IMAGE...");
+        eprintln!("usage: embedding IMAGE...");
         return ExitCode::from(2);
     }
     let run = || -> Result<(), efficientnet::Error> {
@@ -37,13 +37,13 @@ fn main() -> ExitCode {
             .load(WEIGHTS)?;
         let input = model.load_images(&images)?;
         let features = model.forward(&input, images.len())?;
-        let rows: Vec<&[f32]> = features.chunks(backbone::FEATURES).collect();
+        let rows: Vec<&[f32]> = features.chunks(backbone::EMBEDDING_LEN).collect();
         for (image, f) in images.iter().zip(&rows) {
             let mean = f.iter().sum::<f32>() / f.len() as f32;
             let max = f.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let active = f.iter().filter(|v| **v > 0.0).count();
             println!(
-                "{}: {} features, mean {mean:.4}, max {max:.4}, {active} positive",
+                "{}: {}-value embedding, mean {mean:.4}, max {max:.4}, {active} positive",
                 image.display(),
                 f.len()
             );
