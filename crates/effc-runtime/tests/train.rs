@@ -438,6 +438,19 @@ fn update_kernel_matches_effc_train_optimizers() {
         }
         let what = kind.name();
         assert_values_close(what, &model, &cpu, &t.params().unwrap(), 1e-5);
+        let state = t.optimizer_state().unwrap();
+        for (i, (a, b)) in opt.state.iter().zip(&state).enumerate() {
+            assert_eq!(a.len(), b.len(), "{what}: {} state buffers", params[i].name);
+            for (a, b) in a.iter().zip(b) {
+                for (&x, &y) in a.iter().zip(b) {
+                    assert!(
+                        (x - y).abs() <= 1e-5 * x.abs().max(1.0),
+                        "{what}: {} state {y} vs {x}",
+                        params[i].name
+                    );
+                }
+            }
+        }
         assert_values_close(
             &format!("{what} EMA"),
             &model,
@@ -711,4 +724,121 @@ fn v2_b0_fixture() {
 #[ignore = "slow on lavapipe (64 px, batch 4): run with --ignored"]
 fn lite0_fixture() {
     fixture("lite0", "lite0", true);
+}
+
+/// A run stopped after two steps and resumed from what a checkpoint holds
+/// (weights with running statistics, optimizer state, step, EMA) continues
+/// bit for bit as the uninterrupted one; the exported optimizer state has
+/// effc-train's layout and values.
+#[test]
+fn resumed_runs_continue_bit_for_bit() {
+    let model = tiny("swish", "same");
+    let case = tiny_case(&model, 0.1, false);
+    let params = model.params();
+    for (kind, rule) in rules() {
+        let update = Update {
+            rule,
+            weight_decay: 1e-2,
+            decay: decay_mask(&params, false),
+            ema: Some(0.5),
+        };
+        let lr = 0.02;
+        let mut whole = case.gpu(Some(update.clone()));
+        let mut rng = Rng::new(4);
+        for _ in 0..3 {
+            case.gpu_step(&mut whole, &mut rng, Some(lr));
+        }
+        let mut first = case.gpu(Some(update.clone()));
+        let mut rng = Rng::new(4);
+        for _ in 0..2 {
+            case.gpu_step(&mut first, &mut rng, Some(lr));
+        }
+        let (values, state, ema) = (
+            first.params().unwrap(),
+            first.optimizer_state().unwrap(),
+            first.ema().unwrap().unwrap(),
+        );
+        // effc-train's layout: the same buffers per tensor as its optimizer keeps.
+        let mut cpu = Optimizer::<f32>::new(kind, 1e-2, decay_mask(&params, false));
+        let mut v = to::<f32>(&case.values);
+        let grads: Vec<Vec<f32>> = params
+            .iter()
+            .map(|p| {
+                if p.trainable {
+                    vec![0.0; p.numel()]
+                } else {
+                    vec![]
+                }
+            })
+            .collect();
+        cpu.step(&mut v, &grads, lr);
+        for (i, (a, b)) in cpu.state.iter().zip(&state).enumerate() {
+            assert_eq!(a.len(), b.len(), "{}: {}", kind.name(), params[i].name);
+        }
+        let mut resumed =
+            GpuTrainer::new(gpu(), &model, &values, case.batch, &case.cfg, Some(update)).unwrap();
+        resumed.set_optimizer_state(&state, 2).unwrap();
+        resumed.set_ema(&ema).unwrap();
+        case.gpu_step(&mut resumed, &mut rng, Some(lr));
+        assert!(
+            resumed.params().unwrap() == whole.params().unwrap(),
+            "{}: resumed weights differ",
+            kind.name()
+        );
+        assert!(
+            resumed.ema().unwrap() == whole.ema().unwrap(),
+            "{}: resumed EMA differs",
+            kind.name()
+        );
+        assert!(
+            resumed.optimizer_state().unwrap() == whole.optimizer_state().unwrap(),
+            "{}: resumed optimizer state differs",
+            kind.name()
+        );
+        let e = resumed.set_optimizer_state(&state[1..], 2).unwrap_err();
+        assert!(e.to_string().contains("does not fit"), "{e}");
+    }
+}
+
+/// Twenty steps with SGD-Nesterov follow the CPU's losses within 1e-3 at every
+/// step (drop path, dropout and label smoothing on).
+#[test]
+fn twenty_steps_follow_the_cpu_losses() {
+    let model = tiny("swish", "same");
+    let case = tiny_case(&model, 0.1, false);
+    let params = model.params();
+    let (kind, rule) = rules()[0];
+    let decay = decay_mask(&params, false);
+    let mut opt = Optimizer::<f32>::new(kind, 1e-4, decay.clone());
+    let mut t = case.gpu(Some(Update {
+        rule,
+        weight_decay: 1e-4,
+        decay,
+        ema: None,
+    }));
+    let mut cpu = Params::<f32>::from_values(&model, to(&case.values)).unwrap();
+    let input: Vec<f32> = case.input.iter().map(|&v| v as f32).collect();
+    let (mut rg, mut rc) = (Rng::new(21), Rng::new(21));
+    let mut losses = vec![];
+    for s in 0..20 {
+        let loss = case.gpu_step(&mut t, &mut rg, Some(0.05));
+        let out = step(
+            &model,
+            &mut cpu,
+            &input,
+            case.batch,
+            Target::Labels(&case.labels),
+            &case.cfg,
+            &mut rc,
+        )
+        .unwrap();
+        opt.step(cpu.values_mut(), &out.grads, 0.05);
+        assert!(
+            (loss - out.loss).abs() <= 1e-3,
+            "step {s}: GPU loss {loss} vs CPU {}",
+            out.loss
+        );
+        losses.push(loss);
+    }
+    assert!(losses[19] < losses[0], "the loss falls: {losses:?}");
 }

@@ -63,6 +63,8 @@ pub struct GpuTrainer {
     prm: wgpu::Buffer,
     grd: wgpu::Buffer,
     arena: wgpu::Buffer,
+    s1: wgpu::Buffer,
+    s2: wgpu::Buffer,
     ema: wgpu::Buffer,
     update_uniform: wgpu::Buffer,
     loss_staging: wgpu::Buffer,
@@ -395,6 +397,8 @@ impl GpuTrainer {
             prm,
             grd,
             arena,
+            s1,
+            s2,
             ema,
             update_uniform,
             loss_staging,
@@ -520,6 +524,50 @@ impl GpuTrainer {
         Ok(losses.iter().map(|&l| l as f64).sum::<f64>() / n as f64)
     }
 
+    /// Times every forward and backward dispatch of one step alone (each in
+    /// its own submission, waited for; on the last batch written), summed per
+    /// kernel kind: `(kind, seconds, dispatches)`, slowest first. Wall-clock,
+    /// so meaningful where a submission's overhead is small next to a kernel
+    /// (lavapipe); the state changes as a step's would.
+    pub fn profile_kinds(&mut self) -> Result<Vec<(Kind, f64, usize)>, GpuError> {
+        let mut by: HashMap<Kind, (f64, usize)> = HashMap::new();
+        let all: Vec<&Dispatch> = self
+            .plan
+            .forward
+            .iter()
+            .chain(&self.plan.backward)
+            .collect();
+        for (i, (d, g)) in all.iter().zip(&self.grids).enumerate() {
+            if d.n == 0 {
+                continue;
+            }
+            let started = std::time::Instant::now();
+            let mut encoder =
+                self.gpu
+                    .device
+                    .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                        label: Some("profile"),
+                    });
+            {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("profile"),
+                    timestamp_writes: None,
+                });
+                pass.set_pipeline(&self.pipelines[&d.kind]);
+                pass.set_bind_group(0, &self.main_group, &[(i as u64 * SLOT) as u32]);
+                pass.dispatch_workgroups(g[0], g[1], 1);
+            }
+            self.gpu.queue.submit([encoder.finish()]);
+            self.gpu.wait("profiling a training kernel")?;
+            let e = by.entry(d.kind).or_default();
+            e.0 += started.elapsed().as_secs_f64();
+            e.1 += 1;
+        }
+        let mut v: Vec<(Kind, f64, usize)> = by.into_iter().map(|(k, (t, n))| (k, t, n)).collect();
+        v.sort_by(|a, b| b.1.total_cmp(&a.1));
+        Ok(v)
+    }
+
     /// Writes the update's uniform for the next optimizer step and records it.
     fn record_update(&mut self, pass: &mut wgpu::ComputePass, lr: f64) {
         let Some(u) = &self.update else { return };
@@ -616,6 +664,141 @@ impl GpuTrainer {
         }
         self.gpu.queue.submit([encoder.finish()]);
         self.gpu.wait("an optimizer update")
+    }
+
+    /// How many state buffers the rule keeps per tensor, as effc-train does.
+    fn state_buffers(&self) -> usize {
+        match self.update.as_ref().map(|u| u.rule) {
+            Some(Rule::Sgd { momentum, .. }) if momentum != 0.0 => 1,
+            Some(Rule::Sgd { .. }) | None => 0,
+            Some(_) => 2,
+        }
+    }
+
+    /// The optimizer's state in effc-train's layout (`Optimizer::state`): per
+    /// tensor SGD `[momentum]` (none without momentum), RMSpropTF `[square
+    /// mean, momentum]`, AdamW `[m, v]`; empty for tensors without gradients
+    /// and before the first step. With [`GpuTrainer::steps`], what a
+    /// checkpoint holds of the optimizer.
+    pub fn optimizer_state(&self) -> Result<Vec<Vec<Vec<f32>>>, GpuError> {
+        let k = if self.steps == 0 {
+            0
+        } else {
+            self.state_buffers()
+        };
+        let mut bufs = vec![];
+        for b in [&self.s1, &self.s2].into_iter().take(k) {
+            let flat = self.read(b, 0, self.plan.param_len, "the optimizer state")?;
+            bufs.push(self.split(flat, false));
+        }
+        Ok(self
+            .plan
+            .params
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                if p.trainable {
+                    bufs.iter().map(|b| b[i].clone()).collect()
+                } else {
+                    vec![]
+                }
+            })
+            .collect())
+    }
+
+    /// Restores the optimizer's state (as [`GpuTrainer::optimizer_state`] gives
+    /// it, or effc-train's `Optimizer::state`) after `steps` steps: a resumed
+    /// run continues as the uninterrupted one.
+    pub fn set_optimizer_state(
+        &mut self,
+        state: &[Vec<Vec<f32>>],
+        steps: u64,
+    ) -> Result<(), GpuError> {
+        if self.update.is_none() {
+            return Err(GpuError::TrainUnsupported(
+                "optimizer state was given to a trainer created without an optimizer".into(),
+            ));
+        }
+        let k = if steps == 0 { 0 } else { self.state_buffers() };
+        let params = &self.plan.params;
+        let bad = |why: String| {
+            Err(GpuError::TrainUnsupported(format!(
+                "the optimizer state does not fit: {why}"
+            )))
+        };
+        if state.len() != params.len() {
+            return bad(format!(
+                "{} tensors, the model has {}",
+                state.len(),
+                params.len()
+            ));
+        }
+        for (p, s) in params.iter().zip(state) {
+            let want = if p.trainable { k } else { 0 };
+            if s.len() != want || s.iter().any(|b| b.len() != p.numel()) {
+                return bad(format!(
+                    "`{}` has {} buffers (of {:?} values), needs {want} of {}",
+                    p.name,
+                    s.len(),
+                    s.iter().map(Vec::len).collect::<Vec<_>>(),
+                    p.numel()
+                ));
+            }
+        }
+        let initial = match self.update.as_ref().map(|u| u.rule) {
+            Some(Rule::RmsPropTf { .. }) => [1.0, 0.0],
+            _ => [0.0, 0.0],
+        };
+        let used = self.state_buffers();
+        for (j, buffer) in [&self.s1, &self.s2].into_iter().enumerate().take(used) {
+            self.scratch.clear();
+            for (p, s) in params.iter().zip(state) {
+                match s.get(j) {
+                    Some(b) => self.scratch.extend_from_slice(b),
+                    None => self
+                        .scratch
+                        .extend(std::iter::repeat_n(initial[j], p.numel())),
+                }
+            }
+            self.gpu.queue.write_buffer(buffer, 0, bytes(&self.scratch));
+        }
+        self.steps = steps;
+        self.gpu.wait("restoring the optimizer state")
+    }
+
+    /// Replaces every tensor (weights and running statistics, `Model::params`
+    /// order), as a checkpoint or another stage gives them.
+    pub fn set_params(&mut self, values: &[Vec<f32>]) -> Result<(), GpuError> {
+        self.write_all(values, false)
+    }
+
+    /// Replaces the EMA's values (when it is kept).
+    pub fn set_ema(&mut self, values: &[Vec<f32>]) -> Result<(), GpuError> {
+        if self.update.as_ref().is_none_or(|u| u.ema.is_none()) {
+            return Err(GpuError::TrainUnsupported(
+                "EMA values were given to a trainer that keeps no EMA".into(),
+            ));
+        }
+        self.write_all(values, true)
+    }
+
+    fn write_all(&mut self, values: &[Vec<f32>], ema: bool) -> Result<(), GpuError> {
+        let params = &self.plan.params;
+        if values.len() != params.len()
+            || params.iter().zip(values).any(|(p, v)| p.numel() != v.len())
+        {
+            return Err(GpuError::TrainUnsupported(format!(
+                "the values do not fit model `{}`",
+                self.plan.model
+            )));
+        }
+        self.scratch.clear();
+        for v in values {
+            self.scratch.extend_from_slice(v);
+        }
+        let buffer = if ema { &self.ema } else { &self.prm };
+        self.gpu.queue.write_buffer(buffer, 0, bytes(&self.scratch));
+        self.gpu.wait("uploading training values")
     }
 
     /// The step's target distribution `[batch, classes]`: the labels' one-hot

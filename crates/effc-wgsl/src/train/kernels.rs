@@ -105,6 +105,16 @@ const CONV_FWD: &str = items!(
     let img = r / (p.ow * p.oh);
     let kk = p.k * p.k;
     var acc = 0.0;
+    if p.k == 1u && p.s == 1u && p.pt == 0u && p.pl == 0u {
+        // Pointwise: the input row is the output row.
+        let xb = p.x + r * p.ci;
+        let wb = p.w + o * p.ci;
+        for (var c = 0u; c < p.ci; c += 1u) {
+            acc += buf[xb + c] * prm[wb + c];
+        }
+        buf[p.y + id] = acc;
+        return;
+    }
     for (var ky = 0u; ky < p.k; ky += 1u) {
         let iy = i32(oy * p.s + ky) - i32(p.pt);
         if iy < 0 || iy >= i32(p.ih) {
@@ -377,7 +387,16 @@ const CONV_BWD_W: &str = items!(
     let ky = (id / p.k) % p.k;
     let c = (id / (p.k * p.k)) % p.ci;
     let o = id / (p.k * p.k * p.ci);
-    var s = vec2<f32>(0.0);
+    var s = 0.0;
+    if p.k == 1u && p.s == 1u && p.pt == 0u && p.pl == 0u {
+        // Pointwise: dW = dzᵀ·x over the rows.
+        let rows = p.batch * p.oh * p.ow;
+        for (var r = 0u; r < rows; r += 1u) {
+            s += buf[p.dz + r * p.co + o] * buf[p.x + r * p.ci + c];
+        }
+        grd[p.dw + id] = s;
+        return;
+    }
     for (var img = 0u; img < p.batch; img += 1u) {
         for (var oy = 0u; oy < p.oh; oy += 1u) {
             let iy = i32(oy * p.s + ky) - i32(p.pt);
@@ -390,11 +409,11 @@ const CONV_BWD_W: &str = items!(
                     continue;
                 }
                 let d = buf[p.dz + ((img * p.oh + oy) * p.ow + ox) * p.co + o];
-                kadd(&s, d * buf[p.x + ((img * p.ih + u32(iy)) * p.iw + u32(ix)) * p.ci + c]);
+                s += d * buf[p.x + ((img * p.ih + u32(iy)) * p.iw + u32(ix)) * p.ci + c];
             }
         }
     }
-    grd[p.dw + id] = s.x;
+    grd[p.dw + id] = s;
 "
 );
 
@@ -407,6 +426,18 @@ const CONV_BWD_X: &str = items!(
     let img = r / (p.iw * p.ih);
     let kk = p.k * p.k;
     var s = 0.0;
+    if p.k == 1u && p.s == 1u && p.pt == 0u && p.pl == 0u {
+        // Pointwise: dx = dz·W on the same row.
+        let db = p.dz + r * p.co;
+        for (var o = 0u; o < p.co; o += 1u) {
+            s += buf[db + o] * prm[p.w + o * p.ci + c];
+        }
+        if p.add != NONE {
+            s += buf[p.add + id];
+        }
+        buf[p.dx + id] = s;
+        return;
+    }
     for (var ky = 0u; ky < p.k; ky += 1u) {
         let ty = i32(iy + p.pt) - i32(ky);
         if ty < 0 || ty % i32(p.s) != 0 {
