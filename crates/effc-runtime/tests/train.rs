@@ -842,3 +842,65 @@ fn twenty_steps_follow_the_cpu_losses() {
     }
     assert!(losses[19] < losses[0], "the loss falls: {losses:?}");
 }
+
+/// Dispatches larger than one grid row (b0 at 224 px and batch 64 needs them)
+/// compute the same bits: the tiny step with at most 8 workgroups per
+/// dimension, so most dispatches run as 2-D grids, against the usual one.
+#[test]
+fn two_dimensional_grids_compute_the_same() {
+    let model = tiny("swish", "same");
+    let case = tiny_case(&model, 0.1, false);
+    let update = Update {
+        rule: rules()[0].1,
+        weight_decay: 1e-2,
+        decay: decay_mask(&model.params(), false),
+        ema: Some(0.9),
+    };
+    let mut usual = case.gpu(Some(update.clone()));
+    let mut small = GpuTrainer::with_workgroup_limit(
+        gpu(),
+        &model,
+        &to::<f32>(&case.values),
+        case.batch,
+        &case.cfg,
+        Some(update),
+        8,
+    )
+    .unwrap();
+    let many = small
+        .plan()
+        .forward
+        .iter()
+        .chain(&small.plan().backward)
+        .filter(|d| match d.kind.grid() {
+            effc_wgsl::train::Grid::Items => d.n > 8 * 64,
+            effc_wgsl::train::Grid::Groups => d.n > 8,
+        })
+        .count();
+    assert!(
+        many >= 3,
+        "the test spec has dispatches over one grid row ({many})"
+    );
+    assert!(
+        small.plan().param_len > 8 * 64,
+        "the update runs as a 2-D grid"
+    );
+    let a = case.gpu_step(&mut usual, &mut Rng::new(2), Some(0.1));
+    let b = case.gpu_step(&mut small, &mut Rng::new(2), Some(0.1));
+    assert_eq!(a.to_bits(), b.to_bits());
+    assert!(usual.grads().unwrap() == small.grads().unwrap());
+    assert!(usual.params().unwrap() == small.params().unwrap());
+    assert!(usual.ema().unwrap() == small.ema().unwrap());
+    let e = GpuTrainer::with_workgroup_limit(
+        gpu(),
+        &model,
+        &to::<f32>(&case.values),
+        case.batch,
+        &case.cfg,
+        None,
+        1,
+    )
+    .err()
+    .expect("too few workgroups");
+    assert!(matches!(e, GpuError::TrainTooBig { .. }), "{e}");
+}

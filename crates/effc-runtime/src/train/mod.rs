@@ -110,6 +110,22 @@ impl GpuTrainer {
         cfg: &StepConfig,
         update: Option<Update>,
     ) -> Result<GpuTrainer, GpuError> {
+        let max = gpu.limits.max_compute_workgroups_per_dimension;
+        Self::with_workgroup_limit(gpu, model, values, batch, cfg, update, max)
+    }
+
+    /// [`GpuTrainer::new`] with at most `max_groups` workgroups per grid
+    /// dimension (at most the adapter's): tests force 2-D grids with it.
+    #[doc(hidden)]
+    pub fn with_workgroup_limit(
+        gpu: Arc<Gpu>,
+        model: &Model,
+        values: &[Vec<f32>],
+        batch: usize,
+        cfg: &StepConfig,
+        update: Option<Update>,
+        max_groups: u32,
+    ) -> Result<GpuTrainer, GpuError> {
         let plan = plan(
             model,
             batch,
@@ -166,7 +182,7 @@ impl GpuTrainer {
                 });
             }
         }
-        let max_groups = gpu.limits.max_compute_workgroups_per_dimension;
+        let max_groups = max_groups.min(gpu.limits.max_compute_workgroups_per_dimension);
         let all: Vec<&Dispatch> = plan.forward.iter().chain(&plan.backward).collect();
         let mut grids = Vec::with_capacity(all.len());
         let mut uniforms = vec![0u8; all.len().max(1) * SLOT as usize];
