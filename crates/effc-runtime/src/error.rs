@@ -72,6 +72,29 @@ pub enum GpuError {
     /// The plan stores f16 and the adapter cannot (or not as forced).
     #[error("adapter `{adapter}` cannot run f16 storage: {message}")]
     F16 { adapter: String, message: String },
+    /// A model, or parameters, the training step cannot take.
+    #[error("cannot train on the GPU: {0}")]
+    TrainUnsupported(String),
+    /// A training step beyond the adapter's limits (found before allocating).
+    #[error("training model `{model}` at batch {batch} does not fit adapter `{adapter}`: {what}")]
+    TrainTooBig {
+        model: String,
+        batch: usize,
+        adapter: String,
+        what: String,
+    },
+    #[error("label {label} of image {image} is out of range for {classes} classes")]
+    LabelOutOfRange {
+        image: usize,
+        label: usize,
+        classes: usize,
+    },
+    #[error("the target has {got} {what}, the batch needs {expected}")]
+    TargetSize {
+        expected: usize,
+        got: usize,
+        what: &'static str,
+    },
     #[error(transparent)]
     Pack(#[from] effc_plan::PackError),
     #[error(transparent)]

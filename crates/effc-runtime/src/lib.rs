@@ -25,6 +25,7 @@ mod model;
 mod pipelines;
 pub mod profile;
 mod run;
+pub mod train;
 pub mod tune;
 
 pub use adapter::AdapterSummary;

@@ -13,6 +13,7 @@ mod depthwise;
 mod gemm;
 mod half;
 mod reduce;
+pub mod train;
 mod writer;
 
 pub use half::Spelling;

@@ -192,3 +192,16 @@ fn f32_plans_do_not_depend_on_the_spelling() {
     assert_eq!(a, b);
     assert!(a.iter().all(|s| !s.source.contains("f16")));
 }
+
+/// The training kernels (`effc_wgsl::train`): one module per kind, the same
+/// for every model (shapes come from uniforms), each naga-validated and
+/// snapshotted: forward, backward and the fused update.
+#[test]
+fn training_kernels_validate_and_are_pinned() {
+    use effc_wgsl::train::Kind;
+    for k in Kind::ALL {
+        let src = k.source();
+        effc_wgsl::validate(&src).unwrap_or_else(|e| panic!("{}: {e}", k.name()));
+        insta::assert_snapshot!(format!("train_{}", k.name()), src);
+    }
+}
