@@ -9,7 +9,7 @@ use effc_driver::Device;
 use effc_ir::{Naming, Options};
 use effc_reference::train::StepConfig;
 use effc_train::data::{Source, FASHION_MNIST_DIR};
-use effc_train::job::{self, DataChoice, Job, Progress};
+use effc_train::job::{self, CheckpointDir, DataChoice, Job, Progress};
 use effc_train::optim::Kind;
 use effc_train::schedule::Decay;
 use effc_train::trainer::Recipe;
@@ -135,11 +135,15 @@ pub struct Args {
     /// epoch (validation top-1, top-5, loss; the EMA's).
     #[arg(long, value_name = "FILE.jsonl")]
     log: Option<PathBuf>,
-    /// Where the training checkpoint goes (every epoch; default: OUT with `.ckpt` before the extension).
-    #[arg(long, value_name = "FILE")]
-    checkpoint: Option<PathBuf>,
-    /// Continue the run a checkpoint was written by (same model, data and flags).
-    #[arg(long, value_name = "CKPT")]
+    /// The directory training checkpoints go in (`step-N.safetensors`, every epoch
+    /// and on Ctrl-C; the latest kept; default: OUT's name with `.ckpt` for its
+    /// extension, `out.ckpt/` for `-o out.safetensors`).
+    #[arg(long, value_name = "DIR")]
+    checkpoints: Option<PathBuf>,
+    /// Continue a run from its latest checkpoint in DIR (or from the checkpoint
+    /// FILE), with the same model, data and flags: the result equals the
+    /// uninterrupted run's bit for bit.
+    #[arg(long, value_name = "DIR|FILE")]
     resume: Option<PathBuf>,
     /// Where to train: `cpu` or `reference`, both the reference executor (effc's
     /// fast CPU backend has no backward pass yet). `gpu` comes with issue 21.
@@ -150,12 +154,45 @@ pub struct Args {
     eval_batch: usize,
 }
 
-fn ckpt_path(out: &std::path::Path) -> PathBuf {
-    let stem = out
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    out.with_file_name(format!("{stem}.ckpt.safetensors"))
+fn ckpt_dir(out: &std::path::Path) -> PathBuf {
+    out.with_extension("ckpt")
+}
+
+/// Checks the checkpoint directory as the output policy checks a file: a
+/// directory or nothing yet, in a directory that exists, not -o.
+fn check_ckpt_dir(dir: &std::path::Path, out: &std::path::Path) -> Result<(), Failure> {
+    use effc_driver::files::FileKind;
+    match FileKind::at(dir) {
+        None | Some(FileKind::Directory) => {}
+        Some(kind) => {
+            return Err(format!(
+                "--checkpoints `{}` is {kind}: checkpoints go in a directory (created when missing); choose a directory path",
+                dir.display()
+            )
+            .into())
+        }
+    }
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    if FileKind::at(parent) != Some(FileKind::Directory) {
+        return Err(format!(
+            "--checkpoints `{}`: its directory `{}` does not exist",
+            dir.display(),
+            parent.display()
+        )
+        .into());
+    }
+    if effc_driver::files::same_file(dir, out) {
+        return Err(format!(
+            "--checkpoints `{}` and -o `{}` are the same path: give each its own",
+            dir.display(),
+            out.display()
+        )
+        .into());
+    }
+    Ok(())
 }
 
 fn source(arg: &str) -> Source {
@@ -230,7 +267,10 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         steps: args.steps,
         progressive: args.progressive,
         out,
-        checkpoint,
+        checkpoints: checkpoint.map(|dir| CheckpointDir {
+            dir,
+            files: files.clone(),
+        }),
         save_grads,
         log,
         resume: args.resume.clone(),
@@ -271,7 +311,7 @@ fn outputs(
 ) -> Result<
     (
         Option<OutputFile>,
-        Option<OutputFile>,
+        Option<PathBuf>,
         Option<OutputFile>,
         Option<OutputFile>,
     ),
@@ -285,8 +325,8 @@ fn outputs(
             .as_ref()
             .expect("clap requires -o without --dry-run");
         let out = files.file("-o", o)?;
-        let c = args.checkpoint.clone().unwrap_or_else(|| ckpt_path(o));
-        let checkpoint = files.file("--checkpoint", &c)?;
+        let c = args.checkpoints.clone().unwrap_or_else(|| ckpt_dir(o));
+        check_ckpt_dir(&c, o)?;
         let grads = args
             .save_grads
             .as_ref()
@@ -297,7 +337,7 @@ fn outputs(
             .as_ref()
             .map(|p| files.file("--log", p))
             .transpose()?;
-        (Some(out), Some(checkpoint), grads, log)
+        (Some(out), Some(c), grads, log)
     })
 }
 

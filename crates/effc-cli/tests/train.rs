@@ -199,7 +199,7 @@ fn trains_on_a_folder_resumes_and_effc_run_loads_the_output() {
         log.contains("epoch 2: validation top-1") && log.contains("(EMA)"),
         "{log}"
     );
-    let ckpt = d.join("out.ckpt.safetensors");
+    let ckpt = d.join("out.ckpt");
     // The log: a line per step (3 epochs of 3 steps) and per epoch.
     let log = std::fs::read_to_string(d.join("out.jsonl")).unwrap();
     let lines: Vec<serde_json::Value> = log
@@ -212,7 +212,12 @@ fn trains_on_a_folder_resumes_and_effc_run_loads_the_output() {
             && lines[11]["ema_validation"]["top5"].is_number(),
         "{log}"
     );
-    assert!(ckpt.exists());
+    // One checkpoint kept: the last epoch's.
+    let kept: Vec<String> = std::fs::read_dir(&ckpt)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(kept, ["step-00000009.safetensors"]);
 
     // The output loads in `effc run`.
     let img = d.join("data/val/light/0.png");
@@ -232,12 +237,7 @@ fn trains_on_a_folder_resumes_and_effc_run_loads_the_output() {
     // Resuming the finished run from its checkpoint trains nothing and writes the same weights.
     let again = d.join("again.safetensors");
     let mut a = args(&again);
-    a.extend([
-        "--resume".into(),
-        p(&ckpt).into(),
-        "--checkpoint".into(),
-        p(&d.join("c2.safetensors")).into(),
-    ]);
+    a.extend(["--resume".into(), p(&ckpt).into()]);
     let o = run(&a);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("resuming from"), "{}", stderr(&o));
@@ -261,6 +261,146 @@ fn trains_on_a_folder_resumes_and_effc_run_loads_the_output() {
         "{}",
         stderr(&o)
     );
+}
+
+/// The `step-N.safetensors` checkpoints in `dir`, by step.
+fn checkpoints(dir: &Path) -> Vec<(u64, std::path::PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return vec![];
+    };
+    let mut v: Vec<(u64, std::path::PathBuf)> = entries
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            let step = name.strip_prefix("step-")?.strip_suffix(".safetensors")?;
+            Some((step.parse().ok()?, e.path()))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// A real `effc train` killed (SIGKILL) after its first checkpoint, in the
+/// middle of the epoch after it, then resumed from its checkpoint directory:
+/// its output and its last checkpoint (weights, optimizer state, EMA) equal an
+/// uninterrupted run's byte for byte. A checkpoint of another model is refused.
+#[test]
+fn a_killed_run_resumes_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("tiny.enet"), SPEC).unwrap();
+    folder(&d.join("data"));
+    let epochs = 20u64; // 3 steps each
+    let args_for = |o: &Path, epochs: u64| -> Vec<String> {
+        let mut a: Vec<String> = [
+            "train",
+            p(&d.join("tiny.enet")),
+            "--data",
+            p(&d.join("data")),
+            "--batch",
+            "4",
+            "--dropout",
+            "0.2",
+            "--drop-path",
+            "0.3",
+            "--ema",
+            "0.9",
+            "--seed",
+            "5",
+            "--eval-batch",
+            "12",
+            "-o",
+            p(o),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        a.extend(["--epochs".into(), epochs.to_string()]);
+        a
+    };
+    let args = |o: &Path| args_for(o, epochs);
+    let run = |a: &[String]| effc(&a.iter().map(String::as_str).collect::<Vec<_>>());
+
+    let full = d.join("full.safetensors");
+    let o = run(&args(&full));
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let killed = d.join("killed.safetensors");
+    let ckpt = d.join("killed.ckpt");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_effc"))
+        .args(args(&killed))
+        .current_dir(common::root())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while checkpoints(&ckpt).is_empty() {
+        assert!(
+            started.elapsed().as_secs() < 300,
+            "no checkpoint after 300 s"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "effc train ended before its first checkpoint"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    child.kill().unwrap(); // SIGKILL: no chance to write anything more
+    let status = child.wait().unwrap();
+    assert!(
+        !status.success(),
+        "the run finished before it was killed: make it longer"
+    );
+    assert!(!killed.exists(), "a killed run wrote no output");
+    let (at, _) = *checkpoints(&ckpt).last().unwrap();
+    assert!(at < 3 * epochs, "killed at step {at}");
+
+    let mut a = args(&killed);
+    a.extend(["--resume".into(), p(&ckpt).into()]);
+    let o = run(&a);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("at step {at} of {}", 3 * epochs)),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        std::fs::read(&full).unwrap() == std::fs::read(&killed).unwrap(),
+        "the resumed run's weights differ from the uninterrupted run's"
+    );
+    let last = |dir: &Path| {
+        let c = checkpoints(dir);
+        let (step, path) = c.last().unwrap().clone();
+        assert_eq!(step, 3 * epochs);
+        tensors(&std::fs::read(path).unwrap())
+    };
+    let (a, b) = (last(&d.join("full.ckpt")), last(&ckpt));
+    assert!(a.keys().any(|k| k.starts_with("opt.1.")) && a.keys().any(|k| k.starts_with("ema.")));
+    assert!(a == b, "the last checkpoints differ");
+
+    // A checkpoint of another model is refused, and nothing is written.
+    std::fs::write(
+        d.join("other.enet"),
+        SPEC.replace("model tiny", "model other"),
+    )
+    .unwrap();
+    let other = d.join("other.safetensors");
+    let mut a = args_for(&other, 1);
+    a[1] = p(&d.join("other.enet")).into();
+    let o = run(&a);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let again = d.join("again.safetensors");
+    let mut a = args(&again);
+    a.extend(["--resume".into(), p(&d.join("other.ckpt")).into()]);
+    let o = run(&a);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("is a training checkpoint of `other`, not of `tiny`"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!again.exists() && !d.join("again.ckpt").exists());
 }
 
 #[test]

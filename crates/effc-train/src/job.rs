@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use effc_files::OutputFile;
+use effc_files::{FileKind, OutputFile, Outputs};
 use effc_ir::{Layer, Model, Naming};
 use effc_weights::Weights;
 use serde::Serialize;
@@ -48,12 +48,161 @@ pub struct Job {
     pub steps: Option<u64>,
     pub progressive: bool,
     pub out: Option<OutputFile>,
-    pub checkpoint: Option<OutputFile>,
+    pub checkpoints: Option<CheckpointDir>,
     pub save_grads: Option<OutputFile>,
     /// JSON lines, one per step and one per epoch (rewritten whole each epoch).
     pub log: Option<OutputFile>,
+    /// A checkpoint file, or a directory whose latest checkpoint of this run
+    /// is resumed.
     pub resume: Option<PathBuf>,
     pub eval_batch: usize,
+}
+
+/// Where checkpoints go: a directory (created at the first checkpoint) of
+/// `step-NNNNNNNN.safetensors` files. Each file is declared to the output
+/// policy (`files`, holding the command's inputs and outputs) when it is
+/// written, so no checkpoint replaces an input or another output; once a
+/// checkpoint is written, the one this run wrote before it is removed (never
+/// a file the run did not write, such as the checkpoint it resumed from).
+#[derive(Clone, Debug)]
+pub struct CheckpointDir {
+    pub dir: PathBuf,
+    pub files: Outputs,
+}
+
+/// The file name of the checkpoint after `step` steps.
+pub fn checkpoint_name(step: u64) -> String {
+    format!("step-{step:08}.safetensors")
+}
+
+/// The step a checkpoint's file name states (`step-N.safetensors`).
+fn named_step(name: &str) -> Option<u64> {
+    name.strip_prefix("step-")?
+        .strip_suffix(".safetensors")?
+        .parse()
+        .ok()
+}
+
+/// Writes checkpoints into a [`CheckpointDir`], keeping the latest this run wrote.
+struct Saver {
+    dir: PathBuf,
+    files: Outputs,
+    /// The last checkpoint this run wrote: its step and path.
+    written: Option<(u64, PathBuf)>,
+}
+
+impl Saver {
+    fn new(c: &CheckpointDir) -> Saver {
+        Saver {
+            dir: c.dir.clone(),
+            files: c.files.clone(),
+            written: None,
+        }
+    }
+
+    /// Writes the checkpoint of `state` (unless this step's is written) and
+    /// returns its path; removes the one written before.
+    fn save(
+        &mut self,
+        model: &Model,
+        state: &State,
+        fp: &str,
+        show: &mut dyn FnMut(Progress),
+    ) -> Result<PathBuf, TrainError> {
+        if let Some((step, p)) = &self.written {
+            if *step == state.step {
+                return Ok(p.clone());
+            }
+        }
+        match FileKind::at(&self.dir) {
+            Some(FileKind::Directory) => {}
+            None => std::fs::create_dir(&self.dir).map_err(|e| {
+                TrainError::Bad(format!(
+                    "--checkpoints `{}`: cannot create the directory: {e}",
+                    self.dir.display()
+                ))
+            })?,
+            Some(kind) => {
+                return Err(TrainError::Bad(format!(
+                    "--checkpoints `{}` is {kind}, not a directory",
+                    self.dir.display()
+                )))
+            }
+        }
+        let path = self.dir.join(checkpoint_name(state.step));
+        let file = self
+            .files
+            .file("--checkpoints", &path)
+            .map_err(|e| TrainError::Bad(e.to_string()))?;
+        write(&file, &trainer::checkpoint_bytes(model, state, fp))?;
+        if let Some((_, old)) = self.written.replace((state.step, path.clone())) {
+            if let Err(e) = std::fs::remove_file(&old) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    show(Progress::Note(format!(
+                        "warning: cannot remove the previous checkpoint {}: {e}",
+                        old.display()
+                    )));
+                }
+            }
+        }
+        Ok(path)
+    }
+}
+
+/// The checkpoint `--resume PATH` names: PATH itself when it is a file; in a
+/// directory, the `step-N.safetensors` of the highest step that this run
+/// (`fingerprint`) wrote. Read whole (and checked) by [`trainer::resume`].
+fn find_checkpoint(
+    path: &std::path::Path,
+    model: &Model,
+    recipe: &Recipe,
+    fingerprint: &str,
+) -> Result<(PathBuf, State), TrainError> {
+    let load = |p: &std::path::Path| -> Result<State, TrainError> {
+        let bytes = effc_files::read(p, effc_files::Input::CHECKPOINT)
+            .map_err(|e| TrainError::Bad(e.to_string()))?;
+        trainer::resume(model, recipe, &bytes, &p.display().to_string(), fingerprint)
+    };
+    if FileKind::at(path) != Some(FileKind::Directory) {
+        return Ok((path.to_path_buf(), load(path)?));
+    }
+    let entries = std::fs::read_dir(path).map_err(|e| {
+        TrainError::Bad(format!(
+            "--resume `{}`: cannot list the directory: {e}",
+            path.display()
+        ))
+    })?;
+    let mut found: Vec<(u64, PathBuf)> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            Some((named_step(&name)?, e.path()))
+        })
+        .filter(|(_, p)| FileKind::at(p) == Some(FileKind::Regular))
+        .collect();
+    found.sort();
+    let Some(latest) = found.last().map(|(_, p)| p.clone()) else {
+        return Err(TrainError::Bad(format!(
+            "--resume `{}`: the directory holds no checkpoint (`step-N.safetensors`, written by `effc train` every epoch and on Ctrl-C)",
+            path.display()
+        )));
+    };
+    let mut first_refusal = None;
+    for (_, p) in found.iter().rev() {
+        match load(p) {
+            Ok(state) => return Ok((p.clone(), state)),
+            Err(e) => {
+                first_refusal.get_or_insert(e);
+            }
+        }
+    }
+    let why = first_refusal.map_or(String::new(), |e| e.to_string());
+    Err(TrainError::Bad(format!(
+        "--resume `{}`: none of its {} checkpoints is of this run; the latest, {}, is refused:\n{why}",
+        path.display(),
+        found.len(),
+        latest.display()
+    )))
 }
 
 /// What `--dry-run` prints.
@@ -242,7 +391,9 @@ fn initial(job: &Job) -> Result<(Vec<Vec<f32>>, String, Naming), TrainError> {
     }
 }
 
-/// Everything that must match for `--resume`.
+/// Everything that must match for `--resume`: the model, the data, the length
+/// of the run and the whole recipe (seed included, from which the data order,
+/// each sample's augmentation and each step's dropout derive).
 fn fingerprint(job: &Job, total: u64, data: &str) -> String {
     format!(
         "model {} at {}, {data}, {total} steps, progressive {}, {:?}",
@@ -373,7 +524,8 @@ pub fn run(job: &Job, show: &mut dyn FnMut(Progress)) -> Result<State, TrainErro
     let stages = stage_list(job, total)?;
     let fp = fingerprint(job, total, &desc);
     show(Progress::Note(format!("data: {desc}")));
-    let (mut state, naming) = start(job, total, &fp, show)?;
+    let mut saver = job.checkpoints.as_ref().map(Saver::new);
+    let (mut state, naming) = start(job, total, &fp, saver.as_mut(), show)?;
     let mut log_lines: Vec<String> = vec![];
     for (si, stage) in stages.iter().enumerate() {
         if state.step >= stage.to {
@@ -392,6 +544,7 @@ pub fn run(job: &Job, show: &mut dyn FnMut(Progress)) -> Result<State, TrainErro
             fp: &fp,
             naming,
             log_lines: &mut log_lines,
+            saver: saver.as_mut(),
         };
         let stop = stage.to - state.step;
         trainer::train(
@@ -416,6 +569,7 @@ fn start(
     job: &Job,
     total: u64,
     fp: &str,
+    saver: Option<&mut Saver>,
     show: &mut dyn FnMut(Progress),
 ) -> Result<(State, Naming), TrainError> {
     let naming = job
@@ -425,18 +579,17 @@ fn start(
         .unwrap_or(Naming::Timm);
     match &job.resume {
         Some(p) => {
-            let bytes = effc_files::read(p, effc_files::Input::CHECKPOINT)
-                .map_err(|e| TrainError::Bad(e.to_string()))?;
-            let s = trainer::resume(
-                &job.model,
-                &job.recipe,
-                &bytes,
-                &p.display().to_string(),
-                fp,
-            )?;
+            let (found, s) = find_checkpoint(p, &job.model, &job.recipe, fp)?;
+            if let Some(saver) = saver {
+                // No checkpoint of this run may replace the one it resumes from.
+                saver
+                    .files
+                    .input("the --resume checkpoint", &found)
+                    .map_err(|e| TrainError::Bad(e.to_string()))?;
+            }
             show(Progress::Note(format!(
                 "resuming from {} at step {} of {total}",
-                p.display(),
+                found.display(),
                 s.step
             )));
             Ok((s, naming))
@@ -492,6 +645,7 @@ struct Events<'a> {
     fp: &'a str,
     naming: Naming,
     log_lines: &'a mut Vec<String>,
+    saver: Option<&'a mut Saver>,
 }
 
 impl Events<'_> {
@@ -553,9 +707,10 @@ impl Events<'_> {
                 eval,
                 ema_eval,
             } => {
-                if let Some(c) = &job.checkpoint {
-                    write(c, &trainer::checkpoint_bytes(&job.model, state, fp))?;
-                }
+                let checkpoint = match self.saver.as_deref_mut() {
+                    Some(s) => Some(s.save(&job.model, state, fp, show)?),
+                    None => None,
+                };
                 if let Some(l) = &job.log {
                     log_lines.push(
                         serde_json::json!({"epoch": epoch, "step": state.step, "validation": eval,
@@ -568,7 +723,7 @@ impl Events<'_> {
                     epoch,
                     eval,
                     ema_eval,
-                    checkpoint: job.checkpoint.as_ref().map(|c| c.path()),
+                    checkpoint: checkpoint.as_deref(),
                 });
             }
         }

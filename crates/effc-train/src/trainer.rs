@@ -5,9 +5,13 @@
 //! Reproducibility: everything random derives from the seed and the step or
 //! epoch: epoch `e`'s order is a shuffle seeded by (seed, e), each sample's
 //! crop by (seed, e, index) ([`crate::data::sample_rng`]), step `t`'s drop path
-//! and dropout by (seed, t). A checkpoint therefore holds only the weights (BN
-//! statistics included), the optimizer's state, the EMA and the step, and a
-//! resumed run equals an uninterrupted one bit for bit.
+//! and dropout by (seed, t). The RNG state and the data order at any step are
+//! therefore functions of (seed, step): a checkpoint holds the weights (BN
+//! statistics included), the optimizer's state, the EMA and the step, and its
+//! fingerprint the seed and every other setting; a run resumed mid-epoch skips
+//! the batches of that epoch's order already taken and equals an uninterrupted
+//! one bit for bit (`tests/trainer.rs`; a killed `effc train` in
+//! `effc-cli/tests/train.rs`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -465,6 +469,13 @@ pub fn resume(
         return Err(bad(
             "not an effc training checkpoint (written by `effc train`)".into(),
         ));
+    }
+    let written_for = meta.get("model").map_or("?", |s| s.as_str());
+    if written_for != model.name {
+        return Err(bad(format!(
+            "is a training checkpoint of `{written_for}`, not of `{}`: resume with the model and flags it was written with",
+            model.name
+        )));
     }
     if meta.get("fingerprint").map(String::as_str) != Some(fingerprint) {
         return Err(bad(format!(
