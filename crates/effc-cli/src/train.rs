@@ -275,6 +275,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         log,
         resume: args.resume.clone(),
         eval_batch: args.eval_batch.max(1),
+        stop: None,
     };
     if args.dry_run {
         let plan = job::plan(&job)?;
@@ -285,9 +286,36 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         }
         return Ok(ExitCode::SUCCESS);
     }
+    let job = Job {
+        stop: Some(stop_on_signals()?),
+        ..job
+    };
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    job::run(&job, &mut |p| show_progress(p, terminal))?;
-    Ok(ExitCode::SUCCESS)
+    match job::run(&job, &mut |p| show_progress(p, terminal)) {
+        Ok(_) => Ok(ExitCode::SUCCESS),
+        Err(e @ effc_train::trainer::TrainError::Interrupted { .. }) => {
+            eprintln!("{e}");
+            // 128 + SIGINT, as a shell reports a process Ctrl-C ended.
+            Ok(ExitCode::from(130))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A flag that SIGINT (Ctrl-C) and SIGTERM set: training stops after the
+/// current step and writes a checkpoint. A second signal ends the process at
+/// once (exit status 130).
+fn stop_on_signals() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>, Failure> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [SIGINT, SIGTERM] {
+        // Registered first, so it sees the flag as the previous signal left it.
+        signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())
+            .map_err(|e| format!("cannot handle signal {sig}: {e}"))?;
+        signal_hook::flag::register(sig, stop.clone())
+            .map_err(|e| format!("cannot handle signal {sig}: {e}"))?;
+    }
+    Ok(stop)
 }
 
 /// What the flags refuse before anything is read.

@@ -379,6 +379,67 @@ fn a_killed_run_resumes_bit_for_bit() {
     assert!(a.keys().any(|k| k.starts_with("opt.1.")) && a.keys().any(|k| k.starts_with("ema.")));
     assert!(a == b, "the last checkpoints differ");
 
+    // Ctrl-C (a real SIGINT) mid-run: the step finishes, a checkpoint is written,
+    // the exit status is 130 and the message says how to resume; resuming ends
+    // as the uninterrupted run.
+    #[cfg(unix)]
+    {
+        use std::io::BufRead;
+        let stopped = d.join("stopped.safetensors");
+        let sdir = d.join("stopped.ckpt");
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_effc"))
+            .args(args(&stopped))
+            .current_dir(common::root())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let err = child.stderr.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut all = String::new();
+            for line in std::io::BufReader::new(err).lines() {
+                let line = line.unwrap();
+                let _ = tx.send(line.clone());
+                all += &line;
+                all.push('\n');
+            }
+            all
+        });
+        loop {
+            let line = rx
+                .recv_timeout(std::time::Duration::from_secs(300))
+                .expect("effc train printed its third step");
+            if line.starts_with("step 3/") {
+                break;
+            }
+        }
+        // SAFETY: kill(2) on the child's pid, which has not been waited for.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+        let status = child.wait().unwrap();
+        let log = reader.join().unwrap();
+        assert_eq!(status.code(), Some(130), "{log}");
+        assert!(
+            log.contains("interrupted after step") && log.contains("--resume"),
+            "{log}"
+        );
+        assert!(!stopped.exists());
+        let (at, _) = *checkpoints(&sdir).last().unwrap();
+        assert!(at >= 3 && at < 3 * epochs, "stopped at step {at}");
+        assert!(
+            log.contains(&format!("interrupted after step {at} of")),
+            "{log}"
+        );
+        let mut a = args(&stopped);
+        a.extend(["--resume".into(), p(&sdir).into()]);
+        let o = run(&a);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(
+            std::fs::read(&full).unwrap() == std::fs::read(&stopped).unwrap(),
+            "the run resumed after Ctrl-C differs from the uninterrupted run"
+        );
+    }
+
     // A checkpoint of another model is refused, and nothing is written.
     std::fs::write(
         d.join("other.enet"),

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use effc_files::{FileKind, OutputFile, Outputs};
@@ -56,6 +57,9 @@ pub struct Job {
     /// is resumed.
     pub resume: Option<PathBuf>,
     pub eval_batch: usize,
+    /// Set (by a SIGINT or SIGTERM handler) to stop after the current step,
+    /// with a checkpoint.
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 /// Where checkpoints go: a directory (created at the first checkpoint) of
@@ -545,6 +549,7 @@ pub fn run(job: &Job, show: &mut dyn FnMut(Progress)) -> Result<State, TrainErro
             naming,
             log_lines: &mut log_lines,
             saver: saver.as_mut(),
+            total,
         };
         let stop = stage.to - state.step;
         trainer::train(
@@ -646,9 +651,39 @@ struct Events<'a> {
     naming: Naming,
     log_lines: &'a mut Vec<String>,
     saver: Option<&'a mut Saver>,
+    total: u64,
 }
 
 impl Events<'_> {
+    fn stopped(&self) -> bool {
+        self.job
+            .stop
+            .as_ref()
+            .is_some_and(|s| s.load(Ordering::SeqCst))
+    }
+
+    /// Writes the checkpoint (and the log) of an interrupted run; the error to return.
+    fn interrupt(&mut self, state: &State, show: &mut dyn FnMut(Progress)) -> TrainError {
+        if let Some(l) = &self.job.log {
+            if let Err(e) = write(l, (self.log_lines.join("\n") + "\n").as_bytes()) {
+                return e;
+            }
+        }
+        let (checkpoint, dir) = match self.saver.as_deref_mut() {
+            Some(s) => match s.save(&self.job.model, state, self.fp, show) {
+                Ok(p) => (Some(p), Some(s.dir.clone())),
+                Err(e) => return e,
+            },
+            None => (None, None),
+        };
+        TrainError::Interrupted {
+            step: state.step,
+            total: self.total,
+            checkpoint,
+            dir,
+        }
+    }
+
     fn on(&mut self, e: Event, show: &mut dyn FnMut(Progress)) -> Result<(), TrainError> {
         let (job, si, size, naming) = (self.job, self.stage, self.size, self.naming);
         let fp = self.fp;
@@ -661,6 +696,8 @@ impl Events<'_> {
                 loss,
                 lr,
                 images_per_s,
+                state,
+                epoch_end,
             } => {
                 if job.log.is_some() {
                     log_lines.push(
@@ -678,7 +715,11 @@ impl Events<'_> {
                     loss,
                     lr,
                     images_per_s,
-                })
+                });
+                // At an epoch's end the epoch's event checkpoints and stops.
+                if !epoch_end && self.stopped() {
+                    return Err(self.interrupt(state, show));
+                }
             }
             Event::FirstGrads { grads, values } => {
                 if let Some(f) = &job.save_grads {
@@ -725,6 +766,9 @@ impl Events<'_> {
                     ema_eval,
                     checkpoint: checkpoint.as_deref(),
                 });
+                if self.stopped() {
+                    return Err(self.interrupt(state, show));
+                }
             }
         }
         Ok(())

@@ -98,6 +98,10 @@ pub enum Event<'a> {
         loss: f64,
         lr: f64,
         images_per_s: f64,
+        /// The state after the step (to checkpoint when interrupted).
+        state: &'a State,
+        /// Whether the step ends an epoch (an [`Event::Epoch`] follows).
+        epoch_end: bool,
     },
     /// The first step's gradients (for `--save-grads`), aligned with `Model::params`,
     /// and the BN running statistics after it.
@@ -127,6 +131,24 @@ pub enum TrainError {
     Bad(String),
     #[error("the loss became {loss} at step {step}: lower --lr (now {lr})")]
     Diverged { step: u64, loss: f64, lr: f64 },
+    /// Stopped by a signal (Ctrl-C) after a step, its checkpoint written.
+    #[error(
+        "interrupted after step {step} of {total}{}",
+        match (checkpoint, dir) {
+            (Some(c), Some(d)) => format!(
+                "; checkpoint written to {}\ncontinue with the same command and `--resume {}`",
+                c.display(),
+                d.display()
+            ),
+            _ => "; no checkpoint written".to_string(),
+        }
+    )]
+    Interrupted {
+        step: u64,
+        total: u64,
+        checkpoint: Option<std::path::PathBuf>,
+        dir: Option<std::path::PathBuf>,
+    },
 }
 
 /// Steps per epoch (last smaller batch dropped; a fixed batch is one step).
@@ -302,6 +324,8 @@ pub fn train(
                 loss: out.loss,
                 lr,
                 images_per_s: n as f64 / started.elapsed().as_secs_f64().max(1e-9),
+                state,
+                epoch_end: state.step.is_multiple_of(spe) || state.step == total,
             })?;
         }
         drop(loader);
