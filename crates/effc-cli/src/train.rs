@@ -8,6 +8,7 @@ use effc_driver::files::{OutputFile, Outputs};
 use effc_driver::Device;
 use effc_ir::{Naming, Options};
 use effc_reference::train::StepConfig;
+use effc_train::augment::{Mixup, RandAugment};
 use effc_train::data::{Source, FASHION_MNIST_DIR};
 use effc_train::job::{self, CheckpointDir, DataChoice, Job, Progress};
 use effc_train::optim::Kind;
@@ -116,9 +117,28 @@ pub struct Args {
     ema: Option<f64>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// No random-resized crop and flip: train on `effc run`'s preprocessing.
-    #[arg(long)]
+    /// No random-resized crop and flip, RandAugment or mixup: train on `effc run`'s
+    /// preprocessing.
+    #[arg(long, conflicts_with_all = ["randaug", "mixup", "cutmix"])]
     no_augment: bool,
+    /// RandAugment, as timm's config string: `rand-m9-mstd0.5` (2 ops at magnitude 9
+    /// ± 0.5, each with probability 0.5); also `nN`, `mmaxX`, `pP`.
+    #[arg(long, value_name = "rand-mM[-nN][-mstdS]")]
+    randaug: Option<String>,
+    /// Mixup's α (timm's --mixup, 0.8 in its recipes); the label smoothing is folded
+    /// into the mixed targets.
+    #[arg(long, value_name = "ALPHA")]
+    mixup: Option<f64>,
+    /// CutMix's α (timm's --cutmix, 1.0); with --mixup too, each batch is one or the
+    /// other (--mixup-switch).
+    #[arg(long, value_name = "ALPHA")]
+    cutmix: Option<f64>,
+    /// The probability a batch is mixed (timm's --mixup-prob).
+    #[arg(long, default_value_t = 1.0, value_name = "P")]
+    mixup_prob: f64,
+    /// With --mixup and --cutmix, the probability of CutMix (timm's --mixup-switch-prob).
+    #[arg(long, default_value_t = 0.5, value_name = "P")]
+    mixup_switch: f64,
     /// The smallest area fraction the random-resized crop keeps (timm's --scale).
     #[arg(long, default_value_t = 0.08, value_name = "S")]
     scale: f64,
@@ -392,6 +412,10 @@ fn recipe(args: &Args, size: usize) -> Result<Recipe, Failure> {
         ("--bn-momentum", Some(args.bn_momentum), 0.0, 1.0),
         ("--ema", args.ema, 0.0, 1.0),
         ("--scale", Some(args.scale), 0.0, 1.0),
+        ("--mixup", args.mixup, 0.0, 1e3),
+        ("--cutmix", args.cutmix, 0.0, 1e3),
+        ("--mixup-prob", Some(args.mixup_prob), 0.0, 1.0),
+        ("--mixup-switch", Some(args.mixup_switch), 0.0, 1.0),
     ] {
         if let Some(v) = v {
             if !(lo..=hi).contains(&v) {
@@ -429,6 +453,17 @@ fn recipe(args: &Args, size: usize) -> Result<Recipe, Failure> {
         seed: args.seed,
         augment: !args.no_augment,
         min_scale: args.scale,
+        randaugment: args
+            .randaug
+            .as_deref()
+            .map(RandAugment::parse)
+            .transpose()?,
+        mixup: (args.mixup.is_some() || args.cutmix.is_some()).then(|| Mixup {
+            mixup_alpha: args.mixup.unwrap_or(0.0),
+            cutmix_alpha: args.cutmix.unwrap_or(0.0),
+            prob: args.mixup_prob,
+            switch_prob: args.mixup_switch,
+        }),
         size,
     })
 }
@@ -511,6 +546,7 @@ fn print_plan(p: &job::Plan) -> Result<(), Failure> {
         p.bn_momentum,
         p.ema.map_or("none".into(), |d| d.to_string())
     );
+    outln!("  augmentation  {}", p.augmentation);
     if p.stages.len() > 1 {
         outln!("  stages        steps          size  dropout  randaugment  mixup");
         for (i, s) in p.stages.iter().enumerate() {
@@ -525,12 +561,6 @@ fn print_plan(p: &job::Plan) -> Result<(), Failure> {
                 opt(s.randaugment),
                 opt(s.mixup)
             );
-        }
-        if p.stages
-            .iter()
-            .any(|s| s.randaugment.is_some() || s.mixup.is_some())
-        {
-            outln!("  note          RandAugment and mixup are not implemented yet: training does not apply them");
         }
     }
     Ok(())

@@ -283,7 +283,8 @@ fn checkpoints(dir: &Path) -> Vec<(u64, std::path::PathBuf)> {
 /// A real `effc train` killed (SIGKILL) after its first checkpoint, in the
 /// middle of the epoch after it, then resumed from its checkpoint directory:
 /// its output and its last checkpoint (weights, optimizer state, EMA) equal an
-/// uninterrupted run's byte for byte. A checkpoint of another model is refused.
+/// uninterrupted run's byte for byte, tensor by tensor (the safetensors header's
+/// metadata comes in a hash map's order). A checkpoint of another model is refused.
 #[test]
 fn a_killed_run_resumes_bit_for_bit() {
     let dir = tempfile::tempdir().unwrap();
@@ -307,6 +308,12 @@ fn a_killed_run_resumes_bit_for_bit() {
             "0.9",
             "--seed",
             "5",
+            "--randaug",
+            "rand-m9-mstd0.5",
+            "--mixup",
+            "0.8",
+            "--cutmix",
+            "1.0",
             "--eval-batch",
             "12",
             "-o",
@@ -366,7 +373,7 @@ fn a_killed_run_resumes_bit_for_bit() {
         stderr(&o)
     );
     assert!(
-        std::fs::read(&full).unwrap() == std::fs::read(&killed).unwrap(),
+        tensors(&std::fs::read(&full).unwrap()) == tensors(&std::fs::read(&killed).unwrap()),
         "the resumed run's weights differ from the uninterrupted run's"
     );
     let last = |dir: &Path| {
@@ -435,7 +442,7 @@ fn a_killed_run_resumes_bit_for_bit() {
         let o = run(&a);
         assert!(o.status.success(), "{}", stderr(&o));
         assert!(
-            std::fs::read(&full).unwrap() == std::fs::read(&stopped).unwrap(),
+            tensors(&std::fs::read(&full).unwrap()) == tensors(&std::fs::read(&stopped).unwrap()),
             "the run resumed after Ctrl-C differs from the uninterrupted run"
         );
     }
@@ -563,6 +570,37 @@ fn hostile_input_is_refused_and_nothing_is_overwritten() {
         stderr(&o)
     );
     assert!(!out.exists());
+    // Bad augmentation settings.
+    std::fs::remove_file(d.join("data/train/dark/bad.png")).unwrap();
+    for (flags, want) in [
+        (&["--randaug", "rand-q3"][..], "unknown part `q3`"),
+        (&["--randaug", "m9"][..], "starts with `rand`"),
+        (&["--mixup=-1"][..], "--mixup -1 is not in"),
+        (&["--mixup-prob", "2"][..], "--mixup-prob 2 is not in"),
+        (
+            &["--no-augment", "--mixup", "0.8"][..],
+            "cannot be used with",
+        ),
+    ] {
+        let mut a = vec![
+            "train",
+            &spec,
+            "--data",
+            &data,
+            "--batch",
+            "4",
+            "-o",
+            p(&out),
+        ];
+        a.extend(flags);
+        let o = effc(&a);
+        assert!(
+            !o.status.success() && stderr(&o).contains(want),
+            "{flags:?}: {}",
+            stderr(&o)
+        );
+        assert!(!out.exists());
+    }
     // The GPU is the next issue's.
     let o = effc(&[
         "train",
@@ -617,4 +655,29 @@ fn progressive_dry_run_of_v2_s() {
         .collect();
     assert_eq!(from, [0, 100, 200, 300]);
     assert_eq!(v["total_steps"], 400);
+    // RandAugment and mixup: stated in the plan, and a short run with them trains.
+    let o = effc(&[
+        "train",
+        "v2-s",
+        "--classes",
+        "2",
+        "--data",
+        p(&dir.path().join("data")),
+        "--batch",
+        "4",
+        "--randaug",
+        "rand-m9-mstd0.5",
+        "--mixup",
+        "0.8",
+        "--cutmix",
+        "1.0",
+        "--dry-run",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("RandAugment 2 ops at magnitude 9 (std 0.5")
+            && stdout(&o).contains("mixup α 0.8 / CutMix α 1"),
+        "{}",
+        stdout(&o)
+    );
 }

@@ -13,6 +13,7 @@ use effc_ir::{Layer, Model, Naming};
 use effc_weights::Weights;
 use serde::Serialize;
 
+use crate::augment::{Mixup, RandAugment};
 use crate::data::{self, Batch, Source};
 use crate::progressive::{self, Stage};
 use crate::schedule::Decay;
@@ -231,6 +232,8 @@ pub struct Plan {
     pub drop_path: f64,
     pub bn_momentum: f64,
     pub ema: Option<f64>,
+    /// The training transforms: crop and flip, RandAugment, mixup/CutMix.
+    pub augmentation: String,
     pub stages: Vec<Stage>,
 }
 
@@ -470,8 +473,30 @@ pub fn plan(job: &Job) -> Result<Plan, TrainError> {
         drop_path: r.step.drop_path.unwrap_or(job.model.drop_path),
         bn_momentum: r.step.bn_momentum,
         ema: r.ema,
+        augmentation: augmentation(r),
         stages: stage_list(job, total)?,
     })
+}
+
+/// What the training transforms are, in words.
+fn augmentation(r: &Recipe) -> String {
+    if !r.augment {
+        return "none (`effc run`'s preprocessing)".into();
+    }
+    let mut s = format!("random-resized crop (scale {}–1) and flip", r.min_scale);
+    if let Some(ra) = &r.randaugment {
+        s += &format!(
+            ", RandAugment {} ops at magnitude {} (std {}, max {}, probability {})",
+            ra.n, ra.magnitude, ra.magnitude_std, ra.magnitude_max, ra.prob
+        );
+    }
+    if let Some(m) = r.mixup.filter(|m| m.enabled()) {
+        s += &format!(
+            ", mixup α {} / CutMix α {} (probability {}, switch {})",
+            m.mixup_alpha, m.cutmix_alpha, m.prob, m.switch_prob
+        );
+    }
+    s
 }
 
 fn total_steps(job: &Job, spe: u64) -> Result<u64, TrainError> {
@@ -621,20 +646,42 @@ fn stage_recipe(
     recipe.size = stage.size;
     if job.progressive {
         recipe.step.dropout = Some(stage.dropout);
+        let mut extra = String::new();
+        if let (Some(m), true) = (stage.randaugment, recipe.augment) {
+            // The papers' magnitudes reach 15 (TF's RandAugment): the clamp moves with them.
+            let base = recipe.randaugment.unwrap_or(RandAugment {
+                magnitude_std: 0.0,
+                ..RandAugment::default()
+            });
+            recipe.randaugment = Some(RandAugment {
+                magnitude: m,
+                magnitude_max: base.magnitude_max.max(m),
+                ..base
+            });
+            extra += &format!(", RandAugment magnitude {m:.2}");
+        }
+        if let (Some(a), true) = (stage.mixup, recipe.augment) {
+            let base = recipe.mixup.unwrap_or(Mixup {
+                mixup_alpha: 0.0,
+                cutmix_alpha: 0.0,
+                prob: 1.0,
+                switch_prob: 0.5,
+            });
+            recipe.mixup = Some(Mixup {
+                mixup_alpha: a,
+                ..base
+            });
+            extra += &format!(", mixup α {a:.2}");
+        }
         if stages.len() > 1 && step == stage.from {
             show(Progress::Note(format!(
-                "stage {} of {}: steps {}..{}, size {}, dropout {:.3}{}",
+                "stage {} of {}: steps {}..{}, size {}, dropout {:.3}{extra}",
                 si + 1,
                 stages.len(),
                 stage.from,
                 stage.to,
                 stage.size,
                 stage.dropout,
-                if stage.randaugment.is_some() || stage.mixup.is_some() {
-                    " (RandAugment and mixup are not implemented yet: not applied)"
-                } else {
-                    ""
-                }
             )));
         }
     }

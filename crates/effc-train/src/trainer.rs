@@ -4,8 +4,8 @@
 //!
 //! Reproducibility: everything random derives from the seed and the step or
 //! epoch: epoch `e`'s order is a shuffle seeded by (seed, e), each sample's
-//! crop by (seed, e, index) ([`crate::data::sample_rng`]), step `t`'s drop path
-//! and dropout by (seed, t). The RNG state and the data order at any step are
+//! crop, flip and RandAugment by (seed, e, index) ([`crate::data::sample_rng`]),
+//! step `t`'s mixup/CutMix by (seed, 3, t), its drop path and dropout by (seed, 2, t). The RNG state and the data order at any step are
 //! therefore functions of (seed, step): a checkpoint holds the weights (BN
 //! statistics included), the optimizer's state, the EMA and the step, and its
 //! fingerprint the seed and every other setting; a run resumed mid-epoch skips
@@ -20,6 +20,7 @@ use effc_ir::{Model, Naming, Param};
 use effc_reference::train::{self, Params, Rng, StepConfig, Target};
 use effc_weights::Weights;
 
+use crate::augment::{Mixup, RandAugment};
 use crate::data::{self, Batch, Dataset, Loader, Transform};
 use crate::ema::Ema;
 use crate::optim::{decay_mask, Kind, Optimizer};
@@ -48,6 +49,10 @@ pub struct Recipe {
     pub min_scale: f64,
     /// Training image size (the model's resolution unless progressive).
     pub size: usize,
+    /// RandAugment on each training image (with `augment`).
+    pub randaugment: Option<RandAugment>,
+    /// Mixup/CutMix of each training batch, the label smoothing folded into its targets.
+    pub mixup: Option<Mixup>,
 }
 
 /// What the model trains on.
@@ -240,6 +245,7 @@ pub fn train(
         size: recipe.size,
         augment: recipe.augment,
         min_scale: recipe.min_scale,
+        randaugment: recipe.randaugment.filter(|_| recipe.augment),
         mean: model.mean,
         std: model.std,
     };
@@ -247,6 +253,7 @@ pub fn train(
         size: model.resolution,
         augment: false,
         min_scale: 1.0,
+        randaugment: None,
         mean: model.mean,
         std: model.std,
     };
@@ -274,7 +281,7 @@ pub fn train(
         };
         while state.step < epoch_end {
             let started = std::time::Instant::now();
-            let batch = match (&mut loader, data) {
+            let mut batch = match (&mut loader, data) {
                 (Some(l), _) => l
                     .next()
                     .ok_or_else(|| TrainError::Bad("the loader ended before the epoch".into()))??,
@@ -288,14 +295,36 @@ pub fn train(
                     model.name
                 )));
             }
+            let mixed = match recipe.mixup.filter(|m| m.enabled()) {
+                Some(m) => Some(m.apply(
+                    &mut batch.input,
+                    &batch.labels,
+                    model.input,
+                    classes,
+                    recipe.step.label_smoothing,
+                    &mut Rng::new(mix(recipe.seed, 3, state.step)),
+                )),
+                None => None,
+            };
+            let (target, step_config) = match &mixed {
+                // The label smoothing is in the soft targets.
+                Some(m) => (
+                    Target::Soft(&m.targets),
+                    StepConfig {
+                        label_smoothing: 0.0,
+                        ..recipe.step.clone()
+                    },
+                ),
+                None => (Target::Labels(&batch.labels), recipe.step.clone()),
+            };
             let mut rng = Rng::new(mix(recipe.seed, 2, state.step));
             let out = train::step(
                 model,
                 &mut state.params,
                 &batch.input,
                 n,
-                Target::Labels(&batch.labels),
-                &recipe.step,
+                target,
+                &step_config,
                 &mut rng,
             )?;
             let lr = sched.lr(state.step);

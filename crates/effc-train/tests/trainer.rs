@@ -52,6 +52,8 @@ fn recipe(kind: Kind) -> Recipe {
         augment: true,
         min_scale: 0.08,
         size: 16,
+        randaugment: None,
+        mixup: None,
     }
 }
 
@@ -144,7 +146,17 @@ fn resuming_equals_an_uninterrupted_run() {
             nesterov: true,
         },
     ] {
-        let r = recipe(kind);
+        // RandAugment and mixup/CutMix draw from the seed too.
+        let r = Recipe {
+            randaugment: Some(effc_train::augment::RandAugment::default()),
+            mixup: Some(effc_train::augment::Mixup {
+                mixup_alpha: 0.8,
+                cutmix_alpha: 1.0,
+                prob: 1.0,
+                switch_prob: 0.5,
+            }),
+            ..recipe(kind)
+        };
         let total = 14; // 6 steps per epoch: the stop falls mid-epoch
         let init = effc_train::init::init(&model, 1);
         let mut full = State::new(&model, init.clone(), &r).unwrap();
