@@ -67,6 +67,11 @@ pub struct Args {
     /// is replaced by a new one.
     #[arg(long, value_name = "CKPT")]
     from: Option<PathBuf>,
+    /// Freeze the stem (`stem`) or the stem and stages 0..=K (timm's `blocks.0` ..
+    /// `blocks.K`): no gradient or update there, BN in eval mode (as timm users
+    /// fine-tune).
+    #[arg(long, value_name = "stem|K")]
+    freeze: Option<String>,
     /// The naming of --from (detected when absent).
     #[arg(long, value_name = "effc|timm|torchvision|tf")]
     naming: Option<Naming>,
@@ -271,7 +276,8 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
             r.resolve().map(|m| m.model).map_err(|e| e.to_string())
         })
     };
-    let recipe = recipe(&args, model.resolution)?;
+    let stages = model.blocks().map(|b| b.stage + 1).max().unwrap_or(0);
+    let recipe = recipe(&args, model.resolution, stages)?;
     let data = match (&args.data, &args.input) {
         (_, Some(p)) => DataChoice::Input(p.clone()),
         (Some(d), None) => DataChoice::Source(source(d)),
@@ -391,7 +397,21 @@ fn outputs(
 
 /// The recipe from the flags: optimizer, learning rate (0.016 per 256 images by
 /// default), schedule, regularization, EMA, augmentation.
-fn recipe(args: &Args, size: usize) -> Result<Recipe, Failure> {
+fn recipe(args: &Args, size: usize, stages: usize) -> Result<Recipe, Failure> {
+    let frozen = match args.freeze.as_deref() {
+        None => None,
+        Some("stem") => Some(0),
+        Some(k) => match k.parse::<usize>() {
+            Ok(k) if k < stages => Some(k + 1),
+            _ => {
+                return Err(format!(
+                    "--freeze {k}: give `stem` or a stage 0..={} (timm's `blocks.K`; the model has {stages} stages)",
+                    stages.saturating_sub(1)
+                )
+                .into())
+            }
+        },
+    };
     let batch = args.batch as usize;
     let optimizer = match args.optimizer {
         Opt::Sgd => Kind::Sgd {
@@ -448,6 +468,7 @@ fn recipe(args: &Args, size: usize) -> Result<Recipe, Failure> {
             bn_momentum: args.bn_momentum,
             dropout: args.dropout,
             drop_path: args.drop_path,
+            frozen,
         },
         ema: args.ema,
         seed: args.seed,
