@@ -160,6 +160,10 @@ pub struct Args {
     /// epoch (validation top-1, top-5, loss; the EMA's).
     #[arg(long, value_name = "FILE.jsonl")]
     log: Option<PathBuf>,
+    /// Draw the loss and validation-accuracy curves, with the stage boundaries,
+    /// as SVG (rewritten after every epoch).
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
     /// The directory training checkpoints go in (`step-N.safetensors`, every epoch
     /// and on Ctrl-C; the latest kept; default: OUT's name with `.ckpt` for its
     /// extension, `out.ckpt/` for `-o out.safetensors`).
@@ -244,6 +248,10 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         }
     }
     let (out, checkpoint, save_grads, log) = outputs(&args, &mut files)?;
+    let plot = match (&args.plot, args.dry_run) {
+        (Some(p), false) => Some(files.file("--plot", p)?),
+        _ => None,
+    };
     let resolved = request.resolve().map_err(fail)?;
     let model = resolved.model;
     if model.classifier.is_none() {
@@ -317,14 +325,25 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         ..job
     };
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    match job::run(&job, &mut |p| show_progress(p, terminal)) {
-        Ok(_) => Ok(ExitCode::SUCCESS),
+    let mut monitor = Monitor::new(terminal, plot, job.model.name.clone());
+    let result = job::run(&job, &mut |p| monitor.show(p));
+    match result {
+        Ok(_) => {
+            monitor.finish()?;
+            Ok(ExitCode::SUCCESS)
+        }
         Err(e @ effc_train::trainer::TrainError::Interrupted { .. }) => {
+            monitor.finish()?;
             eprintln!("{e}");
             // 128 + SIGINT, as a shell reports a process Ctrl-C ended.
             Ok(ExitCode::from(130))
         }
-        Err(e) => Err(e.into()),
+        Err(e) => {
+            if let Some(b) = &monitor.bar {
+                b.abandon();
+            }
+            Err(e.into())
+        }
     }
 }
 
@@ -489,50 +508,191 @@ fn recipe(args: &Args, size: usize, stages: usize) -> Result<Recipe, Failure> {
     })
 }
 
-/// One line per event on stderr (a step's line rewritten in place on a terminal).
-fn show_progress(p: Progress, terminal: bool) {
-    match p {
-        Progress::Note(s) => eprintln!("{s}"),
-        Progress::Step {
-            step,
-            total,
-            epoch,
-            stage: _,
-            size,
-            loss,
-            lr,
-            images_per_s,
-        } => {
-            if terminal || step == total || step.is_multiple_of(50) || step <= 3 {
-                let end = if terminal && step < total { "\r" } else { "\n" };
-                eprint!("step {step}/{total}  epoch {epoch}  size {size}  loss {loss:.4}  lr {lr:.3e}  {images_per_s:.1} img/s   {end}");
+/// What `effc train` shows and keeps while it runs: on a terminal an indicatif
+/// progress bar (step, images/s, loss, learning rate, stage) with the notes
+/// printed above it; otherwise plain lines (the first steps, every 50th, the
+/// last, and at least one every 10 s). With `--plot`, the loss and accuracy
+/// curves, rewritten after each epoch (and at the end) through the output policy.
+struct Monitor {
+    bar: Option<indicatif::ProgressBar>,
+    terminal: bool,
+    last_line: std::time::Instant,
+    step: u64,
+    total: u64,
+    plot: Option<OutputFile>,
+    title: String,
+    losses: Vec<(f64, f64)>,
+    val_loss: Vec<(f64, f64)>,
+    top1: Vec<(f64, f64)>,
+    top5: Vec<(f64, f64)>,
+    ema_top1: Vec<(f64, f64)>,
+    stages: Vec<(f64, String)>,
+    stage: Option<usize>,
+}
+
+impl Monitor {
+    fn new(terminal: bool, plot: Option<OutputFile>, title: String) -> Monitor {
+        Monitor {
+            bar: None,
+            terminal,
+            last_line: std::time::Instant::now(),
+            step: 0,
+            total: 0,
+            plot,
+            title,
+            losses: vec![],
+            val_loss: vec![],
+            top1: vec![],
+            top5: vec![],
+            ema_top1: vec![],
+            stages: vec![],
+            stage: None,
+        }
+    }
+
+    fn line(&self, s: &str) {
+        match &self.bar {
+            Some(b) => b.println(s),
+            None => eprintln!("{s}"),
+        }
+    }
+
+    fn show(&mut self, p: Progress) {
+        match p {
+            Progress::Note(s) => self.line(&s),
+            Progress::Step {
+                step,
+                total,
+                epoch,
+                stage,
+                size,
+                loss,
+                lr,
+                images_per_s,
+            } => {
+                self.step = step;
+                self.total = total;
+                self.losses.push((step as f64, loss));
+                if self.stage != Some(stage) {
+                    self.stage = Some(stage);
+                    self.stages.push((
+                        (step - 1) as f64,
+                        format!("stage {} (size {size})", stage + 1),
+                    ));
+                }
+                let msg = format!(
+                    "epoch {epoch}  stage {}  size {size}  loss {loss:.4}  lr {lr:.3e}  {images_per_s:.1} img/s",
+                    stage + 1
+                );
+                if self.terminal {
+                    let bar = self.bar.get_or_insert_with(|| {
+                        let b = indicatif::ProgressBar::new(total);
+                        b.set_style(
+                            indicatif::ProgressStyle::with_template(
+                                "[{bar:30}] {pos}/{len} {msg} ({elapsed} < {eta})",
+                            )
+                            .expect("a valid template")
+                            .progress_chars("=> "),
+                        );
+                        b
+                    });
+                    bar.set_position(step);
+                    bar.set_message(msg);
+                } else if step == total
+                    || step <= 3
+                    || step.is_multiple_of(50)
+                    || self.last_line.elapsed().as_secs() >= 10
+                {
+                    self.last_line = std::time::Instant::now();
+                    eprintln!("step {step}/{total}  {msg}");
+                }
+            }
+            Progress::Epoch {
+                epoch,
+                eval,
+                ema_eval,
+                checkpoint,
+            } => {
+                let show = |e: effc_train::trainer::Eval| {
+                    format!(
+                        "top-1 {:.2}%  top-5 {:.2}%  loss {:.4} ({} images)",
+                        100.0 * e.top1,
+                        100.0 * e.top5,
+                        e.loss,
+                        e.images
+                    )
+                };
+                let at = self.step as f64;
+                if let Some(e) = eval {
+                    self.line(&format!("epoch {epoch}: validation {}", show(e)));
+                    self.val_loss.push((at, e.loss));
+                    self.top1.push((at, 100.0 * e.top1));
+                    self.top5.push((at, 100.0 * e.top5));
+                }
+                if let Some(e) = ema_eval {
+                    self.line(&format!("epoch {epoch}: validation (EMA) {}", show(e)));
+                    self.ema_top1.push((at, 100.0 * e.top1));
+                }
+                if let Some(c) = checkpoint {
+                    self.line(&format!("epoch {epoch}: checkpoint {}", c.display()));
+                }
+                if let Err(e) = self.write_plot() {
+                    self.line(&format!("warning: {}", e.message));
+                }
             }
         }
-        Progress::Epoch {
-            epoch,
-            eval,
-            ema_eval,
-            checkpoint,
-        } => {
-            let show = |e: effc_train::trainer::Eval| {
-                format!(
-                    "top-1 {:.2}%  top-5 {:.2}%  loss {:.4} ({} images)",
-                    100.0 * e.top1,
-                    100.0 * e.top5,
-                    e.loss,
-                    e.images
-                )
-            };
-            if let Some(e) = eval {
-                eprintln!("epoch {epoch}: validation {}", show(e));
-            }
-            if let Some(e) = ema_eval {
-                eprintln!("epoch {epoch}: validation (EMA) {}", show(e));
-            }
-            if let Some(c) = checkpoint {
-                eprintln!("epoch {epoch}: checkpoint {}", c.display());
-            }
+    }
+
+    /// Writes the curves so far to `--plot`.
+    fn write_plot(&self) -> Result<(), Failure> {
+        let Some(f) = &self.plot else {
+            return Ok(());
+        };
+        let curve = |name: &str, points: &[(f64, f64)]| {
+            (!points.is_empty()).then(|| effc_draw::Curve {
+                name: name.to_string(),
+                points: points.to_vec(),
+            })
+        };
+        let c = effc_draw::Curves {
+            title: format!("{}: {} of {} steps", self.title, self.step, self.total),
+            loss: [
+                curve("training loss", &self.losses),
+                curve("validation loss", &self.val_loss),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+            accuracy: [
+                curve("top-1", &self.top1),
+                curve("top-5", &self.top5),
+                curve("top-1 (EMA)", &self.ema_top1),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+            stages: self.stages.clone(),
+            total: self.total as f64,
+        };
+        let svg = effc_draw::curves(&c).map_err(|e| format!("--plot: {e}"))?;
+        f.write(svg.as_bytes())?;
+        Ok(())
+    }
+
+    /// Ends the bar (its last state stays on screen) and writes the plot.
+    fn finish(&self) -> Result<(), Failure> {
+        if let Some(b) = &self.bar {
+            b.abandon();
         }
+        if self.plot.is_some() && self.losses.is_empty() {
+            eprintln!("--plot: this run took no steps; no curves drawn");
+            return Ok(());
+        }
+        self.write_plot()?;
+        if let Some(f) = &self.plot {
+            eprintln!("wrote the training curves to {}", f.path().display());
+        }
+        Ok(())
     }
 }
 

@@ -186,6 +186,8 @@ fn trains_on_a_folder_resumes_and_effc_run_loads_the_output() {
             p(o),
             "--log",
             p(&o.with_extension("jsonl")),
+            "--plot",
+            p(&o.with_extension("svg")),
         ]
         .iter()
         .map(|s| s.to_string())
@@ -198,6 +200,19 @@ fn trains_on_a_folder_resumes_and_effc_run_loads_the_output() {
     assert!(
         log.contains("epoch 2: validation top-1") && log.contains("(EMA)"),
         "{log}"
+    );
+    // Not a terminal: plain lines, and the curves drawn.
+    assert!(
+        log.contains("step 1/9  epoch 0  stage 1  size 16  loss"),
+        "{log}"
+    );
+    let svg = std::fs::read_to_string(d.join("out.svg")).unwrap();
+    assert!(
+        svg.starts_with("<svg")
+            && svg.contains("training loss")
+            && svg.contains("top-1 (EMA)")
+            && svg.contains("stage 1 (size 16)"),
+        "{svg}"
     );
     let ckpt = d.join("out.ckpt");
     // The log: a line per step (3 epochs of 3 steps) and per epoch.
