@@ -557,9 +557,61 @@ impl Monitor {
         }
     }
 
+    fn record_step(&mut self, step: u64, stage: usize, size: usize, loss: f64) {
+        self.step = step;
+        self.losses.push((step as f64, loss));
+        if self.stage != Some(stage) {
+            self.stage = Some(stage);
+            self.stages.push((
+                step.saturating_sub(1) as f64,
+                format!("stage {} (size {size})", stage + 1),
+            ));
+        }
+    }
+
+    fn record_eval(
+        &mut self,
+        eval: Option<effc_train::trainer::Eval>,
+        ema: Option<effc_train::trainer::Eval>,
+    ) {
+        let at = self.step as f64;
+        if let Some(e) = eval {
+            self.val_loss.push((at, e.loss));
+            self.top1.push((at, 100.0 * e.top1));
+            self.top5.push((at, 100.0 * e.top5));
+        }
+        if let Some(e) = ema {
+            self.ema_top1.push((at, 100.0 * e.top1));
+        }
+    }
+
     fn show(&mut self, p: Progress) {
         match p {
             Progress::Note(s) => self.line(&s),
+            Progress::History(lines) => {
+                let eval = |v: &serde_json::Value| -> Option<effc_train::trainer::Eval> {
+                    Some(effc_train::trainer::Eval {
+                        top1: v.get("top1")?.as_f64()?,
+                        top5: v.get("top5")?.as_f64()?,
+                        loss: v.get("loss")?.as_f64()?,
+                        images: v.get("images")?.as_u64()? as usize,
+                    })
+                };
+                for l in lines {
+                    let Ok(v) = serde_json::from_str::<serde_json::Value>(l) else {
+                        continue;
+                    };
+                    if v.get("validation").is_some() {
+                        self.record_eval(eval(&v["validation"]), eval(&v["ema_validation"]));
+                    } else if let (Some(step), Some(loss)) =
+                        (v["step"].as_u64(), v["loss"].as_f64())
+                    {
+                        let stage = v["stage"].as_u64().unwrap_or(0) as usize;
+                        let size = v["size"].as_u64().unwrap_or(0) as usize;
+                        self.record_step(step, stage, size, loss);
+                    }
+                }
+            }
             Progress::Step {
                 step,
                 total,
@@ -570,16 +622,8 @@ impl Monitor {
                 lr,
                 images_per_s,
             } => {
-                self.step = step;
                 self.total = total;
-                self.losses.push((step as f64, loss));
-                if self.stage != Some(stage) {
-                    self.stage = Some(stage);
-                    self.stages.push((
-                        (step - 1) as f64,
-                        format!("stage {} (size {size})", stage + 1),
-                    ));
-                }
+                self.record_step(step, stage, size, loss);
                 let msg = format!(
                     "epoch {epoch}  stage {}  size {size}  loss {loss:.4}  lr {lr:.3e}  {images_per_s:.1} img/s",
                     stage + 1
@@ -622,17 +666,13 @@ impl Monitor {
                         e.images
                     )
                 };
-                let at = self.step as f64;
                 if let Some(e) = eval {
                     self.line(&format!("epoch {epoch}: validation {}", show(e)));
-                    self.val_loss.push((at, e.loss));
-                    self.top1.push((at, 100.0 * e.top1));
-                    self.top5.push((at, 100.0 * e.top5));
                 }
                 if let Some(e) = ema_eval {
                     self.line(&format!("epoch {epoch}: validation (EMA) {}", show(e)));
-                    self.ema_top1.push((at, 100.0 * e.top1));
                 }
+                self.record_eval(eval, ema_eval);
                 if let Some(c) = checkpoint {
                     self.line(&format!("epoch {epoch}: checkpoint {}", c.display()));
                 }

@@ -333,6 +333,10 @@ fn a_killed_run_resumes_bit_for_bit() {
             "12",
             "-o",
             p(o),
+            "--log",
+            p(&o.with_extension("jsonl")),
+            "--plot",
+            p(&o.with_extension("svg")),
         ]
         .iter()
         .map(|s| s.to_string())
@@ -397,6 +401,23 @@ fn a_killed_run_resumes_bit_for_bit() {
         assert_eq!(step, 3 * epochs);
         tensors(&std::fs::read(path).unwrap())
     };
+    // The resumed run's log holds the whole run: a line per step and per epoch,
+    // as the uninterrupted run's (the same but for the images per second).
+    let lines = |o: &Path| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(o.with_extension("jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v.as_object_mut().unwrap().remove("images_per_s");
+                v
+            })
+            .collect()
+    };
+    assert_eq!(lines(&full).len() as u64, 4 * epochs);
+    assert!(lines(&full) == lines(&killed), "the logs differ");
+    let svg = std::fs::read_to_string(killed.with_extension("svg")).unwrap();
+    assert!(svg.contains(&format!("tiny: {0} of {0} steps", 3 * epochs)));
     let (a, b) = (last(&d.join("full.ckpt")), last(&ckpt));
     assert!(a.keys().any(|k| k.starts_with("opt.1.")) && a.keys().any(|k| k.starts_with("ema.")));
     assert!(a == b, "the last checkpoints differ");

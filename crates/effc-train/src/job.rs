@@ -112,6 +112,7 @@ impl Saver {
         model: &Model,
         state: &State,
         fp: &str,
+        history: &[String],
         show: &mut dyn FnMut(Progress),
     ) -> Result<PathBuf, TrainError> {
         if let Some((step, p)) = &self.written {
@@ -139,7 +140,10 @@ impl Saver {
             .files
             .file("--checkpoints", &path)
             .map_err(|e| TrainError::Bad(e.to_string()))?;
-        write(&file, &trainer::checkpoint_bytes(model, state, fp))?;
+        write(
+            &file,
+            &trainer::checkpoint_with_history(model, state, fp, history),
+        )?;
         if let Some((_, old)) = self.written.replace((state.step, path.clone())) {
             if let Err(e) = std::fs::remove_file(&old) {
                 if e.kind() != std::io::ErrorKind::NotFound {
@@ -162,11 +166,12 @@ fn find_checkpoint(
     model: &Model,
     recipe: &Recipe,
     fingerprint: &str,
-) -> Result<(PathBuf, State), TrainError> {
-    let load = |p: &std::path::Path| -> Result<State, TrainError> {
+) -> Result<(PathBuf, (State, Vec<String>)), TrainError> {
+    let load = |p: &std::path::Path| -> Result<(State, Vec<String>), TrainError> {
         let bytes = effc_files::read(p, effc_files::Input::CHECKPOINT)
             .map_err(|e| TrainError::Bad(e.to_string()))?;
-        trainer::resume(model, recipe, &bytes, &p.display().to_string(), fingerprint)
+        let state = trainer::resume(model, recipe, &bytes, &p.display().to_string(), fingerprint)?;
+        Ok((state, trainer::checkpoint_history(&bytes)))
     };
     if FileKind::at(path) != Some(FileKind::Directory) {
         return Ok((path.to_path_buf(), load(path)?));
@@ -522,6 +527,9 @@ fn total_steps(job: &Job, spe: u64) -> Result<u64, TrainError> {
 /// Progress for the caller to show.
 pub enum Progress<'a> {
     Note(String),
+    /// A resumed run's history: the log lines of the steps and epochs before
+    /// its checkpoint (JSON objects, as `--log` writes them).
+    History(&'a [String]),
     Step {
         step: u64,
         total: u64,
@@ -554,8 +562,10 @@ pub fn run(job: &Job, show: &mut dyn FnMut(Progress)) -> Result<State, TrainErro
     let fp = fingerprint(job, total, &desc);
     show(Progress::Note(format!("data: {desc}")));
     let mut saver = job.checkpoints.as_ref().map(Saver::new);
-    let (mut state, naming) = start(job, total, &fp, saver.as_mut(), show)?;
-    let mut log_lines: Vec<String> = vec![];
+    let (mut state, naming, mut log_lines) = start(job, total, &fp, saver.as_mut(), show)?;
+    if !log_lines.is_empty() {
+        show(Progress::History(&log_lines));
+    }
     for (si, stage) in stages.iter().enumerate() {
         if state.step >= stage.to {
             continue;
@@ -601,7 +611,7 @@ fn start(
     fp: &str,
     saver: Option<&mut Saver>,
     show: &mut dyn FnMut(Progress),
-) -> Result<(State, Naming), TrainError> {
+) -> Result<(State, Naming, Vec<String>), TrainError> {
     let naming = job
         .from
         .as_ref()
@@ -609,7 +619,7 @@ fn start(
         .unwrap_or(Naming::Timm);
     match &job.resume {
         Some(p) => {
-            let (found, s) = find_checkpoint(p, &job.model, &job.recipe, fp)?;
+            let (found, (s, history)) = find_checkpoint(p, &job.model, &job.recipe, fp)?;
             if let Some(saver) = saver {
                 // No checkpoint of this run may replace the one it resumes from.
                 saver
@@ -622,12 +632,12 @@ fn start(
                 found.display(),
                 s.step
             )));
-            Ok((s, naming))
+            Ok((s, naming, history))
         }
         None => {
             let (values, what, naming) = initial(job)?;
             show(Progress::Note(format!("weights: {what}")));
-            Ok((State::new(&job.model, values, &job.recipe)?, naming))
+            Ok((State::new(&job.model, values, &job.recipe)?, naming, vec![]))
         }
     }
 }
@@ -717,7 +727,7 @@ impl Events<'_> {
             }
         }
         let (checkpoint, dir) = match self.saver.as_deref_mut() {
-            Some(s) => match s.save(&self.job.model, state, self.fp, show) {
+            Some(s) => match s.save(&self.job.model, state, self.fp, self.log_lines, show) {
                 Ok(p) => (Some(p), Some(s.dir.clone())),
                 Err(e) => return e,
             },
@@ -746,13 +756,11 @@ impl Events<'_> {
                 state,
                 epoch_end,
             } => {
-                if job.log.is_some() {
-                    log_lines.push(
-                        serde_json::json!({"step": step, "epoch": epoch, "stage": si, "size": size,
-                        "loss": loss, "lr": lr, "images_per_s": images_per_s})
-                        .to_string(),
-                    );
-                }
+                log_lines.push(
+                    serde_json::json!({"step": step, "epoch": epoch, "stage": si, "size": size,
+                    "loss": loss, "lr": lr, "images_per_s": images_per_s})
+                    .to_string(),
+                );
                 show(Progress::Step {
                     step,
                     total,
@@ -795,16 +803,16 @@ impl Events<'_> {
                 eval,
                 ema_eval,
             } => {
+                log_lines.push(
+                    serde_json::json!({"epoch": epoch, "step": state.step, "validation": eval,
+                    "ema_validation": ema_eval})
+                    .to_string(),
+                );
                 let checkpoint = match self.saver.as_deref_mut() {
-                    Some(s) => Some(s.save(&job.model, state, fp, show)?),
+                    Some(s) => Some(s.save(&job.model, state, fp, log_lines, show)?),
                     None => None,
                 };
                 if let Some(l) = &job.log {
-                    log_lines.push(
-                        serde_json::json!({"epoch": epoch, "step": state.step, "validation": eval,
-                        "ema_validation": ema_eval})
-                        .to_string(),
-                    );
                     write(l, (log_lines.join("\n") + "\n").as_bytes())?;
                 }
                 show(Progress::Epoch {

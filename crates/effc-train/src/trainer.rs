@@ -470,6 +470,18 @@ const FORMAT: &str = "effc-train checkpoint 1";
 /// (`opt.<k>.<name>`), the EMA (`ema.<name>`), and in the metadata the step, the
 /// optimizer's step count and `fingerprint` (what must not change on resume).
 pub fn checkpoint_bytes(model: &Model, state: &State, fingerprint: &str) -> Vec<u8> {
+    checkpoint_with_history(model, state, fingerprint, &[])
+}
+
+/// [`checkpoint_bytes`] with the run's history (its `--log` lines, one JSON
+/// object each) in the metadata (`history`), so that a resumed run's log and
+/// curves start where the interrupted one's ended.
+pub fn checkpoint_with_history(
+    model: &Model,
+    state: &State,
+    fingerprint: &str,
+    history: &[String],
+) -> Vec<u8> {
     let params = state.params.params();
     let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = vec![];
     let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
@@ -502,8 +514,22 @@ pub fn checkpoint_bytes(model: &Model, state: &State, fingerprint: &str) -> Vec<
         ("step".to_string(), state.step.to_string()),
         ("optimizer_steps".to_string(), state.opt.steps.to_string()),
         ("fingerprint".to_string(), fingerprint.to_string()),
+        (
+            "history".to_string(),
+            serde_json::to_string(history).expect("strings serialize"),
+        ),
     ]);
     safetensors::serialize(views, Some(meta)).expect("f32 tensors serialize")
+}
+
+/// The history a checkpoint holds ([`checkpoint_with_history`]); none when absent.
+pub fn checkpoint_history(bytes: &[u8]) -> Vec<String> {
+    safetensors::SafeTensors::read_metadata(bytes)
+        .ok()
+        .and_then(|(_, m)| m.metadata().clone())
+        .and_then(|m| m.get("history").cloned())
+        .and_then(|h| serde_json::from_str(&h).ok())
+        .unwrap_or_default()
 }
 
 /// Restores a state from [`checkpoint_bytes`]; refuses another model or recipe.
