@@ -617,6 +617,15 @@ fn hostile_input_is_refused_and_nothing_is_overwritten() {
             &["--no-augment", "--mixup", "0.8"][..],
             "cannot be used with",
         ),
+        (
+            &["--freeze", "2"][..],
+            "--freeze 2: give `stem` or a stage 0..=1",
+        ),
+        (
+            &["--checkpoints", &spec][..],
+            "checkpoints go in a directory",
+        ),
+        (&["--resume", &data][..], "holds no checkpoint"),
     ] {
         let mut a = vec![
             "train",
@@ -637,6 +646,21 @@ fn hostile_input_is_refused_and_nothing_is_overwritten() {
         );
         assert!(!out.exists());
     }
+    // Fine-tuning with the stem and stage 0 frozen trains.
+    let o = effc(&[
+        "train",
+        &spec,
+        "--data",
+        &data,
+        "--batch",
+        "4",
+        "--freeze",
+        "0",
+        "-o",
+        p(&out),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::fs::remove_file(&out).unwrap();
     // The GPU is the next issue's.
     let o = effc(&[
         "train",
