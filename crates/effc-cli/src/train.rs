@@ -8,8 +8,9 @@ use effc_driver::files::{OutputFile, Outputs};
 use effc_driver::Device;
 use effc_ir::{Naming, Options};
 use effc_reference::train::StepConfig;
+use effc_train::augment::{Mixup, RandAugment};
 use effc_train::data::{Source, FASHION_MNIST_DIR};
-use effc_train::job::{self, DataChoice, Job, Progress};
+use effc_train::job::{self, CheckpointDir, DataChoice, Job, Progress};
 use effc_train::optim::Kind;
 use effc_train::schedule::Decay;
 use effc_train::trainer::Recipe;
@@ -66,6 +67,11 @@ pub struct Args {
     /// is replaced by a new one.
     #[arg(long, value_name = "CKPT")]
     from: Option<PathBuf>,
+    /// Freeze the stem (`stem`) or the stem and stages 0..=K (timm's `blocks.0` ..
+    /// `blocks.K`): no gradient or update there, BN in eval mode (as timm users
+    /// fine-tune).
+    #[arg(long, value_name = "stem|K")]
+    freeze: Option<String>,
     /// The naming of --from (detected when absent).
     #[arg(long, value_name = "effc|timm|torchvision|tf")]
     naming: Option<Naming>,
@@ -116,9 +122,28 @@ pub struct Args {
     ema: Option<f64>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// No random-resized crop and flip: train on `effc run`'s preprocessing.
-    #[arg(long)]
+    /// No random-resized crop and flip, RandAugment or mixup: train on `effc run`'s
+    /// preprocessing.
+    #[arg(long, conflicts_with_all = ["randaug", "mixup", "cutmix"])]
     no_augment: bool,
+    /// RandAugment, as timm's config string: `rand-m9-mstd0.5` (2 ops at magnitude 9
+    /// ± 0.5, each with probability 0.5); also `nN`, `mmaxX`, `pP`.
+    #[arg(long, value_name = "rand-mM[-nN][-mstdS]")]
+    randaug: Option<String>,
+    /// Mixup's α (timm's --mixup, 0.8 in its recipes); the label smoothing is folded
+    /// into the mixed targets.
+    #[arg(long, value_name = "ALPHA")]
+    mixup: Option<f64>,
+    /// CutMix's α (timm's --cutmix, 1.0); with --mixup too, each batch is one or the
+    /// other (--mixup-switch).
+    #[arg(long, value_name = "ALPHA")]
+    cutmix: Option<f64>,
+    /// The probability a batch is mixed (timm's --mixup-prob).
+    #[arg(long, default_value_t = 1.0, value_name = "P")]
+    mixup_prob: f64,
+    /// With --mixup and --cutmix, the probability of CutMix (timm's --mixup-switch-prob).
+    #[arg(long, default_value_t = 0.5, value_name = "P")]
+    mixup_switch: f64,
     /// The smallest area fraction the random-resized crop keeps (timm's --scale).
     #[arg(long, default_value_t = 0.08, value_name = "S")]
     scale: f64,
@@ -135,11 +160,19 @@ pub struct Args {
     /// epoch (validation top-1, top-5, loss; the EMA's).
     #[arg(long, value_name = "FILE.jsonl")]
     log: Option<PathBuf>,
-    /// Where the training checkpoint goes (every epoch; default: OUT with `.ckpt` before the extension).
-    #[arg(long, value_name = "FILE")]
-    checkpoint: Option<PathBuf>,
-    /// Continue the run a checkpoint was written by (same model, data and flags).
-    #[arg(long, value_name = "CKPT")]
+    /// Draw the loss and validation-accuracy curves, with the stage boundaries,
+    /// as SVG (rewritten after every epoch).
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
+    /// The directory training checkpoints go in (`step-N.safetensors`, every epoch
+    /// and on Ctrl-C; the latest kept; default: OUT's name with `.ckpt` for its
+    /// extension, `out.ckpt/` for `-o out.safetensors`).
+    #[arg(long, value_name = "DIR")]
+    checkpoints: Option<PathBuf>,
+    /// Continue a run from its latest checkpoint in DIR (or from the checkpoint
+    /// FILE), with the same model, data and flags: the result equals the
+    /// uninterrupted run's bit for bit.
+    #[arg(long, value_name = "DIR|FILE")]
     resume: Option<PathBuf>,
     /// Where to train: `cpu` or `reference`, both the reference executor (effc's
     /// fast CPU backend has no backward pass yet). `gpu` comes with issue 21.
@@ -150,12 +183,45 @@ pub struct Args {
     eval_batch: usize,
 }
 
-fn ckpt_path(out: &std::path::Path) -> PathBuf {
-    let stem = out
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    out.with_file_name(format!("{stem}.ckpt.safetensors"))
+fn ckpt_dir(out: &std::path::Path) -> PathBuf {
+    out.with_extension("ckpt")
+}
+
+/// Checks the checkpoint directory as the output policy checks a file: a
+/// directory or nothing yet, in a directory that exists, not -o.
+fn check_ckpt_dir(dir: &std::path::Path, out: &std::path::Path) -> Result<(), Failure> {
+    use effc_driver::files::FileKind;
+    match FileKind::at(dir) {
+        None | Some(FileKind::Directory) => {}
+        Some(kind) => {
+            return Err(format!(
+                "--checkpoints `{}` is {kind}: checkpoints go in a directory (created when missing); choose a directory path",
+                dir.display()
+            )
+            .into())
+        }
+    }
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    if FileKind::at(parent) != Some(FileKind::Directory) {
+        return Err(format!(
+            "--checkpoints `{}`: its directory `{}` does not exist",
+            dir.display(),
+            parent.display()
+        )
+        .into());
+    }
+    if effc_driver::files::same_file(dir, out) {
+        return Err(format!(
+            "--checkpoints `{}` and -o `{}` are the same path: give each its own",
+            dir.display(),
+            out.display()
+        )
+        .into());
+    }
+    Ok(())
 }
 
 fn source(arg: &str) -> Source {
@@ -182,6 +248,10 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         }
     }
     let (out, checkpoint, save_grads, log) = outputs(&args, &mut files)?;
+    let plot = match (&args.plot, args.dry_run) {
+        (Some(p), false) => Some(files.file("--plot", p)?),
+        _ => None,
+    };
     let resolved = request.resolve().map_err(fail)?;
     let model = resolved.model;
     if model.classifier.is_none() {
@@ -214,7 +284,8 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
             r.resolve().map(|m| m.model).map_err(|e| e.to_string())
         })
     };
-    let recipe = recipe(&args, model.resolution)?;
+    let stages = model.blocks().map(|b| b.stage + 1).max().unwrap_or(0);
+    let recipe = recipe(&args, model.resolution, stages)?;
     let data = match (&args.data, &args.input) {
         (_, Some(p)) => DataChoice::Input(p.clone()),
         (Some(d), None) => DataChoice::Source(source(d)),
@@ -230,11 +301,15 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         steps: args.steps,
         progressive: args.progressive,
         out,
-        checkpoint,
+        checkpoints: checkpoint.map(|dir| CheckpointDir {
+            dir,
+            files: files.clone(),
+        }),
         save_grads,
         log,
         resume: args.resume.clone(),
         eval_batch: args.eval_batch.max(1),
+        stop: None,
     };
     if args.dry_run {
         let plan = job::plan(&job)?;
@@ -245,9 +320,47 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         }
         return Ok(ExitCode::SUCCESS);
     }
+    let job = Job {
+        stop: Some(stop_on_signals()?),
+        ..job
+    };
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    job::run(&job, &mut |p| show_progress(p, terminal))?;
-    Ok(ExitCode::SUCCESS)
+    let mut monitor = Monitor::new(terminal, plot, job.model.name.clone());
+    let result = job::run(&job, &mut |p| monitor.show(p));
+    match result {
+        Ok(_) => {
+            monitor.finish()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e @ effc_train::trainer::TrainError::Interrupted { .. }) => {
+            monitor.finish()?;
+            eprintln!("{e}");
+            // 128 + SIGINT, as a shell reports a process Ctrl-C ended.
+            Ok(ExitCode::from(130))
+        }
+        Err(e) => {
+            if let Some(b) = &monitor.bar {
+                b.abandon();
+            }
+            Err(e.into())
+        }
+    }
+}
+
+/// A flag that SIGINT (Ctrl-C) and SIGTERM set: training stops after the
+/// current step and writes a checkpoint. A second signal ends the process at
+/// once (exit status 130).
+fn stop_on_signals() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>, Failure> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [SIGINT, SIGTERM] {
+        // Registered first, so it sees the flag as the previous signal left it.
+        signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())
+            .map_err(|e| format!("cannot handle signal {sig}: {e}"))?;
+        signal_hook::flag::register(sig, stop.clone())
+            .map_err(|e| format!("cannot handle signal {sig}: {e}"))?;
+    }
+    Ok(stop)
 }
 
 /// What the flags refuse before anything is read.
@@ -271,7 +384,7 @@ fn outputs(
 ) -> Result<
     (
         Option<OutputFile>,
-        Option<OutputFile>,
+        Option<PathBuf>,
         Option<OutputFile>,
         Option<OutputFile>,
     ),
@@ -285,8 +398,8 @@ fn outputs(
             .as_ref()
             .expect("clap requires -o without --dry-run");
         let out = files.file("-o", o)?;
-        let c = args.checkpoint.clone().unwrap_or_else(|| ckpt_path(o));
-        let checkpoint = files.file("--checkpoint", &c)?;
+        let c = args.checkpoints.clone().unwrap_or_else(|| ckpt_dir(o));
+        check_ckpt_dir(&c, o)?;
         let grads = args
             .save_grads
             .as_ref()
@@ -297,13 +410,27 @@ fn outputs(
             .as_ref()
             .map(|p| files.file("--log", p))
             .transpose()?;
-        (Some(out), Some(checkpoint), grads, log)
+        (Some(out), Some(c), grads, log)
     })
 }
 
 /// The recipe from the flags: optimizer, learning rate (0.016 per 256 images by
 /// default), schedule, regularization, EMA, augmentation.
-fn recipe(args: &Args, size: usize) -> Result<Recipe, Failure> {
+fn recipe(args: &Args, size: usize, stages: usize) -> Result<Recipe, Failure> {
+    let frozen = match args.freeze.as_deref() {
+        None => None,
+        Some("stem") => Some(0),
+        Some(k) => match k.parse::<usize>() {
+            Ok(k) if k < stages => Some(k + 1),
+            _ => {
+                return Err(format!(
+                    "--freeze {k}: give `stem` or a stage 0..={} (timm's `blocks.K`; the model has {stages} stages)",
+                    stages.saturating_sub(1)
+                )
+                .into())
+            }
+        },
+    };
     let batch = args.batch as usize;
     let optimizer = match args.optimizer {
         Opt::Sgd => Kind::Sgd {
@@ -324,6 +451,10 @@ fn recipe(args: &Args, size: usize) -> Result<Recipe, Failure> {
         ("--bn-momentum", Some(args.bn_momentum), 0.0, 1.0),
         ("--ema", args.ema, 0.0, 1.0),
         ("--scale", Some(args.scale), 0.0, 1.0),
+        ("--mixup", args.mixup, 0.0, 1e3),
+        ("--cutmix", args.cutmix, 0.0, 1e3),
+        ("--mixup-prob", Some(args.mixup_prob), 0.0, 1.0),
+        ("--mixup-switch", Some(args.mixup_switch), 0.0, 1.0),
     ] {
         if let Some(v) = v {
             if !(lo..=hi).contains(&v) {
@@ -356,59 +487,252 @@ fn recipe(args: &Args, size: usize) -> Result<Recipe, Failure> {
             bn_momentum: args.bn_momentum,
             dropout: args.dropout,
             drop_path: args.drop_path,
+            frozen,
         },
         ema: args.ema,
         seed: args.seed,
         augment: !args.no_augment,
         min_scale: args.scale,
+        randaugment: args
+            .randaug
+            .as_deref()
+            .map(RandAugment::parse)
+            .transpose()?,
+        mixup: (args.mixup.is_some() || args.cutmix.is_some()).then(|| Mixup {
+            mixup_alpha: args.mixup.unwrap_or(0.0),
+            cutmix_alpha: args.cutmix.unwrap_or(0.0),
+            prob: args.mixup_prob,
+            switch_prob: args.mixup_switch,
+        }),
         size,
     })
 }
 
-/// One line per event on stderr (a step's line rewritten in place on a terminal).
-fn show_progress(p: Progress, terminal: bool) {
-    match p {
-        Progress::Note(s) => eprintln!("{s}"),
-        Progress::Step {
-            step,
-            total,
-            epoch,
-            stage: _,
-            size,
-            loss,
-            lr,
-            images_per_s,
-        } => {
-            if terminal || step == total || step.is_multiple_of(50) || step <= 3 {
-                let end = if terminal && step < total { "\r" } else { "\n" };
-                eprint!("step {step}/{total}  epoch {epoch}  size {size}  loss {loss:.4}  lr {lr:.3e}  {images_per_s:.1} img/s   {end}");
+/// What `effc train` shows and keeps while it runs: on a terminal an indicatif
+/// progress bar (step, images/s, loss, learning rate, stage) with the notes
+/// printed above it; otherwise plain lines (the first steps, every 50th, the
+/// last, and at least one every 10 s). With `--plot`, the loss and accuracy
+/// curves, rewritten after each epoch (and at the end) through the output policy.
+struct Monitor {
+    bar: Option<indicatif::ProgressBar>,
+    terminal: bool,
+    last_line: std::time::Instant,
+    step: u64,
+    total: u64,
+    plot: Option<OutputFile>,
+    title: String,
+    losses: Vec<(f64, f64)>,
+    val_loss: Vec<(f64, f64)>,
+    top1: Vec<(f64, f64)>,
+    top5: Vec<(f64, f64)>,
+    ema_top1: Vec<(f64, f64)>,
+    stages: Vec<(f64, String)>,
+    stage: Option<usize>,
+}
+
+impl Monitor {
+    fn new(terminal: bool, plot: Option<OutputFile>, title: String) -> Monitor {
+        Monitor {
+            bar: None,
+            terminal,
+            last_line: std::time::Instant::now(),
+            step: 0,
+            total: 0,
+            plot,
+            title,
+            losses: vec![],
+            val_loss: vec![],
+            top1: vec![],
+            top5: vec![],
+            ema_top1: vec![],
+            stages: vec![],
+            stage: None,
+        }
+    }
+
+    fn line(&self, s: &str) {
+        match &self.bar {
+            Some(b) => b.println(s),
+            None => eprintln!("{s}"),
+        }
+    }
+
+    fn record_step(&mut self, step: u64, stage: usize, size: usize, loss: f64) {
+        self.step = step;
+        self.losses.push((step as f64, loss));
+        if self.stage != Some(stage) {
+            self.stage = Some(stage);
+            self.stages.push((
+                step.saturating_sub(1) as f64,
+                format!("stage {} (size {size})", stage + 1),
+            ));
+        }
+    }
+
+    fn record_eval(
+        &mut self,
+        eval: Option<effc_train::trainer::Eval>,
+        ema: Option<effc_train::trainer::Eval>,
+    ) {
+        let at = self.step as f64;
+        if let Some(e) = eval {
+            self.val_loss.push((at, e.loss));
+            self.top1.push((at, 100.0 * e.top1));
+            self.top5.push((at, 100.0 * e.top5));
+        }
+        if let Some(e) = ema {
+            self.ema_top1.push((at, 100.0 * e.top1));
+        }
+    }
+
+    fn show(&mut self, p: Progress) {
+        match p {
+            Progress::Note(s) => self.line(&s),
+            Progress::History(lines) => {
+                let eval = |v: &serde_json::Value| -> Option<effc_train::trainer::Eval> {
+                    Some(effc_train::trainer::Eval {
+                        top1: v.get("top1")?.as_f64()?,
+                        top5: v.get("top5")?.as_f64()?,
+                        loss: v.get("loss")?.as_f64()?,
+                        images: v.get("images")?.as_u64()? as usize,
+                    })
+                };
+                for l in lines {
+                    let Ok(v) = serde_json::from_str::<serde_json::Value>(l) else {
+                        continue;
+                    };
+                    if v.get("validation").is_some() {
+                        self.record_eval(eval(&v["validation"]), eval(&v["ema_validation"]));
+                    } else if let (Some(step), Some(loss)) =
+                        (v["step"].as_u64(), v["loss"].as_f64())
+                    {
+                        let stage = v["stage"].as_u64().unwrap_or(0) as usize;
+                        let size = v["size"].as_u64().unwrap_or(0) as usize;
+                        self.record_step(step, stage, size, loss);
+                    }
+                }
+            }
+            Progress::Step {
+                step,
+                total,
+                epoch,
+                stage,
+                size,
+                loss,
+                lr,
+                images_per_s,
+            } => {
+                self.total = total;
+                self.record_step(step, stage, size, loss);
+                let msg = format!(
+                    "epoch {epoch}  stage {}  size {size}  loss {loss:.4}  lr {lr:.3e}  {images_per_s:.1} img/s",
+                    stage + 1
+                );
+                if self.terminal {
+                    let bar = self.bar.get_or_insert_with(|| {
+                        let b = indicatif::ProgressBar::new(total);
+                        b.set_style(
+                            indicatif::ProgressStyle::with_template(
+                                "[{bar:30}] {pos}/{len} {msg} ({elapsed} < {eta})",
+                            )
+                            .expect("a valid template")
+                            .progress_chars("=> "),
+                        );
+                        b
+                    });
+                    bar.set_position(step);
+                    bar.set_message(msg);
+                } else if step == total
+                    || step <= 3
+                    || step.is_multiple_of(50)
+                    || self.last_line.elapsed().as_secs() >= 10
+                {
+                    self.last_line = std::time::Instant::now();
+                    eprintln!("step {step}/{total}  {msg}");
+                }
+            }
+            Progress::Epoch {
+                epoch,
+                eval,
+                ema_eval,
+                checkpoint,
+            } => {
+                let show = |e: effc_train::trainer::Eval| {
+                    format!(
+                        "top-1 {:.2}%  top-5 {:.2}%  loss {:.4} ({} images)",
+                        100.0 * e.top1,
+                        100.0 * e.top5,
+                        e.loss,
+                        e.images
+                    )
+                };
+                if let Some(e) = eval {
+                    self.line(&format!("epoch {epoch}: validation {}", show(e)));
+                }
+                if let Some(e) = ema_eval {
+                    self.line(&format!("epoch {epoch}: validation (EMA) {}", show(e)));
+                }
+                self.record_eval(eval, ema_eval);
+                if let Some(c) = checkpoint {
+                    self.line(&format!("epoch {epoch}: checkpoint {}", c.display()));
+                }
+                if let Err(e) = self.write_plot() {
+                    self.line(&format!("warning: {}", e.message));
+                }
             }
         }
-        Progress::Epoch {
-            epoch,
-            eval,
-            ema_eval,
-            checkpoint,
-        } => {
-            let show = |e: effc_train::trainer::Eval| {
-                format!(
-                    "top-1 {:.2}%  top-5 {:.2}%  loss {:.4} ({} images)",
-                    100.0 * e.top1,
-                    100.0 * e.top5,
-                    e.loss,
-                    e.images
-                )
-            };
-            if let Some(e) = eval {
-                eprintln!("epoch {epoch}: validation {}", show(e));
-            }
-            if let Some(e) = ema_eval {
-                eprintln!("epoch {epoch}: validation (EMA) {}", show(e));
-            }
-            if let Some(c) = checkpoint {
-                eprintln!("epoch {epoch}: checkpoint {}", c.display());
-            }
+    }
+
+    /// Writes the curves so far to `--plot`.
+    fn write_plot(&self) -> Result<(), Failure> {
+        let Some(f) = &self.plot else {
+            return Ok(());
+        };
+        let curve = |name: &str, points: &[(f64, f64)]| {
+            (!points.is_empty()).then(|| effc_draw::Curve {
+                name: name.to_string(),
+                points: points.to_vec(),
+            })
+        };
+        let c = effc_draw::Curves {
+            title: format!("{}: {} of {} steps", self.title, self.step, self.total),
+            loss: [
+                curve("training loss", &self.losses),
+                curve("validation loss", &self.val_loss),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+            accuracy: [
+                curve("top-1", &self.top1),
+                curve("top-5", &self.top5),
+                curve("top-1 (EMA)", &self.ema_top1),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+            stages: self.stages.clone(),
+            total: self.total as f64,
+        };
+        let svg = effc_draw::curves(&c).map_err(|e| format!("--plot: {e}"))?;
+        f.write(svg.as_bytes())?;
+        Ok(())
+    }
+
+    /// Ends the bar (its last state stays on screen) and writes the plot.
+    fn finish(&self) -> Result<(), Failure> {
+        if let Some(b) = &self.bar {
+            b.abandon();
         }
+        if self.plot.is_some() && self.losses.is_empty() {
+            eprintln!("--plot: this run took no steps; no curves drawn");
+            return Ok(());
+        }
+        self.write_plot()?;
+        if let Some(f) = &self.plot {
+            eprintln!("wrote the training curves to {}", f.path().display());
+        }
+        Ok(())
     }
 }
 
@@ -443,6 +767,7 @@ fn print_plan(p: &job::Plan) -> Result<(), Failure> {
         p.bn_momentum,
         p.ema.map_or("none".into(), |d| d.to_string())
     );
+    outln!("  augmentation  {}", p.augmentation);
     if p.stages.len() > 1 {
         outln!("  stages        steps          size  dropout  randaugment  mixup");
         for (i, s) in p.stages.iter().enumerate() {
@@ -457,12 +782,6 @@ fn print_plan(p: &job::Plan) -> Result<(), Failure> {
                 opt(s.randaugment),
                 opt(s.mixup)
             );
-        }
-        if p.stages
-            .iter()
-            .any(|s| s.randaugment.is_some() || s.mixup.is_some())
-        {
-            outln!("  note          RandAugment and mixup are not implemented yet: training does not apply them");
         }
     }
     Ok(())

@@ -186,6 +186,8 @@ fn trains_on_a_folder_resumes_and_effc_run_loads_the_output() {
             p(o),
             "--log",
             p(&o.with_extension("jsonl")),
+            "--plot",
+            p(&o.with_extension("svg")),
         ]
         .iter()
         .map(|s| s.to_string())
@@ -199,7 +201,20 @@ fn trains_on_a_folder_resumes_and_effc_run_loads_the_output() {
         log.contains("epoch 2: validation top-1") && log.contains("(EMA)"),
         "{log}"
     );
-    let ckpt = d.join("out.ckpt.safetensors");
+    // Not a terminal: plain lines, and the curves drawn.
+    assert!(
+        log.contains("step 1/9  epoch 0  stage 1  size 16  loss"),
+        "{log}"
+    );
+    let svg = std::fs::read_to_string(d.join("out.svg")).unwrap();
+    assert!(
+        svg.starts_with("<svg")
+            && svg.contains("training loss")
+            && svg.contains("top-1 (EMA)")
+            && svg.contains("stage 1 (size 16)"),
+        "{svg}"
+    );
+    let ckpt = d.join("out.ckpt");
     // The log: a line per step (3 epochs of 3 steps) and per epoch.
     let log = std::fs::read_to_string(d.join("out.jsonl")).unwrap();
     let lines: Vec<serde_json::Value> = log
@@ -212,7 +227,12 @@ fn trains_on_a_folder_resumes_and_effc_run_loads_the_output() {
             && lines[11]["ema_validation"]["top5"].is_number(),
         "{log}"
     );
-    assert!(ckpt.exists());
+    // One checkpoint kept: the last epoch's.
+    let kept: Vec<String> = std::fs::read_dir(&ckpt)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(kept, ["step-00000009.safetensors"]);
 
     // The output loads in `effc run`.
     let img = d.join("data/val/light/0.png");
@@ -232,12 +252,7 @@ fn trains_on_a_folder_resumes_and_effc_run_loads_the_output() {
     // Resuming the finished run from its checkpoint trains nothing and writes the same weights.
     let again = d.join("again.safetensors");
     let mut a = args(&again);
-    a.extend([
-        "--resume".into(),
-        p(&ckpt).into(),
-        "--checkpoint".into(),
-        p(&d.join("c2.safetensors")).into(),
-    ]);
+    a.extend(["--resume".into(), p(&ckpt).into()]);
     let o = run(&a);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("resuming from"), "{}", stderr(&o));
@@ -261,6 +276,235 @@ fn trains_on_a_folder_resumes_and_effc_run_loads_the_output() {
         "{}",
         stderr(&o)
     );
+}
+
+/// The `step-N.safetensors` checkpoints in `dir`, by step.
+fn checkpoints(dir: &Path) -> Vec<(u64, std::path::PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return vec![];
+    };
+    let mut v: Vec<(u64, std::path::PathBuf)> = entries
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            let step = name.strip_prefix("step-")?.strip_suffix(".safetensors")?;
+            Some((step.parse().ok()?, e.path()))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// A real `effc train` killed (SIGKILL) after its first checkpoint, in the
+/// middle of the epoch after it, then resumed from its checkpoint directory:
+/// its output and its last checkpoint (weights, optimizer state, EMA) equal an
+/// uninterrupted run's byte for byte, tensor by tensor (the safetensors header's
+/// metadata comes in a hash map's order). A checkpoint of another model is refused.
+#[test]
+fn a_killed_run_resumes_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("tiny.enet"), SPEC).unwrap();
+    folder(&d.join("data"));
+    let epochs = 20u64; // 3 steps each
+    let args_for = |o: &Path, epochs: u64| -> Vec<String> {
+        let mut a: Vec<String> = [
+            "train",
+            p(&d.join("tiny.enet")),
+            "--data",
+            p(&d.join("data")),
+            "--batch",
+            "4",
+            "--dropout",
+            "0.2",
+            "--drop-path",
+            "0.3",
+            "--ema",
+            "0.9",
+            "--seed",
+            "5",
+            "--randaug",
+            "rand-m9-mstd0.5",
+            "--mixup",
+            "0.8",
+            "--cutmix",
+            "1.0",
+            "--eval-batch",
+            "12",
+            "-o",
+            p(o),
+            "--log",
+            p(&o.with_extension("jsonl")),
+            "--plot",
+            p(&o.with_extension("svg")),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        a.extend(["--epochs".into(), epochs.to_string()]);
+        a
+    };
+    let args = |o: &Path| args_for(o, epochs);
+    let run = |a: &[String]| effc(&a.iter().map(String::as_str).collect::<Vec<_>>());
+
+    let full = d.join("full.safetensors");
+    let o = run(&args(&full));
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let killed = d.join("killed.safetensors");
+    let ckpt = d.join("killed.ckpt");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_effc"))
+        .args(args(&killed))
+        .current_dir(common::root())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while checkpoints(&ckpt).is_empty() {
+        assert!(
+            started.elapsed().as_secs() < 300,
+            "no checkpoint after 300 s"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "effc train ended before its first checkpoint"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    child.kill().unwrap(); // SIGKILL: no chance to write anything more
+    let status = child.wait().unwrap();
+    assert!(
+        !status.success(),
+        "the run finished before it was killed: make it longer"
+    );
+    assert!(!killed.exists(), "a killed run wrote no output");
+    let (at, _) = *checkpoints(&ckpt).last().unwrap();
+    assert!(at < 3 * epochs, "killed at step {at}");
+
+    let mut a = args(&killed);
+    a.extend(["--resume".into(), p(&ckpt).into()]);
+    let o = run(&a);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("at step {at} of {}", 3 * epochs)),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        tensors(&std::fs::read(&full).unwrap()) == tensors(&std::fs::read(&killed).unwrap()),
+        "the resumed run's weights differ from the uninterrupted run's"
+    );
+    let last = |dir: &Path| {
+        let c = checkpoints(dir);
+        let (step, path) = c.last().unwrap().clone();
+        assert_eq!(step, 3 * epochs);
+        tensors(&std::fs::read(path).unwrap())
+    };
+    // The resumed run's log holds the whole run: a line per step and per epoch,
+    // as the uninterrupted run's (the same but for the images per second).
+    let lines = |o: &Path| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(o.with_extension("jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v.as_object_mut().unwrap().remove("images_per_s");
+                v
+            })
+            .collect()
+    };
+    assert_eq!(lines(&full).len() as u64, 4 * epochs);
+    assert!(lines(&full) == lines(&killed), "the logs differ");
+    let svg = std::fs::read_to_string(killed.with_extension("svg")).unwrap();
+    assert!(svg.contains(&format!("tiny: {0} of {0} steps", 3 * epochs)));
+    let (a, b) = (last(&d.join("full.ckpt")), last(&ckpt));
+    assert!(a.keys().any(|k| k.starts_with("opt.1.")) && a.keys().any(|k| k.starts_with("ema.")));
+    assert!(a == b, "the last checkpoints differ");
+
+    // Ctrl-C (a real SIGINT) mid-run: the step finishes, a checkpoint is written,
+    // the exit status is 130 and the message says how to resume; resuming ends
+    // as the uninterrupted run.
+    #[cfg(unix)]
+    {
+        use std::io::BufRead;
+        let stopped = d.join("stopped.safetensors");
+        let sdir = d.join("stopped.ckpt");
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_effc"))
+            .args(args(&stopped))
+            .current_dir(common::root())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let err = child.stderr.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut all = String::new();
+            for line in std::io::BufReader::new(err).lines() {
+                let line = line.unwrap();
+                let _ = tx.send(line.clone());
+                all += &line;
+                all.push('\n');
+            }
+            all
+        });
+        loop {
+            let line = rx
+                .recv_timeout(std::time::Duration::from_secs(300))
+                .expect("effc train printed its third step");
+            if line.starts_with("step 3/") {
+                break;
+            }
+        }
+        // SAFETY: kill(2) on the child's pid, which has not been waited for.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+        let status = child.wait().unwrap();
+        let log = reader.join().unwrap();
+        assert_eq!(status.code(), Some(130), "{log}");
+        assert!(
+            log.contains("interrupted after step") && log.contains("--resume"),
+            "{log}"
+        );
+        assert!(!stopped.exists());
+        let (at, _) = *checkpoints(&sdir).last().unwrap();
+        assert!(at >= 3 && at < 3 * epochs, "stopped at step {at}");
+        assert!(
+            log.contains(&format!("interrupted after step {at} of")),
+            "{log}"
+        );
+        let mut a = args(&stopped);
+        a.extend(["--resume".into(), p(&sdir).into()]);
+        let o = run(&a);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(
+            tensors(&std::fs::read(&full).unwrap()) == tensors(&std::fs::read(&stopped).unwrap()),
+            "the run resumed after Ctrl-C differs from the uninterrupted run"
+        );
+    }
+
+    // A checkpoint of another model is refused, and nothing is written.
+    std::fs::write(
+        d.join("other.enet"),
+        SPEC.replace("model tiny", "model other"),
+    )
+    .unwrap();
+    let other = d.join("other.safetensors");
+    let mut a = args_for(&other, 1);
+    a[1] = p(&d.join("other.enet")).into();
+    let o = run(&a);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let again = d.join("again.safetensors");
+    let mut a = args(&again);
+    a.extend(["--resume".into(), p(&d.join("other.ckpt")).into()]);
+    let o = run(&a);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("is a training checkpoint of `other`, not of `tiny`"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!again.exists() && !d.join("again.ckpt").exists());
 }
 
 #[test]
@@ -362,6 +606,61 @@ fn hostile_input_is_refused_and_nothing_is_overwritten() {
         stderr(&o)
     );
     assert!(!out.exists());
+    // Bad augmentation settings.
+    std::fs::remove_file(d.join("data/train/dark/bad.png")).unwrap();
+    for (flags, want) in [
+        (&["--randaug", "rand-q3"][..], "unknown part `q3`"),
+        (&["--randaug", "m9"][..], "starts with `rand`"),
+        (&["--mixup=-1"][..], "--mixup -1 is not in"),
+        (&["--mixup-prob", "2"][..], "--mixup-prob 2 is not in"),
+        (
+            &["--no-augment", "--mixup", "0.8"][..],
+            "cannot be used with",
+        ),
+        (
+            &["--freeze", "2"][..],
+            "--freeze 2: give `stem` or a stage 0..=1",
+        ),
+        (
+            &["--checkpoints", &spec][..],
+            "checkpoints go in a directory",
+        ),
+        (&["--resume", &data][..], "holds no checkpoint"),
+    ] {
+        let mut a = vec![
+            "train",
+            &spec,
+            "--data",
+            &data,
+            "--batch",
+            "4",
+            "-o",
+            p(&out),
+        ];
+        a.extend(flags);
+        let o = effc(&a);
+        assert!(
+            !o.status.success() && stderr(&o).contains(want),
+            "{flags:?}: {}",
+            stderr(&o)
+        );
+        assert!(!out.exists());
+    }
+    // Fine-tuning with the stem and stage 0 frozen trains.
+    let o = effc(&[
+        "train",
+        &spec,
+        "--data",
+        &data,
+        "--batch",
+        "4",
+        "--freeze",
+        "0",
+        "-o",
+        p(&out),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::fs::remove_file(&out).unwrap();
     // The GPU is the next issue's.
     let o = effc(&[
         "train",
@@ -416,4 +715,29 @@ fn progressive_dry_run_of_v2_s() {
         .collect();
     assert_eq!(from, [0, 100, 200, 300]);
     assert_eq!(v["total_steps"], 400);
+    // RandAugment and mixup: stated in the plan, and a short run with them trains.
+    let o = effc(&[
+        "train",
+        "v2-s",
+        "--classes",
+        "2",
+        "--data",
+        p(&dir.path().join("data")),
+        "--batch",
+        "4",
+        "--randaug",
+        "rand-m9-mstd0.5",
+        "--mixup",
+        "0.8",
+        "--cutmix",
+        "1.0",
+        "--dry-run",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("RandAugment 2 ops at magnitude 9 (std 0.5")
+            && stdout(&o).contains("mixup α 0.8 / CutMix α 1"),
+        "{}",
+        stdout(&o)
+    );
 }

@@ -208,3 +208,55 @@ fn overlapping_labels_are_left_out_but_not_their_points() {
         5
     );
 }
+
+/// Training curves: both panels, one line per curve, a dashed line and label
+/// per stage boundary; nothing to plot is an error.
+#[test]
+fn training_curves_mark_the_stages() {
+    use effc_draw::{curves, Curve, Curves};
+    let loss: Vec<(f64, f64)> = (0..120)
+        .map(|t| (t as f64, 2.3 / (1.0 + t as f64 / 30.0)))
+        .collect();
+    let c = Curves {
+        title: "tiny: 120 steps".into(),
+        loss: vec![
+            Curve {
+                name: "training loss".into(),
+                points: loss,
+            },
+            Curve {
+                name: "validation loss".into(),
+                points: vec![(40.0, 1.4), (80.0, 1.0), (120.0, 0.8)],
+            },
+        ],
+        accuracy: vec![Curve {
+            name: "top-1".into(),
+            points: vec![(40.0, 41.0), (80.0, 63.0), (120.0, 71.5)],
+        }],
+        stages: vec![(0.0, "size 128".into()), (60.0, "size 192".into())],
+        total: 120.0,
+    };
+    let svg = curves(&c).unwrap();
+    let doc = roxmltree::Document::parse(&svg).unwrap();
+    let texts: Vec<&str> = doc.descendants().filter_map(|n| n.text()).collect();
+    for want in [
+        "size 128",
+        "size 192",
+        "training loss",
+        "validation loss",
+        "top-1",
+        "step",
+    ] {
+        assert!(
+            texts.iter().any(|t| t.contains(want)),
+            "no `{want}` in {texts:?}"
+        );
+    }
+    assert!(render(&svg, "curves") > 10_000);
+    let empty = Curves {
+        loss: vec![],
+        accuracy: vec![],
+        ..c
+    };
+    assert!(curves(&empty).is_err());
+}

@@ -17,7 +17,7 @@
 //! - Gray images are replicated into 3 channels.
 //! - Training transform (timm's defaults): random-resized crop (scale 0.08–1 unless given,
 //!   aspect 3/4–4/3, bilinear) to the training size, horizontal flip with
-//!   probability ½, `(x/255 − mean)/std`. Evaluation (and `no_augment`): exactly
+//!   probability ½, RandAugment when asked ([`crate::augment`]), `(x/255 − mean)/std`. Evaluation (and `no_augment`): exactly
 //!   `effc run`'s preprocessing (`effc_weights::preprocess`).
 //! - Randomness per sample comes from (seed, epoch, index), so batches do not
 //!   depend on how decoding is spread over threads, and a resumed run sees the
@@ -449,6 +449,8 @@ pub struct Transform {
     pub augment: bool,
     /// The smallest area fraction a random-resized crop keeps (timm's `--scale`, 0.08).
     pub min_scale: f64,
+    /// RandAugment after the crop and flip (with `augment`).
+    pub randaugment: Option<crate::augment::RandAugment>,
     pub mean: [f64; 3],
     pub std: [f64; 3],
 }
@@ -504,6 +506,9 @@ pub fn apply(image: &RgbImage, t: &Transform, rng: &mut Rng) -> Vec<f32> {
     );
     if rng.bernoulli(0.5) {
         image::imageops::flip_horizontal_in_place(&mut out);
+    }
+    if let Some(ra) = &t.randaugment {
+        ra.apply(&mut out, crate::augment::fill_of(t.mean), rng);
     }
     let s = t.size * t.size;
     let mut x = vec![0f32; 3 * s];

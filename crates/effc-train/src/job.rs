@@ -5,13 +5,15 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use effc_files::OutputFile;
+use effc_files::{FileKind, OutputFile, Outputs};
 use effc_ir::{Layer, Model, Naming};
 use effc_weights::Weights;
 use serde::Serialize;
 
+use crate::augment::{Mixup, RandAugment};
 use crate::data::{self, Batch, Source};
 use crate::progressive::{self, Stage};
 use crate::schedule::Decay;
@@ -48,12 +50,169 @@ pub struct Job {
     pub steps: Option<u64>,
     pub progressive: bool,
     pub out: Option<OutputFile>,
-    pub checkpoint: Option<OutputFile>,
+    pub checkpoints: Option<CheckpointDir>,
     pub save_grads: Option<OutputFile>,
     /// JSON lines, one per step and one per epoch (rewritten whole each epoch).
     pub log: Option<OutputFile>,
+    /// A checkpoint file, or a directory whose latest checkpoint of this run
+    /// is resumed.
     pub resume: Option<PathBuf>,
     pub eval_batch: usize,
+    /// Set (by a SIGINT or SIGTERM handler) to stop after the current step,
+    /// with a checkpoint.
+    pub stop: Option<Arc<AtomicBool>>,
+}
+
+/// Where checkpoints go: a directory (created at the first checkpoint) of
+/// `step-NNNNNNNN.safetensors` files. Each file is declared to the output
+/// policy (`files`, holding the command's inputs and outputs) when it is
+/// written, so no checkpoint replaces an input or another output; once a
+/// checkpoint is written, the one this run wrote before it is removed (never
+/// a file the run did not write, such as the checkpoint it resumed from).
+#[derive(Clone, Debug)]
+pub struct CheckpointDir {
+    pub dir: PathBuf,
+    pub files: Outputs,
+}
+
+/// The file name of the checkpoint after `step` steps.
+pub fn checkpoint_name(step: u64) -> String {
+    format!("step-{step:08}.safetensors")
+}
+
+/// The step a checkpoint's file name states (`step-N.safetensors`).
+fn named_step(name: &str) -> Option<u64> {
+    name.strip_prefix("step-")?
+        .strip_suffix(".safetensors")?
+        .parse()
+        .ok()
+}
+
+/// Writes checkpoints into a [`CheckpointDir`], keeping the latest this run wrote.
+struct Saver {
+    dir: PathBuf,
+    files: Outputs,
+    /// The last checkpoint this run wrote: its step and path.
+    written: Option<(u64, PathBuf)>,
+}
+
+impl Saver {
+    fn new(c: &CheckpointDir) -> Saver {
+        Saver {
+            dir: c.dir.clone(),
+            files: c.files.clone(),
+            written: None,
+        }
+    }
+
+    /// Writes the checkpoint of `state` (unless this step's is written) and
+    /// returns its path; removes the one written before.
+    fn save(
+        &mut self,
+        model: &Model,
+        state: &State,
+        fp: &str,
+        history: &[String],
+        show: &mut dyn FnMut(Progress),
+    ) -> Result<PathBuf, TrainError> {
+        if let Some((step, p)) = &self.written {
+            if *step == state.step {
+                return Ok(p.clone());
+            }
+        }
+        match FileKind::at(&self.dir) {
+            Some(FileKind::Directory) => {}
+            None => std::fs::create_dir(&self.dir).map_err(|e| {
+                TrainError::Bad(format!(
+                    "--checkpoints `{}`: cannot create the directory: {e}",
+                    self.dir.display()
+                ))
+            })?,
+            Some(kind) => {
+                return Err(TrainError::Bad(format!(
+                    "--checkpoints `{}` is {kind}, not a directory",
+                    self.dir.display()
+                )))
+            }
+        }
+        let path = self.dir.join(checkpoint_name(state.step));
+        let file = self
+            .files
+            .file("--checkpoints", &path)
+            .map_err(|e| TrainError::Bad(e.to_string()))?;
+        write(
+            &file,
+            &trainer::checkpoint_with_history(model, state, fp, history),
+        )?;
+        if let Some((_, old)) = self.written.replace((state.step, path.clone())) {
+            if let Err(e) = std::fs::remove_file(&old) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    show(Progress::Note(format!(
+                        "warning: cannot remove the previous checkpoint {}: {e}",
+                        old.display()
+                    )));
+                }
+            }
+        }
+        Ok(path)
+    }
+}
+
+/// The checkpoint `--resume PATH` names: PATH itself when it is a file; in a
+/// directory, the `step-N.safetensors` of the highest step that this run
+/// (`fingerprint`) wrote. Read whole (and checked) by [`trainer::resume`].
+fn find_checkpoint(
+    path: &std::path::Path,
+    model: &Model,
+    recipe: &Recipe,
+    fingerprint: &str,
+) -> Result<(PathBuf, (State, Vec<String>)), TrainError> {
+    let load = |p: &std::path::Path| -> Result<(State, Vec<String>), TrainError> {
+        let bytes = effc_files::read(p, effc_files::Input::CHECKPOINT)
+            .map_err(|e| TrainError::Bad(e.to_string()))?;
+        let state = trainer::resume(model, recipe, &bytes, &p.display().to_string(), fingerprint)?;
+        Ok((state, trainer::checkpoint_history(&bytes)))
+    };
+    if FileKind::at(path) != Some(FileKind::Directory) {
+        return Ok((path.to_path_buf(), load(path)?));
+    }
+    let entries = std::fs::read_dir(path).map_err(|e| {
+        TrainError::Bad(format!(
+            "--resume `{}`: cannot list the directory: {e}",
+            path.display()
+        ))
+    })?;
+    let mut found: Vec<(u64, PathBuf)> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            Some((named_step(&name)?, e.path()))
+        })
+        .filter(|(_, p)| FileKind::at(p) == Some(FileKind::Regular))
+        .collect();
+    found.sort();
+    let Some(latest) = found.last().map(|(_, p)| p.clone()) else {
+        return Err(TrainError::Bad(format!(
+            "--resume `{}`: the directory holds no checkpoint (`step-N.safetensors`, written by `effc train` every epoch and on Ctrl-C)",
+            path.display()
+        )));
+    };
+    let mut first_refusal = None;
+    for (_, p) in found.iter().rev() {
+        match load(p) {
+            Ok(state) => return Ok((p.clone(), state)),
+            Err(e) => {
+                first_refusal.get_or_insert(e);
+            }
+        }
+    }
+    let why = first_refusal.map_or(String::new(), |e| e.to_string());
+    Err(TrainError::Bad(format!(
+        "--resume `{}`: none of its {} checkpoints is of this run; the latest, {}, is refused:\n{why}",
+        path.display(),
+        found.len(),
+        latest.display()
+    )))
 }
 
 /// What `--dry-run` prints.
@@ -78,6 +237,8 @@ pub struct Plan {
     pub drop_path: f64,
     pub bn_momentum: f64,
     pub ema: Option<f64>,
+    /// The training transforms: crop and flip, RandAugment, mixup/CutMix.
+    pub augmentation: String,
     pub stages: Vec<Stage>,
 }
 
@@ -242,7 +403,9 @@ fn initial(job: &Job) -> Result<(Vec<Vec<f32>>, String, Naming), TrainError> {
     }
 }
 
-/// Everything that must match for `--resume`.
+/// Everything that must match for `--resume`: the model, the data, the length
+/// of the run and the whole recipe (seed included, from which the data order,
+/// each sample's augmentation and each step's dropout derive).
 fn fingerprint(job: &Job, total: u64, data: &str) -> String {
     format!(
         "model {} at {}, {data}, {total} steps, progressive {}, {:?}",
@@ -315,8 +478,30 @@ pub fn plan(job: &Job) -> Result<Plan, TrainError> {
         drop_path: r.step.drop_path.unwrap_or(job.model.drop_path),
         bn_momentum: r.step.bn_momentum,
         ema: r.ema,
+        augmentation: augmentation(r),
         stages: stage_list(job, total)?,
     })
+}
+
+/// What the training transforms are, in words.
+fn augmentation(r: &Recipe) -> String {
+    if !r.augment {
+        return "none (`effc run`'s preprocessing)".into();
+    }
+    let mut s = format!("random-resized crop (scale {}–1) and flip", r.min_scale);
+    if let Some(ra) = &r.randaugment {
+        s += &format!(
+            ", RandAugment {} ops at magnitude {} (std {}, max {}, probability {})",
+            ra.n, ra.magnitude, ra.magnitude_std, ra.magnitude_max, ra.prob
+        );
+    }
+    if let Some(m) = r.mixup.filter(|m| m.enabled()) {
+        s += &format!(
+            ", mixup α {} / CutMix α {} (probability {}, switch {})",
+            m.mixup_alpha, m.cutmix_alpha, m.prob, m.switch_prob
+        );
+    }
+    s
 }
 
 fn total_steps(job: &Job, spe: u64) -> Result<u64, TrainError> {
@@ -342,6 +527,9 @@ fn total_steps(job: &Job, spe: u64) -> Result<u64, TrainError> {
 /// Progress for the caller to show.
 pub enum Progress<'a> {
     Note(String),
+    /// A resumed run's history: the log lines of the steps and epochs before
+    /// its checkpoint (JSON objects, as `--log` writes them).
+    History(&'a [String]),
     Step {
         step: u64,
         total: u64,
@@ -373,8 +561,11 @@ pub fn run(job: &Job, show: &mut dyn FnMut(Progress)) -> Result<State, TrainErro
     let stages = stage_list(job, total)?;
     let fp = fingerprint(job, total, &desc);
     show(Progress::Note(format!("data: {desc}")));
-    let (mut state, naming) = start(job, total, &fp, show)?;
-    let mut log_lines: Vec<String> = vec![];
+    let mut saver = job.checkpoints.as_ref().map(Saver::new);
+    let (mut state, naming, mut log_lines) = start(job, total, &fp, saver.as_mut(), show)?;
+    if !log_lines.is_empty() {
+        show(Progress::History(&log_lines));
+    }
     for (si, stage) in stages.iter().enumerate() {
         if state.step >= stage.to {
             continue;
@@ -392,6 +583,8 @@ pub fn run(job: &Job, show: &mut dyn FnMut(Progress)) -> Result<State, TrainErro
             fp: &fp,
             naming,
             log_lines: &mut log_lines,
+            saver: saver.as_mut(),
+            total,
         };
         let stop = stage.to - state.step;
         trainer::train(
@@ -416,8 +609,9 @@ fn start(
     job: &Job,
     total: u64,
     fp: &str,
+    saver: Option<&mut Saver>,
     show: &mut dyn FnMut(Progress),
-) -> Result<(State, Naming), TrainError> {
+) -> Result<(State, Naming, Vec<String>), TrainError> {
     let naming = job
         .from
         .as_ref()
@@ -425,26 +619,25 @@ fn start(
         .unwrap_or(Naming::Timm);
     match &job.resume {
         Some(p) => {
-            let bytes = effc_files::read(p, effc_files::Input::CHECKPOINT)
-                .map_err(|e| TrainError::Bad(e.to_string()))?;
-            let s = trainer::resume(
-                &job.model,
-                &job.recipe,
-                &bytes,
-                &p.display().to_string(),
-                fp,
-            )?;
+            let (found, (s, history)) = find_checkpoint(p, &job.model, &job.recipe, fp)?;
+            if let Some(saver) = saver {
+                // No checkpoint of this run may replace the one it resumes from.
+                saver
+                    .files
+                    .input("the --resume checkpoint", &found)
+                    .map_err(|e| TrainError::Bad(e.to_string()))?;
+            }
             show(Progress::Note(format!(
                 "resuming from {} at step {} of {total}",
-                p.display(),
+                found.display(),
                 s.step
             )));
-            Ok((s, naming))
+            Ok((s, naming, history))
         }
         None => {
             let (values, what, naming) = initial(job)?;
             show(Progress::Note(format!("weights: {what}")));
-            Ok((State::new(&job.model, values, &job.recipe)?, naming))
+            Ok((State::new(&job.model, values, &job.recipe)?, naming, vec![]))
         }
     }
 }
@@ -463,20 +656,42 @@ fn stage_recipe(
     recipe.size = stage.size;
     if job.progressive {
         recipe.step.dropout = Some(stage.dropout);
+        let mut extra = String::new();
+        if let (Some(m), true) = (stage.randaugment, recipe.augment) {
+            // The papers' magnitudes reach 15 (TF's RandAugment): the clamp moves with them.
+            let base = recipe.randaugment.unwrap_or(RandAugment {
+                magnitude_std: 0.0,
+                ..RandAugment::default()
+            });
+            recipe.randaugment = Some(RandAugment {
+                magnitude: m,
+                magnitude_max: base.magnitude_max.max(m),
+                ..base
+            });
+            extra += &format!(", RandAugment magnitude {m:.2}");
+        }
+        if let (Some(a), true) = (stage.mixup, recipe.augment) {
+            let base = recipe.mixup.unwrap_or(Mixup {
+                mixup_alpha: 0.0,
+                cutmix_alpha: 0.0,
+                prob: 1.0,
+                switch_prob: 0.5,
+            });
+            recipe.mixup = Some(Mixup {
+                mixup_alpha: a,
+                ..base
+            });
+            extra += &format!(", mixup α {a:.2}");
+        }
         if stages.len() > 1 && step == stage.from {
             show(Progress::Note(format!(
-                "stage {} of {}: steps {}..{}, size {}, dropout {:.3}{}",
+                "stage {} of {}: steps {}..{}, size {}, dropout {:.3}{extra}",
                 si + 1,
                 stages.len(),
                 stage.from,
                 stage.to,
                 stage.size,
                 stage.dropout,
-                if stage.randaugment.is_some() || stage.mixup.is_some() {
-                    " (RandAugment and mixup are not implemented yet: not applied)"
-                } else {
-                    ""
-                }
             )));
         }
     }
@@ -492,9 +707,40 @@ struct Events<'a> {
     fp: &'a str,
     naming: Naming,
     log_lines: &'a mut Vec<String>,
+    saver: Option<&'a mut Saver>,
+    total: u64,
 }
 
 impl Events<'_> {
+    fn stopped(&self) -> bool {
+        self.job
+            .stop
+            .as_ref()
+            .is_some_and(|s| s.load(Ordering::SeqCst))
+    }
+
+    /// Writes the checkpoint (and the log) of an interrupted run; the error to return.
+    fn interrupt(&mut self, state: &State, show: &mut dyn FnMut(Progress)) -> TrainError {
+        if let Some(l) = &self.job.log {
+            if let Err(e) = write(l, (self.log_lines.join("\n") + "\n").as_bytes()) {
+                return e;
+            }
+        }
+        let (checkpoint, dir) = match self.saver.as_deref_mut() {
+            Some(s) => match s.save(&self.job.model, state, self.fp, self.log_lines, show) {
+                Ok(p) => (Some(p), Some(s.dir.clone())),
+                Err(e) => return e,
+            },
+            None => (None, None),
+        };
+        TrainError::Interrupted {
+            step: state.step,
+            total: self.total,
+            checkpoint,
+            dir,
+        }
+    }
+
     fn on(&mut self, e: Event, show: &mut dyn FnMut(Progress)) -> Result<(), TrainError> {
         let (job, si, size, naming) = (self.job, self.stage, self.size, self.naming);
         let fp = self.fp;
@@ -507,14 +753,14 @@ impl Events<'_> {
                 loss,
                 lr,
                 images_per_s,
+                state,
+                epoch_end,
             } => {
-                if job.log.is_some() {
-                    log_lines.push(
-                        serde_json::json!({"step": step, "epoch": epoch, "stage": si, "size": size,
-                        "loss": loss, "lr": lr, "images_per_s": images_per_s})
-                        .to_string(),
-                    );
-                }
+                log_lines.push(
+                    serde_json::json!({"step": step, "epoch": epoch, "stage": si, "size": size,
+                    "loss": loss, "lr": lr, "images_per_s": images_per_s})
+                    .to_string(),
+                );
                 show(Progress::Step {
                     step,
                     total,
@@ -524,7 +770,11 @@ impl Events<'_> {
                     loss,
                     lr,
                     images_per_s,
-                })
+                });
+                // At an epoch's end the epoch's event checkpoints and stops.
+                if !epoch_end && self.stopped() {
+                    return Err(self.interrupt(state, show));
+                }
             }
             Event::FirstGrads { grads, values } => {
                 if let Some(f) = &job.save_grads {
@@ -553,23 +803,27 @@ impl Events<'_> {
                 eval,
                 ema_eval,
             } => {
-                if let Some(c) = &job.checkpoint {
-                    write(c, &trainer::checkpoint_bytes(&job.model, state, fp))?;
-                }
+                log_lines.push(
+                    serde_json::json!({"epoch": epoch, "step": state.step, "validation": eval,
+                    "ema_validation": ema_eval})
+                    .to_string(),
+                );
+                let checkpoint = match self.saver.as_deref_mut() {
+                    Some(s) => Some(s.save(&job.model, state, fp, log_lines, show)?),
+                    None => None,
+                };
                 if let Some(l) = &job.log {
-                    log_lines.push(
-                        serde_json::json!({"epoch": epoch, "step": state.step, "validation": eval,
-                        "ema_validation": ema_eval})
-                        .to_string(),
-                    );
                     write(l, (log_lines.join("\n") + "\n").as_bytes())?;
                 }
                 show(Progress::Epoch {
                     epoch,
                     eval,
                     ema_eval,
-                    checkpoint: job.checkpoint.as_ref().map(|c| c.path()),
+                    checkpoint: checkpoint.as_deref(),
                 });
+                if self.stopped() {
+                    return Err(self.interrupt(state, show));
+                }
             }
         }
         Ok(())

@@ -12,6 +12,7 @@
 //! Each is checked against `torch.optim` and timm by
 //! `tests/fixtures/train/make_optim_fixtures.py`.
 
+pub mod augment;
 pub mod data;
 pub mod ema;
 pub mod init;

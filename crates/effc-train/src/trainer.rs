@@ -4,10 +4,14 @@
 //!
 //! Reproducibility: everything random derives from the seed and the step or
 //! epoch: epoch `e`'s order is a shuffle seeded by (seed, e), each sample's
-//! crop by (seed, e, index) ([`crate::data::sample_rng`]), step `t`'s drop path
-//! and dropout by (seed, t). A checkpoint therefore holds only the weights (BN
-//! statistics included), the optimizer's state, the EMA and the step, and a
-//! resumed run equals an uninterrupted one bit for bit.
+//! crop, flip and RandAugment by (seed, e, index) ([`crate::data::sample_rng`]),
+//! step `t`'s mixup/CutMix by (seed, 3, t), its drop path and dropout by (seed, 2, t). The RNG state and the data order at any step are
+//! therefore functions of (seed, step): a checkpoint holds the weights (BN
+//! statistics included), the optimizer's state, the EMA and the step, and its
+//! fingerprint the seed and every other setting; a run resumed mid-epoch skips
+//! the batches of that epoch's order already taken and equals an uninterrupted
+//! one bit for bit (`tests/trainer.rs`; a killed `effc train` in
+//! `effc-cli/tests/train.rs`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,6 +20,7 @@ use effc_ir::{Model, Naming, Param};
 use effc_reference::train::{self, Params, Rng, StepConfig, Target};
 use effc_weights::Weights;
 
+use crate::augment::{Mixup, RandAugment};
 use crate::data::{self, Batch, Dataset, Loader, Transform};
 use crate::ema::Ema;
 use crate::optim::{decay_mask, Kind, Optimizer};
@@ -44,6 +49,10 @@ pub struct Recipe {
     pub min_scale: f64,
     /// Training image size (the model's resolution unless progressive).
     pub size: usize,
+    /// RandAugment on each training image (with `augment`).
+    pub randaugment: Option<RandAugment>,
+    /// Mixup/CutMix of each training batch, the label smoothing folded into its targets.
+    pub mixup: Option<Mixup>,
 }
 
 /// What the model trains on.
@@ -94,6 +103,10 @@ pub enum Event<'a> {
         loss: f64,
         lr: f64,
         images_per_s: f64,
+        /// The state after the step (to checkpoint when interrupted).
+        state: &'a State,
+        /// Whether the step ends an epoch (an [`Event::Epoch`] follows).
+        epoch_end: bool,
     },
     /// The first step's gradients (for `--save-grads`), aligned with `Model::params`,
     /// and the BN running statistics after it.
@@ -123,6 +136,24 @@ pub enum TrainError {
     Bad(String),
     #[error("the loss became {loss} at step {step}: lower --lr (now {lr})")]
     Diverged { step: u64, loss: f64, lr: f64 },
+    /// Stopped by a signal (Ctrl-C) after a step, its checkpoint written.
+    #[error(
+        "interrupted after step {step} of {total}{}",
+        match (checkpoint, dir) {
+            (Some(c), Some(d)) => format!(
+                "; checkpoint written to {}\ncontinue with the same command and `--resume {}`",
+                c.display(),
+                d.display()
+            ),
+            _ => "; no checkpoint written".to_string(),
+        }
+    )]
+    Interrupted {
+        step: u64,
+        total: u64,
+        checkpoint: Option<std::path::PathBuf>,
+        dir: Option<std::path::PathBuf>,
+    },
 }
 
 /// Steps per epoch (last smaller batch dropped; a fixed batch is one step).
@@ -214,6 +245,7 @@ pub fn train(
         size: recipe.size,
         augment: recipe.augment,
         min_scale: recipe.min_scale,
+        randaugment: recipe.randaugment.filter(|_| recipe.augment),
         mean: model.mean,
         std: model.std,
     };
@@ -221,6 +253,7 @@ pub fn train(
         size: model.resolution,
         augment: false,
         min_scale: 1.0,
+        randaugment: None,
         mean: model.mean,
         std: model.std,
     };
@@ -248,7 +281,7 @@ pub fn train(
         };
         while state.step < epoch_end {
             let started = std::time::Instant::now();
-            let batch = match (&mut loader, data) {
+            let mut batch = match (&mut loader, data) {
                 (Some(l), _) => l
                     .next()
                     .ok_or_else(|| TrainError::Bad("the loader ended before the epoch".into()))??,
@@ -262,14 +295,36 @@ pub fn train(
                     model.name
                 )));
             }
+            let mixed = match recipe.mixup.filter(|m| m.enabled()) {
+                Some(m) => Some(m.apply(
+                    &mut batch.input,
+                    &batch.labels,
+                    model.input,
+                    classes,
+                    recipe.step.label_smoothing,
+                    &mut Rng::new(mix(recipe.seed, 3, state.step)),
+                )),
+                None => None,
+            };
+            let (target, step_config) = match &mixed {
+                // The label smoothing is in the soft targets.
+                Some(m) => (
+                    Target::Soft(&m.targets),
+                    StepConfig {
+                        label_smoothing: 0.0,
+                        ..recipe.step.clone()
+                    },
+                ),
+                None => (Target::Labels(&batch.labels), recipe.step.clone()),
+            };
             let mut rng = Rng::new(mix(recipe.seed, 2, state.step));
             let out = train::step(
                 model,
                 &mut state.params,
                 &batch.input,
                 n,
-                Target::Labels(&batch.labels),
-                &recipe.step,
+                target,
+                &step_config,
                 &mut rng,
             )?;
             let lr = sched.lr(state.step);
@@ -298,6 +353,8 @@ pub fn train(
                 loss: out.loss,
                 lr,
                 images_per_s: n as f64 / started.elapsed().as_secs_f64().max(1e-9),
+                state,
+                epoch_end: state.step.is_multiple_of(spe) || state.step == total,
             })?;
         }
         drop(loader);
@@ -413,6 +470,18 @@ const FORMAT: &str = "effc-train checkpoint 1";
 /// (`opt.<k>.<name>`), the EMA (`ema.<name>`), and in the metadata the step, the
 /// optimizer's step count and `fingerprint` (what must not change on resume).
 pub fn checkpoint_bytes(model: &Model, state: &State, fingerprint: &str) -> Vec<u8> {
+    checkpoint_with_history(model, state, fingerprint, &[])
+}
+
+/// [`checkpoint_bytes`] with the run's history (its `--log` lines, one JSON
+/// object each) in the metadata (`history`), so that a resumed run's log and
+/// curves start where the interrupted one's ended.
+pub fn checkpoint_with_history(
+    model: &Model,
+    state: &State,
+    fingerprint: &str,
+    history: &[String],
+) -> Vec<u8> {
     let params = state.params.params();
     let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = vec![];
     let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
@@ -445,8 +514,22 @@ pub fn checkpoint_bytes(model: &Model, state: &State, fingerprint: &str) -> Vec<
         ("step".to_string(), state.step.to_string()),
         ("optimizer_steps".to_string(), state.opt.steps.to_string()),
         ("fingerprint".to_string(), fingerprint.to_string()),
+        (
+            "history".to_string(),
+            serde_json::to_string(history).expect("strings serialize"),
+        ),
     ]);
     safetensors::serialize(views, Some(meta)).expect("f32 tensors serialize")
+}
+
+/// The history a checkpoint holds ([`checkpoint_with_history`]); none when absent.
+pub fn checkpoint_history(bytes: &[u8]) -> Vec<String> {
+    safetensors::SafeTensors::read_metadata(bytes)
+        .ok()
+        .and_then(|(_, m)| m.metadata().clone())
+        .and_then(|m| m.get("history").cloned())
+        .and_then(|h| serde_json::from_str(&h).ok())
+        .unwrap_or_default()
 }
 
 /// Restores a state from [`checkpoint_bytes`]; refuses another model or recipe.
@@ -465,6 +548,13 @@ pub fn resume(
         return Err(bad(
             "not an effc training checkpoint (written by `effc train`)".into(),
         ));
+    }
+    let written_for = meta.get("model").map_or("?", |s| s.as_str());
+    if written_for != model.name {
+        return Err(bad(format!(
+            "is a training checkpoint of `{written_for}`, not of `{}`: resume with the model and flags it was written with",
+            model.name
+        )));
     }
     if meta.get("fingerprint").map(String::as_str) != Some(fingerprint) {
         return Err(bad(format!(

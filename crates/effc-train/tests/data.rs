@@ -207,6 +207,7 @@ fn transforms_are_seeded_per_sample() {
     let t = Transform {
         size: 8,
         augment: true,
+        randaugment: None,
         min_scale: 0.08,
         mean: [0.5; 3],
         std: [0.25; 3],
@@ -222,6 +223,7 @@ fn transforms_are_seeded_per_sample() {
     // Without augmentation: exactly `effc run`'s preprocessing.
     let plain = Transform {
         augment: false,
+        randaugment: None,
         min_scale: 0.08,
         ..t
     };
@@ -241,6 +243,7 @@ fn loader_batches_in_order_and_drops_the_last() {
     let t = Transform {
         size: 4,
         augment: false,
+        randaugment: None,
         min_scale: 0.08,
         mean: [0.0; 3],
         std: [1.0; 3],

@@ -52,6 +52,8 @@ fn recipe(kind: Kind) -> Recipe {
         augment: true,
         min_scale: 0.08,
         size: 16,
+        randaugment: None,
+        mixup: None,
     }
 }
 
@@ -144,7 +146,17 @@ fn resuming_equals_an_uninterrupted_run() {
             nesterov: true,
         },
     ] {
-        let r = recipe(kind);
+        // RandAugment and mixup/CutMix draw from the seed too.
+        let r = Recipe {
+            randaugment: Some(effc_train::augment::RandAugment::default()),
+            mixup: Some(effc_train::augment::Mixup {
+                mixup_alpha: 0.8,
+                cutmix_alpha: 1.0,
+                prob: 1.0,
+                switch_prob: 0.5,
+            }),
+            ..recipe(kind)
+        };
         let total = 14; // 6 steps per epoch: the stop falls mid-epoch
         let init = effc_train::init::init(&model, 1);
         let mut full = State::new(&model, init.clone(), &r).unwrap();
@@ -211,4 +223,79 @@ fn resuming_equals_an_uninterrupted_run() {
             .to_string();
         assert!(e.contains("another training run"), "{e}");
     }
+}
+
+/// `frozen`: the stem and the first stage (weights and BN running statistics)
+/// are bit-identical after steps, everything else trains, BN above updates its
+/// running statistics.
+#[test]
+fn frozen_stages_do_not_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(dir.path());
+    let model = tiny();
+    let mut r = recipe(Kind::Sgd {
+        momentum: 0.9,
+        nesterov: false,
+    });
+    r.weight_decay = 0.1;
+    r.decay_all = true;
+    r.step.frozen = Some(1);
+    let init = effc_train::init::init(&model, 2);
+    let mut state = State::new(&model, init.clone(), &r).unwrap();
+    trainer::train(
+        &model,
+        &model,
+        &data,
+        &r,
+        &mut state,
+        5,
+        None,
+        8,
+        &mut |_| Ok(()),
+    )
+    .unwrap();
+    let (mut frozen, mut trained) = (0, 0);
+    for ((p, before), after) in model.params().iter().zip(&init).zip(state.params.values()) {
+        let in_frozen = match p.key.block {
+            Some((stage, _, _)) => stage == 0,
+            None => matches!(
+                p.key.layer,
+                effc_ir::Layer::StemConv | effc_ir::Layer::StemBn
+            ),
+        };
+        if in_frozen {
+            frozen += 1;
+            assert!(
+                before
+                    .iter()
+                    .zip(after)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{} changed",
+                p.name
+            );
+        } else {
+            trained += 1;
+            assert!(before != after, "{} did not train", p.name);
+        }
+    }
+    assert!(
+        frozen >= 8 && trained >= 8,
+        "{frozen} frozen, {trained} trained"
+    );
+    // Unfrozen, the same run changes the stem.
+    r.step.frozen = None;
+    let mut state = State::new(&model, init.clone(), &r).unwrap();
+    trainer::train(
+        &model,
+        &model,
+        &data,
+        &r,
+        &mut state,
+        5,
+        None,
+        8,
+        &mut |_| Ok(()),
+    )
+    .unwrap();
+    assert!(state.params.values()[0] != init[0]);
 }

@@ -265,6 +265,43 @@ pub fn bn_train_forward<T: Real>(
     )
 }
 
+/// Batch norm in eval mode (a frozen layer): the running statistics normalize.
+pub fn bn_eval_forward<T: Real>(
+    z: &[T],
+    gamma: &[T],
+    beta: &[T],
+    running_mean: &[T],
+    running_var: &[T],
+    eps: f64,
+) -> (Vec<T>, BnTrain<T>) {
+    let c = gamma.len();
+    let mean: Vec<f64> = running_mean.iter().map(|v| v.to_f64()).collect();
+    let var: Vec<f64> = running_var.iter().map(|v| v.to_f64()).collect();
+    let inv_std: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
+    let mut xhat = vec![T::ZERO; z.len()];
+    let mut y = vec![T::ZERO; z.len()];
+    for ((zr, xr), yr) in z
+        .chunks_exact(c)
+        .zip(xhat.chunks_exact_mut(c))
+        .zip(y.chunks_exact_mut(c))
+    {
+        for ch in 0..c {
+            let h = T::from_f64((zr[ch].to_f64() - mean[ch]) * inv_std[ch]);
+            xr[ch] = h;
+            yr[ch] = gamma[ch] * h + beta[ch];
+        }
+    }
+    (
+        y,
+        BnTrain {
+            xhat,
+            inv_std,
+            mean,
+            var,
+        },
+    )
+}
+
 /// PyTorch's running-statistics update: `new = (1 − m)·old + m·batch`, with the
 /// batch's *unbiased* variance (`rows/(rows − 1)` times the biased one).
 pub fn bn_update_running<T: Real>(

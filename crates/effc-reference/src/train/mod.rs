@@ -78,6 +78,11 @@ pub struct StepConfig {
     pub dropout: Option<f64>,
     /// Drop-path rate (block `j` of `N` uses `rate·j/N`); `None`: the model's.
     pub drop_path: Option<f64>,
+    /// Frozen layers (fine-tuning, as timm users freeze them): `Some(k)` freezes
+    /// the stem and the first `k` stages (timm's `blocks.0` .. `blocks.{k−1}`).
+    /// Their BN runs in eval mode (running statistics, not updated) and they get
+    /// no gradient (empty, as BN running statistics): backward stops above them.
+    pub frozen: Option<usize>,
 }
 
 impl Default for StepConfig {
@@ -87,6 +92,7 @@ impl Default for StepConfig {
             bn_momentum: 0.1,
             dropout: None,
             drop_path: None,
+            frozen: None,
         }
     }
 }
@@ -244,18 +250,33 @@ fn unit<'m, T: Real>(
     }
 }
 
+/// A unit's forward in train mode with BN `momentum`, or with `None` frozen:
+/// BN in eval mode (its running statistics, left as they are).
 fn unit_forward<T: Real>(
     u: &Unit,
     p: &mut Params<T>,
     x: Vec<T>,
-    momentum: f64,
+    momentum: Option<f64>,
 ) -> (Vec<T>, UnitSaved<T>) {
     let v = &p.values;
     let z = u.conv.forward(&v[u.w], &x);
-    let (y, bn) = layers::bn_train_forward(&z, &v[u.gamma], &v[u.beta], u.cb.bn.eps);
-    let rows = z.len() / u.cb.bn.channels;
-    let (mean, var) = pair_mut(&mut p.values, u.mean, u.var);
-    layers::bn_update_running(&bn, rows, momentum, mean, var);
+    let (y, bn) = match momentum {
+        Some(momentum) => {
+            let (y, bn) = layers::bn_train_forward(&z, &v[u.gamma], &v[u.beta], u.cb.bn.eps);
+            let rows = z.len() / u.cb.bn.channels;
+            let (mean, var) = pair_mut(&mut p.values, u.mean, u.var);
+            layers::bn_update_running(&bn, rows, momentum, mean, var);
+            (y, bn)
+        }
+        None => layers::bn_eval_forward(
+            &z,
+            &v[u.gamma],
+            &v[u.beta],
+            &v[u.mean],
+            &v[u.var],
+            u.cb.bn.eps,
+        ),
+    };
     match u.cb.act {
         Some(a) => {
             let out = y.iter().map(|&v| layers::act(a, v)).collect();
@@ -343,13 +364,20 @@ pub fn step<T: Real>(
     rng: &mut Rng,
 ) -> Result<StepOutput<T>, Error> {
     let classes = check_step(model, input, batch, &target)?;
-    let m = cfg.bn_momentum;
+    let m = Some(cfg.bn_momentum);
     let blocks: Vec<&Block> = model.blocks().collect();
     let total = blocks.len();
+    let frozen = |b: Option<&Block>| match (cfg.frozen, b) {
+        (None, _) => false,
+        (Some(_), None) => true,
+        (Some(k), Some(b)) => b.stage < k,
+    };
+    let bn_of = |b: Option<&Block>| if frozen(b) { None } else { m };
 
     // Forward.
     let stem = unit(params, None, &model.stem, Layer::StemConv, Layer::StemBn);
-    let (mut x, stem_saved) = unit_forward(&stem, params, nchw_to_nhwc(input, batch, 3), m);
+    let (mut x, stem_saved) =
+        unit_forward(&stem, params, nchw_to_nhwc(input, batch, 3), bn_of(None));
     let mut saved: Vec<BlockSaved<T>> = Vec::with_capacity(total);
     let mut units = Vec::with_capacity(total);
     for &b in &blocks {
@@ -357,7 +385,7 @@ pub fn step<T: Real>(
         let rate = cfg
             .drop_path
             .map_or(b.drop_path, |r| r * b.id as f64 / total as f64);
-        let (out, s) = block_forward(&u, b, params, x, batch, rate, m, rng);
+        let (out, s) = block_forward(&u, b, params, x, batch, rate, bn_of(Some(b)), rng);
         x = out;
         saved.push(s);
         units.push(u);
@@ -398,9 +426,29 @@ pub fn step<T: Real>(
     let dh = layers::pool_backward(&dpooled, batch, features, hw);
     let mut dx = unit_backward(&head, params, &mut grads, &head_saved, dh);
     for ((b, s), u) in blocks.iter().zip(&saved).zip(&units).rev() {
+        if frozen(Some(b)) {
+            break;
+        }
         dx = block_backward(u, b, s, params, &mut grads, dx, batch);
     }
-    unit_backward(&stem, params, &mut grads, &stem_saved, dx);
+    if !frozen(None) {
+        unit_backward(&stem, params, &mut grads, &stem_saved, dx);
+    }
+    if cfg.frozen.is_some() {
+        // No gradient for the frozen tensors: the optimizer leaves them alone.
+        for (g, p) in grads.iter_mut().zip(&params.params) {
+            let b = p.key.block.and_then(|(stage, index, _)| {
+                blocks
+                    .iter()
+                    .find(|b| b.stage == stage && b.index == index)
+                    .copied()
+            });
+            let in_stem = matches!(p.key.layer, Layer::StemConv | Layer::StemBn);
+            if (in_stem && frozen(None)) || (b.is_some() && frozen(b)) {
+                *g = vec![];
+            }
+        }
+    }
     Ok(StepOutput {
         loss,
         logits,
@@ -530,7 +578,7 @@ fn block_forward<T: Real>(
     x: Vec<T>,
     batch: usize,
     rate: f64,
-    m: f64,
+    m: Option<f64>,
     rng: &mut Rng,
 ) -> (Vec<T>, BlockSaved<T>) {
     let skip = b.residual.then(|| x.clone());

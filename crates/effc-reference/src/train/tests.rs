@@ -359,6 +359,87 @@ fn whole_network_backward() {
     }
 }
 
+/// Frozen stem and first two stages: their tensors get no gradient and their
+/// running statistics stay; the loss is a function of the frozen BN's running
+/// statistics (eval mode), and every other gradient matches finite differences
+/// of it.
+#[test]
+fn frozen_layers_backward() {
+    let model = tiny("swish", "same");
+    let batch = 3;
+    let input = noise(batch * 3 * 81, 7);
+    let labels = [2, 0, 1];
+    let cfg = StepConfig {
+        frozen: Some(2),
+        dropout: Some(0.0),
+        drop_path: Some(0.0),
+        ..StepConfig::default()
+    };
+    let params = tiny_params(&model, 300);
+    let loss_at = |params: &Params<f64>, cfg: &StepConfig| {
+        let mut p = params.clone();
+        let out = step(
+            &model,
+            &mut p,
+            &input,
+            batch,
+            Target::Labels(&labels),
+            cfg,
+            &mut Rng::new(1),
+        )
+        .expect("step");
+        (out, p)
+    };
+    let (out, after) = loss_at(&params, &cfg);
+    let frozen = |p: &effc_ir::Param| match p.key.block {
+        Some((stage, _, _)) => stage < 2,
+        None => matches!(p.key.layer, Layer::StemConv | Layer::StemBn),
+    };
+    let largest = out.grads.iter().flatten().fold(0f64, |m, g| m.max(g.abs()));
+    let (mut checked, mut none) = (0, 0);
+    for (i, param) in params.params().iter().enumerate() {
+        if frozen(param) {
+            assert!(out.grads[i].is_empty(), "{} has a gradient", param.name);
+            assert_eq!(after.values()[i], params.values()[i], "{}", param.name);
+            none += 1;
+            continue;
+        }
+        if !param.trainable {
+            continue;
+        }
+        check(
+            &format!("frozen: {}", param.name),
+            &params.values()[i],
+            &out.grads[i],
+            1e-4 * largest,
+            |v| {
+                let mut q = params.clone();
+                q.values_mut()[i] = v.to_vec();
+                loss_at(&q, &cfg).0.loss
+            },
+        );
+        checked += 1;
+    }
+    assert!(
+        none >= 10 && checked >= 10,
+        "{none} frozen, {checked} checked"
+    );
+    // The frozen BN normalizes with its running statistics: changing one changes the loss.
+    let mean = params
+        .params()
+        .iter()
+        .position(|p| p.key.layer == Layer::StemBn && p.key.tensor == Which::RunningMean)
+        .unwrap();
+    let mut q = params.clone();
+    q.values_mut()[mean][0] += 0.5;
+    assert!((loss_at(&q, &cfg).0.loss - out.loss).abs() > 1e-9);
+    let unfrozen = StepConfig {
+        frozen: None,
+        ..cfg
+    };
+    assert!((loss_at(&q, &unfrozen).0.loss - loss_at(&params, &unfrozen).0.loss).abs() < 1e-12);
+}
+
 #[test]
 fn drop_path_and_dropout_draw_from_the_seed() {
     let model = tiny("swish", "same");
