@@ -406,7 +406,7 @@ pub fn weights_bytes(
             (name.clone(), view)
         })
         .collect();
-    safetensors::serialize(views, meta).expect("f32 tensors serialize")
+    deterministic(safetensors::serialize(views, meta).expect("f32 tensors serialize"))
 }
 
 /// The values as [`Weights`] (for the inference executor).
@@ -519,7 +519,32 @@ pub fn checkpoint_with_history(
             serde_json::to_string(history).expect("strings serialize"),
         ),
     ]);
-    safetensors::serialize(views, Some(meta)).expect("f32 tensors serialize")
+    deterministic(safetensors::serialize(views, Some(meta)).expect("f32 tensors serialize"))
+}
+
+/// A safetensors file whose header lists its keys in sorted order.
+/// `safetensors::serialize` writes `__metadata__` in a `HashMap`'s order, so
+/// the same run's outputs would differ in their bytes; the header is re-written
+/// with sorted keys (the same JSON, the same length: the data is untouched).
+fn deterministic(bytes: Vec<u8>) -> Vec<u8> {
+    let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+    let header = &bytes[8..8 + n];
+    let mut value: std::collections::BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(header).expect("safetensors wrote JSON");
+    if let Some(meta) = value.get_mut("__metadata__") {
+        let m: std::collections::BTreeMap<String, String> =
+            serde_json::from_value(meta.take()).expect("metadata is strings");
+        *meta = serde_json::to_value(m).expect("strings serialize");
+    }
+    let mut sorted = serde_json::to_vec(&value).expect("JSON serializes");
+    debug_assert!(sorted.len() <= n);
+    if sorted.len() > n {
+        return bytes;
+    }
+    sorted.resize(n, b' ');
+    let mut out = bytes;
+    out[8..8 + n].copy_from_slice(&sorted);
+    out
 }
 
 /// The history a checkpoint holds ([`checkpoint_with_history`]); none when absent.
@@ -604,4 +629,38 @@ pub fn resume(
     state.step = num("step")?;
     state.opt.steps = num("optimizer_steps")?;
     Ok(state)
+}
+
+#[cfg(test)]
+mod deterministic_tests {
+    use std::collections::HashMap;
+
+    #[test]
+    fn the_same_tensors_and_metadata_give_the_same_bytes() {
+        let data: Vec<u8> = [1.0f32, 2.0, 3.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let make = || {
+            let view =
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![3], &data)
+                    .unwrap();
+            let meta: HashMap<String, String> = (0..12)
+                .map(|i| (format!("key{i}"), format!("value {i}")))
+                .collect();
+            super::deterministic(
+                safetensors::serialize([("t".to_string(), view)], Some(meta)).unwrap(),
+            )
+        };
+        let first = make();
+        for _ in 0..8 {
+            assert_eq!(make(), first, "HashMap order leaked into the file");
+        }
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&first).unwrap();
+        let m = meta.metadata().as_ref().unwrap();
+        assert_eq!(m.len(), 12);
+        assert_eq!(m["key7"], "value 7");
+        let st = safetensors::SafeTensors::deserialize(&first).unwrap();
+        assert_eq!(st.tensor("t").unwrap().data(), &data[..]);
+    }
 }
