@@ -295,6 +295,94 @@ impl<'m> Builder<'m> {
 
     /// The unit's backward from its output's gradient `dy`: γ, β and the conv
     /// weight's gradients, and (when `dx`) the input's gradient plus `add`.
+    /// A block's squeeze-and-excitation in train mode: pool, reduce (keeping
+    /// its pre-activation), expand to the sigmoid gate, gate the input; what
+    /// the backward needs, and the gated output.
+    fn se_forward(
+        &mut self,
+        b: &Block,
+        name: &str,
+        se: &effc_ir::SqueezeExcite,
+        x: usize,
+        hw: usize,
+    ) -> (Se, usize) {
+        let (c, r) = (se.channels, se.reduced);
+        let pooled = self.alloc(self.batch * c);
+        self.fwd(
+            Kind::Pool,
+            format!("{name}.se pool"),
+            self.batch * c,
+            &[("x", u(x)), ("y", u(pooled)), ("c", u(c)), ("hw", u(hw))],
+        );
+        let reduced_pre = self.alloc(self.batch * r);
+        let reduced = self.alloc(self.batch * r);
+        let rw = self.param(Some(b), Layer::SeReduce, Which::Weight);
+        let rb = self.param(Some(b), Layer::SeReduce, Which::Bias);
+        let ew = self.param(Some(b), Layer::SeExpand, Which::Weight);
+        let eb = self.param(Some(b), Layer::SeExpand, Which::Bias);
+        let a = act_code(Some(se.act));
+        self.fwd(
+            Kind::Linear,
+            format!("{name}.se reduce"),
+            self.batch * r,
+            &[
+                ("x", u(pooled)),
+                ("w", u(rw)),
+                ("b", u(rb)),
+                ("y", u(reduced)),
+                ("pre", u(reduced_pre)),
+                ("fin", u(c)),
+                ("fout", u(r)),
+                ("act", a),
+            ],
+        );
+        let gate = self.alloc(self.batch * c);
+        self.fwd(
+            Kind::Linear,
+            format!("{name}.se expand"),
+            self.batch * c,
+            &[
+                ("x", u(reduced)),
+                ("w", u(ew)),
+                ("b", u(eb)),
+                ("y", u(gate)),
+                ("pre", NONE),
+                ("fin", u(r)),
+                ("fout", u(c)),
+                ("act", act::SIGMOID),
+            ],
+        );
+        let y = self.alloc(self.batch * hw * c);
+        self.fwd(
+            Kind::SeMul,
+            format!("{name}.se mul"),
+            self.batch * hw * c,
+            &[
+                ("x", u(x)),
+                ("gate", u(gate)),
+                ("y", u(y)),
+                ("c", u(c)),
+                ("hw", u(hw)),
+            ],
+        );
+        let s = Se {
+            input: x,
+            pooled,
+            reduced_pre,
+            reduced,
+            gate,
+            rw,
+            rb,
+            ew,
+            eb,
+            c,
+            r,
+            hw,
+            act: a,
+        };
+        (s, y)
+    }
+
     fn unit_backward(&mut self, un: &Unit, cb: &ConvBn, dy: usize, dx: bool, add: usize) -> usize {
         let (rows, c, name) = (un.rows, un.c, un.name.clone());
         let sums = self.alloc(2 * c);
@@ -373,6 +461,20 @@ impl<'m> Builder<'m> {
     }
 }
 
+/// What the head's forward leaves for the backward and the host.
+struct Head {
+    features: usize,
+    hw: usize,
+    dropped: usize,
+    mask: Option<usize>,
+    cw: usize,
+    cb: usize,
+    logits: usize,
+    target: usize,
+    dlogits: usize,
+    loss: usize,
+}
+
 /// The training step of `model` at `batch` images.
 pub fn plan(model: &Model, batch: usize, cfg: &PlanConfig) -> Result<TrainPlan, Unsupported> {
     if batch == 0 {
@@ -424,176 +526,12 @@ pub fn plan(model: &Model, batch: usize, cfg: &PlanConfig) -> Result<TrainPlan, 
         Layer::StemBn,
         input,
     )?;
-    let blocks: Vec<&Block> = bld.model.blocks().collect();
-    let total = blocks.len();
+    let blocks: Vec<&Block> = model.blocks().collect();
     let mut saved = vec![];
     for &b in &blocks {
-        let name = b.path();
-        let skip = x;
-        let expand = match &b.expand {
-            Some(cb) => {
-                let (un, out) = mb(
-                    &mut bld,
-                    format!("{name}.expand"),
-                    Some(b),
-                    cb,
-                    Layer::ExpandConv,
-                    Layer::ExpandBn,
-                    x,
-                )?;
-                x = out;
-                Some(un)
-            }
-            None => None,
-        };
-        let (conv, out) = mb(
-            &mut bld,
-            format!("{name}.{}", b.conv_name()),
-            Some(b),
-            &b.conv,
-            Layer::Conv,
-            Layer::ConvBn,
-            x,
-        )?;
+        let (s, out) = block_forward(&mut bld, b, blocks.len(), cfg, x)?;
+        saved.push(s);
         x = out;
-        let (oh, ow) = b.conv.conv.out_hw;
-        let hw = oh * ow;
-        let se = match &b.se {
-            Some(se) => {
-                let (c, r) = (se.channels, se.reduced);
-                let pooled = bld.alloc(batch * c);
-                bld.fwd(
-                    Kind::Pool,
-                    format!("{name}.se pool"),
-                    batch * c,
-                    &[("x", u(x)), ("y", u(pooled)), ("c", u(c)), ("hw", u(hw))],
-                );
-                let reduced_pre = bld.alloc(batch * r);
-                let reduced = bld.alloc(batch * r);
-                let rw = bld.param(Some(b), Layer::SeReduce, Which::Weight);
-                let rb = bld.param(Some(b), Layer::SeReduce, Which::Bias);
-                let ew = bld.param(Some(b), Layer::SeExpand, Which::Weight);
-                let eb = bld.param(Some(b), Layer::SeExpand, Which::Bias);
-                let a = act_code(Some(se.act));
-                bld.fwd(
-                    Kind::Linear,
-                    format!("{name}.se reduce"),
-                    batch * r,
-                    &[
-                        ("x", u(pooled)),
-                        ("w", u(rw)),
-                        ("b", u(rb)),
-                        ("y", u(reduced)),
-                        ("pre", u(reduced_pre)),
-                        ("fin", u(c)),
-                        ("fout", u(r)),
-                        ("act", a),
-                    ],
-                );
-                let gate = bld.alloc(batch * c);
-                bld.fwd(
-                    Kind::Linear,
-                    format!("{name}.se expand"),
-                    batch * c,
-                    &[
-                        ("x", u(reduced)),
-                        ("w", u(ew)),
-                        ("b", u(eb)),
-                        ("y", u(gate)),
-                        ("pre", NONE),
-                        ("fin", u(r)),
-                        ("fout", u(c)),
-                        ("act", act::SIGMOID),
-                    ],
-                );
-                let y = bld.alloc(batch * hw * c);
-                bld.fwd(
-                    Kind::SeMul,
-                    format!("{name}.se mul"),
-                    batch * hw * c,
-                    &[
-                        ("x", u(x)),
-                        ("gate", u(gate)),
-                        ("y", u(y)),
-                        ("c", u(c)),
-                        ("hw", u(hw)),
-                    ],
-                );
-                let s = Se {
-                    input: x,
-                    pooled,
-                    reduced_pre,
-                    reduced,
-                    gate,
-                    rw,
-                    rb,
-                    ew,
-                    eb,
-                    c,
-                    r,
-                    hw,
-                    act: a,
-                };
-                x = y;
-                Some(s)
-            }
-            None => None,
-        };
-        let project = match &b.project {
-            Some(cb) => {
-                let (un, out) = mb(
-                    &mut bld,
-                    format!("{name}.project"),
-                    Some(b),
-                    cb,
-                    Layer::ProjectConv,
-                    Layer::ProjectBn,
-                    x,
-                )?;
-                x = out;
-                Some(un)
-            }
-            None => None,
-        };
-        let out_len = batch * b.out_ch * hw;
-        let mut drop = None;
-        if b.residual {
-            let rate = cfg
-                .drop_path
-                .map_or(b.drop_path, |r| r * b.id as f64 / total as f64);
-            if rate > 0.0 {
-                let slot = bld.alloc(batch);
-                bld.masks.push(MaskSlot {
-                    offset: slot,
-                    count: batch,
-                    rate,
-                });
-                drop = Some(slot);
-            }
-            let y = bld.alloc(out_len);
-            bld.fwd(
-                Kind::Residual,
-                format!("{name} residual"),
-                out_len,
-                &[
-                    ("h", u(x)),
-                    ("skip", u(skip)),
-                    ("y", u(y)),
-                    ("per", u(out_len / batch)),
-                    ("scale", drop.map_or(NONE, u)),
-                ],
-            );
-            x = y;
-        }
-        saved.push(BlockSaved {
-            block: b,
-            expand,
-            conv,
-            se,
-            project,
-            drop,
-            out_len,
-        });
     }
     let (head, h) = mb(
         &mut bld,
@@ -604,6 +542,153 @@ pub fn plan(model: &Model, batch: usize, cfg: &PlanConfig) -> Result<TrainPlan, 
         Layer::HeadBn,
         x,
     )?;
+    let classes = classifier.out_features;
+    let hd = head_forward(&mut bld, cfg, classes, h);
+
+    // Backward.
+    let dh = head_backward(&mut bld, &hd, classes);
+    let mut dx = bld.unit_backward(&head, &model.head, dh, true, NONE as usize);
+    for s in saved.iter().rev() {
+        dx = block_backward(&mut bld, s, dx);
+    }
+    bld.unit_backward(&stem, &model.stem, dx, false, NONE as usize);
+
+    let arena_len = bld.arena;
+    if arena_len > u32::MAX as usize || param_len > u32::MAX as usize {
+        return Err(Unsupported(format!(
+            "the step needs {arena_len} activation values and {param_len} parameters; offsets must fit 32 bits"
+        )));
+    }
+    Ok(TrainPlan {
+        model: model.name.clone(),
+        batch,
+        classes,
+        offsets: bld.offsets,
+        params,
+        param_len,
+        arena_len,
+        input,
+        target: hd.target,
+        logits: hd.logits,
+        loss: hd.loss,
+        masks: bld.masks,
+        forward: bld.forward,
+        backward: bld.backward,
+    })
+}
+
+/// One block's forward in train mode (expand, conv, SE, project, the
+/// residual with its drop-path slot): what its backward needs, and its output.
+fn block_forward<'m>(
+    bld: &mut Builder<'m>,
+    b: &'m Block,
+    total: usize,
+    cfg: &PlanConfig,
+    input: usize,
+) -> Result<(BlockSaved<'m>, usize), Unsupported> {
+    let batch = bld.batch;
+    let mb = Builder::unit_forward;
+    let mut x = input;
+    let name = b.path();
+    let skip = x;
+    let expand = match &b.expand {
+        Some(cb) => {
+            let (un, out) = mb(
+                bld,
+                format!("{name}.expand"),
+                Some(b),
+                cb,
+                Layer::ExpandConv,
+                Layer::ExpandBn,
+                x,
+            )?;
+            x = out;
+            Some(un)
+        }
+        None => None,
+    };
+    let (conv, out) = mb(
+        bld,
+        format!("{name}.{}", b.conv_name()),
+        Some(b),
+        &b.conv,
+        Layer::Conv,
+        Layer::ConvBn,
+        x,
+    )?;
+    x = out;
+    let (oh, ow) = b.conv.conv.out_hw;
+    let hw = oh * ow;
+    let se = match &b.se {
+        Some(se) => {
+            let (s, y) = bld.se_forward(b, &name, se, x, hw);
+            x = y;
+            Some(s)
+        }
+        None => None,
+    };
+    let project = match &b.project {
+        Some(cb) => {
+            let (un, out) = mb(
+                bld,
+                format!("{name}.project"),
+                Some(b),
+                cb,
+                Layer::ProjectConv,
+                Layer::ProjectBn,
+                x,
+            )?;
+            x = out;
+            Some(un)
+        }
+        None => None,
+    };
+    let out_len = batch * b.out_ch * hw;
+    let mut drop = None;
+    if b.residual {
+        let rate = cfg
+            .drop_path
+            .map_or(b.drop_path, |r| r * b.id as f64 / total as f64);
+        if rate > 0.0 {
+            let slot = bld.alloc(batch);
+            bld.masks.push(MaskSlot {
+                offset: slot,
+                count: batch,
+                rate,
+            });
+            drop = Some(slot);
+        }
+        let y = bld.alloc(out_len);
+        bld.fwd(
+            Kind::Residual,
+            format!("{name} residual"),
+            out_len,
+            &[
+                ("h", u(x)),
+                ("skip", u(skip)),
+                ("y", u(y)),
+                ("per", u(out_len / batch)),
+                ("scale", drop.map_or(NONE, u)),
+            ],
+        );
+        x = y;
+    }
+    let saved = BlockSaved {
+        block: b,
+        expand,
+        conv,
+        se,
+        project,
+        drop,
+        out_len,
+    };
+    Ok((saved, x))
+}
+
+/// The head after its conv: pool, dropout (a mask slot), classifier, softmax
+/// cross-entropy (the loss and its gradient in one kernel).
+fn head_forward(bld: &mut Builder, cfg: &PlanConfig, classes: usize, h: usize) -> Head {
+    let (model, batch) = (bld.model, bld.batch);
     let features = model.head.bn.channels;
     let hw = model.head.conv.out_hw.0 * model.head.conv.out_hw.1;
     let pooled = bld.alloc(batch * features);
@@ -637,7 +722,6 @@ pub fn plan(model: &Model, batch: usize, cfg: &PlanConfig) -> Result<TrainPlan, 
     } else {
         (pooled, None)
     };
-    let classes = classifier.out_features;
     let cw = bld.param(None, Layer::Classifier, Which::Weight);
     let cb = bld.param(None, Layer::Classifier, Which::Bias);
     let logits = bld.alloc(batch * classes);
@@ -673,7 +757,34 @@ pub fn plan(model: &Model, batch: usize, cfg: &PlanConfig) -> Result<TrainPlan, 
         ],
     );
 
-    // Backward.
+    Head {
+        features,
+        hw,
+        dropped,
+        mask,
+        cw,
+        cb,
+        logits,
+        target,
+        dlogits,
+        loss,
+    }
+}
+
+/// The classifier's and the pool's backward: the gradient of the head conv's
+/// output.
+fn head_backward(bld: &mut Builder, hd: &Head, classes: usize) -> usize {
+    let batch = bld.batch;
+    let Head {
+        features,
+        hw,
+        dropped,
+        mask,
+        cw,
+        cb,
+        dlogits,
+        ..
+    } = *hd;
     let dpooled = bld.alloc(batch * features);
     bld.bwd(
         Kind::LinearBwd,
@@ -706,34 +817,7 @@ pub fn plan(model: &Model, batch: usize, cfg: &PlanConfig) -> Result<TrainPlan, 
             ("hw", u(hw)),
         ],
     );
-    let mut dx = bld.unit_backward(&head, &model.head, dh, true, NONE as usize);
-    for s in saved.iter().rev() {
-        dx = block_backward(&mut bld, s, dx);
-    }
-    bld.unit_backward(&stem, &model.stem, dx, false, NONE as usize);
-
-    let arena_len = bld.arena;
-    if arena_len > u32::MAX as usize || param_len > u32::MAX as usize {
-        return Err(Unsupported(format!(
-            "the step needs {arena_len} activation values and {param_len} parameters; offsets must fit 32 bits"
-        )));
-    }
-    Ok(TrainPlan {
-        model: model.name.clone(),
-        batch,
-        classes,
-        offsets: bld.offsets,
-        params,
-        param_len,
-        arena_len,
-        input,
-        target,
-        logits,
-        loss,
-        masks: bld.masks,
-        forward: bld.forward,
-        backward: bld.backward,
-    })
+    dh
 }
 
 fn block_backward(bld: &mut Builder, s: &BlockSaved, dout: usize) -> usize {
