@@ -623,8 +623,15 @@ type Def = (&'static str, &'static [&'static str], String);
 
 /// Name, uniform fields and body of a kind.
 pub(super) fn of(kind: Kind) -> Def {
+    forward(kind)
+        .or_else(|| backward(kind))
+        .expect("every kind is a forward or a backward kernel")
+}
+
+/// The forward kernels in train mode, the loss included.
+fn forward(kind: Kind) -> Option<Def> {
     let tree = |b: &str| format!("{TREE}{b}");
-    match kind {
+    Some(match kind {
         Kind::ConvFwd => (
             "conv_fwd",
             &[
@@ -669,6 +676,14 @@ pub(super) fn of(kind: Kind) -> Def {
             &["logits", "tgt", "dlogits", "loss", "classes", "scale"],
             LOSS.into(),
         ),
+        _ => return None,
+    })
+}
+
+/// The backward kernels and the update.
+fn backward(kind: Kind) -> Option<Def> {
+    let tree = |b: &str| format!("{TREE}{b}");
+    Some(match kind {
         Kind::LinearBwd => (
             "linear_bwd",
             &[
@@ -751,5 +766,6 @@ pub(super) fn of(kind: Kind) -> Def {
             ],
             UPDATE.into(),
         ),
-    }
+        _ => return None,
+    })
 }
