@@ -291,15 +291,15 @@ macro_rules! dispatch {
         #[cfg(all(target_arch = "x86_64", effc_avx512))]
         #[target_feature(enable = "avx512f,avx2,fma")]
         unsafe fn avx512(cx: &$body::Cx<'_>, task: usize) {
-            $body::run::<12, 2, true>(cx, task)
+            $body::run::<{ crate::simd::MR512 }, { crate::simd::P512 }, true, true>(cx, task)
         }
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = "avx2,fma")]
         unsafe fn avx2(cx: &$body::Cx<'_>, task: usize) {
-            $body::run::<6, 1, true>(cx, task)
+            $body::run::<6, 1, true, false>(cx, task)
         }
         fn portable(cx: &$body::Cx<'_>, task: usize) {
-            $body::run::<4, 1, false>(cx, task)
+            $body::run::<4, 1, false, false>(cx, task)
         }
         match $isa {
             // SAFETY: `Isa::available` checked these features when the model was
@@ -315,6 +315,19 @@ macro_rules! dispatch {
     }};
 }
 
+/// The activation, in AVX-512 intrinsics where `X512` (set only in the AVX-512
+/// copies of the kernels).
+#[inline(always)]
+fn act<const X512: bool>(v: &mut [f32], act: Option<effc_ir::Activation>) {
+    #[cfg(all(target_arch = "x86_64", effc_avx512))]
+    if X512 {
+        // SAFETY: X512 is set only in the AVX-512 copies, which run on CPUs
+        // that have it.
+        return unsafe { crate::simd::avx512::activate(v, act) };
+    }
+    crate::simd::activate(v, act)
+}
+
 /// Scales the packed B panels by the SE gate (per input channel, i.e. per row of
 /// B), for every image: `dst[b]` = `packed` with row l times `gate[b][l]`.
 fn gate_panels(packed: &[f32], k: usize, gate: Buf<'_>, dst: &mut [f32], batch: usize) {
@@ -326,9 +339,11 @@ fn gate_panels(packed: &[f32], k: usize, gate: Buf<'_>, dst: &mut [f32], batch: 
         .for_each(|(b, gb)| {
             let gate = &gate[b * gate_per..b * gate_per + k];
             for (dp, sp) in gb.chunks_exact_mut(k * NR).zip(packed.chunks_exact(k * NR)) {
-                for ((d, s), &g) in dp.chunks_exact_mut(NR).zip(sp.chunks_exact(NR)).zip(gate) {
-                    for (d, &s) in d.iter_mut().zip(s) {
-                        *d = s * g;
+                for (l, &g) in gate.iter().enumerate() {
+                    let d: &mut [f32; NR] = (&mut dp[l * NR..(l + 1) * NR]).try_into().unwrap();
+                    let s: &[f32; NR] = sp[l * NR..(l + 1) * NR].try_into().unwrap();
+                    for j in 0..NR {
+                        d[j] = s[j] * g;
                     }
                 }
             }
@@ -395,8 +410,8 @@ mod gemm_task {
 
     use effc_plan::{ALoad, GemmOp};
 
-    use super::{Buf, Shapes, Shared};
-    use crate::simd::{activate, tile, NR};
+    use super::{act, Buf, Shapes, Shared};
+    use crate::simd::{tile, NR};
 
     pub(super) struct Cx<'a> {
         pub g: &'a GemmOp,
@@ -414,8 +429,12 @@ mod gemm_task {
         pub threads: &'a [Mutex<Vec<f32>>],
     }
 
+    /// `X512`: the micro-kernel in AVX-512 intrinsics (the CPU has them).
     #[inline(always)]
-    pub(super) fn run<const MR: usize, const P: usize, const FMA: bool>(cx: &Cx<'_>, task: usize) {
+    pub(super) fn run<const MR: usize, const P: usize, const FMA: bool, const X512: bool>(
+        cx: &Cx<'_>,
+        task: usize,
+    ) {
         let (g, sh) = (cx.g, &cx.sh);
         let (m, k, n) = (g.m(), g.k, g.cout4 * 4);
         let per_image = sh.tiles_m * sh.tiles_n;
@@ -502,22 +521,50 @@ mod gemm_task {
             let mut p = p0;
             while p < p_end {
                 let j0 = (p - p0) * NR;
-                let wide = P > 1 && p + P <= p_end;
-                let w = if wide { P * NR } else { NR }.min(cols - j0);
+                // P panels at once where there are, else 2, else 1.
+                let panels = if p + P <= p_end {
+                    P
+                } else if P > 2 && p + 2 <= p_end {
+                    2
+                } else {
+                    1
+                };
+                let w = (panels * NR).min(cols - j0);
                 let bp = &bmat[p * k * NR..];
                 // SAFETY: out[at + (i0 + i)·ldc + j0 + j] for i < ir, j < w lies in
                 // this task's rows and columns (asserted inside its output above),
                 // which only this task touches.
                 let c = unsafe { out.ptr.add(at + i0 * ldc + j0) };
+                #[cfg(all(target_arch = "x86_64", effc_avx512))]
+                if X512 {
+                    use crate::simd::avx512::tile as t;
+                    // SAFETY: as above; X512 is only set in the AVX-512 copy,
+                    // which runs on CPUs that have it.
+                    unsafe {
+                        match (ir == MR, panels) {
+                            (true, 1) => t::<MR, 1>(a_rows, k, ir, k, bp, c, ldc, w),
+                            (true, 2) => t::<MR, 2>(a_rows, k, ir, k, bp, c, ldc, w),
+                            (true, _) => t::<MR, P>(a_rows, k, ir, k, bp, c, ldc, w),
+                            (false, 1) => t::<4, 1>(a_rows, k, ir, k, bp, c, ldc, w),
+                            (false, 2) => t::<4, 2>(a_rows, k, ir, k, bp, c, ldc, w),
+                            (false, _) => t::<4, P>(a_rows, k, ir, k, bp, c, ldc, w),
+                        }
+                    }
+                    p += panels;
+                    continue;
+                }
+                // SAFETY: as above.
                 unsafe {
-                    match (ir == MR, wide) {
-                        (true, true) => tile::<MR, P, FMA>(a_rows, k, ir, k, bp, c, ldc, w),
-                        (true, false) => tile::<MR, 1, FMA>(a_rows, k, ir, k, bp, c, ldc, w),
-                        (false, true) => tile::<4, P, FMA>(a_rows, k, ir, k, bp, c, ldc, w),
-                        (false, false) => tile::<4, 1, FMA>(a_rows, k, ir, k, bp, c, ldc, w),
+                    match (ir == MR, panels) {
+                        (true, 1) => tile::<MR, 1, FMA>(a_rows, k, ir, k, bp, c, ldc, w),
+                        (true, 2) => tile::<MR, 2, FMA>(a_rows, k, ir, k, bp, c, ldc, w),
+                        (true, _) => tile::<MR, P, FMA>(a_rows, k, ir, k, bp, c, ldc, w),
+                        (false, 1) => tile::<4, 1, FMA>(a_rows, k, ir, k, bp, c, ldc, w),
+                        (false, 2) => tile::<4, 2, FMA>(a_rows, k, ir, k, bp, c, ldc, w),
+                        (false, _) => tile::<4, P, FMA>(a_rows, k, ir, k, bp, c, ldc, w),
                     }
                 }
-                p += if wide { P } else { 1 };
+                p += panels;
             }
             for i in i0..i0 + ir {
                 // SAFETY: as above; the micro-kernel calls have returned.
@@ -525,7 +572,7 @@ mod gemm_task {
                 for (v, &bv) in row.iter_mut().zip(bias) {
                     *v += bv;
                 }
-                activate(row, g.epilogue.act);
+                act::<X512>(row, g.epilogue.act);
                 if let Some(r) = res {
                     for (v, &rv) in row.iter_mut().zip(&r[i * n + c0..i * n + c0 + cols]) {
                         *v += rv;
@@ -596,7 +643,7 @@ mod dw_task {
     use effc_plan::DwOp;
 
     use super::{Buf, Shared};
-    use crate::simd::{activate, fma};
+    use crate::simd::fma;
 
     pub(super) struct Cx<'a> {
         pub d: &'a DwOp,
@@ -611,7 +658,7 @@ mod dw_task {
 
     /// `_MR` and `_P` are the GEMM's; the lanes here are channels.
     #[inline(always)]
-    pub(super) fn run<const _MR: usize, const _P: usize, const FMA: bool>(
+    pub(super) fn run<const _MR: usize, const _P: usize, const FMA: bool, const X: bool>(
         cx: &Cx<'_>,
         task: usize,
     ) {
@@ -622,7 +669,13 @@ mod dw_task {
         let x = &src[b * src_per..(b + 1) * src_per];
         // SAFETY: task (b, oy) alone writes output row oy of image b and its sums.
         let row = unsafe { cx.dst.range(b * cx.dst_per + oy * d.out_w * c, d.out_w * c) };
+        // 64 channels at a time where there are: four independent chains of
+        // FMAs per tap (one chain waits on each FMA's latency).
         let mut c0 = 0;
+        while c0 + 64 <= c {
+            channels::<64, FMA>(cx, x, oy, row, c0);
+            c0 += 64;
+        }
         while c0 + 16 <= c {
             channels::<16, FMA>(cx, x, oy, row, c0);
             c0 += 16;
@@ -633,7 +686,7 @@ mod dw_task {
         }
         // The activation in a pass of its own over the row (in L1): inside the
         // loop over taps it keeps the compiler from vectorizing that loop.
-        activate(row, d.act);
+        super::act::<X>(row, d.act);
         if let Some(s) = cx.sums {
             // SAFETY: as above.
             let s = unsafe { s.range(task * c, c) };

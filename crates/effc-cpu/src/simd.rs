@@ -72,6 +72,10 @@ impl fmt::Display for Isa {
     }
 }
 
+/// The AVX-512 micro-kernel's rows and panels (`MR512 × P512·NR` accumulators).
+pub(crate) const MR512: usize = 12;
+pub(crate) const P512: usize = 2;
+
 /// Columns per packed panel of B.
 pub(crate) const NR: usize = 16;
 
@@ -194,6 +198,150 @@ pub(crate) unsafe fn tile<const MR: usize, const P: usize, const FMA: bool>(
     }
 }
 
+/// The micro-kernel in AVX-512 intrinsics: the compiler's vectorizer keeps
+/// [`tile`]'s lane arrays in zmm registers for some shapes only, these it keeps
+/// for all. Compiled only by a rustc with AVX-512 stable (see build.rs), hence
+/// the `incompatible_msrv` allowance.
+#[cfg(all(target_arch = "x86_64", effc_avx512))]
+#[allow(clippy::incompatible_msrv)]
+pub(crate) mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::NR;
+
+    /// [`super::exp`] on 16 lanes.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn exp16(x: __m512) -> __m512 {
+        let x = _mm512_min_ps(
+            _mm512_max_ps(x, _mm512_set1_ps(-87.3)),
+            _mm512_set1_ps(88.3),
+        );
+        let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+            _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)),
+        );
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_359_4), x);
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.121_944_4e-4), r);
+        let mut p = _mm512_set1_ps(1.987_569_1e-4);
+        for c in [
+            1.398_199_9e-3,
+            8.333_452e-3,
+            4.166_579_6e-2,
+            0.166_666_65,
+            0.5,
+        ] {
+            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+        }
+        let y = _mm512_fmadd_ps(
+            _mm512_mul_ps(p, r),
+            r,
+            _mm512_add_ps(r, _mm512_set1_ps(1.0)),
+        );
+        let e = _mm512_slli_epi32::<23>(_mm512_add_epi32(
+            _mm512_cvtps_epi32(n),
+            _mm512_set1_epi32(127),
+        ));
+        _mm512_mul_ps(y, _mm512_castsi512_ps(e))
+    }
+
+    /// `x·sigmoid(x)` on 16 lanes: `x / (1 + e⁻ˣ)` with the division as a
+    /// reciprocal estimate (2⁻¹⁴) and one Newton step (2⁻²⁸), within 2 ulp of
+    /// the division and far cheaper.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    unsafe fn swish16(x: __m512) -> __m512 {
+        let one = _mm512_set1_ps(1.0);
+        let d = _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), x)));
+        let r = _mm512_rcp14_ps(d);
+        // r·(2 - d·r)
+        let r = _mm512_mul_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(2.0)));
+        _mm512_mul_ps(x, r)
+    }
+
+    /// [`super::activate`] in 512-bit registers (swish as [`swish16`]).
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(crate) unsafe fn activate(v: &mut [f32], act: Option<effc_ir::Activation>) {
+        if act != Some(effc_ir::Activation::Swish) {
+            return super::activate(v, act);
+        }
+        let mut chunks = v.chunks_exact_mut(16);
+        for c in &mut chunks {
+            // SAFETY: c has 16 values.
+            unsafe { _mm512_storeu_ps(c.as_mut_ptr(), swish16(_mm512_loadu_ps(c.as_ptr()))) };
+        }
+        let rest = chunks.into_remainder();
+        if !rest.is_empty() {
+            let m = ((1u32 << rest.len()) - 1) as u16;
+            // SAFETY: the mask covers rest's values only.
+            unsafe {
+                let x = _mm512_maskz_loadu_ps(m, rest.as_ptr());
+                _mm512_mask_storeu_ps(rest.as_mut_ptr(), m, swish16(x));
+            }
+        }
+    }
+
+    /// [`super::tile`] with `FMA`, in 512-bit registers: `MR·P` accumulators.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F, and [`super::tile`]'s contract on `c`.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(crate) unsafe fn tile<const MR: usize, const P: usize>(
+        a: &[f32],
+        lda: usize,
+        rows: usize,
+        k: usize,
+        b: &[f32],
+        c: *mut f32,
+        ldc: usize,
+        cols: usize,
+    ) {
+        assert!((1..=MR).contains(&rows) && (1..=P * NR).contains(&cols));
+        assert!(a.len() >= (rows - 1) * lda + k, "A holds the tile's rows");
+        assert!(b.len() >= P * k * NR, "B holds the tile's panels");
+        let mut acc = [[_mm512_setzero_ps(); P]; MR];
+        let ap: [*const f32; MR] = std::array::from_fn(|i| a[i.min(rows - 1) * lda..].as_ptr());
+        let bp = b.as_ptr();
+        for l in 0..k {
+            let mut bv = [_mm512_setzero_ps(); P];
+            for (p, v) in bv.iter_mut().enumerate() {
+                // SAFETY: (p·k + l + 1)·NR ≤ P·k·NR ≤ b.len() (asserted above).
+                *v = unsafe { _mm512_loadu_ps(bp.add((p * k + l) * NR)) };
+            }
+            for (i, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: row min(i, rows - 1) of A has k values (asserted above).
+                let av = _mm512_set1_ps(unsafe { *ap[i].add(l) });
+                for (acc, &bv) in acc.iter_mut().zip(&bv) {
+                    *acc = _mm512_fmadd_ps(av, bv, *acc);
+                }
+            }
+        }
+        for (i, acc) in acc.iter().enumerate().take(rows) {
+            for (p, &v) in acc.iter().enumerate() {
+                let j0 = p * NR;
+                if j0 >= cols {
+                    break;
+                }
+                // SAFETY: the caller's contract: row i, columns 0..cols of `c`
+                // are this call's alone; the mask stops at cols.
+                unsafe {
+                    let dst = c.add(i * ldc + j0);
+                    if cols - j0 >= NR {
+                        _mm512_storeu_ps(dst, v);
+                    } else {
+                        _mm512_mask_storeu_ps(dst, ((1u32 << (cols - j0)) - 1) as u16, v);
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,7 +423,29 @@ mod tests {
     #[cfg(all(target_arch = "x86_64", effc_avx512))]
     #[target_feature(enable = "avx512f,avx2,fma")]
     unsafe fn avx512(x: Call<'_>) {
-        call!(x, 12, 2, true)
+        let Call {
+            full,
+            wide,
+            a,
+            rows,
+            k,
+            b,
+            c,
+            ldc,
+            cols,
+        } = x;
+        assert!((rows - 1) * ldc + cols <= c.len());
+        let c = c.as_mut_ptr();
+        // SAFETY: the CPU has AVX-512F (the caller's contract); `c` is a whole,
+        // exclusively borrowed slice and the assertion bounds the tile in it.
+        unsafe {
+            match (full, wide) {
+                (true, true) => avx512::tile::<MR512, P512>(a, k, rows, k, b, c, ldc, cols),
+                (true, false) => avx512::tile::<MR512, 1>(a, k, rows, k, b, c, ldc, cols),
+                (false, true) => avx512::tile::<4, P512>(a, k, rows, k, b, c, ldc, cols),
+                (false, false) => avx512::tile::<4, 1>(a, k, rows, k, b, c, ldc, cols),
+            }
+        }
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -307,13 +477,13 @@ mod tests {
     #[test]
     fn micro_kernels_match_a_plain_gemm() {
         let mr = |isa: Isa| match isa {
-            Isa::Avx512 => 12,
+            Isa::Avx512 => MR512,
             Isa::Avx2 => 6,
             Isa::Portable => 4,
         };
         let mut checked = 0;
         for isa in Isa::ALL.into_iter().filter(|i| i.available()) {
-            let p = if isa == Isa::Avx512 { 2 } else { 1 };
+            let p = if isa == Isa::Avx512 { P512 } else { 1 };
             for k in [1, 4, 37, 300] {
                 for (full, wide) in [(true, true), (true, false), (false, true), (false, false)] {
                     let max_rows = if full { mr(isa) } else { 4 };
@@ -368,6 +538,30 @@ mod tests {
             }
         }
         assert!(checked >= 4 * 4 * 3 * 4, "{checked} tiles");
+    }
+
+    #[cfg(all(target_arch = "x86_64", effc_avx512))]
+    #[test]
+    fn avx512_swish_matches_the_portable_one() {
+        if !Isa::Avx512.available() {
+            return;
+        }
+        let xs: Vec<f32> = (0..20_011)
+            .map(|i| (i as f32 - 10_000.0) * 0.0173)
+            .collect();
+        let mut want = xs.clone();
+        activate(&mut want, Some(Activation::Swish));
+        for len in [xs.len(), 16, 15, 1] {
+            let mut got = xs[..len].to_vec();
+            // SAFETY: the CPU has AVX-512F (checked above).
+            unsafe { avx512::activate(&mut got, Some(Activation::Swish)) };
+            for ((&g, &w), &x) in got.iter().zip(&want).zip(&xs) {
+                assert!(
+                    (g - w).abs() <= 4.0 * f32::EPSILON * w.abs() + 1e-37,
+                    "swish({x}): {g} vs {w}"
+                );
+            }
+        }
     }
 
     #[test]
