@@ -413,6 +413,9 @@ mod gemm_task {
     use super::{act, Buf, Shapes, Shared};
     use crate::simd::{tile, NR};
 
+    /// Bytes of a task's B from which its panels are the outer loop.
+    const BIG_B: usize = 256 << 10;
+
     pub(super) struct Cx<'a> {
         pub g: &'a GemmOp,
         pub sh: Shapes,
@@ -509,64 +512,64 @@ mod gemm_task {
         }
         let bias = &cx.bias[c0..c0 + cols];
         let (p0, p_end) = (c0 / NR, (c0 + cols).div_ceil(NR));
-        let mut i0 = 0;
-        while i0 < rows {
-            // Full micro-kernel rows, then blocks of 4 for the remainder.
-            let ir = if rows - i0 >= MR {
+        // Full micro-kernel rows, then blocks of 4 for the remainder.
+        let block = |i0: usize| {
+            if rows - i0 >= MR {
                 MR
             } else {
                 4.min(rows - i0)
+            }
+        };
+        // Rows i0..i0 + ir × the panels from p on (P where there are, else 2,
+        // else 1); returns the panels done.
+        let mul = |i0: usize, ir: usize, p: usize| -> usize {
+            let j0 = (p - p0) * NR;
+            let panels = if p + P <= p_end {
+                P
+            } else if P > 2 && p + 2 <= p_end {
+                2
+            } else {
+                1
             };
+            let w = (panels * NR).min(cols - j0);
             let a_rows = &a[i0 * k..];
-            let mut p = p0;
-            while p < p_end {
-                let j0 = (p - p0) * NR;
-                // P panels at once where there are, else 2, else 1.
-                let panels = if p + P <= p_end {
-                    P
-                } else if P > 2 && p + 2 <= p_end {
-                    2
-                } else {
-                    1
-                };
-                let w = (panels * NR).min(cols - j0);
-                let bp = &bmat[p * k * NR..];
-                // SAFETY: out[at + (i0 + i)·ldc + j0 + j] for i < ir, j < w lies in
-                // this task's rows and columns (asserted inside its output above),
-                // which only this task touches.
-                let c = unsafe { out.ptr.add(at + i0 * ldc + j0) };
-                #[cfg(all(target_arch = "x86_64", effc_avx512))]
-                if X512 {
-                    use crate::simd::avx512::tile as t;
-                    // SAFETY: as above; X512 is only set in the AVX-512 copy,
-                    // which runs on CPUs that have it.
-                    unsafe {
-                        match (ir == MR, panels) {
-                            (true, 1) => t::<MR, 1>(a_rows, k, ir, k, bp, c, ldc, w),
-                            (true, 2) => t::<MR, 2>(a_rows, k, ir, k, bp, c, ldc, w),
-                            (true, _) => t::<MR, P>(a_rows, k, ir, k, bp, c, ldc, w),
-                            (false, 1) => t::<4, 1>(a_rows, k, ir, k, bp, c, ldc, w),
-                            (false, 2) => t::<4, 2>(a_rows, k, ir, k, bp, c, ldc, w),
-                            (false, _) => t::<4, P>(a_rows, k, ir, k, bp, c, ldc, w),
-                        }
-                    }
-                    p += panels;
-                    continue;
-                }
-                // SAFETY: as above.
+            let bp = &bmat[p * k * NR..];
+            // SAFETY: out[at + (i0 + i)·ldc + j0 + j] for i < ir, j < w lies in
+            // this task's rows and columns (asserted inside its output above),
+            // which only this task touches.
+            let c = unsafe { out.ptr.add(at + i0 * ldc + j0) };
+            #[cfg(all(target_arch = "x86_64", effc_avx512))]
+            if X512 {
+                use crate::simd::avx512::tile as t;
+                // SAFETY: as above; X512 is only set in the AVX-512 copy, which
+                // runs on CPUs that have it.
                 unsafe {
                     match (ir == MR, panels) {
-                        (true, 1) => tile::<MR, 1, FMA>(a_rows, k, ir, k, bp, c, ldc, w),
-                        (true, 2) => tile::<MR, 2, FMA>(a_rows, k, ir, k, bp, c, ldc, w),
-                        (true, _) => tile::<MR, P, FMA>(a_rows, k, ir, k, bp, c, ldc, w),
-                        (false, 1) => tile::<4, 1, FMA>(a_rows, k, ir, k, bp, c, ldc, w),
-                        (false, 2) => tile::<4, 2, FMA>(a_rows, k, ir, k, bp, c, ldc, w),
-                        (false, _) => tile::<4, P, FMA>(a_rows, k, ir, k, bp, c, ldc, w),
+                        (true, 1) => t::<MR, 1>(a_rows, k, ir, k, bp, c, ldc, w),
+                        (true, 2) => t::<MR, 2>(a_rows, k, ir, k, bp, c, ldc, w),
+                        (true, _) => t::<MR, P>(a_rows, k, ir, k, bp, c, ldc, w),
+                        (false, 1) => t::<4, 1>(a_rows, k, ir, k, bp, c, ldc, w),
+                        (false, 2) => t::<4, 2>(a_rows, k, ir, k, bp, c, ldc, w),
+                        (false, _) => t::<4, P>(a_rows, k, ir, k, bp, c, ldc, w),
                     }
                 }
-                p += panels;
+                return panels;
             }
-            for i in i0..i0 + ir {
+            // SAFETY: as above.
+            unsafe {
+                match (ir == MR, panels) {
+                    (true, 1) => tile::<MR, 1, FMA>(a_rows, k, ir, k, bp, c, ldc, w),
+                    (true, 2) => tile::<MR, 2, FMA>(a_rows, k, ir, k, bp, c, ldc, w),
+                    (true, _) => tile::<MR, P, FMA>(a_rows, k, ir, k, bp, c, ldc, w),
+                    (false, 1) => tile::<4, 1, FMA>(a_rows, k, ir, k, bp, c, ldc, w),
+                    (false, 2) => tile::<4, 2, FMA>(a_rows, k, ir, k, bp, c, ldc, w),
+                    (false, _) => tile::<4, P, FMA>(a_rows, k, ir, k, bp, c, ldc, w),
+                }
+            }
+            panels
+        };
+        let epilogue = |i0: usize, i1: usize, sums: &mut Option<&mut [f32]>| {
+            for i in i0..i1 {
                 // SAFETY: as above; the micro-kernel calls have returned.
                 let row = unsafe { out.range(at + i * ldc, cols) };
                 for (v, &bv) in row.iter_mut().zip(bias) {
@@ -584,7 +587,35 @@ mod gemm_task {
                     }
                 }
             }
-            i0 += ir;
+        };
+        if k * (p_end - p0) * NR * 4 > BIG_B {
+            // A large B (the last stages): each group of panels is read from
+            // memory once and reused across all the tile's rows; the epilogue
+            // then runs over the tile.
+            let mut p = p0;
+            while p < p_end {
+                let (mut i0, mut done) = (0, 1);
+                while i0 < rows {
+                    let ir = block(i0);
+                    done = mul(i0, ir, p);
+                    i0 += ir;
+                }
+                p += done;
+            }
+            epilogue(0, rows, &mut sums);
+        } else {
+            // A small B stays in cache: a block of rows at a time, all panels,
+            // then its epilogue while its results are in L1.
+            let mut i0 = 0;
+            while i0 < rows {
+                let ir = block(i0);
+                let mut p = p0;
+                while p < p_end {
+                    p += mul(i0, ir, p);
+                }
+                epilogue(i0, i0 + ir, &mut sums);
+                i0 += ir;
+            }
         }
     }
 }
