@@ -4,7 +4,9 @@
 //! epilogue, depthwise with the SE pooling sums, the SE MLP, the head with its pool,
 //! the classifier) on the same NHWC tensors with channels padded to 4, the same
 //! packed, BN-folded weights ([`effc_plan::pack_weights`]) and the same memory plan:
-//! one buffer per slot of the plan, sized once for `max_batch` images.
+//! one buffer per slot of the plan, sized once for one image: a batch runs one
+//! image after another, each through the whole network while its activations
+//! are in cache.
 //! [`CpuModel::new`] allocates everything; a forward ([`CpuModel::forward_into`])
 //! allocates nothing.
 //!
@@ -111,7 +113,8 @@ pub struct CpuModel {
 
 /// The buffers a forward writes (one set per model; forwards take turns).
 struct State {
-    /// One buffer per slot of the memory plan, for `max_batch` images.
+    /// One buffer per slot of the memory plan, for one image (a batch runs
+    /// one image after another).
     slots: Vec<Vec<f32>>,
     scratch: Scratch,
 }
@@ -211,9 +214,9 @@ impl CpuModel {
         let slots = plan
             .slots
             .iter()
-            .map(|s| vec![0.0f32; s.bytes / 4 * max_batch])
+            .map(|s| vec![0.0f32; s.bytes / 4])
             .collect();
-        let scratch = Scratch::new(&plan, &shapes, max_batch, threads);
+        let scratch = Scratch::new(&plan, &shapes, 1, threads);
         Ok(CpuModel {
             plan,
             weights,
@@ -325,23 +328,29 @@ impl CpuModel {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let State { slots, scratch } = &mut *state;
         let plan = &self.plan;
-        self.pool.install(|| {
-            kernels::load_input(plan, input, batch, &mut slots[self.slot(plan.input)]);
-            let kernels = plan.kernels.iter().zip(&self.weights).zip(&self.panels);
-            for (((k, w), p), sh) in kernels.zip(&self.shapes) {
-                let start = Instant::now();
-                kernels::run(self.isa, plan, k, w, p, sh, slots, scratch, batch);
-                if let Some(t) = times.as_deref_mut() {
-                    t.push(start.elapsed());
-                }
-            }
-        });
+        if let Some(t) = times.as_deref_mut() {
+            t.clear();
+            t.resize(plan.kernels.len(), Duration::ZERO);
+        }
         let t = &plan.tensors[plan.output];
-        let per = t.bytes / 4;
         let n = plan.output_len;
-        let src = &slots[t.slot.index()];
-        for (o, s) in out.chunks_exact_mut(n).zip(src.chunks_exact(per)) {
-            o.copy_from_slice(&s[..n]);
+        let per_input = plan.input_shape.iter().product::<usize>();
+        // One image at a time through the whole network: its activations stay
+        // in cache from one kernel to the next (a batch's do not), and the
+        // tasks of one image keep the threads busy.
+        for (x, o) in input.chunks_exact(per_input).zip(out.chunks_exact_mut(n)) {
+            self.pool.install(|| {
+                kernels::load_input(plan, x, 1, &mut slots[self.slot(plan.input)]);
+                let kernels = plan.kernels.iter().zip(&self.weights).zip(&self.panels);
+                for (i, (((k, w), p), sh)) in kernels.zip(&self.shapes).enumerate() {
+                    let start = Instant::now();
+                    kernels::run(self.isa, plan, k, w, p, sh, slots, scratch, 1);
+                    if let Some(t) = times.as_deref_mut() {
+                        t[i] += start.elapsed();
+                    }
+                }
+            });
+            o.copy_from_slice(&slots[t.slot.index()][..n]);
         }
         Ok(())
     }
