@@ -521,73 +521,85 @@ mod gemm_task {
             }
         };
         // Rows i0..i0 + ir × the panels from p on (P where there are, else 2,
-        // else 1); returns the panels done.
-        let mul = |i0: usize, ir: usize, p: usize| -> usize {
-            let j0 = (p - p0) * NR;
-            let panels = if p + P <= p_end {
-                P
-            } else if P > 2 && p + 2 <= p_end {
-                2
-            } else {
-                1
+        // else 1); evaluates to the panels done. Macros, not closures: a closure
+        // is a function of its own, compiled without the ISA's target features
+        // (the portable micro-kernel inlined there lost its FMA and vectors).
+        macro_rules! mul {
+            ($i0:expr, $ir:expr, $p:expr) => {{
+                let (i0, ir, p): (usize, usize, usize) = ($i0, $ir, $p);
+                let j0 = (p - p0) * NR;
+                let panels = if p + P <= p_end {
+                    P
+                } else if P > 2 && p + 2 <= p_end {
+                    2
+                } else {
+                    1
+                };
+                let w = (panels * NR).min(cols - j0);
+                let a_rows = &a[i0 * k..];
+                let bp = &bmat[p * k * NR..];
+                // SAFETY: out[at + (i0 + i)·ldc + j0 + j] for i < ir, j < w lies in
+                // this task's rows and columns (asserted inside its output above),
+                // which only this task touches.
+                let c = unsafe { out.ptr.add(at + i0 * ldc + j0) };
+                #[cfg(all(target_arch = "x86_64", effc_avx512))]
+                let done = X512;
+                #[cfg(not(all(target_arch = "x86_64", effc_avx512)))]
+                let done = false;
+                #[cfg(all(target_arch = "x86_64", effc_avx512))]
+                if X512 {
+                    use crate::simd::avx512::tile as t;
+                    // SAFETY: as above; X512 is only set in the AVX-512 copy, which
+                    // runs on CPUs that have it.
+                    unsafe {
+                        match (ir == MR, panels) {
+                            (true, 1) => t::<MR, 1>(a_rows, k, ir, k, bp, c, ldc, w),
+                            (true, 2) => t::<MR, 2>(a_rows, k, ir, k, bp, c, ldc, w),
+                            (true, _) => t::<MR, P>(a_rows, k, ir, k, bp, c, ldc, w),
+                            (false, 1) => t::<4, 1>(a_rows, k, ir, k, bp, c, ldc, w),
+                            (false, 2) => t::<4, 2>(a_rows, k, ir, k, bp, c, ldc, w),
+                            (false, _) => t::<4, P>(a_rows, k, ir, k, bp, c, ldc, w),
+                        }
+                    }
+                }
+                if !done {
+                    // SAFETY: as above.
+                    unsafe {
+                        match (ir == MR, panels) {
+                            (true, 1) => tile::<MR, 1, FMA>(a_rows, k, ir, k, bp, c, ldc, w),
+                            (true, 2) => tile::<MR, 2, FMA>(a_rows, k, ir, k, bp, c, ldc, w),
+                            (true, _) => tile::<MR, P, FMA>(a_rows, k, ir, k, bp, c, ldc, w),
+                            (false, 1) => tile::<4, 1, FMA>(a_rows, k, ir, k, bp, c, ldc, w),
+                            (false, 2) => tile::<4, 2, FMA>(a_rows, k, ir, k, bp, c, ldc, w),
+                            (false, _) => tile::<4, P, FMA>(a_rows, k, ir, k, bp, c, ldc, w),
+                        }
+                    }
+                }
+                panels
+            }};
+        }
+        macro_rules! epilogue {
+            ($i0:expr, $i1:expr) => {
+                for i in $i0..$i1 {
+                    // SAFETY: as above; the micro-kernel calls have returned.
+                    let row = unsafe { out.range(at + i * ldc, cols) };
+                    for (v, &bv) in row.iter_mut().zip(bias) {
+                        *v += bv;
+                    }
+                    act::<X512>(row, g.epilogue.act);
+                    if let Some(r) = res {
+                        for (v, &rv) in row.iter_mut().zip(&r[i * n + c0..i * n + c0 + cols]) {
+                            *v += rv;
+                        }
+                    }
+                    if let Some(s) = sums.as_deref_mut() {
+                        for (a, &v) in s.iter_mut().zip(row.iter()) {
+                            *a += v;
+                        }
+                    }
+                }
             };
-            let w = (panels * NR).min(cols - j0);
-            let a_rows = &a[i0 * k..];
-            let bp = &bmat[p * k * NR..];
-            // SAFETY: out[at + (i0 + i)·ldc + j0 + j] for i < ir, j < w lies in
-            // this task's rows and columns (asserted inside its output above),
-            // which only this task touches.
-            let c = unsafe { out.ptr.add(at + i0 * ldc + j0) };
-            #[cfg(all(target_arch = "x86_64", effc_avx512))]
-            if X512 {
-                use crate::simd::avx512::tile as t;
-                // SAFETY: as above; X512 is only set in the AVX-512 copy, which
-                // runs on CPUs that have it.
-                unsafe {
-                    match (ir == MR, panels) {
-                        (true, 1) => t::<MR, 1>(a_rows, k, ir, k, bp, c, ldc, w),
-                        (true, 2) => t::<MR, 2>(a_rows, k, ir, k, bp, c, ldc, w),
-                        (true, _) => t::<MR, P>(a_rows, k, ir, k, bp, c, ldc, w),
-                        (false, 1) => t::<4, 1>(a_rows, k, ir, k, bp, c, ldc, w),
-                        (false, 2) => t::<4, 2>(a_rows, k, ir, k, bp, c, ldc, w),
-                        (false, _) => t::<4, P>(a_rows, k, ir, k, bp, c, ldc, w),
-                    }
-                }
-                return panels;
-            }
-            // SAFETY: as above.
-            unsafe {
-                match (ir == MR, panels) {
-                    (true, 1) => tile::<MR, 1, FMA>(a_rows, k, ir, k, bp, c, ldc, w),
-                    (true, 2) => tile::<MR, 2, FMA>(a_rows, k, ir, k, bp, c, ldc, w),
-                    (true, _) => tile::<MR, P, FMA>(a_rows, k, ir, k, bp, c, ldc, w),
-                    (false, 1) => tile::<4, 1, FMA>(a_rows, k, ir, k, bp, c, ldc, w),
-                    (false, 2) => tile::<4, 2, FMA>(a_rows, k, ir, k, bp, c, ldc, w),
-                    (false, _) => tile::<4, P, FMA>(a_rows, k, ir, k, bp, c, ldc, w),
-                }
-            }
-            panels
-        };
-        let epilogue = |i0: usize, i1: usize, sums: &mut Option<&mut [f32]>| {
-            for i in i0..i1 {
-                // SAFETY: as above; the micro-kernel calls have returned.
-                let row = unsafe { out.range(at + i * ldc, cols) };
-                for (v, &bv) in row.iter_mut().zip(bias) {
-                    *v += bv;
-                }
-                act::<X512>(row, g.epilogue.act);
-                if let Some(r) = res {
-                    for (v, &rv) in row.iter_mut().zip(&r[i * n + c0..i * n + c0 + cols]) {
-                        *v += rv;
-                    }
-                }
-                if let Some(s) = sums.as_deref_mut() {
-                    for (a, &v) in s.iter_mut().zip(row.iter()) {
-                        *a += v;
-                    }
-                }
-            }
-        };
+        }
         if k * (p_end - p0) * NR * 4 > BIG_B {
             // A large B (the last stages): each group of panels is read from
             // memory once and reused across all the tile's rows; the epilogue
@@ -597,12 +609,12 @@ mod gemm_task {
                 let (mut i0, mut done) = (0, 1);
                 while i0 < rows {
                     let ir = block(i0);
-                    done = mul(i0, ir, p);
+                    done = mul!(i0, ir, p);
                     i0 += ir;
                 }
                 p += done;
             }
-            epilogue(0, rows, &mut sums);
+            epilogue!(0, rows);
         } else {
             // A small B stays in cache: a block of rows at a time, all panels,
             // then its epilogue while its results are in L1.
@@ -611,9 +623,9 @@ mod gemm_task {
                 let ir = block(i0);
                 let mut p = p0;
                 while p < p_end {
-                    p += mul(i0, ir, p);
+                    p += mul!(i0, ir, p);
                 }
-                epilogue(i0, i0 + ir, &mut sums);
+                epilogue!(i0, i0 + ir);
                 i0 += ir;
             }
         }
