@@ -35,9 +35,10 @@ impl Shapes {
                     let target = (m / 16).next_multiple_of(12).clamp(48, 144);
                     m.div_ceil(m.div_ceil(target)).next_multiple_of(4)
                 };
-                // Few pixels (the last stages): split the columns too, in whole
-                // pairs of panels, so that every thread has work at batch 1.
-                let tn = if m <= 96 && n >= 128 {
+                // Few pixels or few row tiles (the last stages): split the
+                // columns too, in whole pairs of panels, so that every thread has
+                // work at batch 1.
+                let tn = if (m <= 96 || m.div_ceil(tm) < 8) && n >= 128 {
                     (n / 4).next_multiple_of(2 * NR).max(64)
                 } else {
                     n
@@ -332,19 +333,20 @@ fn act<const X512: bool>(v: &mut [f32], act: Option<effc_ir::Activation>) {
 /// B), for every image: `dst[b]` = `packed` with row l times `gate[b][l]`.
 fn gate_panels(packed: &[f32], k: usize, gate: Buf<'_>, dst: &mut [f32], batch: usize) {
     let (gate, gate_per) = gate;
-    let len = packed.len();
+    let (len, panels) = (packed.len(), packed.len() / (k * NR));
+    // One task per panel of every image.
     dst[..batch * len]
-        .par_chunks_mut(len)
+        .par_chunks_mut(k * NR)
         .enumerate()
-        .for_each(|(b, gb)| {
+        .for_each(|(i, dp)| {
+            let (b, p) = (i / panels, i % panels);
             let gate = &gate[b * gate_per..b * gate_per + k];
-            for (dp, sp) in gb.chunks_exact_mut(k * NR).zip(packed.chunks_exact(k * NR)) {
-                for (l, &g) in gate.iter().enumerate() {
-                    let d: &mut [f32; NR] = (&mut dp[l * NR..(l + 1) * NR]).try_into().unwrap();
-                    let s: &[f32; NR] = sp[l * NR..(l + 1) * NR].try_into().unwrap();
-                    for j in 0..NR {
-                        d[j] = s[j] * g;
-                    }
+            let sp = &packed[p * k * NR..(p + 1) * k * NR];
+            for (l, &g) in gate.iter().enumerate() {
+                let d: &mut [f32; NR] = (&mut dp[l * NR..(l + 1) * NR]).try_into().unwrap();
+                let s: &[f32; NR] = sp[l * NR..(l + 1) * NR].try_into().unwrap();
+                for j in 0..NR {
+                    d[j] = s[j] * g;
                 }
             }
         });
