@@ -206,12 +206,13 @@ fn print_cpu(r: &CpuBench) -> Result<(), Failure> {
 
 fn print_cpu_backend(r: &CpuBackendBench) -> Result<(), Failure> {
     outln!(
-        "effc bench {}: batch {}, {}x{}, on effc's CPU backend ({} threads)",
+        "effc bench {}: batch {}, {}x{}, on effc's CPU backend ({} threads, {} kernels)",
         r.model,
         r.batch,
         r.resolution,
         r.resolution,
-        r.threads
+        r.threads,
+        r.isa
     );
     latency_line(&r.latency_ms, r.runs, r.throughput)?;
     let total: f64 = r.kernels.iter().map(|k| k.ms).sum();

@@ -3,11 +3,12 @@
 
 use std::sync::Mutex;
 
-use effc_ir::Activation;
 use effc_plan::{
     ALoad, ClassifierOp, DwOp, GemmOp, Kernel, Op, Plan, SeOp, TensorId, WeightLayout,
 };
 use rayon::prelude::*;
+
+use crate::simd::{pack_b, Isa, NR};
 
 /// How a kernel is split into tasks (fixed per kernel, independent of the threads).
 #[derive(Clone, Copy, Debug)]
@@ -25,15 +26,20 @@ impl Shapes {
         match &k.op {
             Op::Gemm(g) => {
                 let (m, n) = (g.m(), g.cout4 * 4);
-                let tm = if m <= 64 {
+                // Row tiles of about m/16 pixels (48 to 144), all of one size but
+                // the last, in multiples of 4 (the micro-kernels' rows are 12, 6,
+                // 4, with a remainder in blocks of 4).
+                let tm = if m <= 96 {
                     m
                 } else {
-                    (m / 16).next_multiple_of(8).clamp(32, 128)
+                    let target = (m / 16).next_multiple_of(12).clamp(48, 144);
+                    m.div_ceil(m.div_ceil(target)).next_multiple_of(4)
                 };
-                // Few pixels (the last stages): split the columns too, so that
-                // every thread has work at batch 1.
-                let tn = if m <= 64 && n >= 128 {
-                    (n / 4).next_multiple_of(16).max(64)
+                // Few pixels or few row tiles (the last stages): split the
+                // columns too, in whole pairs of panels, so that every thread has
+                // work at batch 1.
+                let tn = if (m <= 96 || m.div_ceil(tm) < 8) && n >= 128 {
+                    (n / 4).next_multiple_of(2 * NR).max(64)
                 } else {
                     n
                 };
@@ -82,7 +88,7 @@ impl Scratch {
                         pool = pool.max(batch * sh.tiles_m * n);
                     }
                     if matches!(g.a, ALoad::Pointwise { gated: true }) {
-                        gated = gated.max(batch * g.k * n);
+                        gated = gated.max(batch * g.k * n.next_multiple_of(NR));
                     }
                 }
                 Op::Depthwise(d) if d.pool => pool = pool.max(batch * d.out_h * d.c4 * 4),
@@ -171,12 +177,24 @@ pub(crate) fn load_input(plan: &Plan, input: &[f32], batch: usize, dst: &mut [f3
         });
 }
 
-/// Runs kernel `k` (packed weights `w`) for `batch` images over the slot buffers.
+/// A GEMM kernel's B operand in panels for the micro-kernel ([`pack_b`]); empty
+/// for the other kernels.
+pub(crate) fn panels(k: &Kernel, w: &[f32]) -> Vec<f32> {
+    match &k.op {
+        Op::Gemm(g) => pack_b(section(w, &k.layout, "B"), g.k, g.cout4 * 4),
+        _ => Vec::new(),
+    }
+}
+
+/// Runs kernel `k` (packed weights `w`, B in `panels`) for `batch` images over
+/// the slot buffers, with the kernels compiled for `isa`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn run(
+    isa: Isa,
     plan: &Plan,
     k: &Kernel,
     w: &[f32],
+    panels: &[f32],
     sh: &Shapes,
     slots: &mut [Vec<f32>],
     scratch: &mut Scratch,
@@ -185,11 +203,13 @@ pub(crate) fn run(
     // The kernel's outputs are taken out of their slots (the memory plan puts a
     // kernel's inputs and outputs in different slots) and put back after.
     let slot = |t: TensorId| plan.tensors[t].slot.index();
-    let written: Vec<TensorId> = k.tensors_written().collect();
-    debug_assert!(written.len() <= 2);
+    let mut written = [None; 2];
+    for (i, t) in k.tensors_written().enumerate() {
+        written[i] = Some(t);
+    }
     let mut outs: [Vec<f32>; 2] = [Vec::new(), Vec::new()];
-    for (o, &t) in outs.iter_mut().zip(&written) {
-        *o = std::mem::take(&mut slots[slot(t)]);
+    for (o, t) in outs.iter_mut().zip(written.iter().flatten()) {
+        *o = std::mem::take(&mut slots[slot(*t)]);
     }
     {
         let slots: &[Vec<f32>] = slots;
@@ -199,7 +219,7 @@ pub(crate) fn run(
         let mut bufs = [Some(&mut o0[..]), Some(&mut o1[..])];
         let mut write = |name: &str| -> Option<BufMut<'_>> {
             let t = bound(k, name)?;
-            let i = written.iter().position(|&x| x == t)?;
+            let i = written.iter().position(|&x| x == Some(t))?;
             Some((bufs[i].take()?, per_image(plan, t)))
         };
         let dst = write("dst");
@@ -214,9 +234,11 @@ pub(crate) fn run(
                     read("residual")
                 };
                 gemm(
+                    isa,
                     g,
                     sh,
                     w,
+                    panels,
                     &k.layout,
                     Io {
                         src,
@@ -232,7 +254,7 @@ pub(crate) fn run(
             Op::Depthwise(d) => {
                 let src = read("src").expect("a depthwise conv reads `src`");
                 let dst = dst.expect("a depthwise conv writes `dst`");
-                depthwise(d, w, &k.layout, src, dst, pool, scratch, batch);
+                depthwise(isa, d, w, &k.layout, src, dst, pool, scratch, batch);
             }
             Op::Se(s) => {
                 let pool = read("pool").expect("the SE MLP reads `pool`");
@@ -246,8 +268,8 @@ pub(crate) fn run(
             }
         }
     }
-    for (o, &t) in outs.into_iter().zip(&written) {
-        slots[slot(t)] = o;
+    for (o, t) in outs.into_iter().zip(written.iter().flatten()) {
+        slots[slot(*t)] = o;
     }
 }
 
@@ -263,123 +285,175 @@ struct Io<'a> {
     pool: Option<BufMut<'a>>,
 }
 
-fn activate(v: &mut [f32], act: Option<Activation>) {
-    match act {
-        None => {}
-        Some(Activation::Relu) => v.iter_mut().for_each(|x| *x = x.max(0.0)),
-        Some(Activation::Relu6) => v.iter_mut().for_each(|x| *x = x.clamp(0.0, 6.0)),
-        Some(Activation::Swish) => v.iter_mut().for_each(|x| *x /= 1.0 + (-*x).exp()),
-    }
+/// Calls `$body::<…>(args)` compiled for `isa`: each ISA's copy of the body is
+/// built inside a function with that ISA's target features.
+macro_rules! dispatch {
+    ($isa:expr, $body:ident, ($($arg:expr),*)) => {{
+        #[cfg(all(target_arch = "x86_64", effc_avx512))]
+        #[target_feature(enable = "avx512f,avx2,fma")]
+        unsafe fn avx512(cx: &$body::Cx<'_>, task: usize) {
+            $body::run::<{ crate::simd::MR512 }, { crate::simd::P512 }, true, true>(cx, task)
+        }
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2(cx: &$body::Cx<'_>, task: usize) {
+            $body::run::<6, 1, true, false>(cx, task)
+        }
+        fn portable(cx: &$body::Cx<'_>, task: usize) {
+            $body::run::<4, 1, false, false>(cx, task)
+        }
+        match $isa {
+            // SAFETY: `Isa::available` checked these features when the model was
+            // created (`CpuModel::with_isa` refuses an ISA the CPU lacks).
+            #[cfg(all(target_arch = "x86_64", effc_avx512))]
+            Isa::Avx512 => unsafe { avx512($($arg),*) },
+            // SAFETY: as above.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { avx2($($arg),*) },
+            #[allow(unreachable_patterns)]
+            _ => portable($($arg),*),
+        }
+    }};
 }
 
-/// `c[rows×cols] = a[rows×k] · b[k×cols]`, with row strides `lda`, `ldb`, `ldc`;
-/// `c` is `out`'s values from `at` on.
-///
-/// # Safety
-/// No other task reads or writes the part of `out` this writes while it runs.
-#[allow(clippy::too_many_arguments)]
-unsafe fn sgemm(
-    rows: usize,
-    k: usize,
-    cols: usize,
-    a: &[f32],
-    lda: usize,
-    b: &[f32],
-    ldb: usize,
-    out: Shared,
-    at: usize,
-    ldc: usize,
-) {
-    if rows == 0 || cols == 0 {
-        return;
+/// The activation, in AVX-512 intrinsics where `X512` (set only in the AVX-512
+/// copies of the kernels).
+#[inline(always)]
+fn act<const X512: bool>(v: &mut [f32], act: Option<effc_ir::Activation>) {
+    #[cfg(all(target_arch = "x86_64", effc_avx512))]
+    if X512 {
+        // SAFETY: X512 is set only in the AVX-512 copies, which run on CPUs
+        // that have it.
+        return unsafe { crate::simd::avx512::activate(v, act) };
     }
-    assert!(a.len() >= (rows - 1) * lda + k);
-    assert!(k == 0 || b.len() >= (k - 1) * ldb + cols);
-    assert!(at + (rows - 1) * ldc + cols <= out.len);
-    // SAFETY: the assertions bound every index sgemm touches (a[i·lda + l],
-    // b[l·ldb + j], out[at + i·ldc + j] for i < rows, l < k, j < cols); `out` is
-    // only written here (the caller's contract), so it aliases neither `a` nor `b`.
-    matrixmultiply::sgemm(
-        rows,
-        k,
-        cols,
-        1.0,
-        a.as_ptr(),
-        lda as isize,
-        1,
-        b.as_ptr(),
-        ldb as isize,
-        1,
-        0.0,
-        out.ptr.add(at),
-        ldc as isize,
-        1,
-    );
+    crate::simd::activate(v, act)
+}
+
+/// Scales the packed B panels by the SE gate (per input channel, i.e. per row of
+/// B), for every image: `dst[b]` = `packed` with row l times `gate[b][l]`.
+fn gate_panels(packed: &[f32], k: usize, gate: Buf<'_>, dst: &mut [f32], batch: usize) {
+    let (gate, gate_per) = gate;
+    let (len, panels) = (packed.len(), packed.len() / (k * NR));
+    // One task per panel of every image.
+    dst[..batch * len]
+        .par_chunks_mut(k * NR)
+        .enumerate()
+        .for_each(|(i, dp)| {
+            let (b, p) = (i / panels, i % panels);
+            let gate = &gate[b * gate_per..b * gate_per + k];
+            let sp = &packed[p * k * NR..(p + 1) * k * NR];
+            for (l, &g) in gate.iter().enumerate() {
+                let d: &mut [f32; NR] = (&mut dp[l * NR..(l + 1) * NR]).try_into().unwrap();
+                let s: &[f32; NR] = sp[l * NR..(l + 1) * NR].try_into().unwrap();
+                for j in 0..NR {
+                    d[j] = s[j] * g;
+                }
+            }
+        });
 }
 
 /// A convolution as a GEMM over tiles of output pixels × columns, for every image:
-/// A is the input (1x1) or its patches gathered per tile (kxk); the epilogue adds
-/// the bias, activates, adds the residual, stores and sums for the pool.
+/// A is the input (1x1) or its patches gathered per tile (kxk), B the kernel's
+/// packed panels (scaled by the SE gate per image first, when gated); the
+/// epilogue adds the bias, activates, adds the residual, stores and sums for the
+/// pool, a micro-kernel's rows at a time while they are in cache.
 #[allow(clippy::too_many_arguments)]
 fn gemm(
+    isa: Isa,
     g: &GemmOp,
     sh: &Shapes,
     w: &[f32],
+    packed: &[f32],
     l: &WeightLayout,
     io: Io<'_>,
     scratch: &mut Scratch,
     batch: usize,
 ) {
-    let (m, k, n) = (g.m(), g.k, g.cout4 * 4);
-    let b_all = section(w, l, "B");
-    let bias = section(w, l, "BIAS");
-    let (src, src_per) = io.src;
-    // The SE gate scales the input channels: fold it into B, per image.
-    let gated = match io.gate {
-        Some((gate, gate_per)) => {
-            let gb = &mut scratch.gated[..batch * k * n];
-            gb.par_chunks_mut(k * n).enumerate().for_each(|(b, gb)| {
-                let gate = &gate[b * gate_per..b * gate_per + k];
-                for ((row, brow), &s) in gb.chunks_exact_mut(n).zip(b_all.chunks_exact(n)).zip(gate)
-                {
-                    for (d, &v) in row.iter_mut().zip(brow) {
-                        *d = v * s;
-                    }
-                }
-            });
-            true
+    let (k, n) = (g.k, g.cout4 * 4);
+    let (b, b_per) = match io.gate {
+        Some(gate) => {
+            gate_panels(packed, k, gate, &mut scratch.gated, batch);
+            (&scratch.gated[..batch * packed.len()], packed.len())
         }
-        None => false,
+        None => (packed, 0),
     };
-    let gated_b = &scratch.gated[..];
-    let threads = &scratch.thread;
     let (dst, dst_per) = match io.dst {
         Some((d, per)) => (Some(Shared::new(d)), per),
         None => (None, 0),
     };
-    let pool_sums = io.pool.is_some().then(|| {
-        let p = &mut scratch.pool[..batch * sh.tiles_m * n];
-        Shared::new(p)
-    });
-    let tasks = batch * sh.tiles_m * sh.tiles_n;
-    (0..tasks).into_par_iter().for_each(|task| {
-        let (b, rest) = (
-            task / (sh.tiles_m * sh.tiles_n),
-            task % (sh.tiles_m * sh.tiles_n),
-        );
-        let (tile, ct) = (rest / sh.tiles_n, rest % sh.tiles_n);
-        let r0 = tile * sh.tm;
+    let pool = io
+        .pool
+        .is_some()
+        .then(|| Shared::new(&mut scratch.pool[..batch * sh.tiles_m * n]));
+    let cx = gemm_task::Cx {
+        g,
+        sh: *sh,
+        b,
+        b_per,
+        bias: section(w, l, "BIAS"),
+        src: io.src,
+        residual: io.residual,
+        dst,
+        dst_per,
+        pool,
+        threads: &scratch.thread,
+    };
+    (0..batch * sh.tiles_m * sh.tiles_n)
+        .into_par_iter()
+        .for_each(|task| dispatch!(isa, gemm_task, (&cx, task)));
+    if let Some((p, per)) = io.pool {
+        reduce_tiles(&scratch.pool, sh.tiles_m, n, p, per, batch);
+    }
+}
+
+/// One task of a GEMM: rows `r0..r0 + rows` × columns `c0..c0 + cols` of one image.
+mod gemm_task {
+    use std::sync::Mutex;
+
+    use effc_plan::{ALoad, GemmOp};
+
+    use super::{act, Buf, Shapes, Shared};
+    use crate::simd::{tile, NR};
+
+    /// Bytes of a task's B from which its panels are the outer loop.
+    const BIG_B: usize = 256 << 10;
+
+    pub(super) struct Cx<'a> {
+        pub g: &'a GemmOp,
+        pub sh: Shapes,
+        /// Packed panels of B; image b's start at `b·b_per` (0 when not gated).
+        pub b: &'a [f32],
+        pub b_per: usize,
+        pub bias: &'a [f32],
+        pub src: Buf<'a>,
+        pub residual: Option<Buf<'a>>,
+        pub dst: Option<Shared>,
+        pub dst_per: usize,
+        /// Per-task pooling sums (`n` per row tile of every image).
+        pub pool: Option<Shared>,
+        pub threads: &'a [Mutex<Vec<f32>>],
+    }
+
+    /// `X512`: the micro-kernel in AVX-512 intrinsics (the CPU has them).
+    #[inline(always)]
+    pub(super) fn run<const MR: usize, const P: usize, const FMA: bool, const X512: bool>(
+        cx: &Cx<'_>,
+        task: usize,
+    ) {
+        let (g, sh) = (cx.g, &cx.sh);
+        let (m, k, n) = (g.m(), g.k, g.cout4 * 4);
+        let per_image = sh.tiles_m * sh.tiles_n;
+        let (b, rest) = (task / per_image, task % per_image);
+        let (tile_m, ct) = (rest / sh.tiles_n, rest % sh.tiles_n);
+        let r0 = tile_m * sh.tm;
         let rows = sh.tm.min(m - r0);
         let c0 = ct * sh.tn;
         let cols = sh.tn.min(n - c0);
-        let bmat = if gated {
-            &gated_b[b * k * n..(b + 1) * k * n]
-        } else {
-            b_all
-        };
+        let bmat = &cx.b[b * cx.b_per..];
+        let (src, src_per) = cx.src;
         let x = &src[b * src_per..(b + 1) * src_per];
         let me = rayon::current_thread_index().unwrap_or(0);
-        let mut guard = threads[me % threads.len()]
+        let mut guard = cx.threads[me % cx.threads.len()]
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         let (col, cbuf) = guard.split_at_mut(match g.a {
@@ -418,44 +492,145 @@ fn gemm(
             }
         };
         // Where the tile's result goes: the output, or this thread's scratch.
-        let (out, at, ldc) = match dst {
-            Some(d) => (d, b * dst_per + r0 * n + c0, n),
+        let (out, at, ldc) = match cx.dst {
+            Some(d) => (d, b * cx.dst_per + r0 * n + c0, n),
             None => (Shared::new(&mut cbuf[..rows * cols]), 0, cols),
         };
-        // SAFETY: task (b, tile, ct) alone writes rows r0..r0+rows, columns
-        // c0..c0+cols of image b (and the same part of its pooling sums); the
-        // scratch tile is this thread's.
-        unsafe { sgemm(rows, k, cols, a, k, &bmat[c0..], n, out, at, ldc) };
-        let res = io
+        assert!(
+            at + (rows - 1) * ldc + cols <= out.len,
+            "the tile is inside its output"
+        );
+        let res = cx
             .residual
             .map(|(r, per)| &r[b * per + r0 * n..b * per + (r0 + rows) * n]);
-        // SAFETY: as above.
-        let mut sums =
-            pool_sums.map(|p| unsafe { p.range((b * sh.tiles_m + tile) * n + c0, cols) });
+        // SAFETY: task (b, tile_m, ct) alone writes these sums (and rows r0..r0+rows,
+        // columns c0..c0+cols of image b's output); the scratch tile is this
+        // thread's (locked).
+        let mut sums = cx
+            .pool
+            .map(|p| unsafe { p.range((b * sh.tiles_m + tile_m) * n + c0, cols) });
         if let Some(s) = sums.as_deref_mut() {
             s.fill(0.0);
         }
-        for i in 0..rows {
-            // SAFETY: as above (the sgemm call has returned).
-            let row = unsafe { out.range(at + i * ldc, cols) };
-            for (v, &bv) in row.iter_mut().zip(&bias[c0..c0 + cols]) {
-                *v += bv;
+        let bias = &cx.bias[c0..c0 + cols];
+        let (p0, p_end) = (c0 / NR, (c0 + cols).div_ceil(NR));
+        // Full micro-kernel rows, then blocks of 4 for the remainder.
+        let block = |i0: usize| {
+            if rows - i0 >= MR {
+                MR
+            } else {
+                4.min(rows - i0)
             }
-            activate(row, g.epilogue.act);
-            if let Some(r) = res {
-                for (v, &rv) in row.iter_mut().zip(&r[i * n + c0..i * n + c0 + cols]) {
-                    *v += rv;
+        };
+        // Rows i0..i0 + ir × the panels from p on (P where there are, else 2,
+        // else 1); evaluates to the panels done. Macros, not closures: a closure
+        // is a function of its own, compiled without the ISA's target features
+        // (the portable micro-kernel inlined there lost its FMA and vectors).
+        macro_rules! mul {
+            ($i0:expr, $ir:expr, $p:expr) => {{
+                let (i0, ir, p): (usize, usize, usize) = ($i0, $ir, $p);
+                let j0 = (p - p0) * NR;
+                let panels = if p + P <= p_end {
+                    P
+                } else if P > 2 && p + 2 <= p_end {
+                    2
+                } else {
+                    1
+                };
+                let w = (panels * NR).min(cols - j0);
+                let a_rows = &a[i0 * k..];
+                let bp = &bmat[p * k * NR..];
+                // SAFETY: out[at + (i0 + i)·ldc + j0 + j] for i < ir, j < w lies in
+                // this task's rows and columns (asserted inside its output above),
+                // which only this task touches.
+                let c = unsafe { out.ptr.add(at + i0 * ldc + j0) };
+                #[cfg(all(target_arch = "x86_64", effc_avx512))]
+                let done = X512;
+                #[cfg(not(all(target_arch = "x86_64", effc_avx512)))]
+                let done = false;
+                #[cfg(all(target_arch = "x86_64", effc_avx512))]
+                if X512 {
+                    use crate::simd::avx512::tile as t;
+                    // SAFETY: as above; X512 is only set in the AVX-512 copy, which
+                    // runs on CPUs that have it.
+                    unsafe {
+                        match (ir == MR, panels) {
+                            (true, 1) => t::<MR, 1>(a_rows, k, ir, k, bp, c, ldc, w),
+                            (true, 2) => t::<MR, 2>(a_rows, k, ir, k, bp, c, ldc, w),
+                            (true, _) => t::<MR, P>(a_rows, k, ir, k, bp, c, ldc, w),
+                            (false, 1) => t::<4, 1>(a_rows, k, ir, k, bp, c, ldc, w),
+                            (false, 2) => t::<4, 2>(a_rows, k, ir, k, bp, c, ldc, w),
+                            (false, _) => t::<4, P>(a_rows, k, ir, k, bp, c, ldc, w),
+                        }
+                    }
                 }
+                if !done {
+                    // SAFETY: as above.
+                    unsafe {
+                        match (ir == MR, panels) {
+                            (true, 1) => tile::<MR, 1, FMA>(a_rows, k, ir, k, bp, c, ldc, w),
+                            (true, 2) => tile::<MR, 2, FMA>(a_rows, k, ir, k, bp, c, ldc, w),
+                            (true, _) => tile::<MR, P, FMA>(a_rows, k, ir, k, bp, c, ldc, w),
+                            (false, 1) => tile::<4, 1, FMA>(a_rows, k, ir, k, bp, c, ldc, w),
+                            (false, 2) => tile::<4, 2, FMA>(a_rows, k, ir, k, bp, c, ldc, w),
+                            (false, _) => tile::<4, P, FMA>(a_rows, k, ir, k, bp, c, ldc, w),
+                        }
+                    }
+                }
+                panels
+            }};
+        }
+        macro_rules! epilogue {
+            ($i0:expr, $i1:expr) => {
+                for i in $i0..$i1 {
+                    // SAFETY: as above; the micro-kernel calls have returned.
+                    let row = unsafe { out.range(at + i * ldc, cols) };
+                    for (v, &bv) in row.iter_mut().zip(bias) {
+                        *v += bv;
+                    }
+                    act::<X512>(row, g.epilogue.act);
+                    if let Some(r) = res {
+                        for (v, &rv) in row.iter_mut().zip(&r[i * n + c0..i * n + c0 + cols]) {
+                            *v += rv;
+                        }
+                    }
+                    if let Some(s) = sums.as_deref_mut() {
+                        for (a, &v) in s.iter_mut().zip(row.iter()) {
+                            *a += v;
+                        }
+                    }
+                }
+            };
+        }
+        if k * (p_end - p0) * NR * 4 > BIG_B {
+            // A large B (the last stages): each group of panels is read from
+            // memory once and reused across all the tile's rows; the epilogue
+            // then runs over the tile.
+            let mut p = p0;
+            while p < p_end {
+                let (mut i0, mut done) = (0, 1);
+                while i0 < rows {
+                    let ir = block(i0);
+                    done = mul!(i0, ir, p);
+                    i0 += ir;
+                }
+                p += done;
             }
-            if let Some(s) = sums.as_deref_mut() {
-                for (a, &v) in s.iter_mut().zip(row.iter()) {
-                    *a += v;
+            epilogue!(0, rows);
+        } else {
+            // A small B stays in cache: a block of rows at a time, all panels,
+            // then its epilogue while its results are in L1.
+            let mut i0 = 0;
+            while i0 < rows {
+                let ir = block(i0);
+                let mut p = p0;
+                while p < p_end {
+                    p += mul!(i0, ir, p);
                 }
+                epilogue!(i0, i0 + ir);
+                i0 += ir;
             }
         }
-    });
-    if let Some((p, per)) = io.pool {
-        reduce_tiles(&scratch.pool, sh.tiles_m, n, p, per, batch);
     }
 }
 
@@ -474,52 +649,91 @@ fn reduce_tiles(sums: &[f32], tiles: usize, n: usize, p: &mut [f32], per: usize,
 }
 
 /// Depthwise kxk conv + bias + activation, one task per output row of an image,
-/// with the row's sums for the SE pool.
+/// with the row's sums for the SE pool: 16 channels at a time (then 4) held in
+/// registers over the row's pixels.
 #[allow(clippy::too_many_arguments)]
 fn depthwise(
+    isa: Isa,
     d: &DwOp,
     w: &[f32],
     l: &WeightLayout,
-    (src, src_per): Buf<'_>,
+    src: Buf<'_>,
     (dst, dst_per): BufMut<'_>,
     pool: Option<BufMut<'_>>,
     scratch: &mut Scratch,
     batch: usize,
 ) {
     let c = d.c4 * 4;
-    let taps = section(w, l, "TAPS");
-    let bias = &section(w, l, "BIAS")[..c];
-    let out = Shared::new(dst);
-    let sums = pool
-        .is_some()
-        .then(|| Shared::new(&mut scratch.pool[..batch * d.out_h * c]));
-    (0..batch * d.out_h).into_par_iter().for_each(|task| {
+    let cx = dw_task::Cx {
+        d,
+        taps: section(w, l, "TAPS"),
+        bias: &section(w, l, "BIAS")[..c],
+        src,
+        dst: Shared::new(dst),
+        dst_per,
+        sums: pool
+            .is_some()
+            .then(|| Shared::new(&mut scratch.pool[..batch * d.out_h * c])),
+    };
+    (0..batch * d.out_h)
+        .into_par_iter()
+        .for_each(|task| dispatch!(isa, dw_task, (&cx, task)));
+    if let Some((p, per)) = pool {
+        reduce_tiles(&scratch.pool, d.out_h, c, p, per, batch);
+    }
+}
+
+/// One task of a depthwise conv: output row `oy` of image `b`.
+mod dw_task {
+    use effc_plan::DwOp;
+
+    use super::{Buf, Shared};
+    use crate::simd::fma;
+
+    pub(super) struct Cx<'a> {
+        pub d: &'a DwOp,
+        pub taps: &'a [f32],
+        pub bias: &'a [f32],
+        pub src: Buf<'a>,
+        pub dst: Shared,
+        pub dst_per: usize,
+        /// Per-row pooling sums (`c` per output row of every image).
+        pub sums: Option<Shared>,
+    }
+
+    /// `_MR` and `_P` are the GEMM's; the lanes here are channels.
+    #[inline(always)]
+    pub(super) fn run<const _MR: usize, const _P: usize, const FMA: bool, const X: bool>(
+        cx: &Cx<'_>,
+        task: usize,
+    ) {
+        let d = cx.d;
+        let c = d.c4 * 4;
         let (b, oy) = (task / d.out_h, task % d.out_h);
+        let (src, src_per) = cx.src;
         let x = &src[b * src_per..(b + 1) * src_per];
         // SAFETY: task (b, oy) alone writes output row oy of image b and its sums.
-        let row = unsafe { out.range(b * dst_per + oy * d.out_w * c, d.out_w * c) };
-        for (ox, px) in row.chunks_exact_mut(c).enumerate() {
-            px.copy_from_slice(bias);
-            for ky in 0..d.kernel {
-                let iy = (oy * d.stride + ky).wrapping_sub(d.pad_top);
-                if iy >= d.in_h {
-                    continue;
-                }
-                for kx in 0..d.kernel {
-                    let ix = (ox * d.stride + kx).wrapping_sub(d.pad_left);
-                    if ix >= d.in_w {
-                        continue;
-                    }
-                    let xs = &x[(iy * d.in_w + ix) * c..][..c];
-                    let ws = &taps[(ky * d.kernel + kx) * c..][..c];
-                    for ((a, &xv), &wv) in px.iter_mut().zip(xs).zip(ws) {
-                        *a += xv * wv;
-                    }
-                }
-            }
-            activate(px, d.act);
+        let row = unsafe { cx.dst.range(b * cx.dst_per + oy * d.out_w * c, d.out_w * c) };
+        // 64 channels at a time where there are: four independent chains of
+        // FMAs per tap (one chain waits on each FMA's latency).
+        let mut c0 = 0;
+        while c0 + 64 <= c {
+            channels::<64, FMA>(cx, x, oy, row, c0);
+            c0 += 64;
         }
-        if let Some(s) = sums {
+        while c0 + 16 <= c {
+            channels::<16, FMA>(cx, x, oy, row, c0);
+            c0 += 16;
+        }
+        while c0 < c {
+            channels::<4, FMA>(cx, x, oy, row, c0);
+            c0 += 4;
+        }
+        // The activation in a pass of its own over the row (in L1): inside the
+        // loop over taps it keeps the compiler from vectorizing that loop.
+        super::act::<X>(row, d.act);
+        if let Some(s) = cx.sums {
+            // SAFETY: as above.
             let s = unsafe { s.range(task * c, c) };
             s.fill(0.0);
             for px in row.chunks_exact(c) {
@@ -528,9 +742,54 @@ fn depthwise(
                 }
             }
         }
-    });
-    if let Some((p, per)) = pool {
-        reduce_tiles(&scratch.pool, d.out_h, c, p, per, batch);
+    }
+
+    /// Channels `c0..c0 + W` of one output row.
+    #[inline(always)]
+    fn channels<const W: usize, const FMA: bool>(
+        cx: &Cx<'_>,
+        x: &[f32],
+        oy: usize,
+        row: &mut [f32],
+        c0: usize,
+    ) {
+        // Locals, so that nothing the loops read can alias the row they write.
+        let DwOp {
+            in_h,
+            in_w,
+            out_w,
+            kernel,
+            stride,
+            pad_top,
+            pad_left,
+            ..
+        } = *cx.d;
+        let c = cx.d.c4 * 4;
+        let taps = cx.taps;
+        let bias: [f32; W] = cx.bias[c0..c0 + W].try_into().unwrap();
+        for ox in 0..out_w {
+            let mut acc = bias;
+            for ky in 0..kernel {
+                let iy = (oy * stride + ky).wrapping_sub(pad_top);
+                if iy >= in_h {
+                    continue;
+                }
+                for kx in 0..kernel {
+                    let ix = (ox * stride + kx).wrapping_sub(pad_left);
+                    if ix >= in_w {
+                        continue;
+                    }
+                    let at = (iy * in_w + ix) * c + c0;
+                    let xs: &[f32; W] = x[at..at + W].try_into().unwrap();
+                    let at = (ky * kernel + kx) * c + c0;
+                    let ws: &[f32; W] = taps[at..at + W].try_into().unwrap();
+                    for j in 0..W {
+                        acc[j] = fma::<FMA>(xs[j], ws[j], acc[j]);
+                    }
+                }
+            }
+            row[ox * c + c0..ox * c + c0 + W].copy_from_slice(&acc);
+        }
     }
 }
 

@@ -4,16 +4,26 @@
 //! epilogue, depthwise with the SE pooling sums, the SE MLP, the head with its pool,
 //! the classifier) on the same NHWC tensors with channels padded to 4, the same
 //! packed, BN-folded weights ([`effc_plan::pack_weights`]) and the same memory plan:
-//! one buffer per slot of the plan, sized once for `max_batch` images.
+//! one buffer per slot of the plan, sized once for one image: a batch runs one
+//! image after another, each through the whole network while its activations
+//! are in cache.
 //! [`CpuModel::new`] allocates everything; a forward ([`CpuModel::forward_into`])
 //! allocates nothing.
+//!
+//! The kernels are compiled for each instruction set the backend knows ([`Isa`]:
+//! AVX-512F, AVX2 with FMA, and portable Rust that every target builds) and the
+//! fastest one this CPU has is chosen when a model is created ([`Isa::detect`];
+//! `EFFC_CPU_ISA=avx512|avx2|portable` or [`CpuModel::with_isa`] choose another).
+//! A GEMM's B operand is repacked at creation into panels of 16 columns, the
+//! layout its micro-kernel reads (12×32 tiles in AVX-512 registers, 6×16 in
+//! AVX2's); its A operand is read in place (1x1 convs: the NHWC input's pixels
+//! are its rows) or gathered per tile (kxk convs).
 //!
 //! Work is split over output tiles (a GEMM's rows of pixels, a depthwise conv's
 //! output rows) of every image of the batch, on a rayon pool of its own with the
 //! number of threads asked for. Tiles do not depend on the number of threads, so
-//! results are bit-identical whatever it is. GEMMs are `matrixmultiply`'s packed,
-//! SIMD kernels over a tile at a time (a kxk conv gathers its tile's patches first,
-//! im2col on the fly); the other loops run over contiguous channels and vectorize.
+//! results are bit-identical whatever it is (on one ISA: the portable kernels do not
+//! fuse multiply-adds, so they round differently).
 //!
 //! Differences from the GPU's execution that do not change results beyond rounding:
 //! pooling sums are kept per CPU tile and added into the first row of the plan's
@@ -24,6 +34,7 @@
 //! error ([`CpuError::Unsupported`]).
 
 mod kernels;
+mod simd;
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -32,6 +43,7 @@ use effc_plan::{Plan, Precision, TensorId};
 use thiserror::Error;
 
 use crate::kernels::{Scratch, Shapes};
+pub use crate::simd::Isa;
 
 /// Everything that can go wrong on the CPU backend.
 #[derive(Debug, Error, PartialEq)]
@@ -59,6 +71,19 @@ pub enum CpuError {
     OutputShape { got: usize, expected: usize },
     #[error("could not start the CPU backend's {threads} threads: {message}")]
     Threads { threads: usize, message: String },
+    /// An instruction set was asked for that this CPU or build lacks.
+    #[error("this CPU (or this build of effc) has no {isa} kernels; its best is {best}")]
+    Isa { isa: Isa, best: Isa },
+    #[error("EFFC_CPU_ISA={0:?}: expected avx512, avx2 or portable")]
+    IsaName(String),
+}
+
+/// The ISA `EFFC_CPU_ISA` names, or the fastest this CPU has.
+fn default_isa() -> Result<Isa, CpuError> {
+    match std::env::var("EFFC_CPU_ISA") {
+        Ok(name) if !name.is_empty() => Isa::from_name(&name).ok_or(CpuError::IsaName(name)),
+        _ => Ok(Isa::detect()),
+    }
 }
 
 /// How long one kernel of the plan took in a [`CpuModel::profile`] run.
@@ -76,6 +101,9 @@ pub struct KernelTime {
 pub struct CpuModel {
     plan: Plan,
     weights: Vec<Vec<f32>>,
+    /// Per kernel: a GEMM's B in the micro-kernel's panels (empty otherwise).
+    panels: Vec<Vec<f32>>,
+    isa: Isa,
     shapes: Vec<Shapes>,
     max_batch: usize,
     pool: rayon::ThreadPool,
@@ -85,7 +113,8 @@ pub struct CpuModel {
 
 /// The buffers a forward writes (one set per model; forwards take turns).
 struct State {
-    /// One buffer per slot of the memory plan, for `max_batch` images.
+    /// One buffer per slot of the memory plan, for one image (a batch runs
+    /// one image after another).
     slots: Vec<Vec<f32>>,
     scratch: Scratch,
 }
@@ -107,13 +136,32 @@ impl CpuModel {
 
     /// Creates a model from a plan and its packed weights (one vector per kernel, in
     /// order, from [`effc_plan::pack_weights`]) for at most `max_batch` images on
-    /// `threads` threads (0: one per core). Allocates every buffer.
+    /// `threads` threads (0: one per core), on the fastest ISA this CPU has (or
+    /// the one `EFFC_CPU_ISA` names). Allocates every buffer.
     pub fn new(
         plan: Plan,
         weights: Vec<Vec<f32>>,
         max_batch: usize,
         threads: usize,
     ) -> Result<CpuModel, CpuError> {
+        CpuModel::with_isa(plan, weights, max_batch, threads, default_isa()?)
+    }
+
+    /// [`CpuModel::new`] with the kernels compiled for `isa` (refused if this CPU
+    /// lacks it).
+    pub fn with_isa(
+        plan: Plan,
+        weights: Vec<Vec<f32>>,
+        max_batch: usize,
+        threads: usize,
+        isa: Isa,
+    ) -> Result<CpuModel, CpuError> {
+        if !isa.available() {
+            return Err(CpuError::Isa {
+                isa,
+                best: Isa::detect(),
+            });
+        }
         let unsupported = |what: &str| CpuError::Unsupported {
             model: plan.model.clone(),
             what: what.to_string(),
@@ -157,15 +205,23 @@ impl CpuModel {
             })?;
         let threads = pool.current_num_threads();
         let shapes: Vec<Shapes> = plan.kernels.iter().map(Shapes::of).collect();
+        let panels = plan
+            .kernels
+            .iter()
+            .zip(&weights)
+            .map(|(k, w)| kernels::panels(k, w))
+            .collect();
         let slots = plan
             .slots
             .iter()
-            .map(|s| vec![0.0f32; s.bytes / 4 * max_batch])
+            .map(|s| vec![0.0f32; s.bytes / 4])
             .collect();
-        let scratch = Scratch::new(&plan, &shapes, max_batch, threads);
+        let scratch = Scratch::new(&plan, &shapes, 1, threads);
         Ok(CpuModel {
             plan,
             weights,
+            panels,
+            isa,
             shapes,
             max_batch,
             pool,
@@ -182,12 +238,17 @@ impl CpuModel {
         self.max_batch
     }
 
+    /// The instruction set the kernels run on.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
     /// Threads the forward runs on.
     pub fn threads(&self) -> usize {
         self.threads
     }
 
-    /// Values per image in the output (classes, or pooled features).
+    /// Values per image in the output (classes, or the embedding).
     pub fn output_len(&self) -> usize {
         self.plan.output_len
     }
@@ -267,22 +328,29 @@ impl CpuModel {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let State { slots, scratch } = &mut *state;
         let plan = &self.plan;
-        self.pool.install(|| {
-            kernels::load_input(plan, input, batch, &mut slots[self.slot(plan.input)]);
-            for ((k, w), sh) in plan.kernels.iter().zip(&self.weights).zip(&self.shapes) {
-                let start = Instant::now();
-                kernels::run(plan, k, w, sh, slots, scratch, batch);
-                if let Some(t) = times.as_deref_mut() {
-                    t.push(start.elapsed());
-                }
-            }
-        });
+        if let Some(t) = times.as_deref_mut() {
+            t.clear();
+            t.resize(plan.kernels.len(), Duration::ZERO);
+        }
         let t = &plan.tensors[plan.output];
-        let per = t.bytes / 4;
         let n = plan.output_len;
-        let src = &slots[t.slot.index()];
-        for (o, s) in out.chunks_exact_mut(n).zip(src.chunks_exact(per)) {
-            o.copy_from_slice(&s[..n]);
+        let per_input = plan.input_shape.iter().product::<usize>();
+        // One image at a time through the whole network: its activations stay
+        // in cache from one kernel to the next (a batch's do not), and the
+        // tasks of one image keep the threads busy.
+        for (x, o) in input.chunks_exact(per_input).zip(out.chunks_exact_mut(n)) {
+            self.pool.install(|| {
+                kernels::load_input(plan, x, 1, &mut slots[self.slot(plan.input)]);
+                let kernels = plan.kernels.iter().zip(&self.weights).zip(&self.panels);
+                for (i, (((k, w), p), sh)) in kernels.zip(&self.shapes).enumerate() {
+                    let start = Instant::now();
+                    kernels::run(self.isa, plan, k, w, p, sh, slots, scratch, 1);
+                    if let Some(t) = times.as_deref_mut() {
+                        t[i] += start.elapsed();
+                    }
+                }
+            });
+            o.copy_from_slice(&slots[t.slot.index()][..n]);
         }
         Ok(())
     }

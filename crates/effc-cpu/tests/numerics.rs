@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use effc_cpu::{CpuError, CpuModel};
+use effc_cpu::{CpuError, CpuModel, Isa};
 use effc_ir::{Model, Options, Spec};
 use effc_testkit::spec::{cases_with, Check};
 use effc_testkit::{assert_close, assert_close_within, fixtures, read_tensors, seeded};
@@ -117,6 +117,61 @@ fn custom_specs_match_the_reference() {
         let got = cpu(&m, &w, batch, 2).forward(&x, batch).unwrap();
         assert_close_within(&format!("{} (batch {batch})", case.file), &got, &want, TOL);
     }
+}
+
+/// Each ISA's kernels this CPU has (forced; the others are refused by name) on
+/// the harness' specs and b0 at batch 2: within the tolerance of the reference
+/// and of the portable kernels.
+#[test]
+fn every_isa_matches_the_reference_and_the_portable_kernels() {
+    let isa = |m: &Model, w: &Weights, batch: usize, isa: Isa| {
+        let plan = effc_plan::plan(m);
+        let packed = effc_plan::pack_weights(&plan, m, w.by_name(m)).unwrap();
+        CpuModel::with_isa(plan, packed, batch, 2, isa)
+    };
+    let mut cases: Vec<(String, Model, Weights, usize)> = cases_with(Check::Gpu)
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let m = c.model();
+            let w = Weights::random(&m, 200 + i as u64);
+            (c.file.clone(), m, w, c.header.batch)
+        })
+        .collect();
+    let b0 = model("b0");
+    let w = Weights::random(&b0, 7);
+    cases.push(("b0".into(), b0, w, 2));
+    let mut ran = vec![];
+    for i in Isa::ALL {
+        if !i.available() {
+            let (m, w, _) = (&cases[0].1, &cases[0].2, 0);
+            let e = isa(m, w, 1, i).err().unwrap();
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "this CPU (or this build of effc) has no {i} kernels; its best is {}",
+                    Isa::detect()
+                )
+            );
+            continue;
+        }
+        ran.push(i);
+        for (j, (file, m, w, batch)) in cases.iter().enumerate() {
+            let x = seeded(batch * m.input.iter().product::<usize>(), j as u64);
+            let got = isa(m, w, *batch, i).unwrap().forward(&x, *batch).unwrap();
+            let want = reference(m, w, &x, *batch);
+            assert_close_within(&format!("{file} on {i}"), &got, &want, TOL);
+            let portable = isa(m, w, *batch, Isa::Portable).unwrap();
+            assert_eq!(portable.isa(), Isa::Portable);
+            let p = portable.forward(&x, *batch).unwrap();
+            assert_close_within(&format!("{file}: {i} vs portable"), &got, &p, TOL);
+        }
+    }
+    assert!(
+        ran.contains(&Isa::Portable) && ran.contains(&Isa::detect()),
+        "{ran:?}"
+    );
+    println!("ISAs run: {ran:?}");
 }
 
 /// Pooled features (no classifier) are the reference's.

@@ -31,6 +31,8 @@ pub struct CpuBackendBench {
     pub resolution: usize,
     pub device: &'static str,
     pub threads: usize,
+    /// The instruction set its kernels run on (`avx512`, `avx2`, `portable`).
+    pub isa: &'static str,
     pub latency_ms: Latency,
     pub throughput: f64,
     /// Median per kernel over 5 profiled forwards.
@@ -104,6 +106,7 @@ pub(super) fn bench(
         resolution: model.resolution,
         device: "cpu",
         threads: cm.threads(),
+        isa: cm.isa().name(),
         throughput: req.batch as f64 / (lat.median / 1e3),
         latency_ms: lat,
         kernels,
