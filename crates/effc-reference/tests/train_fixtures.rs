@@ -10,68 +10,11 @@
 //! models); effc in f64 agrees to the fixture's int16 quantization. BN running
 //! statistics after the step equal timm's.
 
-use std::collections::HashMap;
-
 use effc_ir::{Model, Naming, Options, Spec};
 use effc_reference::train::{step, Params, Real, Rng, StepConfig, Target};
 use effc_weights::Weights;
-use safetensors::{Dtype, SafeTensors};
 
-struct Fixture {
-    f32s: HashMap<String, Vec<f32>>,
-    f64s: HashMap<String, Vec<f64>>,
-    i16s: HashMap<String, Vec<i16>>,
-    labels: Vec<usize>,
-}
-
-fn read(case: &str) -> Fixture {
-    let path = effc_testkit::fixtures().join(format!("train/{case}/step.safetensors"));
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let st = SafeTensors::deserialize(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut f = Fixture {
-        f32s: HashMap::new(),
-        f64s: HashMap::new(),
-        i16s: HashMap::new(),
-        labels: vec![],
-    };
-    for (name, view) in st.tensors() {
-        let d = view.data();
-        match view.dtype() {
-            Dtype::F32 => {
-                f.f32s.insert(
-                    name,
-                    d.chunks_exact(4)
-                        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-                        .collect(),
-                );
-            }
-            Dtype::F64 => {
-                f.f64s.insert(
-                    name,
-                    d.chunks_exact(8)
-                        .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
-                        .collect(),
-                );
-            }
-            Dtype::I16 => {
-                f.i16s.insert(
-                    name,
-                    d.chunks_exact(2)
-                        .map(|b| i16::from_le_bytes(b.try_into().unwrap()))
-                        .collect(),
-                );
-            }
-            Dtype::I64 => {
-                f.labels = d
-                    .chunks_exact(8)
-                    .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as usize)
-                    .collect();
-            }
-            other => panic!("{}: {name} is {other:?}", path.display()),
-        }
-    }
-    f
-}
+use effc_testkit::train::{train_fixture as read, TrainFixture as Fixture};
 
 fn model(builtin: &str) -> Model {
     let spec = Spec::builtin(builtin).unwrap_or_else(|e| panic!("{}", e.render(false)));

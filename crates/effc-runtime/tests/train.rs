@@ -5,7 +5,6 @@
 //! steps with an update. The timm fixtures (64 px, batch 4) are `#[ignore]`d
 //! as slow: `cargo test -p effc-runtime --test train -- --ignored`.
 
-use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use effc_ir::{Model, Naming, Options, Spec};
@@ -564,64 +563,9 @@ fn bad_batches_are_errors() {
     assert!(e.to_string().contains("do not fit"), "{e}");
 }
 
-// The timm fixtures (tests/fixtures/train), as crates/effc-reference/tests/train_fixtures.rs reads them.
+// The timm fixtures (tests/fixtures/train), read by effc-testkit as effc-reference's tests read them.
 
-struct Fixture {
-    f32s: HashMap<String, Vec<f32>>,
-    f64s: HashMap<String, Vec<f64>>,
-    i16s: HashMap<String, Vec<i16>>,
-    labels: Vec<usize>,
-}
-
-fn read(case: &str) -> Fixture {
-    use safetensors::{Dtype, SafeTensors};
-    let path = effc_testkit::fixtures().join(format!("train/{case}/step.safetensors"));
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let st = SafeTensors::deserialize(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut f = Fixture {
-        f32s: HashMap::new(),
-        f64s: HashMap::new(),
-        i16s: HashMap::new(),
-        labels: vec![],
-    };
-    for (name, view) in st.tensors() {
-        let d = view.data();
-        match view.dtype() {
-            Dtype::F32 => {
-                f.f32s.insert(
-                    name,
-                    d.chunks_exact(4)
-                        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-                        .collect(),
-                );
-            }
-            Dtype::F64 => {
-                f.f64s.insert(
-                    name,
-                    d.chunks_exact(8)
-                        .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
-                        .collect(),
-                );
-            }
-            Dtype::I16 => {
-                f.i16s.insert(
-                    name,
-                    d.chunks_exact(2)
-                        .map(|b| i16::from_le_bytes(b.try_into().unwrap()))
-                        .collect(),
-                );
-            }
-            Dtype::I64 => {
-                f.labels = d
-                    .chunks_exact(8)
-                    .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as usize)
-                    .collect();
-            }
-            other => panic!("{}: {name} is {other:?}", path.display()),
-        }
-    }
-    f
-}
+use effc_testkit::train::train_fixture as read;
 
 /// `relu6`: lite0's ReLU6 kinks make f32 and f64 take different branches
 /// (PyTorch's own spread is 0.14 there), so its bound is 3x that spread, as

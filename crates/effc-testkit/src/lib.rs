@@ -8,10 +8,12 @@
 //!   (max|got − want| ≤ 1e-3 · max|want|) and the error it measures.
 //! - [`data`]: fixtures' paths, f32 safetensors files, seeded inputs, random
 //!   checkpoints.
+//! - [`train`]: the training-step fixtures of `tests/fixtures/train`.
 
 pub mod close;
 pub mod data;
 pub mod spec;
+pub mod train;
 
 pub use close::{assert_close, assert_close_within, rel_err};
 pub use data::{checkpoint_bytes, fixtures, ramp, read_tensor, read_tensors, root, seeded};

@@ -1,0 +1,66 @@
+//! The training-step fixtures of `tests/fixtures/train` (made by
+//! `make_train_fixtures.py` from timm): one safetensors file per case holding
+//! f32, f64 and int16-quantized tensors and the int64 labels.
+
+use std::collections::HashMap;
+
+use safetensors::{Dtype, SafeTensors};
+
+/// One case's tensors by dtype, and its labels.
+pub struct TrainFixture {
+    pub f32s: HashMap<String, Vec<f32>>,
+    pub f64s: HashMap<String, Vec<f64>>,
+    pub i16s: HashMap<String, Vec<i16>>,
+    pub labels: Vec<usize>,
+}
+
+/// Reads `tests/fixtures/train/CASE/step.safetensors`; panics (naming the file)
+/// if it is missing or holds another dtype.
+pub fn train_fixture(case: &str) -> TrainFixture {
+    let path = crate::fixtures().join(format!("train/{case}/step.safetensors"));
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let st = SafeTensors::deserialize(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut f = TrainFixture {
+        f32s: HashMap::new(),
+        f64s: HashMap::new(),
+        i16s: HashMap::new(),
+        labels: vec![],
+    };
+    for (name, view) in st.tensors() {
+        let d = view.data();
+        match view.dtype() {
+            Dtype::F32 => {
+                f.f32s.insert(
+                    name,
+                    d.chunks_exact(4)
+                        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                        .collect(),
+                );
+            }
+            Dtype::F64 => {
+                f.f64s.insert(
+                    name,
+                    d.chunks_exact(8)
+                        .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
+                        .collect(),
+                );
+            }
+            Dtype::I16 => {
+                f.i16s.insert(
+                    name,
+                    d.chunks_exact(2)
+                        .map(|b| i16::from_le_bytes(b.try_into().unwrap()))
+                        .collect(),
+                );
+            }
+            Dtype::I64 => {
+                f.labels = d
+                    .chunks_exact(8)
+                    .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as usize)
+                    .collect();
+            }
+            other => panic!("{}: {name} is {other:?}", path.display()),
+        }
+    }
+    f
+}
