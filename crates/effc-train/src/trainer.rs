@@ -240,7 +240,54 @@ pub fn train(
         )));
     }
     let sched = schedule(recipe, spe, total);
-    let classes = model.classifier.as_ref().map_or(0, |c| c.out_features);
+    let (train_t, eval_t) = transforms(model, recipe);
+    let end = stop_after.map_or(total, |s| total.min(state.step + s));
+    while state.step < end {
+        let epoch = state.step / spe;
+        let first_in_epoch = (state.step % spe) as usize;
+        let epoch_end = ((epoch + 1) * spe).min(end);
+        let mut loader = epoch_loader(data, recipe, epoch, first_in_epoch, train_t);
+        while state.step < epoch_end {
+            let started = std::time::Instant::now();
+            let batch = match (&mut loader, data) {
+                (Some(l), _) => l
+                    .next()
+                    .ok_or_else(|| TrainError::Bad("the loader ended before the epoch".into()))??,
+                (None, Data::Fixed(b)) => b.clone(),
+                (None, Data::Set { .. }) => unreachable!("a data set has a loader"),
+            };
+            let n = batch.labels.len();
+            let lr = sched.lr(state.step);
+            let loss = step_once(model, recipe, state, batch, lr, report)?;
+            report(Event::Step {
+                step: state.step,
+                total,
+                epoch,
+                loss,
+                lr,
+                images_per_s: n as f64 / started.elapsed().as_secs_f64().max(1e-9),
+                state,
+                epoch_end: state.step.is_multiple_of(spe) || state.step == total,
+            })?;
+        }
+        drop(loader);
+        let finished_epoch = state.step.is_multiple_of(spe) || state.step == total;
+        if finished_epoch {
+            let (eval, ema_eval) = validate(eval_model, data, state, eval_t, eval_batch)?;
+            report(Event::Epoch {
+                epoch,
+                state,
+                eval,
+                ema_eval,
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// The training transform (the recipe's size and augmentation) and the
+/// evaluation one (`effc run`'s: the model's resolution, no augmentation).
+fn transforms(model: &Model, recipe: &Recipe) -> (Transform, Transform) {
     let train_t = Transform {
         size: recipe.size,
         augment: recipe.augment,
@@ -257,131 +304,129 @@ pub fn train(
         mean: model.mean,
         std: model.std,
     };
-    let end = stop_after.map_or(total, |s| total.min(state.step + s));
-    while state.step < end {
-        let epoch = state.step / spe;
-        let first_in_epoch = (state.step % spe) as usize;
-        let epoch_end = ((epoch + 1) * spe).min(end);
-        let mut loader = match data {
-            Data::Set { train, .. } => {
-                let order = epoch_order(train.len(), recipe.seed, epoch);
-                let order = order[first_in_epoch * recipe.batch..].to_vec();
-                Some(Loader::new(
-                    train.clone(),
-                    order,
-                    recipe.batch,
-                    true,
-                    train_t,
-                    recipe.seed,
-                    epoch,
-                    2,
-                ))
-            }
-            Data::Fixed(_) => None,
-        };
-        while state.step < epoch_end {
-            let started = std::time::Instant::now();
-            let mut batch = match (&mut loader, data) {
-                (Some(l), _) => l
-                    .next()
-                    .ok_or_else(|| TrainError::Bad("the loader ended before the epoch".into()))??,
-                (None, Data::Fixed(b)) => b.clone(),
-                (None, Data::Set { .. }) => unreachable!("a data set has a loader"),
-            };
-            let n = batch.labels.len();
-            if let Some((i, &l)) = batch.labels.iter().enumerate().find(|(_, &l)| l >= classes) {
-                return Err(TrainError::Bad(format!(
-                    "image {i} has label {l}, but `{}` has {classes} classes",
-                    model.name
-                )));
-            }
-            let mixed = match recipe.mixup.filter(|m| m.enabled()) {
-                Some(m) => Some(m.apply(
-                    &mut batch.input,
-                    &batch.labels,
-                    model.input,
-                    classes,
-                    recipe.step.label_smoothing,
-                    &mut Rng::new(mix(recipe.seed, 3, state.step)),
-                )),
+    (train_t, eval_t)
+}
+
+/// The loader of one epoch of a data set (its seeded order, from the batch
+/// `first` on, for a resumed epoch); none for a fixed batch.
+fn epoch_loader(
+    data: &Data,
+    recipe: &Recipe,
+    epoch: u64,
+    first: usize,
+    t: Transform,
+) -> Option<Loader> {
+    match data {
+        Data::Set { train, .. } => {
+            let order = epoch_order(train.len(), recipe.seed, epoch);
+            let order = order[first * recipe.batch..].to_vec();
+            Some(Loader::new(
+                train.clone(),
+                order,
+                recipe.batch,
+                true,
+                t,
+                recipe.seed,
+                epoch,
+                2,
+            ))
+        }
+        Data::Fixed(_) => None,
+    }
+}
+
+/// One optimizer step on `batch` (mixup applied first, when on): the forward
+/// and backward, the update, the EMA; the first step's gradients are reported.
+/// Returns the loss.
+fn step_once(
+    model: &Model,
+    recipe: &Recipe,
+    state: &mut State,
+    mut batch: Batch,
+    lr: f64,
+    report: &mut dyn FnMut(Event) -> Result<(), TrainError>,
+) -> Result<f64, TrainError> {
+    let classes = model.classifier.as_ref().map_or(0, |c| c.out_features);
+    let n = batch.labels.len();
+    if let Some((i, &l)) = batch.labels.iter().enumerate().find(|(_, &l)| l >= classes) {
+        return Err(TrainError::Bad(format!(
+            "image {i} has label {l}, but `{}` has {classes} classes",
+            model.name
+        )));
+    }
+    let mixed = match recipe.mixup.filter(|m| m.enabled()) {
+        Some(m) => Some(m.apply(
+            &mut batch.input,
+            &batch.labels,
+            model.input,
+            classes,
+            recipe.step.label_smoothing,
+            &mut Rng::new(mix(recipe.seed, 3, state.step)),
+        )),
+        None => None,
+    };
+    let (target, step_config) = match &mixed {
+        // The label smoothing is in the soft targets.
+        Some(m) => (
+            Target::Soft(&m.targets),
+            StepConfig {
+                label_smoothing: 0.0,
+                ..recipe.step.clone()
+            },
+        ),
+        None => (Target::Labels(&batch.labels), recipe.step.clone()),
+    };
+    let mut rng = Rng::new(mix(recipe.seed, 2, state.step));
+    let out = train::step(
+        model,
+        &mut state.params,
+        &batch.input,
+        n,
+        target,
+        &step_config,
+        &mut rng,
+    )?;
+    if !out.loss.is_finite() {
+        return Err(TrainError::Diverged {
+            step: state.step,
+            loss: out.loss,
+            lr,
+        });
+    }
+    if state.step == 0 {
+        report(Event::FirstGrads {
+            grads: &out.grads,
+            values: state.params.values(),
+        })?;
+    }
+    state.opt.step(state.params.values_mut(), &out.grads, lr);
+    if let Some(e) = &mut state.ema {
+        e.update(state.params.values());
+    }
+    state.step += 1;
+    Ok(out.loss)
+}
+
+/// The epoch's validation of the weights and of the EMA (none without a
+/// validation split).
+fn validate(
+    eval_model: &Model,
+    data: &Data,
+    state: &State,
+    t: Transform,
+    batch: usize,
+) -> Result<(Option<Eval>, Option<Eval>), TrainError> {
+    match data {
+        Data::Set { val, .. } if !val.is_empty() => {
+            let e = evaluate(eval_model, state.params.values(), val, t, batch)?;
+            let ee = match &state.ema {
+                Some(ema) => Some(evaluate(eval_model, &ema.values, val, t, batch)?),
                 None => None,
             };
-            let (target, step_config) = match &mixed {
-                // The label smoothing is in the soft targets.
-                Some(m) => (
-                    Target::Soft(&m.targets),
-                    StepConfig {
-                        label_smoothing: 0.0,
-                        ..recipe.step.clone()
-                    },
-                ),
-                None => (Target::Labels(&batch.labels), recipe.step.clone()),
-            };
-            let mut rng = Rng::new(mix(recipe.seed, 2, state.step));
-            let out = train::step(
-                model,
-                &mut state.params,
-                &batch.input,
-                n,
-                target,
-                &step_config,
-                &mut rng,
-            )?;
-            let lr = sched.lr(state.step);
-            if !out.loss.is_finite() {
-                return Err(TrainError::Diverged {
-                    step: state.step,
-                    loss: out.loss,
-                    lr,
-                });
-            }
-            if state.step == 0 {
-                report(Event::FirstGrads {
-                    grads: &out.grads,
-                    values: state.params.values(),
-                })?;
-            }
-            state.opt.step(state.params.values_mut(), &out.grads, lr);
-            if let Some(e) = &mut state.ema {
-                e.update(state.params.values());
-            }
-            state.step += 1;
-            report(Event::Step {
-                step: state.step,
-                total,
-                epoch,
-                loss: out.loss,
-                lr,
-                images_per_s: n as f64 / started.elapsed().as_secs_f64().max(1e-9),
-                state,
-                epoch_end: state.step.is_multiple_of(spe) || state.step == total,
-            })?;
+            Ok((Some(e), ee))
         }
-        drop(loader);
-        let finished_epoch = state.step.is_multiple_of(spe) || state.step == total;
-        if finished_epoch {
-            let (eval, ema_eval) = match data {
-                Data::Set { val, .. } if !val.is_empty() => {
-                    let e = evaluate(eval_model, state.params.values(), val, eval_t, eval_batch)?;
-                    let ee = match &state.ema {
-                        Some(ema) => {
-                            Some(evaluate(eval_model, &ema.values, val, eval_t, eval_batch)?)
-                        }
-                        None => None,
-                    };
-                    (Some(e), ee)
-                }
-                _ => (None, None),
-            };
-            report(Event::Epoch {
-                epoch,
-                state,
-                eval,
-                ema_eval,
-            })?;
-        }
+        _ => Ok((None, None)),
     }
-    Ok(())
 }
 
 /// The values as a checkpoint for `model` in `naming` (safetensors, f32).
