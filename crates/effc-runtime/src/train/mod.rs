@@ -98,6 +98,263 @@ fn grid(kind: Kind, n: u32, max: u32) -> Option<([u32; 2], u32)> {
     (gy <= max).then_some(([gx, gy], xs))
 }
 
+/// The starting values fit the plan's tensors, and the decay mask its count.
+fn check_values(
+    model: &Model,
+    plan: &TrainPlan,
+    values: &[Vec<f32>],
+    update: Option<&Update>,
+) -> Result<(), GpuError> {
+    let params = &plan.params;
+    if values.len() != params.len() || params.iter().zip(values).any(|(p, v)| p.numel() != v.len())
+    {
+        let bad = params
+            .iter()
+            .zip(values)
+            .find(|(p, v)| p.numel() != v.len())
+            .map_or(
+                format!("{} tensors, the model has {}", values.len(), params.len()),
+                |(p, v)| format!("`{}` has {} values, needs {}", p.name, v.len(), p.numel()),
+            );
+        return Err(GpuError::TrainUnsupported(format!(
+            "the parameters do not fit model `{}`: {bad}",
+            model.name
+        )));
+    }
+    if let Some(u) = update {
+        if u.decay.len() != params.len() {
+            return Err(GpuError::TrainUnsupported(format!(
+                "the weight-decay mask has {} entries, the model {} tensors",
+                u.decay.len(),
+                params.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The arena and the parameters fit a storage binding; each dispatch's grid
+/// (2-D past `max_groups` per dimension) and its uniform slot; the update's grid.
+#[allow(clippy::type_complexity)]
+fn dispatch_grids(
+    gpu: &Gpu,
+    model: &Model,
+    batch: usize,
+    plan: &TrainPlan,
+    max_groups: u32,
+) -> Result<(Vec<[u32; 2]>, Vec<u8>, ([u32; 2], u32)), GpuError> {
+    let adapter = gpu.adapter.to_string();
+    let max_binding = gpu.limits.max_storage_buffer_binding_size;
+    let max_buffer = gpu.limits.max_buffer_size;
+    for (what, len) in [
+        ("the activation arena", plan.arena_len),
+        ("the parameter buffer", plan.param_len),
+    ] {
+        let b = len as u64 * 4;
+        if b > max_binding.min(max_buffer) {
+            return Err(GpuError::TrainTooBig {
+                model: model.name.clone(),
+                batch,
+                adapter,
+                what: format!(
+                    "{what} takes {b} bytes, more than the largest storage binding ({} bytes); try a smaller batch",
+                    max_binding.min(max_buffer)
+                ),
+            });
+        }
+    }
+    let max_groups = max_groups.min(gpu.limits.max_compute_workgroups_per_dimension);
+    let all: Vec<&Dispatch> = plan.forward.iter().chain(&plan.backward).collect();
+    let mut grids = Vec::with_capacity(all.len());
+    let mut uniforms = vec![0u8; all.len().max(1) * SLOT as usize];
+    for (i, d) in all.iter().enumerate() {
+        let Some((g, xs)) = grid(d.kind, d.n, max_groups) else {
+            return Err(GpuError::TrainTooBig {
+                model: model.name.clone(),
+                batch,
+                adapter,
+                what: format!(
+                    "`{}` needs more workgroups than the adapter allows",
+                    d.label
+                ),
+            });
+        };
+        grids.push(g);
+        let mut w = d.words.clone();
+        w[1] = xs;
+        uniforms[i * SLOT as usize..][..w.len() * 4].copy_from_slice(bytemuck::cast_slice(&w));
+    }
+    let Some((update_grid, update_xs)) = grid(Kind::Update, plan.param_len as u32, max_groups)
+    else {
+        return Err(GpuError::TrainTooBig {
+            model: model.name.clone(),
+            batch,
+            adapter,
+            what: "the update needs more workgroups than the adapter allows".into(),
+        });
+    };
+
+    Ok((grids, uniforms, (update_grid, update_xs)))
+}
+
+/// Two bit masks over the flat parameter buffer: trainable, then weight decay.
+fn update_masks(plan: &TrainPlan, update: Option<&Update>) -> Vec<u32> {
+    let words = plan.param_len.div_ceil(32);
+    let mut mask = vec![0u32; 2 * words.max(1)];
+    for (i, (p, &at)) in plan.params.iter().zip(&plan.offsets).enumerate() {
+        let decay = update.is_some_and(|u| u.decay[i]);
+        for e in at..at + p.numel() {
+            if p.trainable {
+                mask[e / 32] |= 1 << (e % 32);
+            }
+            if p.trainable && decay {
+                mask[words + e / 32] |= 1 << (e % 32);
+            }
+        }
+    }
+    mask
+}
+
+/// The bind group layouts: the step's (params, grads, arena, a uniform at a
+/// dynamic offset) and the update's.
+fn layouts(dev: &wgpu::Device) -> (wgpu::BindGroupLayout, wgpu::BindGroupLayout) {
+    let entry = |binding, ty| wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty,
+        count: None,
+    };
+    let rw = |read_only| wgpu::BindingType::Buffer {
+        ty: wgpu::BufferBindingType::Storage { read_only },
+        has_dynamic_offset: false,
+        min_binding_size: None,
+    };
+    let uni = |dynamic| wgpu::BindingType::Buffer {
+        ty: wgpu::BufferBindingType::Uniform,
+        has_dynamic_offset: dynamic,
+        min_binding_size: None,
+    };
+    let main_layout = dev.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+        label: Some("train"),
+        entries: &[
+            entry(0, rw(false)),
+            entry(1, rw(false)),
+            entry(2, rw(false)),
+            entry(3, uni(true)),
+        ],
+    });
+    let update_layout = dev.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+        label: Some("update"),
+        entries: &[
+            entry(0, rw(false)),
+            entry(1, rw(false)),
+            entry(2, rw(false)),
+            entry(3, rw(false)),
+            entry(4, rw(false)),
+            entry(5, rw(true)),
+            entry(6, uni(false)),
+        ],
+    });
+    (main_layout, update_layout)
+}
+
+/// One validated pipeline per kernel kind (shapes come from the uniforms).
+fn pipelines(
+    dev: &wgpu::Device,
+    main_layout: &wgpu::BindGroupLayout,
+    update_layout: &wgpu::BindGroupLayout,
+) -> Result<HashMap<Kind, wgpu::ComputePipeline>, GpuError> {
+    let mut pipelines = HashMap::new();
+    for kind in Kind::ALL {
+        let source = kind.source();
+        effc_wgsl::validate(&source).map_err(|message| effc_wgsl::CompileError {
+            kernel: kind.name().to_string(),
+            message,
+        })?;
+        let module = dev.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(kind.name()),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        });
+        let layout = dev.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(kind.name()),
+            bind_group_layouts: &[Some(if kind == Kind::Update {
+                update_layout
+            } else {
+                main_layout
+            })],
+            immediate_size: 0,
+        });
+        let pipeline = dev.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(kind.name()),
+            layout: Some(&layout),
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        pipelines.insert(kind, pipeline);
+    }
+    Ok(pipelines)
+}
+
+/// The step's bind group (params, grads, arena, the uniforms at a dynamic
+/// offset) and the update's (params, grads, two optimizer states, EMA, masks,
+/// its uniform).
+fn bind_groups(
+    dev: &wgpu::Device,
+    (main_layout, update_layout): (&wgpu::BindGroupLayout, &wgpu::BindGroupLayout),
+    [prm, grd, arena, uniform]: [&wgpu::Buffer; 4],
+    [s1, s2, ema, mask_buf, update_uniform]: [&wgpu::Buffer; 5],
+) -> (wgpu::BindGroup, wgpu::BindGroup) {
+    fn whole(b: &wgpu::Buffer) -> wgpu::BindingResource<'_> {
+        b.as_entire_binding()
+    }
+    let main_group = dev.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some("train"),
+        layout: main_layout,
+        entries: &[
+            wgpu::BindGroupEntry {
+                binding: 0,
+                resource: whole(prm),
+            },
+            wgpu::BindGroupEntry {
+                binding: 1,
+                resource: whole(grd),
+            },
+            wgpu::BindGroupEntry {
+                binding: 2,
+                resource: whole(arena),
+            },
+            wgpu::BindGroupEntry {
+                binding: 3,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: uniform,
+                    offset: 0,
+                    size: wgpu::BufferSize::new(SLOT),
+                }),
+            },
+        ],
+    });
+    let update_group = dev.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some("update"),
+        layout: update_layout,
+        entries: &[
+            (0, prm),
+            (1, grd),
+            (2, s1),
+            (3, s2),
+            (4, ema),
+            (5, mask_buf),
+            (6, update_uniform),
+        ]
+        .map(|(binding, b)| wgpu::BindGroupEntry {
+            binding,
+            resource: whole(b),
+        }),
+    });
+    (main_group, update_group)
+}
+
 impl GpuTrainer {
     /// Plans the step of `model` at `batch` images and creates it on `gpu`,
     /// starting from `values` (every tensor of `Model::params`, in order, f32),
@@ -136,83 +393,10 @@ impl GpuTrainer {
             },
         )
         .map_err(|e| GpuError::TrainUnsupported(e.0))?;
-        let params = &plan.params;
-        if values.len() != params.len()
-            || params.iter().zip(values).any(|(p, v)| p.numel() != v.len())
-        {
-            let bad = params
-                .iter()
-                .zip(values)
-                .find(|(p, v)| p.numel() != v.len())
-                .map_or(
-                    format!("{} tensors, the model has {}", values.len(), params.len()),
-                    |(p, v)| format!("`{}` has {} values, needs {}", p.name, v.len(), p.numel()),
-                );
-            return Err(GpuError::TrainUnsupported(format!(
-                "the parameters do not fit model `{}`: {bad}",
-                model.name
-            )));
-        }
-        if let Some(u) = &update {
-            if u.decay.len() != params.len() {
-                return Err(GpuError::TrainUnsupported(format!(
-                    "the weight-decay mask has {} entries, the model {} tensors",
-                    u.decay.len(),
-                    params.len()
-                )));
-            }
-        }
-        let adapter = gpu.adapter.to_string();
-        let max_binding = gpu.limits.max_storage_buffer_binding_size;
-        let max_buffer = gpu.limits.max_buffer_size;
-        for (what, len) in [
-            ("the activation arena", plan.arena_len),
-            ("the parameter buffer", plan.param_len),
-        ] {
-            let b = len as u64 * 4;
-            if b > max_binding.min(max_buffer) {
-                return Err(GpuError::TrainTooBig {
-                    model: model.name.clone(),
-                    batch,
-                    adapter,
-                    what: format!(
-                        "{what} takes {b} bytes, more than the largest storage binding ({} bytes); try a smaller batch",
-                        max_binding.min(max_buffer)
-                    ),
-                });
-            }
-        }
-        let max_groups = max_groups.min(gpu.limits.max_compute_workgroups_per_dimension);
-        let all: Vec<&Dispatch> = plan.forward.iter().chain(&plan.backward).collect();
-        let mut grids = Vec::with_capacity(all.len());
-        let mut uniforms = vec![0u8; all.len().max(1) * SLOT as usize];
-        for (i, d) in all.iter().enumerate() {
-            let Some((g, xs)) = grid(d.kind, d.n, max_groups) else {
-                return Err(GpuError::TrainTooBig {
-                    model: model.name.clone(),
-                    batch,
-                    adapter,
-                    what: format!(
-                        "`{}` needs more workgroups than the adapter allows",
-                        d.label
-                    ),
-                });
-            };
-            grids.push(g);
-            let mut w = d.words.clone();
-            w[1] = xs;
-            uniforms[i * SLOT as usize..][..w.len() * 4].copy_from_slice(bytemuck::cast_slice(&w));
-        }
+        check_values(model, &plan, values, update.as_ref())?;
+        let (grids, uniforms, (update_grid, update_xs)) =
+            dispatch_grids(&gpu, model, batch, &plan, max_groups)?;
         let param_len = plan.param_len;
-        let Some((update_grid, update_xs)) = grid(Kind::Update, param_len as u32, max_groups)
-        else {
-            return Err(GpuError::TrainTooBig {
-                model: model.name.clone(),
-                batch,
-                adapter,
-                what: "the update needs more workgroups than the adapter allows".into(),
-            });
-        };
 
         let dev = &gpu.device;
         let storage = wgpu::BufferUsages::STORAGE
@@ -247,20 +431,7 @@ impl GpuTrainer {
         if ema_on {
             gpu.queue.write_buffer(&ema, 0, bytes(&flat));
         }
-        // Two bit masks over the flat buffer: trainable, then weight decay.
-        let words = param_len.div_ceil(32);
-        let mut mask = vec![0u32; 2 * words.max(1)];
-        for (i, (p, &at)) in plan.params.iter().zip(&plan.offsets).enumerate() {
-            let decay = update.as_ref().is_some_and(|u| u.decay[i]);
-            for e in at..at + p.numel() {
-                if p.trainable {
-                    mask[e / 32] |= 1 << (e % 32);
-                }
-                if p.trainable && decay {
-                    mask[words + e / 32] |= 1 << (e % 32);
-                }
-            }
-        }
+        let mask = update_masks(&plan, update.as_ref());
         let mask_buf = dev.create_buffer(&wgpu::BufferDescriptor {
             label: Some("update masks"),
             size: (mask.len() * 4) as u64,
@@ -289,119 +460,14 @@ impl GpuTrainer {
             mapped_at_creation: false,
         });
 
-        let entry = |binding, ty| wgpu::BindGroupLayoutEntry {
-            binding,
-            visibility: wgpu::ShaderStages::COMPUTE,
-            ty,
-            count: None,
-        };
-        let rw = |read_only| wgpu::BindingType::Buffer {
-            ty: wgpu::BufferBindingType::Storage { read_only },
-            has_dynamic_offset: false,
-            min_binding_size: None,
-        };
-        let uni = |dynamic| wgpu::BindingType::Buffer {
-            ty: wgpu::BufferBindingType::Uniform,
-            has_dynamic_offset: dynamic,
-            min_binding_size: None,
-        };
-        let main_layout = dev.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some("train"),
-            entries: &[
-                entry(0, rw(false)),
-                entry(1, rw(false)),
-                entry(2, rw(false)),
-                entry(3, uni(true)),
-            ],
-        });
-        let update_layout = dev.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some("update"),
-            entries: &[
-                entry(0, rw(false)),
-                entry(1, rw(false)),
-                entry(2, rw(false)),
-                entry(3, rw(false)),
-                entry(4, rw(false)),
-                entry(5, rw(true)),
-                entry(6, uni(false)),
-            ],
-        });
-        fn whole(b: &wgpu::Buffer) -> wgpu::BindingResource<'_> {
-            b.as_entire_binding()
-        }
-        let main_group = dev.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("train"),
-            layout: &main_layout,
-            entries: &[
-                wgpu::BindGroupEntry {
-                    binding: 0,
-                    resource: whole(&prm),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 1,
-                    resource: whole(&grd),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 2,
-                    resource: whole(&arena),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 3,
-                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: &uniform,
-                        offset: 0,
-                        size: wgpu::BufferSize::new(SLOT),
-                    }),
-                },
-            ],
-        });
-        let update_group = dev.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("update"),
-            layout: &update_layout,
-            entries: &[
-                (0, &prm),
-                (1, &grd),
-                (2, &s1),
-                (3, &s2),
-                (4, &ema),
-                (5, &mask_buf),
-                (6, &update_uniform),
-            ]
-            .map(|(binding, b)| wgpu::BindGroupEntry {
-                binding,
-                resource: whole(b),
-            }),
-        });
-        let mut pipelines = HashMap::new();
-        for kind in Kind::ALL {
-            let source = kind.source();
-            effc_wgsl::validate(&source).map_err(|message| effc_wgsl::CompileError {
-                kernel: kind.name().to_string(),
-                message,
-            })?;
-            let module = dev.create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(kind.name()),
-                source: wgpu::ShaderSource::Wgsl(source.into()),
-            });
-            let layout = dev.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                label: Some(kind.name()),
-                bind_group_layouts: &[Some(if kind == Kind::Update {
-                    &update_layout
-                } else {
-                    &main_layout
-                })],
-                immediate_size: 0,
-            });
-            let pipeline = dev.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(kind.name()),
-                layout: Some(&layout),
-                module: &module,
-                entry_point: Some("main"),
-                compilation_options: Default::default(),
-                cache: None,
-            });
-            pipelines.insert(kind, pipeline);
-        }
+        let (main_layout, update_layout) = layouts(dev);
+        let (main_group, update_group) = bind_groups(
+            dev,
+            (&main_layout, &update_layout),
+            [&prm, &grd, &arena, &uniform],
+            [&s1, &s2, &ema, &mask_buf, &update_uniform],
+        );
+        let pipelines = pipelines(dev, &main_layout, &update_layout)?;
         gpu.check("creating the training step")?;
         Ok(GpuTrainer {
             resolution: model.resolution,
