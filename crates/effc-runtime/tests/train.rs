@@ -31,32 +31,8 @@ fn noise(n: usize, seed: u64) -> Vec<f64> {
     (0..n).map(|_| 2.0 * r.uniform() - 1.0).collect()
 }
 
-/// Every block kind: Fused-MBConv with e = 1 and e > 1, MBConv with e = 1 and
-/// e > 1 with SE, residuals with drop path, dropout before the classifier (the
-/// reference's own whole-network test spec).
-const NET: &str = "
-model tiny {
-    resolution = 9
-    stem       = 4
-    head       = 8
-    classes    = 3
-    dropout    = 0.3
-    drop_path  = 0.6
-    blocks {
-        r1_k3_s1_e1_i4_o4_c1
-        r2_k3_s2_e2_i4_o6_c1
-        r1_k3_s1_e1_i6_o6_se0.25
-        r2_k5_s2_e3_i6_o8_se0.25
-    }
-}";
-
 fn tiny(activation: &str, padding: &str) -> Model {
-    let text = NET.replace(
-        "classes    = 3",
-        &format!("classes = 3\n activation = {activation}\n padding = {padding}"),
-    );
-    let spec = Spec::parse("tiny.enet", &text).expect("the test spec parses");
-    Model::build(&spec, &Options::default()).expect("the test spec builds")
+    effc_testkit::train::every_block_kind(activation, padding)
 }
 
 fn tiny_values(model: &Model, seed: u64) -> Vec<Vec<f64>> {

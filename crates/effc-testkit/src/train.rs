@@ -64,3 +64,31 @@ pub fn train_fixture(case: &str) -> TrainFixture {
     }
     f
 }
+
+/// A tiny network with every block kind (Fused-MBConv with e = 1 and e > 1,
+/// MBConv with e = 1 and e > 1 with SE, residuals with drop path 0.6, dropout
+/// 0.3), 9 px, 3 classes, in `activation` and `padding`: the whole-step
+/// training tests of the CPU reference and of the GPU path share it.
+pub fn every_block_kind(activation: &str, padding: &str) -> effc_ir::Model {
+    let text = format!(
+        "
+model tiny {{
+    resolution = 9
+    stem       = 4
+    head       = 8
+    classes    = 3
+    activation = {activation}
+    padding    = {padding}
+    dropout    = 0.3
+    drop_path  = 0.6
+    blocks {{
+        r1_k3_s1_e1_i4_o4_c1
+        r2_k3_s2_e2_i4_o6_c1
+        r1_k3_s1_e1_i6_o6_se0.25
+        r2_k5_s2_e3_i6_o8_se0.25
+    }}
+}}"
+    );
+    let spec = effc_ir::Spec::parse("tiny.enet", &text).expect("the test spec parses");
+    effc_ir::Model::build(&spec, &effc_ir::Options::default()).expect("the test spec builds")
+}

@@ -2,7 +2,7 @@
 //! each analytic gradient against `(L(θ + h) − L(θ − h)) / 2h` of a loss `L`
 //! that weighs every output by a fixed random value.
 
-use effc_ir::{Activation, Conv2d, Model, Options, PaddingMode, Spec};
+use effc_ir::{Activation, Conv2d, Model, PaddingMode};
 
 use super::layers::{self, BnTrain, Conv, SeGrads, SeParams};
 use super::*;
@@ -247,31 +247,8 @@ fn cross_entropy_with_smoothing_and_soft_targets() {
     assert!((loss - want).abs() < 1e-12, "{loss} vs {want}");
 }
 
-/// Every block kind: Fused-MBConv with e = 1 and e > 1, MBConv with e = 1 and
-/// e > 1 with SE, residuals with drop path, dropout before the classifier.
-const NET: &str = "
-model fd {
-    resolution = 9
-    stem       = 4
-    head       = 8
-    classes    = 3
-    dropout    = 0.3
-    drop_path  = 0.6
-    blocks {
-        r1_k3_s1_e1_i4_o4_c1
-        r2_k3_s2_e2_i4_o6_c1
-        r1_k3_s1_e1_i6_o6_se0.25
-        r2_k5_s2_e3_i6_o8_se0.25
-    }
-}";
-
 fn tiny(activation: &str, padding: &str) -> Model {
-    let text = NET.replace(
-        "classes    = 3",
-        &format!("classes = 3\n activation = {activation}\n padding = {padding}"),
-    );
-    let spec = Spec::parse("fd.enet", &text).expect("the test spec parses");
-    Model::build(&spec, &Options::default()).expect("the test spec builds")
+    effc_testkit::train::every_block_kind(activation, padding)
 }
 
 fn tiny_params(model: &Model, seed: u64) -> Params<f64> {
