@@ -149,10 +149,15 @@ try {
           err = Math.max(err, Math.abs(got[i] - want[i]));
           scale = Math.max(scale, Math.abs(want[i]));
         }
-        return { err, scale, len: got.length, want: want.length, adapter: model.info.adapter, chunk: model.info.chunk, precision: model.info.precision };
+        return { err, scale, len: got.length, want: want.length, adapter: model.info.adapter, chunk: model.info.chunk, precision: model.info.precision, phases: model.info.load };
       }, n);
       const tol = n.tolerance ?? 1e-3;
       assert(r.len === r.want, `${r.len} values, the fixture has ${r.want}`);
+      // model.info.load: every phase a time within the total.
+      for (const k of ["weights", "device", "shaders", "pipelines", "upload", "total"]) {
+        const v = r.phases?.[k];
+        assert(Number.isFinite(v) && v >= 0 && v <= r.phases.total, `model.info.load.${k} is ${v} (total ${r.phases?.total})`);
+      }
       assert(r.err <= tol * r.scale, `max|diff| ${r.err} > ${tol} × ${r.scale}`);
       return `${r.precision}: max|diff| ${r.err.toExponential(2)} = ${(r.err / r.scale).toExponential(2)} × max|want| on ${r.adapter}`;
     });
@@ -230,7 +235,9 @@ try {
     await check(`${t.site}: batch-1 forward time`, async () => {
       const r = await page.evaluate(async (t) => {
         const { load } = await import(`/${t.site}/model.js`);
+        const l0 = performance.now();
         const model = await load(undefined, { maxBatch: 1 });
+        const loadMs = performance.now() - l0;
         const [c, h, w] = model.info.inputShape;
         const input = new Float32Array(c * h * w).map((_, i) => Math.sin(i));
         await model.forward(input, 1); // pipelines compiled, buffers touched
@@ -242,8 +249,10 @@ try {
         }
         model.destroy();
         ms.sort((a, b) => a - b);
-        return { median: ms[1], min: ms[0], adapter: model.info.adapter };
+        return { median: ms[1], min: ms[0], adapter: model.info.adapter, loadMs, phases: model.info.load };
       }, t);
+      const phases = r.phases ? ` (${Object.entries(r.phases).map(([k, v]) => `${k} ${Number(v).toFixed(0)} ms`).join(", ")})` : "";
+      console.log(`TIMING ${t.site} load ${r.loadMs.toFixed(0)} ms${phases}`);
       console.log(`TIMING ${t.site} batch 1 in headless chromium on ${r.adapter}: median ${r.median.toFixed(1)} ms, min ${r.min.toFixed(1)} ms (3 runs after one warm-up)`);
       return `median ${r.median.toFixed(1)} ms`;
     });

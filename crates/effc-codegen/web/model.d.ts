@@ -44,6 +44,20 @@ export interface ModelInfo {
   precision: string;
   weightBytes: number;
   fingerprint: string;
+  /** How long `load` took, in milliseconds: each phase and the total. The weights'
+   * download and check run beside the device, shaders and pipelines. */
+  load: LoadPhases | null;
+}
+
+/** The phases of `load`, in milliseconds from its start (`weights`, `device`) or
+ * their own length (`shaders`, `pipelines`: all compiled at once, `upload`). */
+export interface LoadPhases {
+  weights: number;
+  device: number;
+  shaders: number;
+  pipelines: number;
+  upload: number;
+  total: number;
 }
 
 /** One class of `classify`'s answer. */

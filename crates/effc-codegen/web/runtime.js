@@ -9,6 +9,8 @@
 /** @typedef {(typeof PLAN)["kernels"][number]} PlanKernel */
 /** @typedef {HTMLImageElement | ImageBitmap | HTMLCanvasElement | OffscreenCanvas | ImageData} ImageSource */
 /** @typedef {{ class: number, name: string, prob: number }} Prediction */
+/** @typedef {{ pipeline: GPUComputePipeline, layout: GPUBindGroupLayout }} Pipeline */
+/** @typedef {{ weights: number, device: number, shaders: number, pipelines: number, upload: number, total: number }} LoadPhases */
 
 const MIB = 1024 * 1024;
 
@@ -259,20 +261,65 @@ export function toHalf(v) {
 export async function load(weights = new URL("./weights.bin", import.meta.url), options = {}) {
   const maxBatch = options.maxBatch ?? PLAN.maxBatch;
   if (!Number.isInteger(maxBatch) || maxBatch < 1) throw fail(`options.maxBatch must be a positive integer, not ${maxBatch}`);
-  let buffer;
-  if (weights instanceof ArrayBuffer) buffer = weights;
-  else {
-    let response;
-    try {
-      response = weights instanceof Response ? weights : await fetch(weights);
-    } catch (e) {
-      throw fail(`cannot fetch the weights ${weights}: ${/** @type {Error} */ (e).message}`);
-    }
-    if (!response.ok) throw fail(`cannot fetch the weights ${response.url || weights}: HTTP ${response.status}`);
-    buffer = await response.arrayBuffer();
+  const t0 = performance.now();
+  /** @type {LoadPhases} */
+  const phases = { weights: 0, device: 0, shaders: 0, pipelines: 0, upload: 0, total: 0 };
+  // The weights download while the device opens and the pipelines compile; a wrong
+  // weights file is still the error reported when both fail.
+  const gotWeights = fetchWeights(weights).then((packed) => {
+    phases.weights = performance.now() - t0;
+    return packed;
+  });
+  const gotGpu = openGpu(options, maxBatch, phases, t0);
+  const [w, g] = await Promise.allSettled([gotWeights, gotGpu]);
+  if (w.status === "rejected") {
+    if (g.status === "fulfilled" && g.value.owns) g.value.device.destroy();
+    throw w.reason;
   }
-  // The weights are checked before a GPU is touched: a wrong file is the error.
-  const packed = parseWeights(buffer);
+  if (g.status === "rejected") throw g.reason;
+  const { device, adapterLabel, owns, chunk, spelling, pipelines, shaderOf } = g.value;
+  const u0 = performance.now();
+  const model = new Model(device, adapterLabel, w.value, pipelines, shaderOf, spelling, maxBatch, chunk, owns);
+  try {
+    await model.ready;
+    await device.queue.onSubmittedWorkDone();
+  } catch (e) {
+    model.destroy();
+    throw e;
+  }
+  phases.upload = performance.now() - u0;
+  phases.total = performance.now() - t0;
+  model.info.load = phases;
+  return model;
+}
+
+// The weights of `load`: fetched (or given) and checked.
+/**
+ * @param {string | URL | ArrayBuffer | Response} weights
+ * @returns {Promise<Uint8Array<ArrayBuffer>[]>}
+ */
+async function fetchWeights(weights) {
+  if (weights instanceof ArrayBuffer) return parseWeights(weights);
+  let response;
+  try {
+    response = weights instanceof Response ? weights : await fetch(weights);
+  } catch (e) {
+    throw fail(`cannot fetch the weights ${weights}: ${/** @type {Error} */ (e).message}`);
+  }
+  if (!response.ok) throw fail(`cannot fetch the weights ${response.url || weights}: HTTP ${response.status}`);
+  return parseWeights(await response.arrayBuffer());
+}
+
+// The GPU side of `load`: the device (the shared one, or one of the first adapter,
+// checked against the plan's needs), the shaders and their pipelines, each phase's
+// time (from `t0`) written into `phases`.
+/**
+ * @param {LoadOptions} options
+ * @param {number} maxBatch
+ * @param {LoadPhases} phases
+ * @param {number} t0
+ */
+async function openGpu(options, maxBatch, phases, t0) {
   let device = options.device;
   let adapterLabel = "a shared GPUDevice";
   if (!device) {
@@ -290,26 +337,86 @@ export async function load(weights = new URL("./weights.bin", import.meta.url), 
       requiredFeatures: spelling === "native" ? ["shader-f16"] : [],
     });
   }
-  const chunk = fit(device.limits, maxBatch);
-  const spelling = f16Spelling(device.features, options.f16);
-  // At f32 `shaderPacked` is null, and then `spelling` is too.
-  const shaderOf = (/** @type {PlanKernel} */ k) => /** @type {string} */ (spelling === "packed" ? k.shaderPacked : k.shader);
-  const sources = new Map();
-  await Promise.all(
-    [...new Set(PLAN.kernels.map(shaderOf))].map(async (file) => {
-      const r = await fetch(new URL(file, import.meta.url));
-      if (!r.ok) throw fail(`cannot fetch shader ${file}: HTTP ${r.status}`);
-      sources.set(file, await r.text());
-    })
-  );
-  const model = new Model(device, adapterLabel, packed, sources, shaderOf, spelling, maxBatch, chunk, !options.device);
+  const owns = !options.device;
   try {
-    await model.ready;
+    const chunk = fit(device.limits, maxBatch);
+    const spelling = f16Spelling(device.features, options.f16);
+    phases.device = performance.now() - t0;
+    // At f32 `shaderPacked` is null, and then `spelling` is too.
+    const shaderOf = (/** @type {PlanKernel} */ k) => /** @type {string} */ (spelling === "packed" ? k.shaderPacked : k.shader);
+    const s0 = performance.now();
+    const sources = new Map();
+    await Promise.all(
+      [...new Set(PLAN.kernels.map(shaderOf))].map(async (file) => {
+        const r = await fetch(new URL(file, import.meta.url));
+        if (!r.ok) throw fail(`cannot fetch shader ${file}: HTTP ${r.status}`);
+        sources.set(file, await r.text());
+      })
+    );
+    phases.shaders = performance.now() - s0;
+    const p0 = performance.now();
+    const pipelines = await compilePipelines(device, sources, shaderOf);
+    phases.pipelines = performance.now() - p0;
+    return { device, adapterLabel, owns, chunk, spelling, pipelines, shaderOf };
   } catch (e) {
-    model.destroy();
+    if (owns) device.destroy();
     throw e;
   }
-  return model;
+}
+
+// One pipeline per distinct shader text (kernels of the same shape share one), all
+// compiled at once with `createComputePipelineAsync`; keyed by shader file.
+/**
+ * @param {GPUDevice} device
+ * @param {Map<string, string>} sources
+ * @param {(k: PlanKernel) => string} shaderOf
+ * @returns {Promise<Map<string, Pipeline>>}
+ */
+async function compilePipelines(device, sources, shaderOf) {
+  /** @type {Map<string, Promise<Pipeline>>} */
+  const bySource = new Map();
+  /** @type {Map<string, Promise<Pipeline>>} */
+  const byFile = new Map();
+  for (const k of PLAN.kernels) {
+    const file = shaderOf(k);
+    const source = /** @type {string} */ (sources.get(file));
+    let pending = bySource.get(source);
+    if (!pending) {
+      pending = compilePipeline(device, k, source);
+      bySource.set(source, pending);
+    }
+    byFile.set(file, pending);
+  }
+  const files = [...byFile.keys()];
+  const done = await Promise.all(byFile.values());
+  return new Map(files.map((f, i) => [f, done[i]]));
+}
+
+/**
+ * @param {GPUDevice} device
+ * @param {PlanKernel} k
+ * @param {string} source
+ * @returns {Promise<Pipeline>}
+ */
+async function compilePipeline(device, k, source) {
+  const layout = device.createBindGroupLayout({
+    label: k.name,
+    entries: k.bindings.map((b, j) => ({
+      binding: j,
+      visibility: GPUShaderStage.COMPUTE,
+      buffer: { type: b.write ? "storage" : "read-only-storage" },
+    })),
+  });
+  try {
+    const pipeline = await device.createComputePipelineAsync({
+      label: k.name,
+      layout: device.createPipelineLayout({ bindGroupLayouts: [layout] }),
+      compute: { module: device.createShaderModule({ label: k.name, code: source }), entryPoint: "main" },
+    });
+    return { pipeline, layout };
+  } catch (e) {
+    throw fail(`creating its pipelines failed at kernel ${k.name}: ${/** @type {Error} */ (e).message}`);
+  }
 }
 
 export class Model {
@@ -317,14 +424,14 @@ export class Model {
    * @param {GPUDevice} device
    * @param {string} adapter
    * @param {Uint8Array<ArrayBuffer>[]} packed
-   * @param {Map<string, string>} sources
+   * @param {Map<string, Pipeline>} pipelines
    * @param {(k: PlanKernel) => string} shaderOf
    * @param {F16Spelling | null} spelling
    * @param {number} maxBatch
    * @param {number} chunk
    * @param {boolean} ownsDevice
    */
-  constructor(device, adapter, packed, sources, shaderOf, spelling, maxBatch, chunk, ownsDevice) {
+  constructor(device, adapter, packed, pipelines, shaderOf, spelling, maxBatch, chunk, ownsDevice) {
     this.device = device;
     this.maxBatch = maxBatch;
     this.chunk = chunk;
@@ -343,30 +450,10 @@ export class Model {
     this.slots = PLAN.slots.map((bytes, i) => make(bytes * chunk, STORAGE, `activations #${i}`));
     this.inputAll = make(PLAN.input.bytes * maxBatch, GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST, "input batch");
     this.outputAll = make(PLAN.output.bytes * maxBatch, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, "output batch");
-    // One pipeline per distinct shader (kernels of the same shape share one).
-    const cache = new Map();
     this.steps = PLAN.kernels.map((k, i) => {
       const w = make(k.weightBytes, STORAGE, `${k.name} weights`);
       device.queue.writeBuffer(w, 0, packed[i]);
-      const source = /** @type {string} */ (sources.get(shaderOf(k)));
-      let entry = cache.get(source);
-      if (!entry) {
-        const layout = device.createBindGroupLayout({
-          label: k.name,
-          entries: k.bindings.map((b, j) => ({
-            binding: j,
-            visibility: GPUShaderStage.COMPUTE,
-            buffer: { type: b.write ? "storage" : "read-only-storage" },
-          })),
-        });
-        const pipeline = device.createComputePipeline({
-          label: k.name,
-          layout: device.createPipelineLayout({ bindGroupLayouts: [layout] }),
-          compute: { module: device.createShaderModule({ label: k.name, code: source }), entryPoint: "main" },
-        });
-        entry = { pipeline, layout };
-        cache.set(source, entry);
-      }
+      const entry = /** @type {Pipeline} */ (pipelines.get(shaderOf(k)));
       const bindGroup = device.createBindGroup({
         label: k.name,
         layout: entry.layout,
@@ -376,7 +463,7 @@ export class Model {
     });
     this.ready = Promise.all([device.popErrorScope(), device.popErrorScope()]).then(([oom, val]) => {
       if (oom) throw fail(`out of GPU memory while creating its buffers (weights ${mib(PLAN.weightBytes)}): ${oom.message}`);
-      if (val) throw fail(`creating its pipelines failed: ${val.message}`);
+      if (val) throw fail(`creating its buffers and bind groups failed: ${val.message}`);
     });
     this.info = {
       name: PLAN.name,
@@ -393,6 +480,9 @@ export class Model {
       precision: spelling ? `f16 (${spelling})` : "f32",
       weightBytes: PLAN.weightBytes,
       fingerprint: PLAN.fingerprint,
+      /** How long `load` took, in milliseconds: each phase (the weights' download and
+       * check overlap the device, shaders and pipelines) and the total. */
+      load: /** @type {LoadPhases | null} */ (null),
     };
     /** @type {Promise<unknown>} */
     this.busy = Promise.resolve();
