@@ -126,16 +126,10 @@ fn http(
     body: &[u8],
 ) -> (u16, Vec<u8>, String) {
     let mut s = TcpStream::connect(addr).unwrap();
-    let mut r = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        r += &format!("{k}: {v}\r\n");
-    }
-    r += "\r\n";
-    s.write_all(r.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
+    s.write_all(&effc_testkit::http::request_bytes(
+        addr, method, path, headers, body,
+    ))
+    .unwrap();
     let mut out = vec![];
     s.read_to_end(&mut out).unwrap();
     let end = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
@@ -161,24 +155,25 @@ fn write_tensor(dir: &Path, values: &[f32]) -> (PathBuf, PathBuf) {
     (st, raw)
 }
 
+/// `effc run lite0` with the checkpoint and `args` on `--device cpu`, effc's CPU
+/// backend, as the server's `cpu` runs it: the same code, bit for bit.
+fn run_cpu(args: &[&str]) -> std::process::Output {
+    let mut all = vec!["run", "lite0", "-w", WEIGHTS, "--device", "cpu"];
+    all.extend(args);
+    let o = effc(&all);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    o
+}
+
 /// `effc run`'s logits of the tensor, as bytes.
 fn run_logits(dir: &Path, st: &Path) -> Vec<u8> {
     let save = dir.join("y.safetensors");
-    let o = effc(&[
-        "run",
-        "lite0",
-        "-w",
-        WEIGHTS,
-        // The server's `cpu` runs the reference executor (not effc's CPU
-        // backend yet): compare with the same executor, bit for bit.
-        "--device",
-        "reference",
+    run_cpu(&[
         "--input",
         st.to_str().unwrap(),
         "--save",
         save.to_str().unwrap(),
     ]);
-    assert!(o.status.success(), "{}", common::stderr(&o));
     let bytes = std::fs::read(&save).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     st.tensor("logits").unwrap().data().to_vec()
@@ -186,18 +181,9 @@ fn run_logits(dir: &Path, st: &Path) -> Vec<u8> {
 
 /// `effc run --json`'s top 5 of the photos: (class, prob) per image.
 fn run_top5() -> Vec<Vec<(u64, f32)>> {
-    let mut args = vec![
-        "run",
-        "lite0",
-        "-w",
-        WEIGHTS,
-        "--device",
-        "reference",
-        "--json",
-    ];
+    let mut args = vec!["--json"];
     args.extend(PHOTOS);
-    let o = effc(&args);
-    assert!(o.status.success(), "{}", common::stderr(&o));
+    let o = run_cpu(&args);
     let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
     v.as_array()
         .unwrap()

@@ -428,14 +428,7 @@ impl Server {
         };
         let http = bind(config.http)?;
         let grpc = bind(config.grpc)?;
-        let device = match effc_driver::choose(config.device, config.precision)? {
-            // effc serve still runs the reference executor on the CPU (its tests
-            // compare with it exactly); the note says so.
-            effc_driver::Chosen::Cpu { note } => effc_driver::Chosen::Reference {
-                note: note.replace("effc's CPU backend", "the CPU reference executor"),
-            },
-            d => d,
-        };
+        let device = effc_driver::choose(config.device, config.precision)?;
         let metrics = Arc::new(Metrics::new(b.max_batch));
         let mut models = BTreeMap::new();
         let mut threads = vec![];

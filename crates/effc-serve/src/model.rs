@@ -1,6 +1,7 @@
 //! A served model: resolved once through `effc_driver::ModelRequest`, its
 //! weights loaded once, run on the device the driver chose (the compiled WGSL
-//! kernels on a wgpu adapter, or the CPU reference executor), and what the
+//! kernels on a wgpu adapter, effc's CPU backend, or the CPU reference executor
+//! where asked or where the CPU backend lacks a feature), and what the
 //! protocol says about it (its input, its outputs).
 
 use std::path::PathBuf;
@@ -95,7 +96,10 @@ impl OutputSpec {
 
 /// What runs a batch.
 pub enum Backend {
-    Cpu(Box<effc_reference::Executor>),
+    /// effc's CPU backend (`effc-cpu`: the fused plan on the CPU).
+    Cpu(Box<effc_cpu::CpuModel>),
+    /// The CPU reference executor (`--device reference`, and backbones on `cpu`).
+    Reference(Box<effc_reference::Executor>),
     Gpu(Box<effc_runtime::CompiledModel>),
 }
 
@@ -175,13 +179,23 @@ pub fn load(
     );
     need.check(&doing, &budget).map_err(load_err)?;
     let weights = Weights::load(&arg.weights, &model, None).map_err(|e| load_err(e.into()))?;
+    let mut note = device.note().to_string();
     let backend = match device {
-        Chosen::Cpu { .. } | Chosen::Reference { .. } => Backend::Cpu(Box::new(
-            effc_reference::Executor::new(&model, &weights).map_err(|e| Error::Load {
-                name: arg.name.clone(),
-                message: e.to_string(),
-            })?,
+        Chosen::Cpu { .. } if !model.is_backbone() => Backend::Cpu(Box::new(
+            effc_cpu::CpuModel::compile(&model, weights.by_name(&model), max_batch, 0)
+                .map_err(|e| load_err(e.into()))?,
         )),
+        Chosen::Cpu { .. } | Chosen::Reference { .. } => {
+            if matches!(device, Chosen::Cpu { .. }) {
+                note += "; effc's CPU backend does not read a backbone's feature levels back yet: this model runs on the reference executor";
+            }
+            Backend::Reference(Box::new(
+                effc_reference::Executor::new(&model, &weights).map_err(|e| Error::Load {
+                    name: arg.name.clone(),
+                    message: e.to_string(),
+                })?,
+            ))
+        }
         Chosen::Gpu { gpu, .. } => {
             let tuning = match effc_runtime::tune::load_tuning(&gpu.adapter) {
                 Ok(Some((t, _, _))) => t,
@@ -209,7 +223,7 @@ pub fn load(
             plan,
             outputs,
             max_batch,
-            device: device.note().to_string(),
+            device: note,
         },
         backend,
     ))
@@ -262,7 +276,8 @@ impl Backend {
     ) -> Result<Vec<Vec<f32>>, String> {
         let lens = served.raw_lens();
         match self {
-            Backend::Cpu(ex) => {
+            Backend::Cpu(cm) => Ok(vec![cm.forward(input, n).map_err(|e| e.to_string())?]),
+            Backend::Reference(ex) => {
                 if served.model.is_backbone() {
                     let levels = ex.features(input, n).map_err(|e| e.to_string())?;
                     Ok(levels.into_iter().map(|t| t.data).collect())

@@ -88,6 +88,48 @@ fn lite0_classifies_the_photos_from_encoded_images() {
     server.stop().unwrap();
 }
 
+/// `--device cpu` serves through effc's CPU backend: its logits are the
+/// reference executor's within 1e-5 (relative), and the same class.
+#[test]
+fn the_cpu_device_serves_through_effcs_cpu_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = lite0_at(dir.path(), 32);
+    let mut cfg = config("small", &spec);
+    cfg.device = Some(effc_driver::Device::Cpu);
+    let server = start(cfg);
+    assert!(
+        server.state().device.contains("effc's CPU backend"),
+        "{}",
+        server.state().device
+    );
+    let addr = server.http.unwrap();
+    let input = effc_testkit::seeded(2 * 3 * 32 * 32, 11);
+    let model = effc_driver::ModelRequest::from_arg(&spec)
+        .resolve()
+        .unwrap()
+        .model;
+    let w = effc_weights::Weights::load(weights(), &model, None).unwrap();
+    let want = effc_reference::Executor::new(&model, &w)
+        .unwrap()
+        .run(&input, 2)
+        .unwrap()
+        .data;
+    let req = json!({"inputs": [{"name": "input", "datatype": "FP32", "shape": [2, 3, 32, 32], "data": input}],
+                     "outputs": [{"name": "logits"}]});
+    let r = post_json(addr, "/v2/models/small/infer", &req);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let got: Vec<f32> = r.json()["outputs"][0]["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
+    assert_eq!(got.len(), want.len());
+    let err = effc_testkit::rel_err(&got, &want);
+    assert!(err <= 1e-5, "relative error {err}");
+    server.stop().unwrap();
+}
+
 #[test]
 fn tensor_inputs_give_the_executors_logits_exactly_in_json_fp32_and_fp16() {
     let dir = tempfile::tempdir().unwrap();

@@ -39,7 +39,9 @@ pub fn config(name: &str, model: &str) -> Config {
         }],
         http: Some("127.0.0.1:0".parse().unwrap()),
         grpc: Some("127.0.0.1:0".parse().unwrap()),
-        device: Some(effc_driver::Device::Cpu),
+        // The oracle, so that answers can be compared exactly; `cpu` (effc's CPU
+        // backend) is tested against it in http.rs.
+        device: Some(effc_driver::Device::Reference),
         precision: effc_plan::Precision::F32,
         batch: BatchConfig {
             max_batch: 4,
@@ -131,16 +133,7 @@ pub fn request(
     headers: &[(&str, String)],
     body: &[u8],
 ) -> Reply {
-    let mut r = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        r += &format!("{k}: {v}\r\n");
-    }
-    r += "\r\n";
-    let mut bytes = r.into_bytes();
-    bytes.extend_from_slice(body);
+    let bytes = effc_testkit::http::request_bytes(addr, method, path, headers, body);
     raw(addr, &bytes)
 }
 
