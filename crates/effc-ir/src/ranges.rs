@@ -60,6 +60,14 @@ pub const PHI: Range = range(-8.0, 16.0, false, false);
 pub const BASE: Range = range(0.0, 4.0, true, false);
 /// Dropout and drop-path rates.
 pub const RATE: Range = range(0.0, 1.0, false, true);
+/// A learning rate.
+pub const LR: Range = range(0.0, 100.0, true, false);
+/// Weight decay.
+pub const WEIGHT_DECAY: Range = range(0.0, 1.0, false, false);
+/// Label smoothing, momenta and EMA decays.
+pub const FRACTION: Range = range(0.0, 1.0, false, false);
+/// Epochs of warmup or between decay steps.
+pub const EPOCHS: Range = range(0.0, 1e6, false, false);
 /// Input resolution in pixels (also the training sizes).
 pub const RESOLUTION: std::ops::RangeInclusive<usize> = 1..=16384;
 /// Classifier outputs (0: no classifier).

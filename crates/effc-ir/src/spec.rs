@@ -123,6 +123,75 @@ pub struct Training {
     pub mixup: Option<Ramp>,
     /// Dropout over the stages; the model's `dropout` (constant) when absent.
     pub dropout: Option<Ramp>,
+    /// How the model is trained (`effc train`'s defaults; flags override).
+    pub recipe: Recipe,
+}
+
+/// An optimizer of a training recipe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Optimizer {
+    Sgd,
+    /// SGD with Nesterov momentum.
+    Nesterov,
+    /// RMSProp as TensorFlow and timm's `rmsproptf` (ε inside the square root).
+    RmspropTf,
+    AdamW,
+}
+
+impl Optimizer {
+    /// The spelling in a spec and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Optimizer::Sgd => "sgd",
+            Optimizer::Nesterov => "nesterov",
+            Optimizer::RmspropTf => "rmsproptf",
+            Optimizer::AdamW => "adamw",
+        }
+    }
+}
+
+/// A learning-rate schedule of a training recipe (after the warmup).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Schedule {
+    Cosine,
+    /// `lr · rate^⌊epoch / every⌋` (the papers: 0.97 every 2.4 epochs).
+    Exponential {
+        rate: f64,
+        every: f64,
+    },
+    Constant,
+}
+
+/// A training recipe: every setting optional (absent: `effc train`'s default).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Recipe {
+    pub optimizer: Option<Optimizer>,
+    /// The learning rate at a batch of `lr_batch` images; it scales linearly with
+    /// the batch (the papers' 0.256 at 4096 is 0.016 at 256).
+    pub lr: Option<f64>,
+    /// The batch `lr` is stated for (256 when absent).
+    pub lr_batch: Option<usize>,
+    pub batch: Option<usize>,
+    pub epochs: Option<u64>,
+    pub schedule: Option<Schedule>,
+    /// Warmup epochs.
+    pub warmup: Option<f64>,
+    pub weight_decay: Option<f64>,
+    pub label_smoothing: Option<f64>,
+    /// BN running-statistics momentum, PyTorch's convention (TF's decay 0.99 is 0.01).
+    pub bn_momentum: Option<f64>,
+    /// EMA decay of the weights.
+    pub ema: Option<f64>,
+}
+
+impl Recipe {
+    /// The learning rate at `batch` images: `lr · batch / lr_batch`.
+    pub fn lr_at(&self, batch: usize) -> Option<f64> {
+        self.lr
+            .map(|lr| lr * batch as f64 / self.lr_batch.unwrap_or(256) as f64)
+    }
 }
 
 impl Default for Training {
@@ -135,6 +204,7 @@ impl Default for Training {
             randaugment: None,
             mixup: None,
             dropout: None,
+            recipe: Recipe::default(),
         }
     }
 }
@@ -269,6 +339,31 @@ pub const TRAINING_KEYS: &[(&str, &str)] = &[
     ("randaugment", "RandAugment magnitude, or `start .. end`"),
     ("mixup", "mixup alpha, or `start .. end`"),
     ("dropout", "dropout, or `start .. end`"),
+    ("optimizer", "`rmsproptf`, `sgd`, `nesterov` or `adamw`"),
+    ("lr", "learning rate at a batch of `lr_batch` images"),
+    ("lr_batch", "the batch `lr` is stated for (default 256)"),
+    ("batch", "images per step"),
+    ("epochs", "epochs to train"),
+    ("schedule", "`cosine`, `exponential` or `constant`"),
+    (
+        "decay_rate",
+        "exponential schedule: factor per decay step (default 0.97)",
+    ),
+    (
+        "decay_epochs",
+        "exponential schedule: epochs per decay step (default 2.4)",
+    ),
+    ("warmup", "warmup epochs"),
+    (
+        "weight_decay",
+        "weight decay (not on BN parameters and biases)",
+    ),
+    ("label_smoothing", "label smoothing"),
+    (
+        "bn_momentum",
+        "BN running-statistics momentum, PyTorch's convention",
+    ),
+    ("ema", "EMA decay of the weights"),
 ];
 
 impl Spec {

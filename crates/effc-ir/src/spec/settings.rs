@@ -261,7 +261,116 @@ pub(super) fn apply_training_setting(
         "randaugment" => t.randaugment = Some(c.ramp(0.0, 100.0)?),
         "mixup" => t.mixup = Some(c.ramp(0.0, 100.0)?),
         "dropout" => t.dropout = Some(c.ramp(0.0, 0.999)?),
+        _ => return apply_recipe_setting(&mut t.recipe, &c),
+    }
+    Ok(())
+}
+
+/// A recipe setting of a `training` section (see [`TRAINING_KEYS`]).
+fn apply_recipe_setting(r: &mut Recipe, c: &Ctx) -> Result<(), Diagnostic> {
+    let (rate, every) = match r.schedule {
+        Some(Schedule::Exponential { rate, every }) => (rate, every),
+        _ => (0.97, 2.4),
+    };
+    match c.key() {
+        "optimizer" => {
+            r.optimizer = Some(match c.word(&["rmsproptf", "sgd", "nesterov", "adamw"])? {
+                "sgd" => Optimizer::Sgd,
+                "nesterov" => Optimizer::Nesterov,
+                "adamw" => Optimizer::AdamW,
+                _ => Optimizer::RmspropTf,
+            })
+        }
+        "lr" => r.lr = Some(c.in_range(ranges::LR, "lr")?),
+        "lr_batch" => r.lr_batch = Some(c.whole(1..=1 << 24)?),
+        "batch" => r.batch = Some(c.whole(1..=1 << 24)?),
+        "epochs" => r.epochs = Some(c.whole(1..=1_000_000)? as u64),
+        "schedule" => {
+            r.schedule = Some(match c.word(&["cosine", "exponential", "constant"])? {
+                "exponential" => Schedule::Exponential { rate, every },
+                "constant" => Schedule::Constant,
+                _ => Schedule::Cosine,
+            })
+        }
+        "decay_rate" | "decay_epochs" => {
+            let v = if c.key() == "decay_rate" {
+                c.in_range(ranges::FRACTION, "decay_rate")?
+            } else {
+                c.in_range(ranges::EPOCHS, "decay_epochs")?
+            };
+            let (rate, every) = if c.key() == "decay_rate" {
+                (v, every)
+            } else {
+                (rate, v)
+            };
+            r.schedule = Some(Schedule::Exponential { rate, every });
+        }
+        "warmup" => r.warmup = Some(c.in_range(ranges::EPOCHS, "warmup")?),
+        "weight_decay" => r.weight_decay = Some(c.in_range(ranges::WEIGHT_DECAY, "weight_decay")?),
+        "label_smoothing" => {
+            r.label_smoothing = Some(c.in_range(ranges::FRACTION, "label_smoothing")?)
+        }
+        "bn_momentum" => r.bn_momentum = Some(c.in_range(ranges::FRACTION, "bn_momentum")?),
+        "ema" => r.ema = Some(c.in_range(ranges::FRACTION, "ema")?),
         _ => return Err(c.unknown(TRAINING_KEYS, "training")),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::spec::{Optimizer, Schedule, Spec};
+
+    #[test]
+    fn a_training_section_states_a_recipe() {
+        let s = Spec::parse(
+            "t.enet",
+            "model t extends b0 {\n  training {\n    optimizer = adamw\n    lr = 0.001\n    lr_batch = 64\n    \
+             decay_epochs = 3\n    epochs = 20\n    warmup = 1.5\n    label_smoothing = 0.2\n  }\n}\n",
+        )
+        .unwrap();
+        let r = &s.training.recipe;
+        assert_eq!(r.optimizer, Some(Optimizer::AdamW));
+        assert_eq!(r.lr_at(128), Some(0.002));
+        assert_eq!(r.epochs, Some(20));
+        assert_eq!(r.warmup, Some(1.5));
+        assert_eq!(r.label_smoothing, Some(0.2));
+        // decay_epochs keeps b0's decay rate; what t does not state is b0's.
+        assert_eq!(
+            r.schedule,
+            Some(Schedule::Exponential {
+                rate: 0.97,
+                every: 3.0
+            })
+        );
+        assert_eq!(r.weight_decay, Some(1e-5));
+        assert_eq!(r.ema, Some(0.9999));
+    }
+
+    #[test]
+    fn the_builtins_carry_the_papers_recipes() {
+        for name in ["b0", "b7", "lite0", "v2-b0", "v2-s", "v2-l"] {
+            let r = Spec::builtin(name).unwrap().training.recipe;
+            assert_eq!(r.optimizer, Some(Optimizer::RmspropTf), "{name}");
+            // 0.256 at 4096 images: 0.016 at 256.
+            assert!((r.lr_at(256).unwrap() - 0.016).abs() < 1e-12, "{name}");
+            assert_eq!(r.bn_momentum, Some(0.01), "{name}");
+            assert_eq!(r.epochs, Some(350), "{name}");
+        }
+    }
+
+    #[test]
+    fn recipe_values_out_of_range_are_errors() {
+        for (setting, says) in [
+            ("lr = 0", "lr"),
+            ("optimizer = adam", "adamw"),
+            ("label_smoothing = 1.5", "label_smoothing"),
+            ("epochs = 0", "epochs"),
+        ] {
+            let text = format!("model t extends b0 {{\n  training {{\n    {setting}\n  }}\n}}\n");
+            let e = Spec::parse("t.enet", &text).unwrap_err();
+            let shown = e.render(false);
+            assert!(shown.contains(says), "{setting}: {shown}");
+        }
+    }
 }
