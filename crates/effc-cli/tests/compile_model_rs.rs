@@ -34,33 +34,26 @@ fn f32s(bytes: &[u8]) -> Vec<f32> {
 /// already made: dependencies at opt-level 2, effc's crates at the test profile's 1.
 /// (Features still differ where other members' dev-dependencies unify extra
 /// features into shared crates; those few are rebuilt.)
-const PROFILE: &str = r#"
-[profile.dev]
-debug = "line-tables-only"
-
-[profile.dev.package."*"]
-opt-level = 2
-debug = false
-
-[profile.dev.package.efficientnet]
-opt-level = 1
-[profile.dev.package.effc-ir]
-opt-level = 1
-[profile.dev.package.effc-syntax]
-opt-level = 1
-[profile.dev.package.effc-catalog]
-opt-level = 1
-[profile.dev.package.effc-plan]
-opt-level = 1
-[profile.dev.package.effc-wgsl]
-opt-level = 1
-[profile.dev.package.effc-runtime]
-opt-level = 1
-[profile.dev.package.effc-weights]
-opt-level = 1
-[profile.dev.package.effc-codegen]
-opt-level = 1
-"#;
+fn profile() -> String {
+    let ours = [
+        "efficientnet",
+        "effc-ir",
+        "effc-syntax",
+        "effc-catalog",
+        "effc-plan",
+        "effc-wgsl",
+        "effc-runtime",
+        "effc-weights",
+        "effc-codegen",
+    ];
+    let mut toml = "[profile.dev]\ndebug = \"line-tables-only\"\n\n\
+                    [profile.dev.package.\"*\"]\nopt-level = 2\ndebug = false\n"
+        .to_string();
+    for name in ours {
+        toml += &format!("\n[profile.dev.package.{name}]\nopt-level = 1");
+    }
+    toml
+}
 
 const MAIN: &str = r#"
 //! Runs the model effc compiled into src/lite0/: reads NCHW f32 input from the
@@ -124,9 +117,10 @@ fn compiled_model_rs_builds_and_matches_timm() {
              # Not used by main.rs: in the workspace effc-cli links effc-codegen, so syn,\n\
              # quote and proc-macro2 are built for the target too; depending on it here\n\
              # gives the same build graph, and the proc-macro crates are reused.\n\
-             effc-codegen = {{ path = {:?} }}\n\n[workspace]\n{PROFILE}",
+             effc-codegen = {{ path = {:?} }}\n\n[workspace]\n{}",
             facade.display().to_string(),
-            root.join("crates/effc-codegen").display().to_string()
+            root.join("crates/effc-codegen").display().to_string(),
+            profile()
         ),
     )
     .unwrap();

@@ -31,11 +31,8 @@ fn cpu(m: &Model, w: &Weights, batch: usize, threads: usize) -> CpuModel {
 }
 
 fn reference(m: &Model, w: &Weights, x: &[f32], batch: usize) -> Vec<f32> {
-    effc_reference::Executor::new(m, w)
-        .unwrap()
-        .run(x, batch)
-        .unwrap()
-        .data
+    let executor = effc_reference::Executor::new(m, w).unwrap();
+    executor.run(x, batch).unwrap().data
 }
 
 fn expected(dir: &str) -> HashMap<String, (Vec<usize>, Vec<f32>)> {

@@ -6,7 +6,7 @@ use std::fmt::Write;
 use effc_ir::{BlockKind, Model, Stage};
 
 /// Font of every label.
-const FONT: &str = "DejaVu Sans, Helvetica, Arial, sans-serif";
+use crate::chart::FONT;
 /// Approximate advance of one character of the 10 px labels.
 const CHAR_W: f64 = 6.6;
 const LINE_H: f64 = 13.0;

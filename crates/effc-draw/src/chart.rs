@@ -54,7 +54,8 @@ pub struct Chart {
     pub note: Option<String>,
 }
 
-const COLORS: [RGBColor; 6] = [
+/// The series' colours (of every chart and curve plot), in order.
+pub(crate) const COLORS: [RGBColor; 6] = [
     RGBColor(31, 119, 180),
     RGBColor(44, 160, 44),
     RGBColor(255, 127, 14),
@@ -64,7 +65,7 @@ const COLORS: [RGBColor; 6] = [
 ];
 const BUDGET: RGBColor = RGBColor(214, 39, 40);
 const BUDGET_Y: RGBColor = RGBColor(123, 50, 148);
-const FONT: &str = "DejaVu Sans, Helvetica, Arial, sans-serif";
+pub(crate) const FONT: &str = "DejaVu Sans, Helvetica, Arial, sans-serif";
 
 /// The chart as an SVG document (800 × 520).
 pub fn chart(c: &Chart) -> Result<String, DrawError> {

@@ -5,7 +5,7 @@
 
 use plotters::prelude::*;
 
-use crate::chart::DrawError;
+use crate::chart::{DrawError, COLORS, FONT};
 
 /// One named line of `(step, value)` points.
 #[derive(Clone, Debug, PartialEq)]
@@ -28,15 +28,7 @@ pub struct Curves {
     pub total: f64,
 }
 
-const COLORS: [RGBColor; 5] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
-];
 const STAGE: RGBColor = RGBColor(120, 120, 120);
-const FONT: &str = "DejaVu Sans, Helvetica, Arial, sans-serif";
 
 /// The curves as an SVG document (800 × 640).
 pub fn curves(c: &Curves) -> Result<String, DrawError> {

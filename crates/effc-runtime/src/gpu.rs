@@ -43,6 +43,19 @@ impl Gpu {
         })
     }
 
+    /// The process's shared device: opened by [`Gpu::new`] on the first call, the
+    /// same one after (a failure is returned and the next call tries again).
+    pub fn shared() -> Result<std::sync::Arc<Gpu>, GpuError> {
+        static SHARED: std::sync::Mutex<Option<std::sync::Arc<Gpu>>> = std::sync::Mutex::new(None);
+        let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(g) = &*shared {
+            return Ok(g.clone());
+        }
+        let g = std::sync::Arc::new(Gpu::new()?);
+        *shared = Some(g.clone());
+        Ok(g)
+    }
+
     async fn open(adapter: wgpu::Adapter, summary: AdapterSummary) -> Result<Gpu, GpuError> {
         let limits = adapter.limits();
         let mut features = wgpu::Features::empty();

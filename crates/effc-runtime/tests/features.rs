@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use effc_ir::{Model, Options, Spec};
 use effc_runtime::{compile_model, CompiledModel, FeatureMap, Gpu, GpuError};
@@ -16,15 +16,8 @@ fn dir() -> PathBuf {
 }
 
 fn gpu() -> Arc<Gpu> {
-    static GPU: OnceLock<Arc<Gpu>> = OnceLock::new();
-    GPU.get_or_init(|| {
-        Arc::new(
-            Gpu::new().unwrap_or_else(|e| {
-                panic!("these tests need a wgpu adapter (llvmpipe works): {e}")
-            }),
-        )
-    })
-    .clone()
+    Gpu::shared()
+        .unwrap_or_else(|e| panic!("these tests need a wgpu adapter (llvmpipe works): {e}"))
 }
 
 fn backbone(name: &str, levels: &[usize]) -> Model {

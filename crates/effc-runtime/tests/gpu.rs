@@ -2,7 +2,7 @@
 //! and the CPU reference executor.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use effc_ir::{Model, Options, PaddingMode, Spec};
 use effc_runtime::{compile_model, CompiledModel, Gpu};
@@ -11,15 +11,8 @@ use effc_testkit::{assert_close, fixtures, read_tensors, rel_err, seeded};
 use effc_weights::Weights;
 
 fn gpu() -> Arc<Gpu> {
-    static GPU: OnceLock<Arc<Gpu>> = OnceLock::new();
-    GPU.get_or_init(|| {
-        Arc::new(
-            Gpu::new().unwrap_or_else(|e| {
-                panic!("these tests need a wgpu adapter (llvmpipe works): {e}")
-            }),
-        )
-    })
-    .clone()
+    Gpu::shared()
+        .unwrap_or_else(|e| panic!("these tests need a wgpu adapter (llvmpipe works): {e}"))
 }
 
 fn compile(model: &Model, w: &Weights, max_batch: usize) -> CompiledModel {
@@ -91,11 +84,8 @@ fn lite0_real_weights_batch_2() {
 
 /// What the CPU reference executor computes for `x` (`batch` images).
 fn reference(m: &Model, w: &Weights, x: &[f32], batch: usize) -> Vec<f32> {
-    effc_reference::Executor::new(m, w)
-        .unwrap()
-        .run(x, batch)
-        .unwrap()
-        .data
+    let executor = effc_reference::Executor::new(m, w).unwrap();
+    executor.run(x, batch).unwrap().data
 }
 
 /// A deterministic pseudo-random input in [-2, 2).

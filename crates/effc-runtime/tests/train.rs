@@ -5,7 +5,7 @@
 //! steps with an update. The timm fixtures (64 px, batch 4) are `#[ignore]`d
 //! as slow: `cargo test -p effc-runtime --test train -- --ignored`.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use effc_ir::{Model, Naming, Options, Spec};
 use effc_reference::train::{step, Params, Real, Rng, StepConfig, Target};
@@ -15,15 +15,8 @@ use effc_train::optim::{decay_mask, Kind, Optimizer};
 use effc_weights::Weights;
 
 fn gpu() -> Arc<Gpu> {
-    static GPU: OnceLock<Arc<Gpu>> = OnceLock::new();
-    GPU.get_or_init(|| {
-        Arc::new(
-            Gpu::new().unwrap_or_else(|e| {
-                panic!("these tests need a wgpu adapter (llvmpipe works): {e}")
-            }),
-        )
-    })
-    .clone()
+    Gpu::shared()
+        .unwrap_or_else(|e| panic!("these tests need a wgpu adapter (llvmpipe works): {e}"))
 }
 
 fn noise(n: usize, seed: u64) -> Vec<f64> {
@@ -36,21 +29,7 @@ fn tiny(activation: &str, padding: &str) -> Model {
 }
 
 fn tiny_values(model: &Model, seed: u64) -> Vec<Vec<f64>> {
-    model
-        .params()
-        .iter()
-        .zip(seed..)
-        .map(|(p, s)| {
-            let v = noise(p.numel(), s);
-            match p.key.tensor {
-                effc_ir::Tensor::RunningVar => v.iter().map(|v| 1.0 + 0.5 * v).collect(),
-                effc_ir::Tensor::Weight if p.shape.len() == 1 => {
-                    v.iter().map(|v| 1.0 + 0.5 * v).collect()
-                }
-                _ => v,
-            }
-        })
-        .collect()
+    effc_testkit::train::noisy_values(model, seed, noise)
 }
 
 fn to<T: Real>(v: &[Vec<f64>]) -> Vec<Vec<T>> {

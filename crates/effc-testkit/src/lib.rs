@@ -8,10 +8,12 @@
 //!   (max|got − want| ≤ 1e-3 · max|want|) and the error it measures.
 //! - [`data`]: fixtures' paths, f32 safetensors files, seeded inputs, random
 //!   checkpoints.
+//! - [`http`]: a raw HTTP/1.1 request for the tests of `effc serve`.
 //! - [`train`]: the training-step fixtures of `tests/fixtures/train`.
 
 pub mod close;
 pub mod data;
+pub mod http;
 pub mod spec;
 pub mod train;
 

@@ -92,3 +92,31 @@ model tiny {{
     let spec = effc_ir::Spec::parse("tiny.enet", &text).expect("the test spec parses");
     effc_ir::Model::build(&spec, &effc_ir::Options::default()).expect("the test spec builds")
 }
+
+/// Values for every tensor of `model` (in `Model::params` order) from `noise(len,
+/// seed)`, tensor `i` drawn with seed `seed + i`: BN scales and running variances
+/// are `1 + noise/2` (positive, near 1), everything else the noise itself.
+pub fn noisy_values(
+    model: &effc_ir::Model,
+    seed: u64,
+    noise: impl Fn(usize, u64) -> Vec<f64>,
+) -> Vec<Vec<f64>> {
+    model
+        .params()
+        .iter()
+        .zip(seed..)
+        .map(|(p, s)| {
+            let v = noise(p.numel(), s);
+            let near_one = match p.key.tensor {
+                effc_ir::Tensor::RunningVar => true,
+                effc_ir::Tensor::Weight => p.shape.len() == 1,
+                _ => false,
+            };
+            if near_one {
+                v.iter().map(|v| 1.0 + 0.5 * v).collect()
+            } else {
+                v
+            }
+        })
+        .collect()
+}

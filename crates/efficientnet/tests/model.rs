@@ -81,6 +81,13 @@ fn random_checkpoint_and_reference(model: &Ir, input: &[f32], batch: usize) -> (
     (checkpoint_bytes(model, &w), reference)
 }
 
+/// The error of opening `def`'s engine on `bytes` (which must fail).
+fn engine_error(def: &efficientnet::Definition, bytes: &[u8]) -> Error {
+    let gpu: Arc<efficientnet::Gpu> = efficientnet::default_gpu().unwrap();
+    let path = std::path::Path::new("<bytes>");
+    efficientnet::__private::Engine::new(def, gpu, bytes, path, None, 1).unwrap_err()
+}
+
 #[test]
 fn constants_equal_the_ir() {
     for (def, name) in [
@@ -330,16 +337,7 @@ fn a_definition_from_another_version_is_refused() {
     };
     let ir = ir_of(&tiny::DEFINITION);
     let (bytes, _) = random_checkpoint_and_reference(&ir, &ramp(3 * 64 * 64), 1);
-    let gpu: Arc<efficientnet::Gpu> = efficientnet::default_gpu().unwrap();
-    let err = efficientnet::__private::Engine::new(
-        &def,
-        gpu,
-        &bytes,
-        std::path::Path::new("<bytes>"),
-        None,
-        1,
-    )
-    .unwrap_err();
+    let err = engine_error(&def, &bytes);
     assert!(matches!(err, Error::Stale { .. }), "{err}");
     assert!(err.to_string().contains(tiny::KERNELS[1].name), "{err}");
 }
@@ -384,16 +382,7 @@ fn weights_packed_in_another_layout_are_refused() {
         plan_hash: Box::leak(other.fingerprint().into_boxed_str()),
         ..tiny::DEFINITION
     };
-    let gpu: Arc<efficientnet::Gpu> = efficientnet::default_gpu().unwrap();
-    let err = efficientnet::__private::Engine::new(
-        &def,
-        gpu,
-        &bytes,
-        std::path::Path::new("<bytes>"),
-        None,
-        1,
-    )
-    .unwrap_err();
+    let err = engine_error(&def, &bytes);
     assert!(matches!(err, Error::Stale { .. }), "{err}");
     assert!(err.to_string().contains(&other.fingerprint()), "{err}");
     assert!(

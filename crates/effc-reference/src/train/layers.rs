@@ -240,29 +240,7 @@ pub fn bn_train_forward<T: Real>(
         .into_iter()
         .map(|s| s / rows)
         .collect();
-    let inv_std: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
-    let mut xhat = vec![T::ZERO; z.len()];
-    let mut y = vec![T::ZERO; z.len()];
-    for ((zr, xr), yr) in z
-        .chunks_exact(c)
-        .zip(xhat.chunks_exact_mut(c))
-        .zip(y.chunks_exact_mut(c))
-    {
-        for ch in 0..c {
-            let h = T::from_f64((zr[ch].to_f64() - mean[ch]) * inv_std[ch]);
-            xr[ch] = h;
-            yr[ch] = gamma[ch] * h + beta[ch];
-        }
-    }
-    (
-        y,
-        BnTrain {
-            xhat,
-            inv_std,
-            mean,
-            var,
-        },
-    )
+    bn_normalize(z, gamma, beta, mean, var, eps)
 }
 
 /// Batch norm in eval mode (a frozen layer): the running statistics normalize.
@@ -274,9 +252,21 @@ pub fn bn_eval_forward<T: Real>(
     running_var: &[T],
     eps: f64,
 ) -> (Vec<T>, BnTrain<T>) {
-    let c = gamma.len();
     let mean: Vec<f64> = running_mean.iter().map(|v| v.to_f64()).collect();
     let var: Vec<f64> = running_var.iter().map(|v| v.to_f64()).collect();
+    bn_normalize(z, gamma, beta, mean, var, eps)
+}
+
+/// `y = γ·(z − mean)/√(var + ε) + β` per channel, keeping x̂ and 1/std for the backward.
+fn bn_normalize<T: Real>(
+    z: &[T],
+    gamma: &[T],
+    beta: &[T],
+    mean: Vec<f64>,
+    var: Vec<f64>,
+    eps: f64,
+) -> (Vec<T>, BnTrain<T>) {
+    let c = gamma.len();
     let inv_std: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
     let mut xhat = vec![T::ZERO; z.len()];
     let mut y = vec![T::ZERO; z.len()];

@@ -252,21 +252,7 @@ fn tiny(activation: &str, padding: &str) -> Model {
 }
 
 fn tiny_params(model: &Model, seed: u64) -> Params<f64> {
-    let values = model
-        .params()
-        .iter()
-        .zip(seed..)
-        .map(|(p, s)| {
-            let v = noise(p.numel(), s);
-            match p.key.tensor {
-                effc_ir::Tensor::RunningVar => v.iter().map(|v| 1.0 + 0.5 * v).collect(),
-                effc_ir::Tensor::Weight if p.shape.len() == 1 => {
-                    v.iter().map(|v| 1.0 + 0.5 * v).collect()
-                }
-                _ => v,
-            }
-        })
-        .collect();
+    let values = effc_testkit::train::noisy_values(model, seed, noise);
     Params::from_values(model, values).expect("values in Model::params order")
 }
 
