@@ -84,7 +84,49 @@ pub struct Args {
     /// Images per step.
     #[arg(long, default_value_t = 32, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     batch: u32,
-    /// Learning rate (default: the papers' 0.016 per 256 images, scaled to --batch).
+    #[command(flatten)]
+    recipe: RecipeArgs,
+    /// Progressive learning (EfficientNetV2 Algorithm 1) from the spec's `training` settings.
+    #[arg(long)]
+    progressive: bool,
+    /// Print the schedule (steps, learning rates, stages) and stop.
+    #[arg(long)]
+    dry_run: bool,
+    /// With --dry-run: print JSON.
+    #[arg(long)]
+    json: bool,
+    /// Write JSON lines: one per step (loss, lr, images/s, stage, size) and one per
+    /// epoch (validation top-1, top-5, loss; the EMA's).
+    #[arg(long, value_name = "FILE.jsonl")]
+    log: Option<PathBuf>,
+    /// Draw the loss and validation-accuracy curves, with the stage boundaries,
+    /// as SVG (rewritten after every epoch).
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
+    /// The directory training checkpoints go in (`step-N.safetensors`, every epoch
+    /// and on Ctrl-C; the latest kept; default: OUT's name with `.ckpt` for its
+    /// extension, `out.ckpt/` for `-o out.safetensors`).
+    #[arg(long, value_name = "DIR")]
+    checkpoints: Option<PathBuf>,
+    /// Continue a run from its latest checkpoint in DIR (or from the checkpoint
+    /// FILE), with the same model, data and flags: the result equals the
+    /// uninterrupted run's bit for bit.
+    #[arg(long, value_name = "DIR|FILE")]
+    resume: Option<PathBuf>,
+    /// Where to train: `cpu` or `reference`, both the reference executor (effc's
+    /// fast CPU backend has no backward pass yet). `gpu` comes with issue 21.
+    #[arg(long, value_name = "cpu|reference", default_value = "cpu")]
+    device: Device,
+    /// Images per forward in validation.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    eval_batch: usize,
+}
+
+/// The flags of a training recipe, shared by `effc train` and `effc scale --grid
+/// --train-on` (every grid point trains with the same recipe).
+#[derive(clap::Args, Debug, Clone, PartialEq)]
+pub(crate) struct RecipeArgs {
+    /// Learning rate (default: the papers' 0.016 per 256 images, scaled to the batch).
     #[arg(long, value_name = "LR")]
     lr: Option<f64>,
     #[arg(long, value_enum, default_value = "rmsproptf")]
@@ -147,40 +189,105 @@ pub struct Args {
     /// The smallest area fraction the random-resized crop keeps (timm's --scale).
     #[arg(long, default_value_t = 0.08, value_name = "S")]
     scale: f64,
-    /// Progressive learning (EfficientNetV2 Algorithm 1) from the spec's `training` settings.
-    #[arg(long)]
-    progressive: bool,
-    /// Print the schedule (steps, learning rates, stages) and stop.
-    #[arg(long)]
-    dry_run: bool,
-    /// With --dry-run: print JSON.
-    #[arg(long)]
-    json: bool,
-    /// Write JSON lines: one per step (loss, lr, images/s, stage, size) and one per
-    /// epoch (validation top-1, top-5, loss; the EMA's).
-    #[arg(long, value_name = "FILE.jsonl")]
-    log: Option<PathBuf>,
-    /// Draw the loss and validation-accuracy curves, with the stage boundaries,
-    /// as SVG (rewritten after every epoch).
-    #[arg(long, value_name = "FILE.svg")]
-    plot: Option<PathBuf>,
-    /// The directory training checkpoints go in (`step-N.safetensors`, every epoch
-    /// and on Ctrl-C; the latest kept; default: OUT's name with `.ckpt` for its
-    /// extension, `out.ckpt/` for `-o out.safetensors`).
-    #[arg(long, value_name = "DIR")]
-    checkpoints: Option<PathBuf>,
-    /// Continue a run from its latest checkpoint in DIR (or from the checkpoint
-    /// FILE), with the same model, data and flags: the result equals the
-    /// uninterrupted run's bit for bit.
-    #[arg(long, value_name = "DIR|FILE")]
-    resume: Option<PathBuf>,
-    /// Where to train: `cpu` or `reference`, both the reference executor (effc's
-    /// fast CPU backend has no backward pass yet). `gpu` comes with issue 21.
-    #[arg(long, value_name = "cpu|reference", default_value = "cpu")]
-    device: Device,
-    /// Images per forward in validation.
-    #[arg(long, default_value_t = 64, value_name = "N")]
-    eval_batch: usize,
+}
+
+/// Only the recipe's flags, to tell whether any was given.
+#[derive(clap::Parser)]
+struct RecipeOnly {
+    #[command(flatten)]
+    recipe: RecipeArgs,
+}
+
+impl RecipeArgs {
+    /// Whether every flag has its default (none was given).
+    pub(crate) fn is_default(&self) -> bool {
+        use clap::Parser;
+        RecipeOnly::try_parse_from(["effc"]).is_ok_and(|d| &d.recipe == self)
+    }
+
+    /// The recipe: optimizer, learning rate (0.016 per 256 images by default),
+    /// schedule, regularization, EMA, augmentation; `frozen` stages, at `size`.
+    pub(crate) fn recipe(
+        &self,
+        batch: usize,
+        frozen: Option<usize>,
+        size: usize,
+    ) -> Result<Recipe, Failure> {
+        let optimizer = match self.optimizer {
+            Opt::Sgd => Kind::Sgd {
+                momentum: self.momentum,
+                nesterov: false,
+            },
+            Opt::Nesterov => Kind::Sgd {
+                momentum: self.momentum,
+                nesterov: true,
+            },
+            Opt::Rmsproptf => Kind::rmsprop_tf(None),
+            Opt::Adamw => Kind::adamw(),
+        };
+        for (flag, v, lo, hi) in [
+            ("--label-smoothing", Some(self.label_smoothing), 0.0, 1.0),
+            ("--dropout", self.dropout, 0.0, 0.999),
+            ("--drop-path", self.drop_path, 0.0, 0.999),
+            ("--bn-momentum", Some(self.bn_momentum), 0.0, 1.0),
+            ("--ema", self.ema, 0.0, 1.0),
+            ("--scale", Some(self.scale), 0.0, 1.0),
+            ("--mixup", self.mixup, 0.0, 1e3),
+            ("--cutmix", self.cutmix, 0.0, 1e3),
+            ("--mixup-prob", Some(self.mixup_prob), 0.0, 1.0),
+            ("--mixup-switch", Some(self.mixup_switch), 0.0, 1.0),
+        ] {
+            if let Some(v) = v {
+                if !(lo..=hi).contains(&v) {
+                    return Err(format!("{flag} {v} is not in [{lo}, {hi}]").into());
+                }
+            }
+        }
+        let lr = self.lr.unwrap_or(0.016 * batch as f64 / 256.0);
+        if !(lr > 0.0 && lr.is_finite()) {
+            return Err(format!("--lr {lr}: the learning rate must be positive").into());
+        }
+        Ok(Recipe {
+            batch,
+            lr,
+            optimizer,
+            weight_decay: self.weight_decay,
+            decay_all: self.decay_all,
+            decay: match self.schedule {
+                Sched::Cosine => Decay::Cosine { min_lr: 0.0 },
+                Sched::Exponential => Decay::Exponential {
+                    rate: 0.97,
+                    every: 2.4,
+                },
+                Sched::Constant => Decay::Constant,
+            },
+            warmup_epochs: self.warmup,
+            warmup_lr: self.warmup_lr,
+            step: StepConfig {
+                label_smoothing: self.label_smoothing,
+                bn_momentum: self.bn_momentum,
+                dropout: self.dropout,
+                drop_path: self.drop_path,
+                frozen,
+            },
+            ema: self.ema,
+            seed: self.seed,
+            augment: !self.no_augment,
+            min_scale: self.scale,
+            randaugment: self
+                .randaug
+                .as_deref()
+                .map(RandAugment::parse)
+                .transpose()?,
+            mixup: (self.mixup.is_some() || self.cutmix.is_some()).then(|| Mixup {
+                mixup_alpha: self.mixup.unwrap_or(0.0),
+                cutmix_alpha: self.cutmix.unwrap_or(0.0),
+                prob: self.mixup_prob,
+                switch_prob: self.mixup_switch,
+            }),
+            size,
+        })
+    }
 }
 
 fn ckpt_dir(out: &std::path::Path) -> PathBuf {
@@ -224,7 +331,7 @@ fn check_ckpt_dir(dir: &std::path::Path, out: &std::path::Path) -> Result<(), Fa
     Ok(())
 }
 
-fn source(arg: &str) -> Source {
+pub(crate) fn source(arg: &str) -> Source {
     match arg.split_once('=') {
         Some(("fashion-mnist", dir)) => Source::FashionMnist(dir.into()),
         Some(("mnist", dir)) => Source::Mnist(dir.into()),
@@ -431,81 +538,7 @@ fn recipe(args: &Args, size: usize, stages: usize) -> Result<Recipe, Failure> {
             }
         },
     };
-    let batch = args.batch as usize;
-    let optimizer = match args.optimizer {
-        Opt::Sgd => Kind::Sgd {
-            momentum: args.momentum,
-            nesterov: false,
-        },
-        Opt::Nesterov => Kind::Sgd {
-            momentum: args.momentum,
-            nesterov: true,
-        },
-        Opt::Rmsproptf => Kind::rmsprop_tf(None),
-        Opt::Adamw => Kind::adamw(),
-    };
-    for (flag, v, lo, hi) in [
-        ("--label-smoothing", Some(args.label_smoothing), 0.0, 1.0),
-        ("--dropout", args.dropout, 0.0, 0.999),
-        ("--drop-path", args.drop_path, 0.0, 0.999),
-        ("--bn-momentum", Some(args.bn_momentum), 0.0, 1.0),
-        ("--ema", args.ema, 0.0, 1.0),
-        ("--scale", Some(args.scale), 0.0, 1.0),
-        ("--mixup", args.mixup, 0.0, 1e3),
-        ("--cutmix", args.cutmix, 0.0, 1e3),
-        ("--mixup-prob", Some(args.mixup_prob), 0.0, 1.0),
-        ("--mixup-switch", Some(args.mixup_switch), 0.0, 1.0),
-    ] {
-        if let Some(v) = v {
-            if !(lo..=hi).contains(&v) {
-                return Err(format!("{flag} {v} is not in [{lo}, {hi}]").into());
-            }
-        }
-    }
-    let lr = args.lr.unwrap_or(0.016 * batch as f64 / 256.0);
-    if !(lr > 0.0 && lr.is_finite()) {
-        return Err(format!("--lr {lr}: the learning rate must be positive").into());
-    }
-    Ok(Recipe {
-        batch,
-        lr,
-        optimizer,
-        weight_decay: args.weight_decay,
-        decay_all: args.decay_all,
-        decay: match args.schedule {
-            Sched::Cosine => Decay::Cosine { min_lr: 0.0 },
-            Sched::Exponential => Decay::Exponential {
-                rate: 0.97,
-                every: 2.4,
-            },
-            Sched::Constant => Decay::Constant,
-        },
-        warmup_epochs: args.warmup,
-        warmup_lr: args.warmup_lr,
-        step: StepConfig {
-            label_smoothing: args.label_smoothing,
-            bn_momentum: args.bn_momentum,
-            dropout: args.dropout,
-            drop_path: args.drop_path,
-            frozen,
-        },
-        ema: args.ema,
-        seed: args.seed,
-        augment: !args.no_augment,
-        min_scale: args.scale,
-        randaugment: args
-            .randaug
-            .as_deref()
-            .map(RandAugment::parse)
-            .transpose()?,
-        mixup: (args.mixup.is_some() || args.cutmix.is_some()).then(|| Mixup {
-            mixup_alpha: args.mixup.unwrap_or(0.0),
-            cutmix_alpha: args.cutmix.unwrap_or(0.0),
-            prob: args.mixup_prob,
-            switch_prob: args.mixup_switch,
-        }),
-        size,
-    })
+    args.recipe.recipe(args.batch as usize, frozen, size)
 }
 
 /// What `effc train` shows and keeps while it runs: on a terminal an indicatif
