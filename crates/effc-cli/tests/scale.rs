@@ -498,6 +498,22 @@ fn grid_train_on_refuses_bad_input_before_training() {
         "--train-on",
     );
     assert!(!svg.exists());
+    // --plot onto the spec it reads is refused by the output policy, the spec kept.
+    fails(
+        &[
+            "scale",
+            s,
+            "--grid",
+            "--step",
+            "0.25",
+            "--train-on",
+            "fashion-mnist",
+            "--plot",
+            s,
+        ],
+        "--plot",
+    );
+    assert_eq!(std::fs::read_to_string(&spec).unwrap(), TINY);
     // A data set that is not there.
     let missing = format!("fashion-mnist={}", dir.join("none").display());
     fails(
