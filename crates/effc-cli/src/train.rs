@@ -159,7 +159,7 @@ pub(crate) struct RecipeArgs {
     #[arg(long, default_value_t = 0.1, value_name = "M")]
     bn_momentum: f64,
     /// Keep an exponential moving average of the weights (the papers: 0.9999);
-    /// evaluated each epoch and written to -o.
+    /// evaluated each epoch (what `effc scale --train-on` ranks) and written to `effc train`'s -o.
     #[arg(long, value_name = "DECAY")]
     ema: Option<f64>,
     #[arg(long, default_value_t = 0)]
