@@ -49,7 +49,7 @@ enum Command {
     /// Measure the tile sizes of a model's kernels on this GPU and cache the fastest.
     Tune(tune::Args),
     /// Scale a model by φ: the largest that meets MACs, parameter, memory and latency budgets.
-    Scale(scale::Args),
+    Scale(Box<scale::Args>),
     /// Recommend the most accurate built-in model that meets latency and memory budgets here.
     Pick(pick::Args),
     /// Serve models over the Open Inference Protocol (KServe v2), HTTP and gRPC, with dynamic batching.
@@ -126,7 +126,7 @@ fn main() -> ExitCode {
         Command::Shaders(a) => compile::shaders(a),
         Command::Bench(a) => bench::run(a),
         Command::Tune(a) => tune::run(a),
-        Command::Scale(a) => scale::run(a),
+        Command::Scale(a) => scale::run(*a),
         Command::Pick(a) => pick::run(a),
         Command::Serve(a) => serve::run(a),
         Command::Train(a) => train::run(*a),

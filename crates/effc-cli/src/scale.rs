@@ -1,11 +1,12 @@
 //! `effc scale`: the arguments of [`effc_driver::scale`] (a φ or budgets; `--grid`,
-//! the paper's search of α, β, γ at φ = 1), and its report printed.
+//! the paper's search of α, β, γ at φ = 1, with `--train-on` each point trained
+//! and ranked), and its report printed.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use effc_driver::scale::{Budgets, GridRequest, ScaleReport, ScaleRequest};
+use effc_driver::scale::{Budgets, GridRequest, GridTraining, ScaleReport, ScaleRequest};
 use effc_driver::size::{self as budget, ms};
 
 use crate::common::Bar;
@@ -65,9 +66,48 @@ pub struct Args {
     /// With --grid: also measure each point's latency ratio on the adapter.
     #[arg(long, requires = "grid")]
     measure: bool,
-    /// Draw MACs against measured latency of the candidates (SVG).
-    #[arg(long, value_name = "FILE.svg", conflicts_with = "grid")]
+    /// Draw MACs against measured latency of the candidates (SVG); with --grid
+    /// --train-on, top-1 against the MACs ratio of the points.
+    #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
+    /// With --grid: train every point (the base scaled at φ = 1 by its α, β, γ,
+    /// from scratch, the same seed, recipe and steps) on this data and rank the
+    /// points by validation top-1: an image folder, `fashion-mnist[=DIR]` or
+    /// `mnist=DIR`.
+    #[arg(long, value_name = "DATA")]
+    train_on: Option<String>,
+    /// With --train-on: epochs per point (passes over the training subset; default 1).
+    #[arg(
+        long,
+        value_name = "N",
+        conflicts_with = "steps",
+        requires = "train_on"
+    )]
+    epochs: Option<u64>,
+    /// With --train-on: update steps per point, instead of --epochs.
+    #[arg(long, value_name = "N", requires = "train_on")]
+    steps: Option<u64>,
+    /// With --train-on: train on N images of the training split (a seeded draw).
+    #[arg(long, value_name = "N", requires = "train_on")]
+    train_subset: Option<usize>,
+    /// With --train-on: evaluate on N images of the validation split (a seeded draw).
+    #[arg(long, value_name = "N", requires = "train_on")]
+    val_subset: Option<usize>,
+    /// With --train-on: images per training step.
+    #[arg(long, default_value_t = 32, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), requires = "train_on")]
+    train_batch: u32,
+    /// With --train-on: images per forward in evaluation.
+    #[arg(long, default_value_t = 64, value_name = "N", value_parser = clap::value_parser!(u32).range(1..), requires = "train_on")]
+    eval_batch: u32,
+    /// With --grid: the base's resolution, before scaling (each point's is it × γ).
+    #[arg(long, value_name = "N")]
+    resolution: Option<usize>,
+    /// With --grid: the base's number of classes (the data's, to train it).
+    #[arg(long, value_name = "N")]
+    classes: Option<usize>,
+    /// With --train-on: the recipe every point trains with (as `effc train`'s).
+    #[command(flatten, next_help_heading = "Training recipe (with --train-on)")]
+    recipe: crate::train::RecipeArgs,
     /// Wall time to time one candidate at most (compilation included).
     #[arg(long, default_value = "20s", value_name = "T", value_parser = budget::duration)]
     time_per_candidate: Duration,
@@ -110,17 +150,23 @@ impl Args {
 }
 
 pub fn run(args: Args) -> Result<ExitCode, Failure> {
+    check_grid_flags(&args)?;
     if args.grid {
         if args.batch == 0 {
             return Err("--batch must be at least 1".into());
         }
         effc_driver::scale::coefficients(args.alpha, args.beta, args.gamma).map_err(fail)?;
+        let mut base = effc_driver::ModelRequest::from_arg(&args.base);
+        base.options.resolution = args.resolution;
+        base.options.classes = args.classes;
         let req = GridRequest {
-            base: effc_driver::ModelRequest::from_arg(&args.base),
+            base,
             base_arg: args.base.clone(),
             step: args.step,
             measure: args.measure,
             batch: args.batch,
+            train: training(&args)?,
+            plot: args.plot.clone(),
         };
         let bar = Bar::new(args.json);
         let report = effc_driver::scale::grid(&req, &bar).map_err(fail)?;
@@ -140,6 +186,49 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         print_chosen(&report)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The flags that only mean something with `--grid` (clap's `requires` is
+/// met by a flag's default, so they are checked here), and the recipe's, which
+/// only mean something with `--train-on`.
+fn check_grid_flags(args: &Args) -> Result<(), Failure> {
+    if !args.grid {
+        for (flag, given) in [
+            ("--train-on", args.train_on.is_some()),
+            ("--measure", args.measure),
+            ("--resolution", args.resolution.is_some()),
+            ("--classes", args.classes.is_some()),
+        ] {
+            if given {
+                return Err(format!(
+                    "{flag} goes with --grid (the paper's step 1: α, β, γ at φ = 1)"
+                )
+                .into());
+            }
+        }
+    }
+    if args.train_on.is_none() && !args.recipe.is_default() {
+        return Err("the training recipe's flags (--lr, --optimizer, --seed, ...) train the grid's points: give --grid --train-on DATA".into());
+    }
+    Ok(())
+}
+
+/// How `--train-on` trains every point (`None` without it).
+fn training(args: &Args) -> Result<Option<GridTraining>, Failure> {
+    let Some(data) = &args.train_on else {
+        return Ok(None);
+    };
+    let batch = args.train_batch as usize;
+    Ok(Some(GridTraining {
+        data: crate::train::source(data),
+        // The size is each point's resolution, set when it trains.
+        recipe: args.recipe.recipe(batch, None, 0)?,
+        epochs: args.epochs,
+        steps: args.steps,
+        train_subset: args.train_subset,
+        val_subset: args.val_subset,
+        eval_batch: args.eval_batch as usize,
+    }))
 }
 
 fn print_chosen(r: &ScaleReport) -> Result<(), Failure> {

@@ -84,69 +84,8 @@ pub struct Args {
     /// Images per step.
     #[arg(long, default_value_t = 32, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     batch: u32,
-    /// Learning rate (default: the papers' 0.016 per 256 images, scaled to --batch).
-    #[arg(long, value_name = "LR")]
-    lr: Option<f64>,
-    #[arg(long, value_enum, default_value = "rmsproptf")]
-    optimizer: Opt,
-    /// Momentum of SGD (RMSpropTF uses 0.9).
-    #[arg(long, default_value_t = 0.9, value_name = "M")]
-    momentum: f64,
-    /// Weight decay (not on BN parameters and biases unless --decay-all).
-    #[arg(long, default_value_t = 1e-5, value_name = "WD")]
-    weight_decay: f64,
-    #[arg(long)]
-    decay_all: bool,
-    #[arg(long, value_enum, default_value = "cosine")]
-    schedule: Sched,
-    /// Warmup epochs: the learning rate rises linearly from --warmup-lr to --lr (as timm).
-    #[arg(long, default_value_t = 0.0, value_name = "EPOCHS")]
-    warmup: f64,
-    #[arg(long, default_value_t = 1e-6, value_name = "LR")]
-    warmup_lr: f64,
-    #[arg(long, default_value_t = 0.1, value_name = "S")]
-    label_smoothing: f64,
-    /// Dropout before the classifier (default: the model's).
-    #[arg(long, value_name = "P")]
-    dropout: Option<f64>,
-    /// Stochastic-depth rate; block j of N drops with rate·j/N (default: the model's).
-    #[arg(long, value_name = "P")]
-    drop_path: Option<f64>,
-    /// BN running-statistics momentum, PyTorch's convention: new = (1 − m)·old + m·batch
-    /// (TF's decay 0.99 is 0.01).
-    #[arg(long, default_value_t = 0.1, value_name = "M")]
-    bn_momentum: f64,
-    /// Keep an exponential moving average of the weights (the papers: 0.9999);
-    /// evaluated each epoch and written to -o.
-    #[arg(long, value_name = "DECAY")]
-    ema: Option<f64>,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// No random-resized crop and flip, RandAugment or mixup: train on `effc run`'s
-    /// preprocessing.
-    #[arg(long, conflicts_with_all = ["randaug", "mixup", "cutmix"])]
-    no_augment: bool,
-    /// RandAugment, as timm's config string: `rand-m9-mstd0.5` (2 ops at magnitude 9
-    /// ± 0.5, each with probability 0.5); also `nN`, `mmaxX`, `pP`.
-    #[arg(long, value_name = "rand-mM[-nN][-mstdS]")]
-    randaug: Option<String>,
-    /// Mixup's α (timm's --mixup, 0.8 in its recipes); the label smoothing is folded
-    /// into the mixed targets.
-    #[arg(long, value_name = "ALPHA")]
-    mixup: Option<f64>,
-    /// CutMix's α (timm's --cutmix, 1.0); with --mixup too, each batch is one or the
-    /// other (--mixup-switch).
-    #[arg(long, value_name = "ALPHA")]
-    cutmix: Option<f64>,
-    /// The probability a batch is mixed (timm's --mixup-prob).
-    #[arg(long, default_value_t = 1.0, value_name = "P")]
-    mixup_prob: f64,
-    /// With --mixup and --cutmix, the probability of CutMix (timm's --mixup-switch-prob).
-    #[arg(long, default_value_t = 0.5, value_name = "P")]
-    mixup_switch: f64,
-    /// The smallest area fraction the random-resized crop keeps (timm's --scale).
-    #[arg(long, default_value_t = 0.08, value_name = "S")]
-    scale: f64,
+    #[command(flatten)]
+    recipe: RecipeArgs,
     /// Progressive learning (EfficientNetV2 Algorithm 1) from the spec's `training` settings.
     #[arg(long)]
     progressive: bool,
@@ -181,6 +120,174 @@ pub struct Args {
     /// Images per forward in validation.
     #[arg(long, default_value_t = 64, value_name = "N")]
     eval_batch: usize,
+}
+
+/// The flags of a training recipe, shared by `effc train` and `effc scale --grid
+/// --train-on` (every grid point trains with the same recipe).
+#[derive(clap::Args, Debug, Clone, PartialEq)]
+pub(crate) struct RecipeArgs {
+    /// Learning rate (default: the papers' 0.016 per 256 images, scaled to the batch).
+    #[arg(long, value_name = "LR")]
+    lr: Option<f64>,
+    #[arg(long, value_enum, default_value = "rmsproptf")]
+    optimizer: Opt,
+    /// Momentum of SGD (RMSpropTF uses 0.9).
+    #[arg(long, default_value_t = 0.9, value_name = "M")]
+    momentum: f64,
+    /// Weight decay (not on BN parameters and biases unless --decay-all).
+    #[arg(long, default_value_t = 1e-5, value_name = "WD")]
+    weight_decay: f64,
+    #[arg(long)]
+    decay_all: bool,
+    #[arg(long, value_enum, default_value = "cosine")]
+    schedule: Sched,
+    /// Warmup epochs: the learning rate rises linearly from --warmup-lr to --lr (as timm).
+    #[arg(long, default_value_t = 0.0, value_name = "EPOCHS")]
+    warmup: f64,
+    #[arg(long, default_value_t = 1e-6, value_name = "LR")]
+    warmup_lr: f64,
+    #[arg(long, default_value_t = 0.1, value_name = "S")]
+    label_smoothing: f64,
+    /// Dropout before the classifier (default: the model's).
+    #[arg(long, value_name = "P")]
+    dropout: Option<f64>,
+    /// Stochastic-depth rate; block j of N drops with rate·j/N (default: the model's).
+    #[arg(long, value_name = "P")]
+    drop_path: Option<f64>,
+    /// BN running-statistics momentum, PyTorch's convention: new = (1 − m)·old + m·batch
+    /// (TF's decay 0.99 is 0.01).
+    #[arg(long, default_value_t = 0.1, value_name = "M")]
+    bn_momentum: f64,
+    /// Keep an exponential moving average of the weights (the papers: 0.9999);
+    /// evaluated each epoch (what `effc scale --train-on` ranks) and written to `effc train`'s -o.
+    #[arg(long, value_name = "DECAY")]
+    ema: Option<f64>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// No random-resized crop and flip, RandAugment or mixup: train on `effc run`'s
+    /// preprocessing.
+    #[arg(long, conflicts_with_all = ["randaug", "mixup", "cutmix"])]
+    no_augment: bool,
+    /// RandAugment, as timm's config string: `rand-m9-mstd0.5` (2 ops at magnitude 9
+    /// ± 0.5, each with probability 0.5); also `nN`, `mmaxX`, `pP`.
+    #[arg(long, value_name = "rand-mM[-nN][-mstdS]")]
+    randaug: Option<String>,
+    /// Mixup's α (timm's --mixup, 0.8 in its recipes); the label smoothing is folded
+    /// into the mixed targets.
+    #[arg(long, value_name = "ALPHA")]
+    mixup: Option<f64>,
+    /// CutMix's α (timm's --cutmix, 1.0); with --mixup too, each batch is one or the
+    /// other (--mixup-switch).
+    #[arg(long, value_name = "ALPHA")]
+    cutmix: Option<f64>,
+    /// The probability a batch is mixed (timm's --mixup-prob).
+    #[arg(long, default_value_t = 1.0, value_name = "P")]
+    mixup_prob: f64,
+    /// With --mixup and --cutmix, the probability of CutMix (timm's --mixup-switch-prob).
+    #[arg(long, default_value_t = 0.5, value_name = "P")]
+    mixup_switch: f64,
+    /// The smallest area fraction the random-resized crop keeps (timm's --scale).
+    #[arg(long, default_value_t = 0.08, value_name = "S")]
+    scale: f64,
+}
+
+/// Only the recipe's flags, to tell whether any was given.
+#[derive(clap::Parser)]
+struct RecipeOnly {
+    #[command(flatten)]
+    recipe: RecipeArgs,
+}
+
+impl RecipeArgs {
+    /// Whether every flag has its default (none was given).
+    pub(crate) fn is_default(&self) -> bool {
+        use clap::Parser;
+        RecipeOnly::try_parse_from(["effc"]).is_ok_and(|d| &d.recipe == self)
+    }
+
+    /// The recipe: optimizer, learning rate (0.016 per 256 images by default),
+    /// schedule, regularization, EMA, augmentation; `frozen` stages, at `size`.
+    pub(crate) fn recipe(
+        &self,
+        batch: usize,
+        frozen: Option<usize>,
+        size: usize,
+    ) -> Result<Recipe, Failure> {
+        let optimizer = match self.optimizer {
+            Opt::Sgd => Kind::Sgd {
+                momentum: self.momentum,
+                nesterov: false,
+            },
+            Opt::Nesterov => Kind::Sgd {
+                momentum: self.momentum,
+                nesterov: true,
+            },
+            Opt::Rmsproptf => Kind::rmsprop_tf(None),
+            Opt::Adamw => Kind::adamw(),
+        };
+        for (flag, v, lo, hi) in [
+            ("--label-smoothing", Some(self.label_smoothing), 0.0, 1.0),
+            ("--dropout", self.dropout, 0.0, 0.999),
+            ("--drop-path", self.drop_path, 0.0, 0.999),
+            ("--bn-momentum", Some(self.bn_momentum), 0.0, 1.0),
+            ("--ema", self.ema, 0.0, 1.0),
+            ("--scale", Some(self.scale), 0.0, 1.0),
+            ("--mixup", self.mixup, 0.0, 1e3),
+            ("--cutmix", self.cutmix, 0.0, 1e3),
+            ("--mixup-prob", Some(self.mixup_prob), 0.0, 1.0),
+            ("--mixup-switch", Some(self.mixup_switch), 0.0, 1.0),
+        ] {
+            if let Some(v) = v {
+                if !(lo..=hi).contains(&v) {
+                    return Err(format!("{flag} {v} is not in [{lo}, {hi}]").into());
+                }
+            }
+        }
+        let lr = self.lr.unwrap_or(0.016 * batch as f64 / 256.0);
+        if !(lr > 0.0 && lr.is_finite()) {
+            return Err(format!("--lr {lr}: the learning rate must be positive").into());
+        }
+        Ok(Recipe {
+            batch,
+            lr,
+            optimizer,
+            weight_decay: self.weight_decay,
+            decay_all: self.decay_all,
+            decay: match self.schedule {
+                Sched::Cosine => Decay::Cosine { min_lr: 0.0 },
+                Sched::Exponential => Decay::Exponential {
+                    rate: 0.97,
+                    every: 2.4,
+                },
+                Sched::Constant => Decay::Constant,
+            },
+            warmup_epochs: self.warmup,
+            warmup_lr: self.warmup_lr,
+            step: StepConfig {
+                label_smoothing: self.label_smoothing,
+                bn_momentum: self.bn_momentum,
+                dropout: self.dropout,
+                drop_path: self.drop_path,
+                frozen,
+            },
+            ema: self.ema,
+            seed: self.seed,
+            augment: !self.no_augment,
+            min_scale: self.scale,
+            randaugment: self
+                .randaug
+                .as_deref()
+                .map(RandAugment::parse)
+                .transpose()?,
+            mixup: (self.mixup.is_some() || self.cutmix.is_some()).then(|| Mixup {
+                mixup_alpha: self.mixup.unwrap_or(0.0),
+                cutmix_alpha: self.cutmix.unwrap_or(0.0),
+                prob: self.mixup_prob,
+                switch_prob: self.mixup_switch,
+            }),
+            size,
+        })
+    }
 }
 
 fn ckpt_dir(out: &std::path::Path) -> PathBuf {
@@ -224,7 +331,7 @@ fn check_ckpt_dir(dir: &std::path::Path, out: &std::path::Path) -> Result<(), Fa
     Ok(())
 }
 
-fn source(arg: &str) -> Source {
+pub(crate) fn source(arg: &str) -> Source {
     match arg.split_once('=') {
         Some(("fashion-mnist", dir)) => Source::FashionMnist(dir.into()),
         Some(("mnist", dir)) => Source::Mnist(dir.into()),
@@ -431,81 +538,7 @@ fn recipe(args: &Args, size: usize, stages: usize) -> Result<Recipe, Failure> {
             }
         },
     };
-    let batch = args.batch as usize;
-    let optimizer = match args.optimizer {
-        Opt::Sgd => Kind::Sgd {
-            momentum: args.momentum,
-            nesterov: false,
-        },
-        Opt::Nesterov => Kind::Sgd {
-            momentum: args.momentum,
-            nesterov: true,
-        },
-        Opt::Rmsproptf => Kind::rmsprop_tf(None),
-        Opt::Adamw => Kind::adamw(),
-    };
-    for (flag, v, lo, hi) in [
-        ("--label-smoothing", Some(args.label_smoothing), 0.0, 1.0),
-        ("--dropout", args.dropout, 0.0, 0.999),
-        ("--drop-path", args.drop_path, 0.0, 0.999),
-        ("--bn-momentum", Some(args.bn_momentum), 0.0, 1.0),
-        ("--ema", args.ema, 0.0, 1.0),
-        ("--scale", Some(args.scale), 0.0, 1.0),
-        ("--mixup", args.mixup, 0.0, 1e3),
-        ("--cutmix", args.cutmix, 0.0, 1e3),
-        ("--mixup-prob", Some(args.mixup_prob), 0.0, 1.0),
-        ("--mixup-switch", Some(args.mixup_switch), 0.0, 1.0),
-    ] {
-        if let Some(v) = v {
-            if !(lo..=hi).contains(&v) {
-                return Err(format!("{flag} {v} is not in [{lo}, {hi}]").into());
-            }
-        }
-    }
-    let lr = args.lr.unwrap_or(0.016 * batch as f64 / 256.0);
-    if !(lr > 0.0 && lr.is_finite()) {
-        return Err(format!("--lr {lr}: the learning rate must be positive").into());
-    }
-    Ok(Recipe {
-        batch,
-        lr,
-        optimizer,
-        weight_decay: args.weight_decay,
-        decay_all: args.decay_all,
-        decay: match args.schedule {
-            Sched::Cosine => Decay::Cosine { min_lr: 0.0 },
-            Sched::Exponential => Decay::Exponential {
-                rate: 0.97,
-                every: 2.4,
-            },
-            Sched::Constant => Decay::Constant,
-        },
-        warmup_epochs: args.warmup,
-        warmup_lr: args.warmup_lr,
-        step: StepConfig {
-            label_smoothing: args.label_smoothing,
-            bn_momentum: args.bn_momentum,
-            dropout: args.dropout,
-            drop_path: args.drop_path,
-            frozen,
-        },
-        ema: args.ema,
-        seed: args.seed,
-        augment: !args.no_augment,
-        min_scale: args.scale,
-        randaugment: args
-            .randaug
-            .as_deref()
-            .map(RandAugment::parse)
-            .transpose()?,
-        mixup: (args.mixup.is_some() || args.cutmix.is_some()).then(|| Mixup {
-            mixup_alpha: args.mixup.unwrap_or(0.0),
-            cutmix_alpha: args.cutmix.unwrap_or(0.0),
-            prob: args.mixup_prob,
-            switch_prob: args.mixup_switch,
-        }),
-        size,
-    })
+    args.recipe.recipe(args.batch as usize, frozen, size)
 }
 
 /// What `effc train` shows and keeps while it runs: on a terminal an indicatif

@@ -132,6 +132,45 @@ impl Dataset {
         self.labels.is_empty()
     }
 
+    /// At most `n` of the samples, drawn by a shuffle seeded with `seed` (all of
+    /// them, reordered, when `n ≥ len`), for short runs (`effc scale --grid
+    /// --train-on`). Gray pixels of the kept samples are copied; files stay files.
+    pub fn subset(&self, n: usize, seed: u64) -> Dataset {
+        let mut order: Vec<usize> = (0..self.len()).collect();
+        shuffle(&mut order, &mut Rng::new(seed ^ 0x5EED_5B5E_7000_0001));
+        order.truncate(n);
+        let samples = match &self.samples {
+            Samples::Gray {
+                pixels,
+                offset,
+                rows,
+                cols,
+            } => {
+                let size = rows * cols;
+                let px = order
+                    .iter()
+                    .flat_map(|&i| &pixels[offset + i * size..][..size])
+                    .copied()
+                    .collect();
+                Samples::Gray {
+                    pixels: Arc::new(px),
+                    offset: 0,
+                    rows: *rows,
+                    cols: *cols,
+                }
+            }
+            Samples::Files(paths) => {
+                Samples::Files(order.iter().map(|&i| paths[i].clone()).collect())
+            }
+        };
+        Dataset {
+            name: format!("{} ({} of {} images)", self.name, order.len(), self.len()),
+            classes: self.classes.clone(),
+            labels: order.iter().map(|&i| self.labels[i]).collect(),
+            samples,
+        }
+    }
+
     /// Sample `i` as RGB.
     pub fn image(&self, i: usize) -> Result<RgbImage, DataError> {
         match &self.samples {

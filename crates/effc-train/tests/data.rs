@@ -292,3 +292,35 @@ fn fashion_mnist_as_debian_installs_it() {
     }
     assert_eq!(s.train.image(0).unwrap().dimensions(), (28, 28));
 }
+
+#[test]
+fn a_seeded_subset_keeps_each_sample_with_its_label() {
+    let dir = tempfile::tempdir().unwrap();
+    write_idx(dir.path(), "train", 20, false);
+    write_idx(dir.path(), "t10k", 5, false);
+    let s = data::open(&Source::FashionMnist(dir.path().into()), 0).unwrap();
+    let sub = s.train.subset(6, 7);
+    assert_eq!(sub.len(), 6);
+    assert!(sub.name.contains("6 of 20 images"), "{}", sub.name);
+    let mut seen = vec![];
+    for i in 0..sub.len() {
+        // Image k is all 10·k and has label k % 10.
+        let v = sub.image(i).unwrap().get_pixel(0, 0).0[0] as usize / 10;
+        assert_eq!(sub.labels[i], v % 10);
+        seen.push(v);
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 6, "distinct samples");
+    // The same seed draws the same samples; another seed others; n ≥ len keeps all.
+    let again = s.train.subset(6, 7);
+    assert_eq!(again.labels, sub.labels);
+    let firsts = |d: &data::Dataset| -> Vec<u8> {
+        (0..d.len())
+            .map(|i| d.image(i).unwrap().get_pixel(0, 0).0[0])
+            .collect()
+    };
+    assert_eq!(firsts(&again), firsts(&sub));
+    assert_ne!(firsts(&s.train.subset(6, 8)), firsts(&sub));
+    assert_eq!(s.val.subset(100, 0).len(), 5);
+}

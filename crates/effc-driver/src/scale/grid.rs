@@ -2,7 +2,8 @@
 //! with α·β²·γ² within 5% of 2 (at most [`effc_ir::scale::GRID_MAX_POINTS`]),
 //! each with the MACs ratio the IR computes at φ = 1 (the rounding of channels,
 //! repeats and resolution moves it away from α·β²·γ²) and, when asked, the
-//! latency ratio on the adapter.
+//! latency ratio on the adapter; with a [`GridTraining`], each point trained
+//! and the points ranked by the accuracy they reach (`train.rs`).
 
 use std::time::Duration;
 
@@ -11,15 +12,19 @@ use effc_ir::{Model, Options, Spec};
 use effc_runtime::latency::{measure, LatencyOptions};
 use serde::Serialize;
 
+use super::train::{self, GridTraining, Trained, TrainingSummary};
+use crate::files::Outputs;
 use crate::progress::Progress;
 use crate::{Error, ModelRequest};
 
 /// How far from 2 α·β²·γ² may be (relative).
 pub const GRID_TOLERANCE: f64 = 0.05;
 
-const ACCURACY: &str = "not computed: ranking the points needs each trained on ImageNet (the paper's step 1), and effc does not train";
+const ACCURACY: &str = "not computed: give --train-on DATA to train each point (the paper's step 1) and rank them by the accuracy they reach";
 
-/// A grid search: the base, the step, and whether to time each point.
+/// A grid search: the base, the step, and whether to time or train each point.
+/// The base request's `resolution` and `classes` options replace the base's
+/// (before it is scaled).
 #[derive(Clone, Debug)]
 pub struct GridRequest {
     pub base: ModelRequest,
@@ -27,14 +32,21 @@ pub struct GridRequest {
     pub step: f64,
     pub measure: bool,
     pub batch: usize,
+    /// Train every point and rank them by top-1.
+    pub train: Option<GridTraining>,
+    /// With `train`: draw top-1 against the MACs ratio (SVG) here.
+    pub plot: Option<std::path::PathBuf>,
 }
 
-/// One point with its latency ratio (φ = 1 over φ = 0) when measured.
+/// One point with its latency ratio (φ = 1 over φ = 0) when measured, and what
+/// it reached when trained.
 #[derive(Clone, Debug, Serialize)]
 pub struct GridRow {
     #[serde(flatten)]
     pub point: GridPoint,
     pub latency_ratio: Option<f64>,
+    #[serde(flatten)]
+    pub trained: Option<Trained>,
 }
 
 /// The grid's points.
@@ -48,15 +60,35 @@ pub struct GridReport {
     pub batch: usize,
     #[serde(skip)]
     pub measured: bool,
+    /// In order of α, β, γ; best first when trained.
     pub points: Vec<GridRow>,
-    /// Why the points are not ranked by accuracy.
-    pub accuracy: &'static str,
+    /// Why the points are not ranked by accuracy (`None`: they are).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accuracy: Option<&'static str>,
+    /// How every point was trained (`None`: not trained).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub training: Option<TrainingSummary>,
+    /// The chart written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plot: Option<std::path::PathBuf>,
 }
 
 /// Lists the grid's points (refused above `GRID_MAX_POINTS`, before any model is
-/// built), with their MACs ratios and, with `measure`, latency ratios.
+/// built), with their MACs ratios and, with `measure`, latency ratios; with
+/// `train`, trains each and ranks them by top-1.
 pub fn grid(req: &GridRequest, progress: &dyn Progress) -> Result<GridReport, Error> {
     let step = req.step;
+    let mut files = Outputs::new();
+    req.base.declare_inputs(&mut files)?;
+    let plot = match (&req.plot, &req.train) {
+        (Some(p), Some(_)) => Some(files.file("--plot", p)?),
+        (Some(_), None) => {
+            return Err(Error::Usage(
+                "--plot with --grid draws accuracy against MACs: give --train-on DATA".into(),
+            ))
+        }
+        _ => None,
+    };
     if !(step > 0.0 && step <= 1.0) {
         return Err(Error::Usage(format!(
             "--step must be in (0, 1], got {step}"
@@ -72,7 +104,7 @@ pub fn grid(req: &GridRequest, progress: &dyn Progress) -> Result<GridReport, Er
             "no α, β, γ on a grid of {step} has α·β²·γ² within 5% of 2"
         )));
     }
-    let base = super::scalable(&req.base)?.spec;
+    let base = base_spec(&req.base)?;
     let mut rows = vec![];
     for c in &points {
         rows.push(GridRow {
@@ -82,10 +114,20 @@ pub fn grid(req: &GridRequest, progress: &dyn Progress) -> Result<GridReport, Er
                 macs_ratio: ir_scale::macs_ratio(&base, c)?,
             },
             latency_ratio: None,
+            trained: None,
         });
     }
     if req.measure {
         time_points(req, &base, &mut rows, progress)?;
+    }
+    let training = match &req.train {
+        Some(t) => Some(train::train_points(t, &base, &mut rows, progress)?),
+        None => None,
+    };
+    if let (Some(file), Some(s)) = (&plot, &training) {
+        let svg = effc_draw::chart(&train::chart(&base.name, &rows, s))
+            .map_err(|e| Error::Internal(format!("--plot: {e}")))?;
+        file.write(svg.as_bytes())?;
     }
     Ok(GridReport {
         base: req.base_arg.clone(),
@@ -95,8 +137,29 @@ pub fn grid(req: &GridRequest, progress: &dyn Progress) -> Result<GridReport, Er
         batch: req.batch,
         measured: req.measure,
         points: rows,
-        accuracy: ACCURACY,
+        accuracy: training.is_none().then_some(ACCURACY),
+        training,
+        plot: plot.map(|f| f.path().to_path_buf()),
     })
+}
+
+/// The base with the request's `resolution` and `classes` in place of its own.
+fn base_spec(req: &ModelRequest) -> Result<Spec, Error> {
+    let mut base = super::scalable(req)?.spec;
+    let o = &req.options;
+    Options {
+        resolution: o.resolution,
+        classes: o.classes,
+        ..Options::default()
+    }
+    .check()?;
+    if let Some(r) = o.resolution {
+        base.resolution = r;
+    }
+    if let Some(c) = o.classes {
+        base.classes = c;
+    }
+    Ok(base)
 }
 
 /// Each point's latency at φ = 1 over the base's, on the adapter.

@@ -6,6 +6,7 @@
 mod chart;
 mod grid;
 mod search;
+mod train;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -20,7 +21,8 @@ use crate::progress::Progress;
 use crate::size::{ms, si};
 use crate::{Error, ModelRequest};
 
-pub use grid::{grid, GridReport, GridRequest, GRID_TOLERANCE};
+pub use grid::{grid, GridReport, GridRequest, GridRow, GRID_TOLERANCE};
+pub use train::{GridTraining, Trained, TrainingSummary, TRAIN_GRID_MAX_STEPS};
 
 /// φ searched in hundredths over the range a spec's `phi` accepts.
 const LO: i32 = (effc_ir::ranges::PHI.lo * 100.0) as i32;
