@@ -159,13 +159,14 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         let mut base = effc_driver::ModelRequest::from_arg(&args.base);
         base.options.resolution = args.resolution;
         base.options.classes = args.classes;
+        let train = training(&args, &base)?;
         let req = GridRequest {
             base,
             base_arg: args.base.clone(),
             step: args.step,
             measure: args.measure,
             batch: args.batch,
-            train: training(&args)?,
+            train,
             plot: args.plot.clone(),
         };
         let bar = Bar::new(args.json);
@@ -214,15 +215,25 @@ fn check_grid_flags(args: &Args) -> Result<(), Failure> {
 }
 
 /// How `--train-on` trains every point (`None` without it).
-fn training(args: &Args) -> Result<Option<GridTraining>, Failure> {
+fn training(
+    args: &Args,
+    base: &effc_driver::ModelRequest,
+) -> Result<Option<GridTraining>, Failure> {
     let Some(data) = &args.train_on else {
         return Ok(None);
     };
     let batch = args.train_batch as usize;
+    let spec = if args.recipe.spec_recipe {
+        let model = base.resolve().map_err(fail)?.model;
+        args.recipe.spec_recipe(&model)
+    } else {
+        effc_ir::spec::Recipe::default()
+    };
     Ok(Some(GridTraining {
         data: crate::train::source(data),
         // The size is each point's resolution, set when it trains.
-        recipe: args.recipe.recipe(batch, None, 0)?,
+        // --spec-recipe: the base's recipe, the same for every point.
+        recipe: args.recipe.recipe(batch, None, 0, &spec)?,
         epochs: args.epochs,
         steps: args.steps,
         train_subset: args.train_subset,

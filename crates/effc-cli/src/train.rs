@@ -81,9 +81,9 @@ pub struct Args {
     /// Update steps, instead of --epochs.
     #[arg(long, value_name = "N")]
     steps: Option<u64>,
-    /// Images per step.
-    #[arg(long, default_value_t = 32, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    batch: u32,
+    /// Images per step (default 32, or the spec's `batch` with --spec-recipe).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    batch: Option<u32>,
     #[command(flatten)]
     recipe: RecipeArgs,
     /// Progressive learning (EfficientNetV2 Algorithm 1) from the spec's `training` settings.
@@ -126,28 +126,38 @@ pub struct Args {
 /// --train-on` (every grid point trains with the same recipe).
 #[derive(clap::Args, Debug, Clone, PartialEq)]
 pub(crate) struct RecipeArgs {
+    /// Train with the recipe the spec's `training` section states (the built-ins:
+    /// the papers': RMSpropTF, 0.256 per 4096 images decayed by 0.97 every 2.4
+    /// epochs, 5 warmup epochs, BN momentum 0.01, EMA 0.9999, 350 epochs); a flag
+    /// given beside it still wins. Without it, each flag's default below.
+    #[arg(long)]
+    pub(crate) spec_recipe: bool,
     /// Learning rate (default: the papers' 0.016 per 256 images, scaled to the batch).
     #[arg(long, value_name = "LR")]
     lr: Option<f64>,
-    #[arg(long, value_enum, default_value = "rmsproptf")]
-    optimizer: Opt,
+    /// [default: rmsproptf]
+    #[arg(long, value_enum)]
+    optimizer: Option<Opt>,
     /// Momentum of SGD (RMSpropTF uses 0.9).
     #[arg(long, default_value_t = 0.9, value_name = "M")]
     momentum: f64,
-    /// Weight decay (not on BN parameters and biases unless --decay-all).
-    #[arg(long, default_value_t = 1e-5, value_name = "WD")]
-    weight_decay: f64,
+    /// Weight decay (not on BN parameters and biases unless --decay-all) [default: 1e-5].
+    #[arg(long, value_name = "WD")]
+    weight_decay: Option<f64>,
     #[arg(long)]
     decay_all: bool,
-    #[arg(long, value_enum, default_value = "cosine")]
-    schedule: Sched,
-    /// Warmup epochs: the learning rate rises linearly from --warmup-lr to --lr (as timm).
-    #[arg(long, default_value_t = 0.0, value_name = "EPOCHS")]
-    warmup: f64,
+    /// [default: cosine]; exponential: 0.97 every 2.4 epochs (the papers')
+    #[arg(long, value_enum)]
+    schedule: Option<Sched>,
+    /// Warmup epochs: the learning rate rises linearly from --warmup-lr to --lr (as
+    /// timm) [default: 0].
+    #[arg(long, value_name = "EPOCHS")]
+    warmup: Option<f64>,
     #[arg(long, default_value_t = 1e-6, value_name = "LR")]
     warmup_lr: f64,
-    #[arg(long, default_value_t = 0.1, value_name = "S")]
-    label_smoothing: f64,
+    /// [default: 0.1]
+    #[arg(long, value_name = "S")]
+    label_smoothing: Option<f64>,
     /// Dropout before the classifier (default: the model's).
     #[arg(long, value_name = "P")]
     dropout: Option<f64>,
@@ -155,9 +165,9 @@ pub(crate) struct RecipeArgs {
     #[arg(long, value_name = "P")]
     drop_path: Option<f64>,
     /// BN running-statistics momentum, PyTorch's convention: new = (1 − m)·old + m·batch
-    /// (TF's decay 0.99 is 0.01).
-    #[arg(long, default_value_t = 0.1, value_name = "M")]
-    bn_momentum: f64,
+    /// (TF's decay 0.99 is 0.01) [default: 0.1].
+    #[arg(long, value_name = "M")]
+    bn_momentum: Option<f64>,
     /// Keep an exponential moving average of the weights (the papers: 0.9999);
     /// evaluated each epoch (what `effc scale --train-on` ranks) and written to `effc train`'s -o.
     #[arg(long, value_name = "DECAY")]
@@ -205,15 +215,51 @@ impl RecipeArgs {
         RecipeOnly::try_parse_from(["effc"]).is_ok_and(|d| &d.recipe == self)
     }
 
-    /// The recipe: optimizer, learning rate (0.016 per 256 images by default),
-    /// schedule, regularization, EMA, augmentation; `frozen` stages, at `size`.
+    /// The spec's recipe where --spec-recipe asks for it (else an empty one).
+    pub(crate) fn spec_recipe(&self, model: &effc_ir::Model) -> effc_ir::spec::Recipe {
+        if self.spec_recipe {
+            model.training.recipe.clone()
+        } else {
+            effc_ir::spec::Recipe::default()
+        }
+    }
+
+    /// The recipe: each setting from its flag, else from `spec` (see
+    /// [`RecipeArgs::spec_recipe`]), else its default: optimizer, learning rate
+    /// (0.016 per 256 images), schedule, regularization, EMA, augmentation;
+    /// `frozen` stages, at `size`.
     pub(crate) fn recipe(
         &self,
         batch: usize,
         frozen: Option<usize>,
         size: usize,
+        spec: &effc_ir::spec::Recipe,
     ) -> Result<Recipe, Failure> {
-        let optimizer = match self.optimizer {
+        use effc_ir::spec::{Optimizer, Schedule};
+        let opt = self.optimizer.unwrap_or(match spec.optimizer {
+            Some(Optimizer::Sgd) => Opt::Sgd,
+            Some(Optimizer::Nesterov) => Opt::Nesterov,
+            Some(Optimizer::AdamW) => Opt::Adamw,
+            Some(Optimizer::RmspropTf) | None => Opt::Rmsproptf,
+        });
+        let decay = match (self.schedule, spec.schedule) {
+            (Some(Sched::Cosine), _) | (None, Some(Schedule::Cosine) | None) => {
+                Decay::Cosine { min_lr: 0.0 }
+            }
+            (Some(Sched::Exponential), Some(Schedule::Exponential { rate, every }))
+            | (None, Some(Schedule::Exponential { rate, every })) => {
+                Decay::Exponential { rate, every }
+            }
+            (Some(Sched::Exponential), _) => Decay::Exponential {
+                rate: 0.97,
+                every: 2.4,
+            },
+            (Some(Sched::Constant), _) | (None, Some(Schedule::Constant)) => Decay::Constant,
+        };
+        let label_smoothing = self.label_smoothing.or(spec.label_smoothing).unwrap_or(0.1);
+        let bn_momentum = self.bn_momentum.or(spec.bn_momentum).unwrap_or(0.1);
+        let ema = self.ema.or(spec.ema);
+        let optimizer = match opt {
             Opt::Sgd => Kind::Sgd {
                 momentum: self.momentum,
                 nesterov: false,
@@ -226,11 +272,11 @@ impl RecipeArgs {
             Opt::Adamw => Kind::adamw(),
         };
         for (flag, v, lo, hi) in [
-            ("--label-smoothing", Some(self.label_smoothing), 0.0, 1.0),
+            ("--label-smoothing", Some(label_smoothing), 0.0, 1.0),
             ("--dropout", self.dropout, 0.0, 0.999),
             ("--drop-path", self.drop_path, 0.0, 0.999),
-            ("--bn-momentum", Some(self.bn_momentum), 0.0, 1.0),
-            ("--ema", self.ema, 0.0, 1.0),
+            ("--bn-momentum", Some(bn_momentum), 0.0, 1.0),
+            ("--ema", ema, 0.0, 1.0),
             ("--scale", Some(self.scale), 0.0, 1.0),
             ("--mixup", self.mixup, 0.0, 1e3),
             ("--cutmix", self.cutmix, 0.0, 1e3),
@@ -243,7 +289,10 @@ impl RecipeArgs {
                 }
             }
         }
-        let lr = self.lr.unwrap_or(0.016 * batch as f64 / 256.0);
+        let lr = self
+            .lr
+            .or(spec.lr_at(batch))
+            .unwrap_or(0.016 * batch as f64 / 256.0);
         if !(lr > 0.0 && lr.is_finite()) {
             return Err(format!("--lr {lr}: the learning rate must be positive").into());
         }
@@ -251,26 +300,19 @@ impl RecipeArgs {
             batch,
             lr,
             optimizer,
-            weight_decay: self.weight_decay,
+            weight_decay: self.weight_decay.or(spec.weight_decay).unwrap_or(1e-5),
             decay_all: self.decay_all,
-            decay: match self.schedule {
-                Sched::Cosine => Decay::Cosine { min_lr: 0.0 },
-                Sched::Exponential => Decay::Exponential {
-                    rate: 0.97,
-                    every: 2.4,
-                },
-                Sched::Constant => Decay::Constant,
-            },
-            warmup_epochs: self.warmup,
+            decay,
+            warmup_epochs: self.warmup.or(spec.warmup).unwrap_or(0.0),
             warmup_lr: self.warmup_lr,
             step: StepConfig {
-                label_smoothing: self.label_smoothing,
-                bn_momentum: self.bn_momentum,
+                label_smoothing,
+                bn_momentum,
                 dropout: self.dropout,
                 drop_path: self.drop_path,
                 frozen,
             },
-            ema: self.ema,
+            ema,
             seed: self.seed,
             augment: !self.no_augment,
             min_scale: self.scale,
@@ -392,7 +434,11 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         })
     };
     let stages = model.blocks().map(|b| b.stage + 1).max().unwrap_or(0);
-    let recipe = recipe(&args, model.resolution, stages)?;
+    let recipe = recipe(&args, &model, stages)?;
+    let epochs = match args.steps {
+        None => args.epochs.or(args.recipe.spec_recipe(&model).epochs),
+        Some(_) => args.epochs,
+    };
     let data = match (&args.data, &args.input) {
         (_, Some(p)) => DataChoice::Input(p.clone()),
         (Some(d), None) => DataChoice::Source(source(d)),
@@ -404,7 +450,7 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         data,
         from,
         recipe,
-        epochs: args.epochs,
+        epochs,
         steps: args.steps,
         progressive: args.progressive,
         out,
@@ -523,7 +569,8 @@ fn outputs(
 
 /// The recipe from the flags: optimizer, learning rate (0.016 per 256 images by
 /// default), schedule, regularization, EMA, augmentation.
-fn recipe(args: &Args, size: usize, stages: usize) -> Result<Recipe, Failure> {
+fn recipe(args: &Args, model: &effc_ir::Model, stages: usize) -> Result<Recipe, Failure> {
+    let size = model.resolution;
     let frozen = match args.freeze.as_deref() {
         None => None,
         Some("stem") => Some(0),
@@ -538,7 +585,9 @@ fn recipe(args: &Args, size: usize, stages: usize) -> Result<Recipe, Failure> {
             }
         },
     };
-    args.recipe.recipe(args.batch as usize, frozen, size)
+    let spec = args.recipe.spec_recipe(model);
+    let batch = args.batch.map(|b| b as usize).or(spec.batch).unwrap_or(32);
+    args.recipe.recipe(batch, frozen, size, &spec)
 }
 
 /// What `effc train` shows and keeps while it runs: on a terminal an indicatif

@@ -683,6 +683,71 @@ fn hostile_input_is_refused_and_nothing_is_overwritten() {
     );
 }
 
+/// `--spec-recipe` trains with the spec's `training` recipe (b0: the paper's); a
+/// flag beside it wins; without it, effc's defaults.
+#[test]
+fn spec_recipe_takes_the_papers_recipe_and_flags_override_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    folder(&data);
+    let plan = |extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "b0",
+            "--classes",
+            "2",
+            "--resolution",
+            "32",
+            "--data",
+            p(&data),
+            "--dry-run",
+            "--json",
+        ];
+        args.extend(extra);
+        let o = effc(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_str::<serde_json::Value>(&stdout(&o)).unwrap()
+    };
+    let paper = plan(&["--spec-recipe", "--batch", "4"]);
+    assert_eq!(paper["optimizer"], "rmsproptf");
+    // 0.256 at 4096 images is 0.016 at 256, 0.00025 at 4.
+    assert!(
+        (paper["lr"].as_f64().unwrap() - 0.00025).abs() < 1e-12,
+        "{paper}"
+    );
+    assert_eq!(paper["bn_momentum"], 0.01);
+    assert_eq!(paper["ema"], 0.9999);
+    assert_eq!(
+        paper["schedule"],
+        "warmup 5 epochs from 0.000001, ×0.97 every 2.4 epochs"
+    );
+    assert_eq!(
+        paper["steps_per_epoch"].as_u64().unwrap() * 350,
+        paper["total_steps"].as_u64().unwrap()
+    );
+    let overridden = plan(&[
+        "--batch",
+        "4",
+        "--spec-recipe",
+        "--lr",
+        "0.5",
+        "--bn-momentum",
+        "0.1",
+        "--epochs",
+        "2",
+    ]);
+    assert_eq!(overridden["lr"], 0.5);
+    assert_eq!(overridden["bn_momentum"], 0.1);
+    assert_eq!(overridden["optimizer"], "rmsproptf");
+    assert_eq!(
+        overridden["steps_per_epoch"].as_u64().unwrap() * 2,
+        overridden["total_steps"].as_u64().unwrap()
+    );
+    let plain = plan(&["--batch", "4"]);
+    assert_eq!(plain["bn_momentum"], 0.1);
+    assert!(plain["ema"].is_null(), "{plain}");
+}
+
 #[test]
 fn progressive_dry_run_of_v2_s() {
     let dir = tempfile::tempdir().unwrap();

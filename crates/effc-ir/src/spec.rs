@@ -219,8 +219,9 @@ pub struct TrainingStage {
 }
 
 impl Training {
-    /// Stage i of M trains at `start + (size - start)·(i+1)/M`, with the
-    /// regularization interpolated linearly from its start to its end value.
+    /// Stage i of M trains at `start + (size − start)·i/(M − 1)` (EfficientNetV2's
+    /// Algorithm 1: the first stage at `start_size`, the last at `size`), each
+    /// regularizer interpolated the same way from its start to its end value.
     /// Empty when no training size is given.
     pub fn schedule(&self, final_dropout: f64) -> Vec<TrainingStage> {
         let Some(size) = self.size else { return vec![] };
@@ -238,9 +239,14 @@ impl Training {
         });
         (0..m)
             .map(|i| TrainingStage {
-                size: (self.start_size as f64
-                    + (size as f64 - self.start_size as f64) * (i + 1) as f64 / m as f64)
-                    .round() as usize,
+                size: lerp(
+                    Ramp {
+                        start: self.start_size as f64,
+                        end: size as f64,
+                    },
+                    i,
+                )
+                .round() as usize,
                 randaugment: self.randaugment.map(|r| lerp(r, i)),
                 mixup: self.mixup.map(|r| lerp(r, i)),
                 dropout: lerp(dropout, i),

@@ -98,9 +98,9 @@ fn the_cpu_device_serves_through_effcs_cpu_backend() {
     cfg.device = Some(effc_driver::Device::Cpu);
     let server = start(cfg);
     assert!(
-        server.state().device.contains("effc's CPU backend"),
+        server.state.device.contains("effc's CPU backend"),
         "{}",
-        server.state().device
+        server.state.device
     );
     let addr = server.http.unwrap();
     let input = effc_testkit::seeded(2 * 3 * 32 * 32, 11);
