@@ -10,33 +10,25 @@
 //!
 //! Prints the feature info, then each image's levels: shape, mean and max.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 efficientnet::efficientnet!("lite0", name = backbone, features = [1, 2, 3, 4]);
 
-const WEIGHTS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../tests/fixtures/lite0/efficientnet-lite0.safetensors"
-);
+mod common;
+use common::LITE0_WEIGHTS as WEIGHTS;
 
 fn main() -> ExitCode {
-    let images: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
-    if images.is_empty() {
-        eprintln!("usage: backbone IMAGE...");
-        return ExitCode::from(2);
-    }
-    for f in backbone::FEATURE_INFO {
-        println!(
-            "level {}: {} channels, reduction {}, from {}",
-            f.level, f.channels, f.reduction, f.block_path
-        );
-    }
-    let run = || -> Result<(), efficientnet::Error> {
+    common::on_images("backbone", |images| {
+        for f in backbone::FEATURE_INFO {
+            println!(
+                "level {}: {} channels, reduction {}, from {}",
+                f.level, f.channels, f.reduction, f.block_path
+            );
+        }
         let model = backbone::Model::loader()
             .max_batch(images.len())
             .load(WEIGHTS)?;
-        let input = model.load_images(&images)?;
+        let input = model.load_images(images)?;
         let levels = model.features(&input, images.len())?;
         for (n, image) in images.iter().enumerate() {
             println!("{}", image.display());
@@ -52,12 +44,5 @@ fn main() -> ExitCode {
             }
         }
         Ok(())
-    };
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    })
 }

@@ -5,38 +5,30 @@
 //! cargo run --release --example custom_spec -- tests/fixtures/images/chelsea.png
 //! ```
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 // `file` is relative to the directory of the crate that calls the macro
 // (crates/efficientnet for this example). Editing the file recompiles the example.
 efficientnet::efficientnet!(file = "../../examples/lite0-192.enet", name = small);
 
-const WEIGHTS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../tests/fixtures/lite0/efficientnet-lite0.safetensors"
-);
+mod common;
+use common::LITE0_WEIGHTS as WEIGHTS;
 
 fn main() -> ExitCode {
-    let images: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
-    if images.is_empty() {
-        eprintln!("usage: custom_spec IMAGE...");
-        return ExitCode::from(2);
-    }
-    println!(
-        "model `{}` from {}: input {:?}, {} parameters, {:.0} M multiply-accumulates, {} dispatches",
-        small::NAME,
-        small::SPEC_ORIGIN,
-        small::INPUT_SHAPE,
-        small::PARAMETERS,
-        small::MACS as f64 / 1e6,
-        small::DISPATCHES
-    );
-    let run = || -> Result<(), efficientnet::Error> {
+    common::on_images("custom_spec", |images| {
+        println!(
+            "model `{}` from {}: input {:?}, {} parameters, {:.0} M multiply-accumulates, {} dispatches",
+            small::NAME,
+            small::SPEC_ORIGIN,
+            small::INPUT_SHAPE,
+            small::PARAMETERS,
+            small::MACS as f64 / 1e6,
+            small::DISPATCHES
+        );
         let model = small::Model::loader()
             .max_batch(images.len())
             .load(WEIGHTS)?;
-        let input = model.load_images(&images)?;
+        let input = model.load_images(images)?;
         let logits = model.forward(&input, images.len())?;
         for (image, row) in images.iter().zip(logits.chunks(small::OUTPUT_LEN)) {
             let top = efficientnet::top_k(row, 3);
@@ -47,12 +39,5 @@ fn main() -> ExitCode {
             println!("{}: {}", image.display(), shown.join(", "));
         }
         Ok(())
-    };
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    })
 }

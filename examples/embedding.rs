@@ -8,15 +8,12 @@
 //!
 //! Prints each image's embedding statistics and the cosine similarity of every pair.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 efficientnet::efficientnet!("lite0", name = backbone, classes = 0);
 
-const WEIGHTS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../tests/fixtures/lite0/efficientnet-lite0.safetensors"
-);
+mod common;
+use common::LITE0_WEIGHTS as WEIGHTS;
 
 fn cosine(a: &[f32], b: &[f32]) -> f64 {
     let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
@@ -26,16 +23,11 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
 }
 
 fn main() -> ExitCode {
-    let images: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
-    if images.is_empty() {
-        eprintln!("usage: embedding IMAGE...");
-        return ExitCode::from(2);
-    }
-    let run = || -> Result<(), efficientnet::Error> {
+    common::on_images("embedding", |images| {
         let model = backbone::Model::loader()
             .max_batch(images.len())
             .load(WEIGHTS)?;
-        let input = model.load_images(&images)?;
+        let input = model.load_images(images)?;
         let features = model.forward(&input, images.len())?;
         let rows: Vec<&[f32]> = features.chunks(backbone::EMBEDDING_LEN).collect();
         for (image, f) in images.iter().zip(&rows) {
@@ -59,12 +51,5 @@ fn main() -> ExitCode {
             }
         }
         Ok(())
-    };
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    })
 }

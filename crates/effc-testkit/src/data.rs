@@ -102,6 +102,29 @@ pub fn checkpoint_bytes(model: &Model, weights: &Weights) -> Vec<u8> {
     safetensors::serialize(views, None).expect("a checkpoint serializes")
 }
 
+/// Where Debian's `dataset-fashion-mnist` puts Fashion-MNIST's IDX files.
+pub const FASHION_MNIST: &str = "/usr/share/datasets/fashion-mnist";
+
+/// Fashion-MNIST's directory when it is installed. Without it a test skips (says
+/// so, returns `None`), except under `CI=true`, where `.ci/run` installs it and its
+/// absence fails the test.
+pub fn fashion_mnist() -> Option<PathBuf> {
+    let dir = Path::new(FASHION_MNIST);
+    if dir.join("train-images-idx3-ubyte.gz").exists() {
+        return Some(dir.to_path_buf());
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{} is missing: apt-get install dataset-fashion-mnist",
+        dir.display()
+    );
+    eprintln!(
+        "skipped: {} is missing (apt-get install dataset-fashion-mnist)",
+        dir.display()
+    );
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

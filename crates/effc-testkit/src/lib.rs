@@ -18,5 +18,7 @@ pub mod spec;
 pub mod train;
 
 pub use close::{assert_close, assert_close_within, rel_err};
-pub use data::{checkpoint_bytes, fixtures, ramp, read_tensor, read_tensors, root, seeded};
+pub use data::{
+    checkpoint_bytes, fashion_mnist, fixtures, ramp, read_tensor, read_tensors, root, seeded,
+};
 pub use spec::{Check, Header, SpecCase};

@@ -146,10 +146,9 @@ impl Dataset {
                 rows,
                 cols,
             } => {
-                let size = rows * cols;
                 let px = order
                     .iter()
-                    .flat_map(|&i| &pixels[offset + i * size..][..size])
+                    .flat_map(|&i| gray_image(pixels, *offset, *rows, *cols, i))
                     .copied()
                     .collect();
                 Samples::Gray {
@@ -180,7 +179,7 @@ impl Dataset {
                 rows,
                 cols,
             } => {
-                let px = &pixels[offset + i * rows * cols..][..rows * cols];
+                let px = gray_image(pixels, *offset, *rows, *cols, i);
                 let rgb = px.iter().flat_map(|&l| [l; 3]).collect();
                 Ok(RgbImage::from_raw(*cols as u32, *rows as u32, rgb)
                     .expect("3 bytes per gray pixel"))
@@ -631,4 +630,9 @@ impl Drop for Loader {
             let _ = h.join();
         }
     }
+}
+
+/// Image `i` of gray pixels stored image after image (`rows × cols` each) from `offset`.
+fn gray_image(pixels: &[u8], offset: usize, rows: usize, cols: usize, i: usize) -> &[u8] {
+    &pixels[offset + i * rows * cols..][..rows * cols]
 }

@@ -270,20 +270,10 @@ fn loader_batches_in_order_and_drops_the_last() {
 /// it): the standard 60k/10k split, 6000/1000 images per class.
 #[test]
 fn fashion_mnist_as_debian_installs_it() {
-    let dir = Path::new(data::FASHION_MNIST_DIR);
-    if !dir.join("train-images-idx3-ubyte.gz").exists() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{} is missing: apt-get install dataset-fashion-mnist",
-            dir.display()
-        );
-        eprintln!(
-            "skipped: {} is missing (apt-get install dataset-fashion-mnist)",
-            dir.display()
-        );
+    let Some(dir) = effc_testkit::fashion_mnist() else {
         return;
-    }
-    let s = data::open(&Source::FashionMnist(dir.into()), 0).unwrap();
+    };
+    let s = data::open(&Source::FashionMnist(dir), 0).unwrap();
     assert_eq!((s.train.len(), s.val.len()), (60_000, 10_000));
     for (split, per) in [(&s.train, 6000), (&s.val, 1000)] {
         let mut count = [0; 10];

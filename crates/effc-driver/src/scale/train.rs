@@ -369,17 +369,7 @@ model tiny {
     }
 
     fn fashion_mnist() -> Option<Source> {
-        let dir = std::path::Path::new(data::FASHION_MNIST_DIR);
-        if dir.join("train-images-idx3-ubyte.gz").exists() {
-            return Some(Source::FashionMnist(dir.into()));
-        }
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{} is missing: apt-get install dataset-fashion-mnist",
-            dir.display()
-        );
-        eprintln!("skipped: {} is missing", dir.display());
-        None
+        effc_testkit::fashion_mnist().map(Source::FashionMnist)
     }
 
     #[test]
