@@ -405,3 +405,147 @@ fn what_the_gpu_step_lacks_is_refused() {
         "{help}"
     );
 }
+
+/// Progressive learning (3 stages: 8, 12 and 16 px, dropout, RandAugment and
+/// mixup ramped): a GPU trainer per stage; every step's loss and every
+/// validation within 1e-3 of the CPU run's. The CPU run validates at the
+/// model's resolution after a stage at another size (it fed stage-sized
+/// images to the evaluation model once).
+#[test]
+fn progressive_stages_follow_the_cpu() {
+    let (dir, _, data) = setup();
+    let d = dir.path();
+    let spec = d.join("prog.enet");
+    std::fs::write(
+        &spec,
+        SPEC.replace("model tiny", "model prog").replace(
+            "    blocks {",
+            "    training {
+        size        = 16
+        start_size  = 8
+        stages      = 3
+        dropout     = 0.1 .. 0.3
+        randaugment = 5 .. 10
+        mixup       = 0 .. 0.4
+    }
+    blocks {",
+        ),
+    )
+    .unwrap();
+    let train = |dev: &str| {
+        let out = d.join(format!("{dev}.safetensors"));
+        let args: Vec<String> = [
+            "train",
+            p(&spec),
+            "--data",
+            p(&data),
+            "--epochs",
+            "4",
+            "--batch",
+            "4",
+            "--progressive",
+            "--lr",
+            "0.02",
+            "--ema",
+            "0.9",
+            "--device",
+            dev,
+            "-o",
+            p(&out),
+            "--log",
+            p(&out.with_extension("jsonl")),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let o = run(&args);
+        assert!(o.status.success(), "{dev}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("stage 3 of 3: steps 8..12, size 16"),
+            "{}",
+            stderr(&o)
+        );
+        out
+    };
+    let (cpu, gpu) = (train("cpu"), train("gpu"));
+    let sizes: Vec<u64> = std::fs::read_to_string(gpu.with_extension("jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["size"].as_u64())
+        .collect();
+    assert_eq!(sizes, [8, 8, 8, 8, 12, 12, 12, 12, 16, 16, 16, 16]);
+    let (w, val) = worst(&cpu, &gpu);
+    let gap = weight_gap(&cpu, &gpu, &[]);
+    eprintln!("progressive: worst step loss {w:.2e}, validation {val:.2e}, weights {gap:.2e}");
+    assert!(w <= 1e-3 && val <= 1e-3 && gap <= 1e-3);
+}
+
+/// `--save-grads` on a fixed batch (`--input`): the first step's gradients
+/// on the GPU equal the CPU's (relative to each tensor's largest, 1e-4), and
+/// the BN running statistics after it within 1e-5.
+#[test]
+fn first_step_gradients_equal_the_cpus() {
+    let (dir, spec, _) = setup();
+    let d = dir.path();
+    let n = 4;
+    let mut rng = 7u64;
+    let input: Vec<f32> = (0..n * 3 * 16 * 16)
+        .map(|_| {
+            rng = rng
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((rng >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect();
+    let labels: Vec<i64> = vec![0, 1, 1, 0];
+    let (xb, lb): (Vec<u8>, Vec<u8>) = (
+        input.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        labels.iter().flat_map(|v| v.to_le_bytes()).collect(),
+    );
+    let views = [
+        (
+            "input",
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![n, 3, 16, 16], &xb)
+                .unwrap(),
+        ),
+        (
+            "labels",
+            safetensors::tensor::TensorView::new(safetensors::Dtype::I64, vec![n], &lb).unwrap(),
+        ),
+    ];
+    let x = d.join("x.safetensors");
+    std::fs::write(&x, safetensors::serialize(views, None).unwrap()).unwrap();
+    let grads = |dev: &str| {
+        let g = d.join(format!("g-{dev}.safetensors"));
+        let o = effc(&[
+            "train",
+            p(&spec),
+            "--input",
+            p(&x),
+            "--save-grads",
+            p(&g),
+            "--device",
+            dev,
+            "-o",
+            p(&d.join(format!("o-{dev}.safetensors"))),
+        ]);
+        assert!(o.status.success(), "{dev}: {}", stderr(&o));
+        tensors(&g)
+    };
+    let (cpu, gpu) = (grads("cpu"), grads("gpu"));
+    assert_eq!(cpu.len(), gpu.len());
+    let mut worst: f32 = 0.0;
+    for ((name, c), (gname, g)) in cpu.iter().zip(&gpu) {
+        assert_eq!(name, gname);
+        let scale = c.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
+        let e = c.iter().zip(g).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        if name.contains("running") {
+            assert!(e <= 1e-5 * scale.max(1.0), "{name}: {e:.2e}");
+        } else if scale > 1e-4 {
+            // A tensor whose gradient vanishes (the exact value is 0) is f32 noise on both.
+            worst = worst.max(e / scale);
+        }
+    }
+    eprintln!("first-step gradients, GPU vs CPU: worst {worst:.2e} of the tensor's largest");
+    assert!(worst <= 1e-4, "{worst:.2e}");
+}

@@ -265,7 +265,7 @@ pub fn train_on(
         )));
     }
     let sched = schedule(recipe, spe, total);
-    let (train_t, eval_t) = transforms(model, recipe);
+    let (train_t, eval_t) = transforms(model, eval_model, recipe);
     let end = stop_after.map_or(total, |s| total.min(state.step + s));
     if state.step >= end {
         return Ok(());
@@ -469,8 +469,9 @@ pub fn batch_images(data: &Data, recipe: &Recipe) -> usize {
 }
 
 /// The training transform (the recipe's size and augmentation) and the
-/// evaluation one (`effc run`'s: the model's resolution, no augmentation).
-fn transforms(model: &Model, recipe: &Recipe) -> (Transform, Transform) {
+/// evaluation one (`effc run`'s: the evaluation model's resolution, which a
+/// progressive stage's training size is not, and no augmentation).
+fn transforms(model: &Model, eval_model: &Model, recipe: &Recipe) -> (Transform, Transform) {
     let train_t = Transform {
         size: recipe.size,
         augment: recipe.augment,
@@ -480,7 +481,7 @@ fn transforms(model: &Model, recipe: &Recipe) -> (Transform, Transform) {
         std: model.std,
     };
     let eval_t = Transform {
-        size: model.resolution,
+        size: eval_model.resolution,
         augment: false,
         min_scale: 1.0,
         randaugment: None,
