@@ -549,3 +549,145 @@ fn first_step_gradients_equal_the_cpus() {
     eprintln!("first-step gradients, GPU vs CPU: worst {worst:.2e} of the tensor's largest");
     assert!(worst <= 1e-4, "{worst:.2e}");
 }
+
+/// Issue 21's Fashion-MNIST check: 20 steps of `examples/fashion-mnist.enet`
+/// (batch 8, the default recipe) on the GPU follow the CPU run's losses
+/// within 1e-3 at every step, and the weights classify the test split (10000
+/// images) as the CPU's do. About 70 s in a debug build on lavapipe:
+/// `cargo test -p effc-cli --test train_gpu -- --ignored`.
+#[test]
+#[ignore]
+fn fashion_mnist_20_steps_follow_the_cpu() {
+    let dir = "/usr/share/datasets/fashion-mnist";
+    if !Path::new(dir).join("train-images-idx3-ubyte.gz").exists() {
+        eprintln!("skipped: {dir} is missing (apt-get install dataset-fashion-mnist)");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let train = |dev: &str| {
+        let out = d.path().join(format!("{dev}.safetensors"));
+        let o = effc(&[
+            "train",
+            "examples/fashion-mnist.enet",
+            "--data",
+            &format!("fashion-mnist={dir}"),
+            "--steps",
+            "20",
+            "--batch",
+            "8",
+            "--device",
+            dev,
+            "-o",
+            p(&out),
+            "--log",
+            p(&out.with_extension("jsonl")),
+        ]);
+        assert!(o.status.success(), "{dev}: {}", stderr(&o));
+        out
+    };
+    let (cpu, gpu) = (train("cpu"), train("gpu"));
+    let (w, val) = worst(&cpu, &gpu);
+    eprintln!("Fashion-MNIST, 20 steps: worst step loss {w:.2e}, test loss {val:.2e}");
+    assert!(w <= 1e-3 && val <= 1e-3, "{w:.2e} {val:.2e}");
+    let last = |o: &Path| {
+        let text = std::fs::read_to_string(o.with_extension("jsonl")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+        let e = &v["validation"];
+        assert_eq!(e["images"], 10000);
+        (e["top1"].as_f64().unwrap(), e["top5"].as_f64().unwrap())
+    };
+    assert_eq!(last(&cpu), last(&gpu));
+}
+
+/// `effc bench --train`: the GPU step and the CPU reference's side by side,
+/// the kernels by pass and kind adding up to the step's dispatches, the
+/// memory to its buffers; f16 and the CPU devices refused.
+#[test]
+fn bench_train_reports_both_sides() {
+    let (dir, spec, _) = setup();
+    let _keep = &dir;
+    let o = effc(&[
+        "bench",
+        p(&spec),
+        "--train",
+        "--batch",
+        "2",
+        "--runs",
+        "2",
+        "--warmup",
+        "1",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(
+        (r["batch"].as_u64(), r["resolution"].as_u64()),
+        (Some(2), Some(16))
+    );
+    for side in ["step_ms", "cpu_reference_ms"] {
+        let t = &r[side];
+        let (lo, med, hi) = (
+            t["min"].as_f64().unwrap(),
+            t["median"].as_f64().unwrap(),
+            t["max"].as_f64().unwrap(),
+        );
+        assert!(0.0 < lo && lo <= med && med <= hi, "{side}: {t}");
+    }
+    let ratio = r["step_ms"]["median"].as_f64().unwrap()
+        / r["cpu_reference_ms"]["median"].as_f64().unwrap();
+    assert!((r["gpu_over_cpu_time"].as_f64().unwrap() - ratio).abs() < 1e-9);
+    let kernels = r["kernels"].as_array().unwrap();
+    for (pass, key) in [
+        ("forward", "forward"),
+        ("backward", "backward"),
+        ("update", "update"),
+    ] {
+        let n: u64 = kernels
+            .iter()
+            .filter(|k| k["pass"] == pass)
+            .map(|k| k["dispatches"].as_u64().unwrap())
+            .sum();
+        assert_eq!(n, r["dispatches"][key].as_u64().unwrap(), "{pass}");
+        assert!(n > 0);
+    }
+    assert!(kernels
+        .iter()
+        .any(|k| k["kind"] == "conv_bwd_w" && k["pass"] == "backward"));
+    let m = &r["memory"];
+    let sum: u64 = ["params", "grads", "arena", "optimizer", "ema"]
+        .iter()
+        .map(|k| m[k].as_u64().unwrap())
+        .sum();
+    assert_eq!(sum, m["total"].as_u64().unwrap());
+    assert!(m["arena"].as_u64().unwrap() > m["params"].as_u64().unwrap());
+
+    let text = effc(&[
+        "bench",
+        p(&spec),
+        "--train",
+        "--batch",
+        "2",
+        "--runs",
+        "1",
+        "--warmup",
+        "0",
+    ]);
+    assert!(text.status.success(), "{}", stderr(&text));
+    let t = stdout(&text);
+    assert!(
+        t.contains("gpu step") && t.contains("cpu ref") && t.contains("backward  (all)"),
+        "{t}"
+    );
+
+    for (flags, says) in [
+        (&["--precision", "f16"][..], "training runs in f32"),
+        (&["--device", "cpu"][..], "drop --device"),
+    ] {
+        let o = effc(&[&["bench", p(&spec), "--train"][..], flags].concat());
+        assert!(
+            !o.status.success() && stderr(&o).contains(says),
+            "{}",
+            stderr(&o)
+        );
+    }
+}
