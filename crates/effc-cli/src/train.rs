@@ -179,7 +179,7 @@ pub struct Args {
     /// (effc's fast CPU backend has no backward pass yet). Default: `gpu` where a
     /// hardware GPU is present (or a WGPU_* variable such as WGPU_BACKEND asks for one),
     /// else `cpu`; `cpu` with --freeze, which the GPU step does not do yet.
-    /// Validation runs on the CPU reference executor either way. Checkpoints
+    /// With `gpu`, validation runs effc's inference kernels there too. Checkpoints
     /// resume on either device.
     #[arg(long, value_name = "gpu|cpu|reference")]
     device: Option<Device>,

@@ -3,7 +3,8 @@
 //! optimizer's state and the EMA stay on the device between steps; they are
 //! copied back into effc-train's [`State`] (its layout, so a checkpoint
 //! resumes on either device) at each epoch's end, when an interrupted run
-//! checkpoints, and when a stage ends. A stage's trainer (its plan, buffers
+//! checkpoints, and when a stage ends. Validation runs effc's inference
+//! kernels on the same adapter. A stage's trainer (its plan, buffers
 //! and pipelines) is built once, when the stage starts, and kept for every
 //! step and epoch of that size and configuration; the previous stage's is
 //! freed first, so one stage's memory is held at a time.
@@ -14,8 +15,9 @@ use effc_ir::Model;
 use effc_reference::train::{Rng, StepConfig, Target};
 use effc_runtime::train::{plan, GpuTrainer, PlanConfig, Rule, Update};
 use effc_runtime::Gpu;
+use effc_train::data::{Dataset, Transform};
 use effc_train::optim::Kind;
-use effc_train::trainer::{Engine, Setup, State, Stepped, TrainError};
+use effc_train::trainer::{self, Engine, Eval, Setup, State, Stepped, TrainError};
 
 /// What a trainer was built for: a new one is built when it changes.
 #[derive(Clone, Debug, PartialEq)]
@@ -179,5 +181,25 @@ impl Engine for GpuEngine {
         }
         self.ahead = false;
         Ok(())
+    }
+
+    /// Validation with effc's inference kernels on the same adapter: the
+    /// values folded and packed as `effc run` does, compiled for the
+    /// validation batch.
+    fn evaluate(
+        &mut self,
+        model: &Model,
+        values: &[Vec<f32>],
+        val: &Arc<Dataset>,
+        t: Transform,
+        batch: usize,
+    ) -> Result<Eval, TrainError> {
+        let weights = trainer::to_weights(model, values)?;
+        let compiled =
+            effc_runtime::compile_model(self.gpu.clone(), model, weights.by_name(model), batch)
+                .map_err(gpu_error)?;
+        trainer::evaluate_with(model, val, t, batch, &mut |x, n| {
+            compiled.forward(x, n).map_err(gpu_error)
+        })
     }
 }

@@ -314,7 +314,7 @@ pub fn train_on(
         let finished_epoch = state.step.is_multiple_of(spe) || state.step == total;
         if finished_epoch {
             engine.sync(state)?;
-            let (eval, ema_eval) = validate(eval_model, data, state, eval_t, eval_batch)?;
+            let (eval, ema_eval) = validate(engine, eval_model, data, state, eval_t, eval_batch)?;
             report(Event::Epoch {
                 epoch,
                 state,
@@ -364,6 +364,19 @@ pub trait Engine {
 
     /// Makes `state` hold the engine's weights, optimizer state and EMA.
     fn sync(&mut self, state: &mut State) -> Result<(), TrainError>;
+
+    /// Validation of `values` ([`evaluate`]: inference on BN running
+    /// statistics); by default on the CPU reference executor.
+    fn evaluate(
+        &mut self,
+        model: &Model,
+        values: &[Vec<f32>],
+        val: &Arc<Dataset>,
+        t: Transform,
+        batch: usize,
+    ) -> Result<Eval, TrainError> {
+        evaluate(model, values, val, t, batch)
+    }
 }
 
 /// What a step gives back: the mean loss over the batch, and when asked for
@@ -579,6 +592,7 @@ fn step_once(
 /// The epoch's validation of the weights and of the EMA (none without a
 /// validation split).
 fn validate(
+    engine: &mut dyn Engine,
     eval_model: &Model,
     data: &Data,
     state: &State,
@@ -587,9 +601,9 @@ fn validate(
 ) -> Result<(Option<Eval>, Option<Eval>), TrainError> {
     match data {
         Data::Set { val, .. } if !val.is_empty() => {
-            let e = evaluate(eval_model, state.params.values(), val, t, batch)?;
+            let e = engine.evaluate(eval_model, state.params.values(), val, t, batch)?;
             let ee = match &state.ema {
-                Some(ema) => Some(evaluate(eval_model, &ema.values, val, t, batch)?),
+                Some(ema) => Some(engine.evaluate(eval_model, &ema.values, val, t, batch)?),
                 None => None,
             };
             Ok((Some(e), ee))
@@ -645,6 +659,21 @@ pub fn evaluate(
 ) -> Result<Eval, TrainError> {
     let weights = to_weights(model, values)?;
     let ex = effc_reference::Executor::new(model, &weights)?;
+    evaluate_with(model, val, t, batch, &mut |x, n| Ok(ex.run(x, n)?.data))
+}
+
+/// A forward for validation: NCHW f32 images and their count in, logits out.
+pub type Forward<'a> = dyn FnMut(&[f32], usize) -> Result<Vec<f32>, TrainError> + 'a;
+
+/// [`evaluate`] with the logits of each batch (NCHW f32, its images) from
+/// `forward`, `[images, classes]`.
+pub fn evaluate_with(
+    model: &Model,
+    val: &Arc<Dataset>,
+    t: Transform,
+    batch: usize,
+    forward: &mut Forward,
+) -> Result<Eval, TrainError> {
     let classes = model.classifier.as_ref().map_or(0, |c| c.out_features);
     let (mut top1, mut top5, mut loss, mut n) = (0usize, 0usize, 0f64, 0usize);
     for b in Loader::new(
@@ -658,8 +687,15 @@ pub fn evaluate(
         2,
     ) {
         let b = b?;
-        let logits = ex.run(&b.input, b.labels.len())?;
-        for (z, &l) in logits.data.chunks_exact(classes).zip(&b.labels) {
+        let logits = forward(&b.input, b.labels.len())?;
+        if logits.len() != b.labels.len() * classes {
+            return Err(TrainError::Bad(format!(
+                "validation: {} logits for {} images of {classes} classes",
+                logits.len(),
+                b.labels.len()
+            )));
+        }
+        for (z, &l) in logits.chunks_exact(classes).zip(&b.labels) {
             let top = effc_weights::top_k(z, 5);
             top1 += usize::from(top.first().is_some_and(|t| t.0 == l));
             top5 += usize::from(top.iter().any(|t| t.0 == l));
