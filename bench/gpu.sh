@@ -149,3 +149,30 @@ print(f"effc adapter: {e1['adapter']}; its GEMM ceiling {e1['roofline']['gemm_gf
 print(f"effc tiles: {e1['tiles']}")
 print(f"PyTorch device: {t1['device']}")
 PYEOF
+
+# Training (issue 21): one step of b0 (forward in train mode, backward, RMSpropTF with
+# label smoothing 0.1: `effc train`'s default recipe), effc's GPU path against PyTorch
+# eager fp32 (timm's tf_efficientnet_b0, bench/train_step.py) on the same GPU. `effc
+# bench --train` also times the CPU reference executor on the same batch, alternating
+# (slow at 224: TRAIN_RUNS, default 5, steps each, after one warm-up step).
+TRAIN_BATCH=$([ "$SMOKE" = 1 ] && echo 2 || echo 64)
+TRAIN_RUNS=${TRAIN_RUNS:-5}
+echo "effc bench b0 --train --batch $TRAIN_BATCH --resolution $RES_B0" >&2
+"$EFFC" bench b0 --train --batch "$TRAIN_BATCH" --resolution "$RES_B0" --device gpu \
+    --runs "$TRAIN_RUNS" --warmup 1 --json > "$OUT/effc-train-b0-b$TRAIN_BATCH.json"
+"$PY" bench/train_step.py b0 "$RES_B0" "$TRAIN_BATCH" "$TRAIN_RUNS" 3 "$TORCH_DEVICE" \
+    > "$OUT/torch-train-b0-b$TRAIN_BATCH.json"
+"$PY" - "$OUT" "$TRAIN_BATCH" <<'PYEOF'
+import json, sys
+out, b = sys.argv[1], sys.argv[2]
+e = json.load(open(f"{out}/effc-train-b0-b{b}.json"))
+t = json.load(open(f"{out}/torch-train-b0-b{b}.json"))
+assert e["resolution"] == t["resolution"] and e["batch"] == t["batch"], (e, t)
+print()
+print(f"{'train':<6} {'res':>4} {'batch':>5} {'effc ms':>9} {'torch ms':>9} {'cpu ref ms':>11} {'effc img/s':>11} {'torch img/s':>12} {'effc/torch img/s':>17}")
+print(f"{'b0':<6} {e['resolution']:>4} {e['batch']:>5} {e['step_ms']['median']:>9.2f} {t['step_ms']['median']:>9.2f} {e['cpu_reference_ms']['median']:>11.1f} "
+      f"{e['images_per_s']:>11.1f} {t['images_per_s']:>12.1f} {e['images_per_s'] / t['images_per_s']:>17.3f}")
+print(f"b0 batch-{b} training throughput effc/PyTorch: {e['images_per_s'] / t['images_per_s']:.3f} (target >= 1); "
+      f"effc GPU / CPU reference step time {e['gpu_over_cpu_time']:.3f}")
+print(f"effc training memory {e['memory']['total'] / 2**20:.1f} MiB on {e['adapter']}; PyTorch device: {t['device']}")
+PYEOF

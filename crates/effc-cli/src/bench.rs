@@ -48,9 +48,32 @@ pub struct Args {
     /// f32 sums); GB/s counts the bytes at this precision.
     #[arg(long, default_value = "f32", value_name = "f32|f16")]
     precision: effc_plan::Precision,
+    /// Time a training step instead (forward in train mode, backward, the
+    /// optimizer update; `effc train`'s default recipe) on the GPU (any adapter)
+    /// and on the CPU reference executor, alternating on the same batch; then
+    /// the GPU step's time per kernel kind and pass, and its memory.
+    #[arg(long, conflicts_with_all = ["kernels_alone", "untuned", "cpu"])]
+    train: bool,
 }
 
 pub fn run(args: Args) -> Result<ExitCode, Failure> {
+    if args.train {
+        if args.precision != effc_plan::Precision::F32 {
+            return Err("--train: training runs in f32 (drop --precision f16)".into());
+        }
+        if matches!(args.device, Some(Device::Cpu | Device::Reference)) {
+            return Err("--train times effc's GPU training step against the CPU reference executor, side by side; drop --device (a software adapter works too)".into());
+        }
+        crate::bench_train::run(&crate::bench_train::TrainArgs {
+            model: &args.model,
+            weights: args.weights.as_deref(),
+            batch: args.batch,
+            runs: args.runs.max(1),
+            warmup: args.warmup,
+            json: args.json,
+        })?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut model = args
         .model
         .request_with(args.precision, args.weights.as_deref(), None);

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod bench_train;
 mod check;
 mod common;
 mod compile;
@@ -20,6 +21,7 @@ mod scale_grid;
 mod scale_report;
 mod serve;
 mod train;
+mod train_gpu;
 mod tune;
 
 /// effc compiles EfficientNet-family networks (.enet specs or built-in models).

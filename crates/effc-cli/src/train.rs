@@ -13,7 +13,7 @@ use effc_train::data::{Source, FASHION_MNIST_DIR};
 use effc_train::job::{self, CheckpointDir, DataChoice, Job, Progress};
 use effc_train::optim::Kind;
 use effc_train::schedule::Decay;
-use effc_train::trainer::Recipe;
+use effc_train::trainer::{Cpu, Engine, Recipe};
 
 use crate::common::ModelArgs;
 use crate::output::outln;
@@ -113,10 +113,15 @@ pub struct Args {
     /// uninterrupted run's bit for bit.
     #[arg(long, value_name = "DIR|FILE")]
     resume: Option<PathBuf>,
-    /// Where to train: `cpu` or `reference`, both the reference executor (effc's
-    /// fast CPU backend has no backward pass yet). `gpu` comes with issue 21.
-    #[arg(long, value_name = "cpu|reference", default_value = "cpu")]
-    device: Device,
+    /// Where to train: `gpu` (effc's training kernels on any adapter wgpu finds,
+    /// a software one too), or `cpu` / `reference`, both the CPU reference executor
+    /// (effc's fast CPU backend has no backward pass yet). Default: `gpu` where a
+    /// hardware GPU is present (or a WGPU_* variable such as WGPU_BACKEND asks for one),
+    /// else `cpu`; `cpu` with --freeze, which the GPU step does not do yet.
+    /// With `gpu`, validation runs effc's inference kernels there too. Checkpoints
+    /// resume on either device.
+    #[arg(long, value_name = "gpu|cpu|reference")]
+    device: Option<Device>,
     /// Images per forward in validation.
     #[arg(long, default_value_t = 64, value_name = "N")]
     eval_batch: usize,
@@ -473,13 +478,15 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         }
         return Ok(ExitCode::SUCCESS);
     }
+    let (mut engine, note) = engine(&args)?;
     let job = Job {
         stop: Some(stop_on_signals()?),
         ..job
     };
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let mut monitor = Monitor::new(terminal, plot, job.model.name.clone());
-    let result = job::run(&job, &mut |p| monitor.show(p));
+    monitor.show(Progress::Note(note));
+    let result = job::run_on(&job, engine.as_mut(), &mut |p| monitor.show(p));
     match result {
         Ok(_) => {
             monitor.finish()?;
@@ -516,10 +523,43 @@ fn stop_on_signals() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>, Fa
     Ok(stop)
 }
 
+/// Where the steps run (`effc run`'s choice of device, the CPU meaning the
+/// reference executor), and the note saying so.
+fn engine(args: &Args) -> Result<(Box<dyn Engine>, String), Failure> {
+    use effc_driver::device::{choose, Chosen};
+    if args.device.is_none() && args.freeze.is_some() {
+        return Ok((
+            Box::new(Cpu),
+            "training on the CPU reference executor (--freeze, which the GPU step does not do yet)"
+                .into(),
+        ));
+    }
+    Ok(
+        match choose(args.device, effc_plan::Precision::F32).map_err(fail)? {
+            Chosen::Gpu { gpu, note } => {
+                let note = format!(
+                    "training on the GPU: {}",
+                    note.trim_start_matches("running on ")
+                );
+                (Box::new(crate::train_gpu::GpuEngine::new(gpu)), note)
+            }
+            Chosen::Cpu { note } | Chosen::Reference { note } => {
+                let why = note
+                    .split_once(" (")
+                    .map_or(String::new(), |(_, w)| format!(" ({w}"));
+                (
+                    Box::new(Cpu),
+                    format!("training on the CPU reference executor{why}"),
+                )
+            }
+        },
+    )
+}
+
 /// What the flags refuse before anything is read.
 fn check_args(args: &Args) -> Result<(), Failure> {
-    if args.device == Device::Gpu {
-        return Err("--device gpu: training on the GPU comes with the WGSL training issue (21); train with --device cpu today".into());
+    if args.device == Some(Device::Gpu) && args.freeze.is_some() {
+        return Err("--freeze is not supported with --device gpu yet (the GPU training step has no eval-mode BN or partial backward); train with --device cpu, or drop --freeze".into());
     }
     if args.model.features.is_some() {
         return Err(

@@ -17,7 +17,7 @@ use crate::augment::{Mixup, RandAugment};
 use crate::data::{self, Batch, Source};
 use crate::progressive::{self, Stage};
 use crate::schedule::Decay;
-use crate::trainer::{self, Data, Eval, Event, Recipe, State, TrainError};
+use crate::trainer::{self, Data, Engine, Eval, Event, Recipe, State, TrainError};
 
 /// What to train on.
 #[derive(Clone, Debug)]
@@ -553,12 +553,34 @@ fn write(file: &OutputFile, bytes: &[u8]) -> Result<(), TrainError> {
         .map_err(|e| TrainError::Bad(e.to_string()))
 }
 
-/// Runs the job; returns the final state.
+/// Runs the job on the CPU reference executor; returns the final state.
 pub fn run(job: &Job, show: &mut dyn FnMut(Progress)) -> Result<State, TrainError> {
+    run_on(job, &mut trainer::Cpu, show)
+}
+
+/// Runs the job with its steps on `engine`; returns the final state. Every
+/// stage is checked with the engine ([`Engine::check`]) before training starts.
+pub fn run_on(
+    job: &Job,
+    engine: &mut dyn Engine,
+    show: &mut dyn FnMut(Progress),
+) -> Result<State, TrainError> {
     let (data, desc) = load_data(job)?;
     let spe = trainer::steps_per_epoch(&data, job.recipe.batch);
     let total = total_steps(job, spe)?;
     let stages = stage_list(job, total)?;
+    let mut stage_models = vec![];
+    for (si, stage) in stages.iter().enumerate() {
+        let model = if stage.size == job.model.resolution {
+            job.model.clone()
+        } else {
+            (job.at_size)(stage.size).map_err(TrainError::Bad)?
+        };
+        let recipe = stage_recipe(job, &stages, si, stage.from, &mut |_| {});
+        let batch = trainer::batch_images(&data, &recipe);
+        engine.check(&model, batch, &trainer::step_config(&recipe))?;
+        stage_models.push(model);
+    }
     let fp = fingerprint(job, total, &desc);
     show(Progress::Note(format!("data: {desc}")));
     let mut saver = job.checkpoints.as_ref().map(Saver::new);
@@ -570,11 +592,7 @@ pub fn run(job: &Job, show: &mut dyn FnMut(Progress)) -> Result<State, TrainErro
         if state.step >= stage.to {
             continue;
         }
-        let model = if stage.size == job.model.resolution {
-            job.model.clone()
-        } else {
-            (job.at_size)(stage.size).map_err(TrainError::Bad)?
-        };
+        let model = &stage_models[si];
         let recipe = stage_recipe(job, &stages, si, state.step, show);
         let mut events = Events {
             job,
@@ -587,8 +605,9 @@ pub fn run(job: &Job, show: &mut dyn FnMut(Progress)) -> Result<State, TrainErro
             total,
         };
         let stop = stage.to - state.step;
-        trainer::train(
-            &model,
+        trainer::train_on(
+            engine,
+            model,
             &job.model,
             &data,
             &recipe,
@@ -753,7 +772,7 @@ impl Events<'_> {
                 loss,
                 lr,
                 images_per_s,
-                state,
+                mut state,
                 epoch_end,
             } => {
                 log_lines.push(
@@ -773,6 +792,7 @@ impl Events<'_> {
                 });
                 // At an epoch's end the epoch's event checkpoints and stops.
                 if !epoch_end && self.stopped() {
+                    let state = state.get()?;
                     return Err(self.interrupt(state, show));
                 }
             }

@@ -103,13 +103,15 @@ pub enum Event<'a> {
         loss: f64,
         lr: f64,
         images_per_s: f64,
-        /// The state after the step (to checkpoint when interrupted).
-        state: &'a State,
+        /// The state after the step (to checkpoint when interrupted), read
+        /// from the engine only when asked for.
+        state: Latest<'a>,
         /// Whether the step ends an epoch (an [`Event::Epoch`] follows).
         epoch_end: bool,
     },
     /// The first step's gradients (for `--save-grads`), aligned with `Model::params`,
-    /// and the BN running statistics after it.
+    /// and every tensor's value after it (for the BN running statistics, whose
+    /// gradient is empty; the weights there are already updated).
     FirstGrads {
         grads: &'a [Vec<f32>],
         values: &'a [Vec<f32>],
@@ -218,9 +220,32 @@ pub fn epoch_order(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
 /// Trains `state` from its step to `total` steps (stopping early after
 /// `stop_after` steps of this call, as a killed run would), reporting events.
 /// `model` is built at the training size; `eval_model` (the same network at
-/// the evaluation size) validates.
+/// the evaluation size) validates. Steps run on the CPU reference executor
+/// ([`train_on`] with [`Cpu`]).
 #[allow(clippy::too_many_arguments)]
 pub fn train(
+    model: &Model,
+    eval_model: &Model,
+    data: &Data,
+    recipe: &Recipe,
+    state: &mut State,
+    total: u64,
+    stop_after: Option<u64>,
+    eval_batch: usize,
+    report: &mut dyn FnMut(Event) -> Result<(), TrainError>,
+) -> Result<(), TrainError> {
+    train_on(
+        &mut Cpu, model, eval_model, data, recipe, state, total, stop_after, eval_batch, report,
+    )
+}
+
+/// [`train`] with the steps on `engine`. `state` is loaded into the engine
+/// first and holds the engine's weights, optimizer state and EMA again at
+/// every [`Event::Epoch`], whenever an [`Event::Step`]'s state is asked for,
+/// and when this returns.
+#[allow(clippy::too_many_arguments)]
+pub fn train_on(
+    engine: &mut dyn Engine,
     model: &Model,
     eval_model: &Model,
     data: &Data,
@@ -240,8 +265,19 @@ pub fn train(
         )));
     }
     let sched = schedule(recipe, spe, total);
-    let (train_t, eval_t) = transforms(model, recipe);
+    let (train_t, eval_t) = transforms(model, eval_model, recipe);
     let end = stop_after.map_or(total, |s| total.min(state.step + s));
+    if state.step >= end {
+        return Ok(());
+    }
+    let cfg = step_config(recipe);
+    let setup = Setup {
+        model,
+        recipe,
+        batch: batch_images(data, recipe),
+        step: &cfg,
+    };
+    engine.start(&setup, state)?;
     while state.step < end {
         let epoch = state.step / spe;
         let first_in_epoch = (state.step % spe) as usize;
@@ -258,7 +294,8 @@ pub fn train(
             };
             let n = batch.labels.len();
             let lr = sched.lr(state.step);
-            let loss = step_once(model, recipe, state, batch, lr, report)?;
+            let loss = step_once(engine, &setup, state, batch, lr, report)?;
+            let epoch_end = state.step.is_multiple_of(spe) || state.step == total;
             report(Event::Step {
                 step: state.step,
                 total,
@@ -266,14 +303,18 @@ pub fn train(
                 loss,
                 lr,
                 images_per_s: n as f64 / started.elapsed().as_secs_f64().max(1e-9),
-                state,
-                epoch_end: state.step.is_multiple_of(spe) || state.step == total,
+                state: Latest {
+                    engine: &mut *engine,
+                    state: &mut *state,
+                },
+                epoch_end,
             })?;
         }
         drop(loader);
         let finished_epoch = state.step.is_multiple_of(spe) || state.step == total;
         if finished_epoch {
-            let (eval, ema_eval) = validate(eval_model, data, state, eval_t, eval_batch)?;
+            engine.sync(state)?;
+            let (eval, ema_eval) = validate(engine, eval_model, data, state, eval_t, eval_batch)?;
             report(Event::Epoch {
                 epoch,
                 state,
@@ -282,12 +323,168 @@ pub fn train(
             })?;
         }
     }
-    Ok(())
+    engine.sync(state)
+}
+
+/// What a training step runs on: the CPU reference executor ([`Cpu`]), or a
+/// device that keeps the weights, the optimizer's state and the EMA with it
+/// between steps (effc's GPU trainer, in effc-cli) and copies them back into
+/// [`State`] in [`Engine::sync`]. [`State`] is the record checkpoints,
+/// validation and outputs read; every engine keeps its layout.
+pub trait Engine {
+    /// Refuses, before any training, what it cannot train: `model` (one
+    /// stage's network, at its size) on batches of `batch` with `step`.
+    fn check(&mut self, model: &Model, batch: usize, step: &StepConfig) -> Result<(), TrainError> {
+        let _ = (model, batch, step);
+        Ok(())
+    }
+
+    /// Prepares to train `setup.model` from `state` (the weights, the
+    /// optimizer's state and the EMA): before the first step of a run, and of
+    /// each stage.
+    fn start(&mut self, setup: &Setup, state: &State) -> Result<(), TrainError>;
+
+    /// One step on `input` (NCHW, `setup.batch` images at the model's size)
+    /// against `target`: forward in train mode (BN running statistics
+    /// updated), backward, the update at `lr`, the EMA; drop path and dropout
+    /// drawn from `rng` as the reference draws them. Returns the mean loss and,
+    /// with `grads`, the gradients ([`Stepped`]). `state.step` is the loop's to
+    /// advance.
+    #[allow(clippy::too_many_arguments)]
+    fn step(
+        &mut self,
+        setup: &Setup,
+        state: &mut State,
+        input: &[f32],
+        target: Target<f32>,
+        rng: &mut Rng,
+        lr: f64,
+        grads: bool,
+    ) -> Result<Stepped, TrainError>;
+
+    /// Makes `state` hold the engine's weights, optimizer state and EMA.
+    fn sync(&mut self, state: &mut State) -> Result<(), TrainError>;
+
+    /// Validation of `values` ([`evaluate`]: inference on BN running
+    /// statistics); by default on the CPU reference executor.
+    fn evaluate(
+        &mut self,
+        model: &Model,
+        values: &[Vec<f32>],
+        val: &Arc<Dataset>,
+        t: Transform,
+        batch: usize,
+    ) -> Result<Eval, TrainError> {
+        evaluate(model, values, val, t, batch)
+    }
+}
+
+/// What a step gives back: the mean loss over the batch, and when asked for
+/// the gradients, aligned with `Model::params` (empty for BN running
+/// statistics).
+pub struct Stepped {
+    pub loss: f64,
+    pub grads: Option<Vec<Vec<f32>>>,
+}
+
+/// What a stage trains: the model at its size, the recipe, the images per
+/// step and the step's configuration ([`step_config`]).
+pub struct Setup<'a> {
+    pub model: &'a Model,
+    pub recipe: &'a Recipe,
+    pub batch: usize,
+    pub step: &'a StepConfig,
+}
+
+/// The state after a step, read from the engine when asked for
+/// ([`Latest::get`]): a device engine copies it back only then.
+pub struct Latest<'a> {
+    engine: &'a mut dyn Engine,
+    state: &'a mut State,
+}
+
+impl Latest<'_> {
+    pub fn get(&mut self) -> Result<&State, TrainError> {
+        self.engine.sync(self.state)?;
+        Ok(self.state)
+    }
+}
+
+/// The CPU reference executor's step ([`effc_reference::train::step`]) and
+/// effc-train's optimizer and EMA on [`State`] itself.
+pub struct Cpu;
+
+impl Engine for Cpu {
+    fn start(&mut self, _: &Setup, _: &State) -> Result<(), TrainError> {
+        Ok(())
+    }
+
+    fn step(
+        &mut self,
+        setup: &Setup,
+        state: &mut State,
+        input: &[f32],
+        target: Target<f32>,
+        rng: &mut Rng,
+        lr: f64,
+        grads: bool,
+    ) -> Result<Stepped, TrainError> {
+        let n = input.len() / setup.model.input.iter().product::<usize>().max(1);
+        let out = train::step(
+            setup.model,
+            &mut state.params,
+            input,
+            n,
+            target,
+            setup.step,
+            rng,
+        )?;
+        if !out.loss.is_finite() {
+            return Ok(Stepped {
+                loss: out.loss,
+                grads: None,
+            });
+        }
+        state.opt.step(state.params.values_mut(), &out.grads, lr);
+        if let Some(e) = &mut state.ema {
+            e.update(state.params.values());
+        }
+        Ok(Stepped {
+            loss: out.loss,
+            grads: grads.then_some(out.grads),
+        })
+    }
+
+    fn sync(&mut self, _: &mut State) -> Result<(), TrainError> {
+        Ok(())
+    }
+}
+
+/// The step configuration of `recipe`: with mixup the label smoothing is in
+/// the soft targets, so the step's is 0.
+pub fn step_config(recipe: &Recipe) -> StepConfig {
+    if recipe.mixup.is_some_and(|m| m.enabled()) {
+        StepConfig {
+            label_smoothing: 0.0,
+            ..recipe.step.clone()
+        }
+    } else {
+        recipe.step.clone()
+    }
+}
+
+/// Images per step: the recipe's batch, or the fixed batch's size.
+pub fn batch_images(data: &Data, recipe: &Recipe) -> usize {
+    match data {
+        Data::Fixed(b) => b.labels.len(),
+        Data::Set { .. } => recipe.batch,
+    }
 }
 
 /// The training transform (the recipe's size and augmentation) and the
-/// evaluation one (`effc run`'s: the model's resolution, no augmentation).
-fn transforms(model: &Model, recipe: &Recipe) -> (Transform, Transform) {
+/// evaluation one (`effc run`'s: the evaluation model's resolution, which a
+/// progressive stage's training size is not, and no augmentation).
+fn transforms(model: &Model, eval_model: &Model, recipe: &Recipe) -> (Transform, Transform) {
     let train_t = Transform {
         size: recipe.size,
         augment: recipe.augment,
@@ -297,7 +494,7 @@ fn transforms(model: &Model, recipe: &Recipe) -> (Transform, Transform) {
         std: model.std,
     };
     let eval_t = Transform {
-        size: model.resolution,
+        size: eval_model.resolution,
         augment: false,
         min_scale: 1.0,
         randaugment: None,
@@ -335,19 +532,19 @@ fn epoch_loader(
     }
 }
 
-/// One optimizer step on `batch` (mixup applied first, when on): the forward
-/// and backward, the update, the EMA; the first step's gradients are reported.
-/// Returns the loss.
+/// One optimizer step on `batch` (mixup applied first, when on) on `engine`:
+/// the forward and backward, the update, the EMA; the first step's gradients
+/// are reported. Returns the loss.
 fn step_once(
-    model: &Model,
-    recipe: &Recipe,
+    engine: &mut dyn Engine,
+    setup: &Setup,
     state: &mut State,
     mut batch: Batch,
     lr: f64,
     report: &mut dyn FnMut(Event) -> Result<(), TrainError>,
 ) -> Result<f64, TrainError> {
+    let (model, recipe) = (setup.model, setup.recipe);
     let classes = model.classifier.as_ref().map_or(0, |c| c.out_features);
-    let n = batch.labels.len();
     if let Some((i, &l)) = batch.labels.iter().enumerate().find(|(_, &l)| l >= classes) {
         return Err(TrainError::Bad(format!(
             "image {i} has label {l}, but `{}` has {classes} classes",
@@ -365,51 +562,37 @@ fn step_once(
         )),
         None => None,
     };
-    let (target, step_config) = match &mixed {
-        // The label smoothing is in the soft targets.
-        Some(m) => (
-            Target::Soft(&m.targets),
-            StepConfig {
-                label_smoothing: 0.0,
-                ..recipe.step.clone()
-            },
-        ),
-        None => (Target::Labels(&batch.labels), recipe.step.clone()),
+    // With mixup the label smoothing is in the soft targets ([`step_config`]).
+    let target = match &mixed {
+        Some(m) => Target::Soft(&m.targets),
+        None => Target::Labels(&batch.labels),
     };
     let mut rng = Rng::new(mix(recipe.seed, 2, state.step));
-    let out = train::step(
-        model,
-        &mut state.params,
-        &batch.input,
-        n,
-        target,
-        &step_config,
-        &mut rng,
-    )?;
-    if !out.loss.is_finite() {
+    let first = state.step == 0;
+    let Stepped { loss, grads } =
+        engine.step(setup, state, &batch.input, target, &mut rng, lr, first)?;
+    if !loss.is_finite() {
         return Err(TrainError::Diverged {
             step: state.step,
-            loss: out.loss,
+            loss,
             lr,
         });
     }
-    if state.step == 0 {
+    if let Some(grads) = grads {
+        engine.sync(state)?;
         report(Event::FirstGrads {
-            grads: &out.grads,
+            grads: &grads,
             values: state.params.values(),
         })?;
     }
-    state.opt.step(state.params.values_mut(), &out.grads, lr);
-    if let Some(e) = &mut state.ema {
-        e.update(state.params.values());
-    }
     state.step += 1;
-    Ok(out.loss)
+    Ok(loss)
 }
 
 /// The epoch's validation of the weights and of the EMA (none without a
 /// validation split).
 fn validate(
+    engine: &mut dyn Engine,
     eval_model: &Model,
     data: &Data,
     state: &State,
@@ -418,9 +601,9 @@ fn validate(
 ) -> Result<(Option<Eval>, Option<Eval>), TrainError> {
     match data {
         Data::Set { val, .. } if !val.is_empty() => {
-            let e = evaluate(eval_model, state.params.values(), val, t, batch)?;
+            let e = engine.evaluate(eval_model, state.params.values(), val, t, batch)?;
             let ee = match &state.ema {
-                Some(ema) => Some(evaluate(eval_model, &ema.values, val, t, batch)?),
+                Some(ema) => Some(engine.evaluate(eval_model, &ema.values, val, t, batch)?),
                 None => None,
             };
             Ok((Some(e), ee))
@@ -476,6 +659,21 @@ pub fn evaluate(
 ) -> Result<Eval, TrainError> {
     let weights = to_weights(model, values)?;
     let ex = effc_reference::Executor::new(model, &weights)?;
+    evaluate_with(model, val, t, batch, &mut |x, n| Ok(ex.run(x, n)?.data))
+}
+
+/// A forward for validation: NCHW f32 images and their count in, logits out.
+pub type Forward<'a> = dyn FnMut(&[f32], usize) -> Result<Vec<f32>, TrainError> + 'a;
+
+/// [`evaluate`] with the logits of each batch (NCHW f32, its images) from
+/// `forward`, `[images, classes]`.
+pub fn evaluate_with(
+    model: &Model,
+    val: &Arc<Dataset>,
+    t: Transform,
+    batch: usize,
+    forward: &mut Forward,
+) -> Result<Eval, TrainError> {
     let classes = model.classifier.as_ref().map_or(0, |c| c.out_features);
     let (mut top1, mut top5, mut loss, mut n) = (0usize, 0usize, 0f64, 0usize);
     for b in Loader::new(
@@ -489,8 +687,15 @@ pub fn evaluate(
         2,
     ) {
         let b = b?;
-        let logits = ex.run(&b.input, b.labels.len())?;
-        for (z, &l) in logits.data.chunks_exact(classes).zip(&b.labels) {
+        let logits = forward(&b.input, b.labels.len())?;
+        if logits.len() != b.labels.len() * classes {
+            return Err(TrainError::Bad(format!(
+                "validation: {} logits for {} images of {classes} classes",
+                logits.len(),
+                b.labels.len()
+            )));
+        }
+        for (z, &l) in logits.chunks_exact(classes).zip(&b.labels) {
             let top = effc_weights::top_k(z, 5);
             top1 += usize::from(top.first().is_some_and(|t| t.0 == l));
             top5 += usize::from(top.iter().any(|t| t.0 == l));

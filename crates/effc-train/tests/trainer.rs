@@ -299,3 +299,113 @@ fn frozen_stages_do_not_change() {
     .unwrap();
     assert!(state.params.values()[0] != init[0]);
 }
+
+/// An engine that keeps its own copy of the state, as a device does, and
+/// writes it back only in `sync`: the loop must ask for it (the first step's
+/// gradients, every epoch's end, an `Event::Step`'s state when read, the end)
+/// and then equals the CPU run bit for bit.
+struct Deferred {
+    device: Option<State>,
+    ahead: bool,
+    syncs: usize,
+}
+
+impl trainer::Engine for Deferred {
+    fn start(&mut self, _: &trainer::Setup, state: &State) -> Result<(), trainer::TrainError> {
+        self.device = Some(state.clone());
+        self.ahead = false;
+        Ok(())
+    }
+
+    fn step(
+        &mut self,
+        setup: &trainer::Setup,
+        _: &mut State,
+        input: &[f32],
+        target: effc_reference::train::Target<f32>,
+        rng: &mut effc_reference::train::Rng,
+        lr: f64,
+        grads: bool,
+    ) -> Result<trainer::Stepped, trainer::TrainError> {
+        let device = self.device.as_mut().expect("started");
+        let out = trainer::Cpu.step(setup, device, input, target, rng, lr, grads)?;
+        self.ahead = true;
+        Ok(out)
+    }
+
+    fn sync(&mut self, state: &mut State) -> Result<(), trainer::TrainError> {
+        if self.ahead {
+            let step = state.step;
+            *state = self.device.clone().expect("started");
+            state.step = step;
+            self.syncs += 1;
+            self.ahead = false;
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_device_engine_is_synced_when_asked_and_equals_the_cpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dataset(dir.path());
+    let model = tiny();
+    let r = recipe(Kind::rmsprop_tf(None));
+    let total = 14; // 6 steps per epoch: epochs end at 6, 12 and 14
+    type Seen = (Vec<f64>, Vec<u64>, Option<Vec<Vec<f32>>>);
+    let run = |engine: &mut dyn trainer::Engine| -> (State, Seen) {
+        let mut state = State::new(&model, effc_train::init::init(&model, 0), &r).unwrap();
+        let (mut losses, mut epochs, mut at_8) = (vec![], vec![], None);
+        trainer::train_on(
+            engine,
+            &model,
+            &model,
+            &data,
+            &r,
+            &mut state,
+            total,
+            None,
+            8,
+            &mut |e| {
+                match e {
+                    Event::Step {
+                        step,
+                        loss,
+                        mut state,
+                        ..
+                    } => {
+                        losses.push(loss);
+                        if step == 8 {
+                            let s = state.get()?;
+                            assert_eq!(s.step, 8);
+                            at_8 = Some(s.params.values().to_vec());
+                        }
+                    }
+                    Event::Epoch { state, .. } => {
+                        epochs.push(state.step);
+                        assert_eq!(state.opt.steps, state.step);
+                    }
+                    Event::FirstGrads { .. } => {}
+                }
+                Ok(())
+            },
+        )
+        .unwrap();
+        (state, (losses, epochs, at_8))
+    };
+    let (cpu, cpu_seen) = run(&mut trainer::Cpu);
+    let mut deferred = Deferred {
+        device: None,
+        ahead: false,
+        syncs: 0,
+    };
+    let (dev, dev_seen) = run(&mut deferred);
+    assert_eq!(cpu_seen.1, [6, 12, 14]);
+    assert!(cpu_seen == dev_seen, "losses or states seen differ");
+    assert!(cpu.params.values() == dev.params.values());
+    assert!(cpu.opt.state == dev.opt.state && cpu.opt.steps == dev.opt.steps);
+    assert!(cpu.ema.unwrap().values == dev.ema.unwrap().values);
+    assert_eq!(dev.step, total);
+    // The first step's gradients, step 8's state, the three epochs' ends.
+    assert_eq!(deferred.syncs, 5);
+}

@@ -48,6 +48,33 @@ pub struct Update {
     pub ema: Option<f64>,
 }
 
+/// Which part of a step a dispatch belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pass {
+    Forward,
+    Backward,
+    Update,
+}
+
+/// The device memory of a [`GpuTrainer`], in bytes, by buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct TrainMemory {
+    pub params: u64,
+    pub grads: u64,
+    /// Every activation, saved tensor and activation gradient of a step.
+    pub arena: u64,
+    /// The optimizer's two state buffers.
+    pub optimizer: u64,
+    pub ema: u64,
+}
+
+impl TrainMemory {
+    pub fn total(&self) -> u64 {
+        self.params + self.grads + self.arena + self.optimizer + self.ema
+    }
+}
+
 /// The uniform slot of one dispatch (wgpu's largest required alignment).
 const SLOT: u64 = 256;
 
@@ -613,12 +640,72 @@ impl GpuTrainer {
     /// (lavapipe); the state changes as a step's would.
     pub fn profile_kinds(&mut self) -> Result<Vec<(Kind, f64, usize)>, GpuError> {
         let mut by: HashMap<Kind, (f64, usize)> = HashMap::new();
+        for (_, kind, secs) in self.time_each()? {
+            let e = by.entry(kind).or_default();
+            e.0 += secs;
+            e.1 += 1;
+        }
+        let mut v: Vec<(Kind, f64, usize)> = by.into_iter().map(|(k, (t, n))| (k, t, n)).collect();
+        v.sort_by(|a, b| b.1.total_cmp(&a.1));
+        Ok(v)
+    }
+
+    /// [`GpuTrainer::profile_kinds`] per pass: every forward and backward
+    /// dispatch alone and, with `lr` and an optimizer, the update at `lr`
+    /// (an optimizer step: the state changes as a step's would), summed per
+    /// (pass, kind): `(pass, kind, seconds, dispatches)`, in pass order, each
+    /// pass's slowest kind first.
+    pub fn profile_passes(
+        &mut self,
+        lr: Option<f64>,
+    ) -> Result<Vec<(Pass, Kind, f64, usize)>, GpuError> {
+        let mut by: HashMap<(Pass, Kind), (f64, usize)> = HashMap::new();
+        for (pass, kind, secs) in self.time_each()? {
+            let e = by.entry((pass, kind)).or_default();
+            e.0 += secs;
+            e.1 += 1;
+        }
+        if let (Some(lr), true) = (lr, self.update.is_some()) {
+            let started = std::time::Instant::now();
+            let mut encoder =
+                self.gpu
+                    .device
+                    .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                        label: Some("profile update"),
+                    });
+            {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("profile update"),
+                    timestamp_writes: None,
+                });
+                self.record_update(&mut pass, lr);
+            }
+            self.gpu.queue.submit([encoder.finish()]);
+            self.gpu.wait("profiling the update")?;
+            by.insert(
+                (Pass::Update, Kind::Update),
+                (started.elapsed().as_secs_f64(), 1),
+            );
+        }
+        let mut v: Vec<(Pass, Kind, f64, usize)> = by
+            .into_iter()
+            .map(|((p, k), (t, n))| (p, k, t, n))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0).then(b.2.total_cmp(&a.2)));
+        Ok(v)
+    }
+
+    /// Each non-empty forward and backward dispatch run alone, waited for:
+    /// its pass, kind and wall-clock seconds.
+    fn time_each(&mut self) -> Result<Vec<(Pass, Kind, f64)>, GpuError> {
+        let forward = self.plan.forward.len();
         let all: Vec<&Dispatch> = self
             .plan
             .forward
             .iter()
             .chain(&self.plan.backward)
             .collect();
+        let mut times = vec![];
         for (i, (d, g)) in all.iter().zip(&self.grids).enumerate() {
             if d.n == 0 {
                 continue;
@@ -641,13 +728,31 @@ impl GpuTrainer {
             }
             self.gpu.queue.submit([encoder.finish()]);
             self.gpu.wait("profiling a training kernel")?;
-            let e = by.entry(d.kind).or_default();
-            e.0 += started.elapsed().as_secs_f64();
-            e.1 += 1;
+            let pass = if i < forward {
+                Pass::Forward
+            } else {
+                Pass::Backward
+            };
+            times.push((pass, d.kind, started.elapsed().as_secs_f64()));
         }
-        let mut v: Vec<(Kind, f64, usize)> = by.into_iter().map(|(k, (t, n))| (k, t, n)).collect();
-        v.sort_by(|a, b| b.1.total_cmp(&a.1));
-        Ok(v)
+        Ok(times)
+    }
+
+    /// Bytes of device memory the trainer holds: the parameters, their
+    /// gradients, the arena, the optimizer's two state buffers and the EMA
+    /// (each a flat f32 buffer; one value where unused).
+    pub fn device_bytes(&self) -> TrainMemory {
+        let f = |n: usize| (n.max(1) * 4) as u64;
+        let p = self.plan.param_len;
+        let with_update = self.update.is_some();
+        let ema = self.update.as_ref().is_some_and(|u| u.ema.is_some());
+        TrainMemory {
+            params: f(p),
+            grads: f(p),
+            arena: f(self.plan.arena_len),
+            optimizer: 2 * f(if with_update { p } else { 1 }),
+            ema: f(if ema { p } else { 1 }),
+        }
     }
 
     /// Writes the update's uniform for the next optimizer step and records it.
