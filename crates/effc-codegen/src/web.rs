@@ -156,7 +156,11 @@ pub fn model_js(g: &Generated, class_names: &[&str]) -> String {
 /// `weights.bin` from the packed weights (one `Vec` per kernel, from
 /// `effc_plan::pack_weights`).
 pub fn weights_bin(g: &Generated, packed: &[Vec<f32>]) -> Result<Vec<u8>, WebError> {
-    let plan = &g.plan;
+    plan_weights_bin(&g.plan, packed)
+}
+
+/// [`weights_bin`] for a plan.
+pub fn plan_weights_bin(plan: &effc_plan::Plan, packed: &[Vec<f32>]) -> Result<Vec<u8>, WebError> {
     if packed.len() != plan.kernels.len() {
         return Err(WebError(format!(
             "{} packed weight arrays for the {} kernels of `{}`",
