@@ -593,7 +593,10 @@ async function fallBack(backend, buffer, maxBatch, why, hint) {
   try {
     return await loadWasm(buffer, maxBatch, why);
   } catch (e) {
-    throw fail(`${why}, and the WebAssembly CPU backend cannot run it either: ${/** @type {Error} */ (e).message}`);
+    // The inner message already names the model.
+    const prefix = `effc model \`${PLAN.name}\`: `;
+    const m = /** @type {Error} */ (e).message;
+    throw fail(`${why}, and the WebAssembly CPU backend cannot run it either: ${m.startsWith(prefix) ? m.slice(prefix.length) : m}`);
   }
 }
 

@@ -726,15 +726,15 @@ mod dw_task {
         pub sums: Option<Shared>,
     }
 
-    /// `_MR`, `_P` and `_W` are the GEMM's; the lanes here are channels (the
-    /// compiler vectorizes them, into `f32x4` on wasm32 with SIMD128).
+    /// `_MR` and `_P` are the GEMM's; the lanes here are channels (the compiler
+    /// vectorizes them, into `f32x4` on wasm32 with SIMD128, `W`).
     #[inline(always)]
     pub(super) fn run<
         const _MR: usize,
         const _P: usize,
         const FMA: bool,
         const X: bool,
-        const _W: bool,
+        const W: bool,
     >(
         cx: &Cx<'_>,
         task: usize,
@@ -747,9 +747,11 @@ mod dw_task {
         // SAFETY: task (b, oy) alone writes output row oy of image b and its sums.
         let row = unsafe { cx.dst.range(b * cx.dst_per + oy * d.out_w * c, d.out_w * c) };
         // 64 channels at a time where there are: four independent chains of
-        // FMAs per tap (one chain waits on each FMA's latency).
+        // FMAs per tap (one chain waits on each FMA's latency). Not in SIMD128,
+        // whose 16 f32x4 accumulators would not stay in the 16 registers wasm
+        // engines map them to.
         let mut c0 = 0;
-        while c0 + 64 <= c {
+        while !W && c0 + 64 <= c {
             channels::<64, FMA>(cx, x, oy, row, c0);
             c0 += 64;
         }

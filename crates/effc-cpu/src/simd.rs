@@ -351,9 +351,12 @@ pub(crate) mod avx512 {
     }
 }
 
-/// The micro-kernel in WebAssembly SIMD128 intrinsics: a row of a panel is four
-/// `f32x4`, so `MR` rows × one panel are `4·MR` accumulators. Multiply then add, in
-/// [`super::tile`]'s order, so the results are the portable kernel's.
+/// The micro-kernel in WebAssembly SIMD128 intrinsics. A panel's row is four
+/// `f32x4`; `MR` rows of a whole panel would need `4·MR` accumulators, more than
+/// the 16 registers engines map `v128` to (x86-64's xmm), so the panel is done in
+/// two halves of 8 columns: `2·MR` accumulators, two B vectors and one splat of
+/// A live. Multiply then add, in [`super::tile`]'s order (l ascending), so the
+/// results are the portable kernel's bit for bit.
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 pub(crate) mod wasm {
     use core::arch::wasm32::*;
@@ -380,39 +383,49 @@ pub(crate) mod wasm {
         assert!((1..=MR).contains(&rows) && (1..=NR).contains(&cols));
         assert!(a.len() >= (rows - 1) * lda + k, "A holds the tile's rows");
         assert!(b.len() >= k * NR, "B holds the tile's panel");
-        let mut acc = [[f32x4_splat(0.0); 4]; MR];
         let ap: [*const f32; MR] = core::array::from_fn(|i| a[i.min(rows - 1) * lda..].as_ptr());
-        let bp = b.as_ptr();
-        for l in 0..k {
-            // SAFETY: (l + 1)·NR ≤ k·NR ≤ b.len() (asserted above); v128 loads
-            // need no alignment.
-            let bv: [v128; 4] =
-                core::array::from_fn(|q| unsafe { v128_load(bp.add(l * NR + 4 * q).cast()) });
-            for (i, acc) in acc.iter_mut().enumerate() {
-                // SAFETY: row min(i, rows - 1) of A has k values (asserted above).
-                let av = f32x4_splat(unsafe { *ap[i].add(l) });
-                for (acc, &bv) in acc.iter_mut().zip(&bv) {
-                    *acc = f32x4_add(*acc, f32x4_mul(av, bv));
+        for half in 0..2 {
+            let j0 = half * NR / 2;
+            if j0 >= cols {
+                break;
+            }
+            let mut acc = [[f32x4_splat(0.0); 2]; MR];
+            // SAFETY: j0 + 8 ≤ NR.
+            let bp = unsafe { b.as_ptr().add(j0) };
+            for l in 0..k {
+                // SAFETY: l·NR + j0 + 8 ≤ k·NR ≤ b.len() (asserted above); v128
+                // loads need no alignment.
+                let (b0, b1) = unsafe {
+                    let p = bp.add(l * NR);
+                    (v128_load(p.cast()), v128_load(p.add(4).cast()))
+                };
+                for (i, acc) in acc.iter_mut().enumerate() {
+                    // SAFETY: row min(i, rows - 1) of A has k values (asserted above).
+                    let av = unsafe { v128_load32_splat(ap[i].add(l).cast()) };
+                    acc[0] = f32x4_add(acc[0], f32x4_mul(av, b0));
+                    acc[1] = f32x4_add(acc[1], f32x4_mul(av, b1));
                 }
             }
-        }
-        for (i, acc) in acc.iter().enumerate().take(rows) {
-            // SAFETY: the caller's contract: row i, columns 0..cols of `c` are
-            // this call's alone.
-            let dst = unsafe { c.add(i * ldc) };
-            if cols == NR {
-                for (q, &v) in acc.iter().enumerate() {
-                    // SAFETY: as above, 4q + 4 ≤ NR = cols.
-                    unsafe { v128_store(dst.add(4 * q).cast(), v) };
+            let w = (cols - j0).min(NR / 2);
+            for (i, acc) in acc.iter().enumerate().take(rows) {
+                // SAFETY: the caller's contract: row i, columns 0..cols of `c`
+                // are this call's alone; j0 + w ≤ cols.
+                let dst = unsafe { c.add(i * ldc + j0) };
+                if w == NR / 2 {
+                    // SAFETY: as above, 8 values.
+                    unsafe {
+                        v128_store(dst.cast(), acc[0]);
+                        v128_store(dst.add(4).cast(), acc[1]);
+                    }
+                } else {
+                    let mut all = [0.0f32; NR / 2];
+                    // SAFETY: `all` has 8 values; then w < 8 values of row i.
+                    unsafe {
+                        v128_store(all.as_mut_ptr().cast(), acc[0]);
+                        v128_store(all.as_mut_ptr().add(4).cast(), acc[1]);
+                        core::ptr::copy_nonoverlapping(all.as_ptr(), dst, w);
+                    }
                 }
-            } else {
-                let mut all = [0.0f32; NR];
-                for (q, &v) in acc.iter().enumerate() {
-                    // SAFETY: `all` has NR values.
-                    unsafe { v128_store(all.as_mut_ptr().add(4 * q).cast(), v) };
-                }
-                // SAFETY: as above, cols < NR values of row i.
-                unsafe { core::ptr::copy_nonoverlapping(all.as_ptr(), dst, cols) };
             }
         }
     }
