@@ -61,6 +61,11 @@ fn web_site_files_and_weights_header() {
         &Model::build(&Spec::builtin("lite0").unwrap(), &Options::default()).unwrap(),
     );
     assert_eq!(wgsl, plan.kernels.len());
+    // The CPU backend for browsers without WebGPU: the wasm module and its plan.
+    let wasm = std::fs::read(out.join("effc-cpu.wasm")).unwrap();
+    assert_eq!(&wasm[..4], b"\0asm", "a WebAssembly module");
+    let json = std::fs::read(out.join("plan.json")).unwrap();
+    assert_eq!(effc_plan::Plan::from_json(&json).unwrap(), plan);
 
     // With weights: the header names the model and its plan.
     let w = fixtures().join("lite0/efficientnet-lite0.safetensors");
