@@ -326,9 +326,9 @@ try {
         }
         const info = model.info;
         model.destroy();
-        /** The errors: WebGPU asked for where there is none, and an f16 model. */
+        /** The errors: WebGPU asked for where there is none, an f16 model, a batch past wasm32's memory. */
         const errors = [];
-        for (const [site, options] of [[w.site, { backend: "webgpu" }], [w.f16Site, {}]]) {
+        for (const [site, options] of [[w.site, { backend: "webgpu" }], [w.f16Site, {}], [w.site, { backend: "wasm", maxBatch: 2 ** 20 }]]) {
           const { load } = await import(`/${site}/model.js`);
           try {
             await load(undefined, options);
@@ -348,6 +348,7 @@ try {
       });
       assert(r.errors[0]?.includes("no WebGPU") && r.errors[0].includes("recent Chrome"), `backend webgpu without WebGPU: ${r.errors[0]}`);
       assert(r.errors[1]?.includes("f32 plans only") && r.errors[1].includes("no WebGPU"), `an f16 model without WebGPU: ${r.errors[1]}`);
+      assert(r.errors[2]?.includes("4 GiB"), `maxBatch 2^20 on wasm: ${r.errors[2]}`);
       return `${r.info.adapter}; ${w.images.map((im, i) => `${im.file} top-5 ${r.tops[i].join(",")}`).join("; ")}; f16: ${r.errors[1]}`;
     });
   }

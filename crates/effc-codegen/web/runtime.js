@@ -643,6 +643,10 @@ async function fetchBeside(file) {
  */
 async function loadWasm(buffer, maxBatch, why) {
   if (typeof WebAssembly === "undefined") throw fail("this browser has no WebAssembly");
+  const [c, h, w] = PLAN.inputShape;
+  // wasm32 addresses 4 GiB: a larger batch buffer could not exist (and its size
+  // would wrap in the module's 32-bit arguments).
+  if (maxBatch * c * h * w * 4 >= 2 ** 32) throw fail(`maxBatch ${maxBatch} needs more than the 4 GiB a WebAssembly module can address; use a smaller maxBatch`);
   const [module, plan] = await Promise.all([fetchBeside("effc-cpu.wasm"), fetchBeside("plan.json")]);
   let instance;
   try {

@@ -151,12 +151,16 @@ impl Session {
                 plan.precision.name()
             ));
         }
+        let per_image = plan.input_shape.iter().product::<usize>();
+        // The batch's buffers first: too large a max batch is a message, not an
+        // abort when memory cannot grow.
+        let input = zeros(max_batch, per_image, "input")?;
+        let output = zeros(max_batch, plan.output_len, "output")?;
         let weights = read_weights(&plan, weights_bin)?;
         let model = CpuModel::new(plan, weights, max_batch, 1).map_err(message)?;
-        let per_image = model.plan().input_shape.iter().product::<usize>();
         Ok(Session {
-            input: vec![0.0; max_batch * per_image],
-            output: vec![0.0; max_batch * model.output_len()],
+            input,
+            output,
             model,
         })
     }
@@ -205,6 +209,18 @@ impl Session {
         })
         .to_string()
     }
+}
+
+/// `batch · per` zeros, or why there is no room for them.
+fn zeros(batch: usize, per: usize, what: &str) -> Result<Vec<f32>, String> {
+    let too_big = || {
+        format!("no memory for the {what} of a batch of {batch} images ({per} values each); use a smaller maxBatch")
+    };
+    let n = batch.checked_mul(per).ok_or_else(too_big)?;
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| too_big())?;
+    v.resize(n, 0.0);
+    Ok(v)
 }
 
 fn message(e: CpuError) -> String {

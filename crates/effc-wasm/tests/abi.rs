@@ -118,6 +118,11 @@ fn bad_files_are_refused_with_what_is_wrong() {
     assert!(e.contains("past the end of the file"), "{e}");
     assert!(err(&json, &bin[..20], 1).contains("header claims"));
     assert_eq!(err(&json, &bin, 0), "a batch of 0 images");
+    let e = err(&json, &bin, usize::MAX / 2);
+    assert!(
+        e.starts_with("no memory for the input of a batch of"),
+        "{e}"
+    );
 
     // Weights packed for another plan: the fingerprint differs.
     let other = cases_with(Check::Gpu)
