@@ -4,13 +4,19 @@
 //   node web-tests/run.mjs DIR
 //
 // DIR holds one site per directory and `tests.json`, which lists what to check:
-//   numerics: [{ site, batch, input, expected, tolerance?, f16? }]   forward vs. a
-//                                                  fixture (f32 files), max|diff| ≤
-//                                                  tolerance (1e-3) × max|expected|
+//   numerics: [{ site, batch, input, expected, tolerance?, f16?, backend? }]
+//                                                  forward vs. a fixture (f32 files),
+//                                                  max|diff| ≤ tolerance (1e-3) ×
+//                                                  max|expected|; backend "wasm": on
+//                                                  effc-cpu.wasm (load's option)
 //   halves: { site, values, bits }                 toHalf() vs. effc's f16 encoding
 //   classify: { site, images: [{ file, top1, input }] }   lite0 with real weights
 //   wrongWeights: { site, other }                  a weights.bin of another model
-//   timing: { site }                               batch-1 forward time
+//   timing: { site }                               batch-1 forward time (WebGPU, wasm)
+//   noWebgpu: { site, images: [{ file, top5 }], f16Site }   a page without
+//                                                  navigator.gpu: load() falls back
+//                                                  to wasm and classify gives the
+//                                                  native top-5; an f16 site is refused
 //   fit: { site, cases: [{ limits, maxBatch, chunk | error }] }   effc-runtime's fit()
 // Screenshots of index.html are written into DIR. Prints one line per check and
 // exits 1 when one fails.
@@ -43,6 +49,7 @@ const TYPES = {
   ".js": "text/javascript",
   ".wgsl": "text/plain",
   ".json": "application/json",
+  ".wasm": "application/wasm",
   ".png": "image/png",
 };
 
@@ -135,11 +142,11 @@ try {
 
   const page = await blank();
   for (const n of tests.numerics ?? []) {
-    await check(`${n.site}: forward of batch ${n.batch} equals ${n.expected}`, async () => {
+    await check(`${n.site}: forward of batch ${n.batch}${n.backend ? ` on ${n.backend}` : ""} equals ${n.expected}`, async () => {
       const r = await page.evaluate(async (n) => {
         const { load } = await import(`/${n.site}/model.js`);
         const f32 = async (p) => new Float32Array(await (await fetch(p)).arrayBuffer());
-        const model = await load(undefined, { maxBatch: n.batch, f16: n.f16 });
+        const model = await load(undefined, { maxBatch: n.batch, f16: n.f16, backend: n.backend });
         const input = await f32(`/${n.input}`);
         const want = await f32(`/${n.expected}`);
         const got = await model.forward(input, n.batch);
@@ -149,12 +156,13 @@ try {
           err = Math.max(err, Math.abs(got[i] - want[i]));
           scale = Math.max(scale, Math.abs(want[i]));
         }
-        return { err, scale, len: got.length, want: want.length, adapter: model.info.adapter, chunk: model.info.chunk, precision: model.info.precision, phases: model.info.load };
+        return { err, scale, len: got.length, want: want.length, adapter: model.info.adapter, chunk: model.info.chunk, precision: model.info.precision, backend: model.info.backend, phases: model.info.load };
       }, n);
+      assert(r.backend === (n.backend ?? "webgpu"), `ran on ${r.backend}, asked for ${n.backend}`);
       const tol = n.tolerance ?? 1e-3;
       assert(r.len === r.want, `${r.len} values, the fixture has ${r.want}`);
-      // model.info.load: every phase a time within the total.
-      for (const k of ["weights", "device", "shaders", "pipelines", "upload", "total"]) {
+      // model.info.load (WebGPU): every phase a time within the total.
+      for (const k of r.backend !== "webgpu" ? [] : ["weights", "device", "shaders", "pipelines", "upload", "total"]) {
         const v = r.phases?.[k];
         assert(Number.isFinite(v) && v >= 0 && v <= r.phases.total, `model.info.load.${k} is ${v} (total ${r.phases?.total})`);
       }
@@ -232,30 +240,32 @@ try {
 
   if (tests.timing) {
     const t = tests.timing;
-    await check(`${t.site}: batch-1 forward time`, async () => {
-      const r = await page.evaluate(async (t) => {
-        const { load } = await import(`/${t.site}/model.js`);
-        const l0 = performance.now();
-        const model = await load(undefined, { maxBatch: 1 });
-        const loadMs = performance.now() - l0;
-        const [c, h, w] = model.info.inputShape;
-        const input = new Float32Array(c * h * w).map((_, i) => Math.sin(i));
-        await model.forward(input, 1); // pipelines compiled, buffers touched
-        const ms = [];
-        for (let i = 0; i < 3; i++) {
-          const t0 = performance.now();
-          await model.forward(input, 1);
-          ms.push(performance.now() - t0);
-        }
-        model.destroy();
-        ms.sort((a, b) => a - b);
-        return { median: ms[1], min: ms[0], adapter: model.info.adapter, loadMs, phases: model.info.load };
-      }, t);
-      const phases = r.phases ? ` (${Object.entries(r.phases).map(([k, v]) => `${k} ${Number(v).toFixed(0)} ms`).join(", ")})` : "";
-      console.log(`TIMING ${t.site} load ${r.loadMs.toFixed(0)} ms${phases}`);
-      console.log(`TIMING ${t.site} batch 1 in headless chromium on ${r.adapter}: median ${r.median.toFixed(1)} ms, min ${r.min.toFixed(1)} ms (3 runs after one warm-up)`);
-      return `median ${r.median.toFixed(1)} ms`;
-    });
+    for (const backend of ["webgpu", "wasm"]) {
+      await check(`${t.site}: batch-1 forward time on ${backend}`, async () => {
+        const r = await page.evaluate(async ([t, backend]) => {
+          const { load } = await import(`/${t.site}/model.js`);
+          const l0 = performance.now();
+          const model = await load(undefined, { maxBatch: 1, backend });
+          const loadMs = performance.now() - l0;
+          const [c, h, w] = model.info.inputShape;
+          const input = new Float32Array(c * h * w).map((_, i) => Math.sin(i));
+          await model.forward(input, 1); // pipelines compiled, buffers touched
+          const ms = [];
+          for (let i = 0; i < 3; i++) {
+            const t0 = performance.now();
+            await model.forward(input, 1);
+            ms.push(performance.now() - t0);
+          }
+          model.destroy();
+          ms.sort((a, b) => a - b);
+          return { median: ms[1], min: ms[0], adapter: model.info.adapter, loadMs, phases: model.info.load };
+        }, [t, backend]);
+        const phases = r.phases ? ` (${Object.entries(r.phases).map(([k, v]) => `${k} ${Number(v).toFixed(0)} ms`).join(", ")})` : "";
+        console.log(`TIMING ${t.site} ${backend} load ${r.loadMs.toFixed(0)} ms${phases}`);
+        console.log(`TIMING ${t.site} ${backend} batch 1 in headless chromium on ${r.adapter}: median ${r.median.toFixed(1)} ms, min ${r.min.toFixed(1)} ms (3 runs after one warm-up)`);
+        return `median ${r.median.toFixed(1)} ms`;
+      });
+    }
   }
   await page.close();
 
@@ -285,16 +295,70 @@ try {
       return notes.join(", ");
     });
 
-    await check(`${c.site}/index.html without WebGPU says so`, async () => {
+    await check(`${c.site}/index.html without WebGPU classifies on wasm`, async () => {
       const p = await browser.newPage();
       await p.addInitScript(() => Object.defineProperty(Navigator.prototype, "gpu", { get: () => undefined }));
       await p.goto(`${origin}/${c.site}/index.html`);
-      await p.waitForSelector("body[data-error]");
-      const text = await p.textContent("#error");
-      await p.screenshot({ path: join(dir, "index-no-webgpu.png") });
+      await p.waitForSelector("body[data-ready]");
+      const backend = await p.evaluate(() => document.body.dataset.backend);
+      const status = await p.textContent("#status");
+      assert(backend === "wasm", `the page runs on ${backend}`);
+      assert(status.includes("WebAssembly CPU") && status.includes("no WebGPU"), `the page says "${status}"`);
+      const im = c.images[0];
+      await p.setInputFiles("#file", join(dir, im.file));
+      await p.waitForSelector("body[data-top1]");
+      const top1 = await p.evaluate(() => Number(document.body.dataset.top1));
+      await p.screenshot({ path: join(dir, "index-no-webgpu.png"), fullPage: true });
       await p.close();
-      assert(text.includes("no WebGPU"), `the page says "${text}"`);
-      return text;
+      assert(top1 === im.top1, `${im.file}: the page shows class ${top1} first, native ${im.top1}`);
+      return status;
+    });
+  }
+
+  // A page whose browser has no WebGPU: load() falls back to effc-cpu.wasm, says
+  // so in model.info, and classifies the photos with the native top-5.
+  if (tests.noWebgpu) {
+    const w = tests.noWebgpu;
+    await check(`${w.site} without WebGPU: classify on wasm gives the native top-5`, async () => {
+      const p = await browser.newPage();
+      await p.addInitScript(() => Object.defineProperty(Navigator.prototype, "gpu", { get: () => undefined }));
+      await p.goto(`${origin}/blank.html`);
+      const r = await p.evaluate(async (w) => {
+        const { load } = await import(`/${w.site}/model.js`);
+        const model = await load();
+        const tops = [];
+        for (const im of w.images) {
+          const img = new Image();
+          img.src = `/${im.file}`;
+          await img.decode();
+          tops.push((await model.classify(img, 5)).map((t) => t.class));
+        }
+        const info = model.info;
+        model.destroy();
+        /** The errors: WebGPU asked for where there is none, an f16 model, a batch past wasm32's memory. */
+        const errors = [];
+        for (const [site, options] of [[w.site, { backend: "webgpu" }], [w.f16Site, {}], [w.site, { backend: "wasm", maxBatch: 2 ** 20 }]]) {
+          const { load } = await import(`/${site}/model.js`);
+          try {
+            await load(undefined, options);
+            errors.push(null);
+          } catch (e) {
+            errors.push(e.message);
+          }
+        }
+        return { tops, info, errors };
+      }, w);
+      await p.close();
+      assert(r.info.backend === "wasm", `model.info.backend is ${r.info.backend}`);
+      assert(r.info.fallback.includes("no WebGPU"), `model.info.fallback: ${r.info.fallback}`);
+      assert(r.info.cpu.isa === "simd128" && r.info.cpu.threads === 1, `model.info.cpu: ${JSON.stringify(r.info.cpu)}`);
+      w.images.forEach((im, i) => {
+        assert(JSON.stringify(r.tops[i]) === JSON.stringify(im.top5), `${im.file}: top-5 ${r.tops[i]}, native ${im.top5}`);
+      });
+      assert(r.errors[0]?.includes("no WebGPU") && r.errors[0].includes("recent Chrome"), `backend webgpu without WebGPU: ${r.errors[0]}`);
+      assert(r.errors[1]?.includes("f32 plans only") && r.errors[1].includes("no WebGPU"), `an f16 model without WebGPU: ${r.errors[1]}`);
+      assert(r.errors[2]?.includes("4 GiB"), `maxBatch 2^20 on wasm: ${r.errors[2]}`);
+      return `${r.info.adapter}; ${w.images.map((im, i) => `${im.file} top-5 ${r.tops[i].join(",")}`).join("; ")}; f16: ${r.errors[1]}`;
     });
   }
 } finally {

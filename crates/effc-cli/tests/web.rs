@@ -61,6 +61,11 @@ fn web_site_files_and_weights_header() {
         &Model::build(&Spec::builtin("lite0").unwrap(), &Options::default()).unwrap(),
     );
     assert_eq!(wgsl, plan.kernels.len());
+    // The CPU backend for browsers without WebGPU: the wasm module and its plan.
+    let wasm = std::fs::read(out.join("effc-cpu.wasm")).unwrap();
+    assert_eq!(&wasm[..4], b"\0asm", "a WebAssembly module");
+    let json = std::fs::read(out.join("plan.json")).unwrap();
+    assert_eq!(effc_plan::Plan::from_json(&json).unwrap(), plan);
 
     // With weights: the header names the model and its plan.
     let w = fixtures().join("lite0/efficientnet-lite0.safetensors");
@@ -326,6 +331,11 @@ fn web_site_runs_in_chromium() {
     // The f16 bound of issue 12: max|Δ| ≤ 1e-2 × max|logit| against timm's f32.
     let mut f16_numerics = numerics("b0-pytorch-f16");
     f16_numerics["tolerance"] = json!(1e-2);
+    // The same checks on the CPU backend in WebAssembly (effc-cpu.wasm).
+    let on_wasm = |mut n: serde_json::Value| {
+        n["backend"] = json!("wasm");
+        n
+    };
     let tests = json!({
         "numerics": [
             numerics("b0-pytorch"),
@@ -333,11 +343,20 @@ fn web_site_runs_in_chromium() {
             f16_numerics,
             custom_site(&dir, "b0_small.enet", 2),
             custom_site(&dir, "odd_channels.enet", 3),
+            on_wasm(numerics("b0-pytorch")),
+            on_wasm(numerics("v2-b0")),
+            on_wasm(custom_site(&dir, "b0_small.enet", 2)),
+            on_wasm(custom_site(&dir, "odd_channels.enet", 3)),
         ],
         // Native top-1 (README, tests/fixtures/lite0/expected.json): tiger cat, espresso.
         "classify": { "site": "lite0", "images": [
             { "file": "chelsea.png", "top1": 282, "input": "chelsea.input.f32" },
             { "file": "coffee.png", "top1": 967, "input": "coffee.input.f32" },
+        ]},
+        // Without WebGPU: the wasm backend, with the native top-5 of each photo.
+        "noWebgpu": { "site": "lite0", "f16Site": "b0-pytorch-f16", "images": [
+            { "file": "chelsea.png", "top5": native_top5("chelsea") },
+            { "file": "coffee.png", "top5": native_top5("coffee") },
         ]},
         "wrongWeights": { "site": "lite0", "other": "b0-pytorch" },
         "timing": { "site": "b0" },
@@ -358,8 +377,31 @@ fn web_site_runs_in_chromium() {
     let stdout = String::from_utf8_lossy(&o.stdout);
     eprintln!("{stdout}{}", String::from_utf8_lossy(&o.stderr));
     assert!(o.status.success(), "the browser checks failed (above)");
-    assert!(stdout.contains("TIMING b0"), "{stdout}");
+    assert!(stdout.contains("TIMING b0 webgpu"), "{stdout}");
+    assert!(stdout.contains("TIMING b0 wasm"), "{stdout}");
     assert!(dir.join("index-chelsea-png.png").is_file());
+}
+
+/// lite0's top-5 classes of a fixture photo, natively: the photo decoded and
+/// preprocessed by effc-weights, run by the reference executor.
+fn native_top5(image: &str) -> Vec<usize> {
+    let m = Model::build(&Spec::builtin("lite0").unwrap(), &Options::default()).unwrap();
+    let w = Weights::load(
+        fixtures().join("lite0/efficientnet-lite0.safetensors"),
+        &m,
+        None,
+    )
+    .unwrap();
+    let x = effc_weights::load_image(fixtures().join(format!("images/{image}.png")), &m).unwrap();
+    let logits = effc_reference::Executor::new(&m, &w)
+        .unwrap()
+        .run(&x, 1)
+        .unwrap()
+        .data;
+    effc_weights::top_k(&logits, 5)
+        .into_iter()
+        .map(|(c, _)| c)
+        .collect()
 }
 
 /// Whether a test cannot run here (`why`): printed, and a failure under `CI=true`.

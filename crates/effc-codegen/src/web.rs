@@ -156,7 +156,11 @@ pub fn model_js(g: &Generated, class_names: &[&str]) -> String {
 /// `weights.bin` from the packed weights (one `Vec` per kernel, from
 /// `effc_plan::pack_weights`).
 pub fn weights_bin(g: &Generated, packed: &[Vec<f32>]) -> Result<Vec<u8>, WebError> {
-    let plan = &g.plan;
+    plan_weights_bin(&g.plan, packed)
+}
+
+/// [`weights_bin`] for a plan.
+pub fn plan_weights_bin(plan: &effc_plan::Plan, packed: &[Vec<f32>]) -> Result<Vec<u8>, WebError> {
     if packed.len() != plan.kernels.len() {
         return Err(WebError(format!(
             "{} packed weight arrays for the {} kernels of `{}`",
@@ -217,12 +221,20 @@ pub fn supports(plan: &effc_plan::Plan) -> Result<(), WebError> {
     )))
 }
 
-/// Every file of the site: the shaders, `model.js`, `index.html`, and
-/// `weights.bin` when weights are given.
+/// The CPU backend's module, as the site names it.
+pub const CPU_WASM: &str = "effc-cpu.wasm";
+/// The plan serialized ([`effc_plan::Plan::from_json`] reads it), for the CPU
+/// backend's module.
+pub const PLAN_JSON: &str = "plan.json";
+
+/// Every file of the site: the shaders, `model.js`, `index.html`,
+/// `weights.bin` when weights are given, and the CPU backend (`cpu_wasm`, the
+/// `effc-wasm` module, as `effc-cpu.wasm` with the plan as `plan.json`) when given.
 pub fn site(
     g: &Generated,
     packed: Option<&[Vec<f32>]>,
     class_names: &[&str],
+    cpu_wasm: Option<&[u8]>,
 ) -> Result<Vec<SiteFile>, WebError> {
     supports(&g.plan)?;
     let mut files: Vec<SiteFile> = g
@@ -251,6 +263,16 @@ pub fn site(
         files.push(SiteFile {
             name: "weights.bin".into(),
             bytes: weights_bin(g, p)?,
+        });
+    }
+    if let Some(wasm) = cpu_wasm {
+        files.push(SiteFile {
+            name: CPU_WASM.into(),
+            bytes: wasm.to_vec(),
+        });
+        files.push(SiteFile {
+            name: PLAN_JSON.into(),
+            bytes: serde_json::to_vec(&g.plan).expect("a plan is plain data"),
         });
     }
     Ok(files)
@@ -332,9 +354,16 @@ mod tests {
         assert_eq!(v["kernels"][0]["bindings"][0]["weights"], true);
         assert_eq!(v["slots"].as_array().unwrap().len(), g.plan.slots.len());
         assert!(js.contains("export async function load("));
-        let files = site(&g, None, &[]).unwrap();
+        let files = site(&g, None, &[], None).unwrap();
         assert!(files.iter().all(|f| f.name != "weights.bin"));
         assert!(files.iter().any(|f| f.name == "index.html"));
+        assert!(files
+            .iter()
+            .all(|f| f.name != CPU_WASM && f.name != PLAN_JSON));
+        let files = site(&g, None, &[], Some(b"\0asm")).unwrap();
+        let file = |name: &str| &files.iter().find(|f| f.name == name).unwrap().bytes;
+        assert_eq!(file(CPU_WASM), b"\0asm");
+        assert_eq!(effc_plan::Plan::from_json(file(PLAN_JSON)).unwrap(), g.plan);
     }
 
     #[test]
@@ -367,7 +396,7 @@ mod tests {
         let k0 = &v["kernels"][0];
         assert_eq!(k0["shader"], "stem.wgsl");
         assert_eq!(k0["shaderPacked"], "stem.packed.wgsl");
-        let files = site(&g, None, &[]).unwrap();
+        let files = site(&g, None, &[], None).unwrap();
         let wgsl = files.iter().filter(|f| f.name.ends_with(".wgsl")).count();
         assert_eq!(wgsl, 2 * g.plan.kernels.len());
         let stem = |name: &str| {

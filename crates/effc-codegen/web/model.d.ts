@@ -24,7 +24,16 @@ export interface LoadOptions {
   maxBatch?: number;
   /** Forces the spelling of an f16 model's shaders. */
   f16?: F16Spelling;
+  /**
+   * `"webgpu"`: WebGPU only; `"wasm"`: effc's CPU backend in WebAssembly
+   * (`effc-cpu.wasm`, f32 models). Default: WebGPU, and the wasm backend where
+   * the browser has no WebGPU or no adapter.
+   */
+  backend?: Backend;
 }
+
+/** Where a model runs. */
+export type Backend = "webgpu" | "wasm";
 
 /** What a loaded model is and where it runs. */
 export interface ModelInfo {
@@ -44,9 +53,16 @@ export interface ModelInfo {
   precision: string;
   weightBytes: number;
   fingerprint: string;
-  /** How long `load` took, in milliseconds: each phase and the total. The weights'
-   * download and check run beside the device, shaders and pipelines. */
+  /** How long `load` took on WebGPU, in milliseconds: each phase and the total
+   * (the weights' download and check run beside the device, shaders and
+   * pipelines); `null` on the wasm backend. */
   load: LoadPhases | null;
+  /** Which path runs: WebGPU, or effc's CPU backend in WebAssembly. */
+  backend: Backend;
+  /** The wasm backend's instruction set (`simd128`) and threads. */
+  cpu?: { isa: string; threads: number };
+  /** Why the wasm backend runs (WebGPU missing, or asked for). */
+  fallback?: string;
 }
 
 /** The phases of `load`, in milliseconds from its start (`weights`, `device`) or
@@ -86,11 +102,12 @@ export class Model {
   preprocess(source: ImageSource): Promise<Float32Array>;
   /** The top `k` classes, most probable first. */
   classify(source: ImageSource, k?: number): Promise<Prediction[]>;
-  /** Frees the GPU buffers (and the device `load` created). */
+  /** Frees the GPU buffers (and the device `load` created), or the wasm module's memory. */
   destroy(): void;
 }
 
-/** Loads `weights.bin` (beside model.js by default), checks it, and creates the model. */
+/** Loads `weights.bin` (beside model.js by default), checks it, and creates the model
+ * on WebGPU, or on the wasm backend (`options.backend`, or where WebGPU is missing). */
 export function load(
   weights?: URL | string | ArrayBuffer | Response,
   options?: LoadOptions,

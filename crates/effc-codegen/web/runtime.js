@@ -1,15 +1,20 @@
 // The effc WebGPU runtime. `PLAN` (above, generated) holds the facts the Rust host
 // is generated from: kernels, bindings, buffer slots, grids and workgroup sizes.
 // This part computes only what depends on the browser's adapter (limits, chunk).
+// Where WebGPU is missing (or when asked) it runs effc's CPU backend in
+// WebAssembly instead (`effc-cpu.wasm` and `plan.json` beside this file), with the
+// same API: `WasmModel`.
 
 // Types for `tsc --checkJs` (effc's tests check this file with `--strict`).
 /** @typedef {Record<keyof typeof DEFAULT_LIMITS, number>} Limits */
 /** @typedef {"native" | "packed"} F16Spelling */
-/** @typedef {{ device?: GPUDevice, maxBatch?: number, f16?: F16Spelling }} LoadOptions */
+/** @typedef {"webgpu" | "wasm"} Backend */
+/** @typedef {{ device?: GPUDevice, maxBatch?: number, f16?: F16Spelling, backend?: Backend }} LoadOptions */
 /** @typedef {(typeof PLAN)["kernels"][number]} PlanKernel */
 /** @typedef {HTMLImageElement | ImageBitmap | HTMLCanvasElement | OffscreenCanvas | ImageData} ImageSource */
 /** @typedef {{ class: number, name: string, prob: number }} Prediction */
 /** @typedef {{ pipeline: GPUComputePipeline, layout: GPUBindGroupLayout }} Pipeline */
+/** @typedef {{ device: GPUDevice, adapterLabel: string, owns: boolean, chunk: number, spelling: F16Spelling | null, pipelines: Map<string, Pipeline>, shaderOf: (k: PlanKernel) => string }} OpenGpu */
 /** @typedef {{ weights: number, device: number, shaders: number, pipelines: number, upload: number, total: number }} LoadPhases */
 
 const MIB = 1024 * 1024;
@@ -252,34 +257,46 @@ export function toHalf(v) {
 // `ArrayBuffer` or a `Response`; `options.device` a `GPUDevice` to share (its limits
 // must fit the model), `options.maxBatch` the largest batch a forward takes;
 // `options.f16` (`"native"` or `"packed"`) forces how an f16 model's shaders are
-// spelled.
+// spelled; `options.backend`: `"webgpu"` only, or `"wasm"` (effc's CPU backend in
+// WebAssembly, `effc-cpu.wasm`); by default WebGPU, and the wasm backend where the
+// browser has no WebGPU or no adapter (`model.info.backend` says which runs).
 /**
  * @param {string | URL | ArrayBuffer | Response} [weights]
  * @param {LoadOptions} [options]
- * @returns {Promise<Model>}
+ * @returns {Promise<Model | WasmModel>}
  */
 export async function load(weights = new URL("./weights.bin", import.meta.url), options = {}) {
   const maxBatch = options.maxBatch ?? PLAN.maxBatch;
   if (!Number.isInteger(maxBatch) || maxBatch < 1) throw fail(`options.maxBatch must be a positive integer, not ${maxBatch}`);
+  const backend = options.backend;
+  if (backend !== undefined && backend !== "webgpu" && backend !== "wasm") {
+    throw fail(`options.backend must be "webgpu" or "wasm", not ${backend}`);
+  }
   const t0 = performance.now();
   /** @type {LoadPhases} */
   const phases = { weights: 0, device: 0, shaders: 0, pipelines: 0, upload: 0, total: 0 };
-  // The weights download while the device opens and the pipelines compile; a wrong
-  // weights file is still the error reported when both fail.
-  const gotWeights = fetchWeights(weights).then((packed) => {
+  // The weights download (and are checked) while the device opens and the pipelines
+  // compile; a wrong weights file is still the error reported when both fail.
+  const gotWeights = fetchWeights(weights).then((w) => {
     phases.weights = performance.now() - t0;
-    return packed;
+    return w;
   });
+  if (backend === "wasm") {
+    const { buffer } = await gotWeights;
+    return loadWasm(buffer, maxBatch, "asked for (options.backend)");
+  }
   const gotGpu = openGpu(options, maxBatch, phases, t0);
   const [w, g] = await Promise.allSettled([gotWeights, gotGpu]);
   if (w.status === "rejected") {
-    if (g.status === "fulfilled" && g.value.owns) g.value.device.destroy();
+    if (g.status === "fulfilled" && "device" in g.value && g.value.owns) g.value.device.destroy();
     throw w.reason;
   }
   if (g.status === "rejected") throw g.reason;
+  const { buffer, packed } = w.value;
+  if (!("device" in g.value)) return fallBack(backend, buffer, maxBatch, g.value.missing, g.value.hint);
   const { device, adapterLabel, owns, chunk, spelling, pipelines, shaderOf } = g.value;
   const u0 = performance.now();
-  const model = new Model(device, adapterLabel, w.value, pipelines, shaderOf, spelling, maxBatch, chunk, owns);
+  const model = new Model(device, adapterLabel, packed, pipelines, shaderOf, spelling, maxBatch, chunk, owns);
   try {
     await model.ready;
     await device.queue.onSubmittedWorkDone();
@@ -293,41 +310,47 @@ export async function load(weights = new URL("./weights.bin", import.meta.url), 
   return model;
 }
 
-// The weights of `load`: fetched (or given) and checked.
+// The weights of `load`: fetched (or given), and checked and split per kernel.
 /**
  * @param {string | URL | ArrayBuffer | Response} weights
- * @returns {Promise<Uint8Array<ArrayBuffer>[]>}
+ * @returns {Promise<{ buffer: ArrayBuffer, packed: Uint8Array<ArrayBuffer>[] }>}
  */
 async function fetchWeights(weights) {
-  if (weights instanceof ArrayBuffer) return parseWeights(weights);
-  let response;
-  try {
-    response = weights instanceof Response ? weights : await fetch(weights);
-  } catch (e) {
-    throw fail(`cannot fetch the weights ${weights}: ${/** @type {Error} */ (e).message}`);
+  let buffer;
+  if (weights instanceof ArrayBuffer) buffer = weights;
+  else {
+    let response;
+    try {
+      response = weights instanceof Response ? weights : await fetch(weights);
+    } catch (e) {
+      throw fail(`cannot fetch the weights ${weights}: ${/** @type {Error} */ (e).message}`);
+    }
+    if (!response.ok) throw fail(`cannot fetch the weights ${response.url || weights}: HTTP ${response.status}`);
+    buffer = await response.arrayBuffer();
   }
-  if (!response.ok) throw fail(`cannot fetch the weights ${response.url || weights}: HTTP ${response.status}`);
-  return parseWeights(await response.arrayBuffer());
+  return { buffer, packed: parseWeights(buffer) };
 }
 
 // The GPU side of `load`: the device (the shared one, or one of the first adapter,
 // checked against the plan's needs), the shaders and their pipelines, each phase's
-// time (from `t0`) written into `phases`.
+// time (from `t0`) written into `phases`; `{ missing, hint }` where the browser has
+// no WebGPU or no adapter (the wasm backend may run instead).
 /**
  * @param {LoadOptions} options
  * @param {number} maxBatch
  * @param {LoadPhases} phases
  * @param {number} t0
+ * @returns {Promise<{ missing: string, hint: string } | OpenGpu>}
  */
 async function openGpu(options, maxBatch, phases, t0) {
   let device = options.device;
   let adapterLabel = "a shared GPUDevice";
   if (!device) {
     if (typeof navigator === "undefined" || !navigator.gpu) {
-      throw fail("this browser has no WebGPU (navigator.gpu is missing): use a recent Chrome or Edge, Safari 26, or Firefox 141+ on Windows, served over https or from localhost");
+      return { missing: "this browser has no WebGPU (navigator.gpu is missing)", hint: ": use a recent Chrome or Edge, Safari 26, or Firefox 141+ on Windows, served over https or from localhost" };
     }
     const adapter = await navigator.gpu.requestAdapter();
-    if (!adapter) throw fail("this browser has WebGPU but offers no GPU adapter (disabled, or the GPU is blocklisted)");
+    if (!adapter) return { missing: "this browser has WebGPU but offers no GPU adapter", hint: " (disabled, or the GPU is blocklisted)" };
     adapterLabel = adapterName(adapter.info);
     // The adapter's limits are checked first, so that what is missing is named.
     fit(adapter.limits, maxBatch);
@@ -483,6 +506,7 @@ export class Model {
       /** How long `load` took, in milliseconds: each phase (the weights' download and
        * check overlap the device, shaders and pipelines) and the total. */
       load: /** @type {LoadPhases | null} */ (null),
+      backend: "webgpu",
     };
     /** @type {Promise<unknown>} */
     this.busy = Promise.resolve();
@@ -512,12 +536,7 @@ export class Model {
   async #forward(input, batch) {
     if (!this.buffers.length) throw fail("the model was destroyed");
     const [c, h, w] = PLAN.inputShape;
-    if (!Number.isInteger(batch) || batch < 1) throw fail(`batch must be a positive integer, not ${batch}`);
-    if (batch > this.maxBatch) throw fail(`batch ${batch} is more than the model's maxBatch ${this.maxBatch} (load(weights, { maxBatch }))`);
-    if (!(input instanceof Float32Array)) throw fail("forward takes a Float32Array (NCHW)");
-    if (input.length !== batch * c * h * w) {
-      throw fail(`input has ${input.length} values, a batch of ${batch} × ${c}×${h}×${w} needs ${batch * c * h * w}`);
-    }
+    checkInput(input, batch, this.maxBatch);
     // NCHW to the plan's NHWC with channels padded to a multiple of 4 (zeros).
     // At f16 the input is stored as halves too.
     const c4 = PLAN.inputC4 * 4;
@@ -566,54 +585,23 @@ export class Model {
     return out;
   }
 
-  // Preprocesses an image as effc does natively (effc-weights' input.rs): the
-  // shorter side resized to resolution / 0.875 with Pillow's bicubic filter (the
-  // same fixed-point arithmetic, so the same bytes as native for the same decoded
-  // pixels), centre crop, x / 255, (x − mean) / std. Resolves to CHW f32 of one image.
+  // Preprocesses an image as effc does natively: see `preprocessImage`.
   /**
    * @param {ImageSource} source
    * @returns {Promise<Float32Array>}
    */
-  async preprocess(source) {
-    const { rgba, width, height } = await pixels(source);
-    const R = PLAN.resolution;
-    // As timm computes it: Python's round(), half to even.
-    const scale = R / PLAN.crop / Math.min(width, height);
-    const nw = Math.max(R, roundHalfEven(width * scale));
-    const nh = Math.max(R, roundHalfEven(height * scale));
-    const bytes = resizeCrop(rgba, width, height, nw, nh, Math.floor((nw - R) / 2), Math.floor((nh - R) / 2), R);
-    const out = new Float32Array(3 * R * R);
-    for (let ch = 0; ch < 3; ch++) {
-      const m = Math.fround(PLAN.mean[ch]);
-      const s = Math.fround(PLAN.std[ch]);
-      // f32 arithmetic step by step, as native (double rounding is exact for these).
-      for (let i = 0; i < R * R; i++) out[ch * R * R + i] = Math.fround(Math.fround(Math.fround(bytes[i * 3 + ch] / 255) - m) / s);
-    }
-    return out;
+  preprocess(source) {
+    return preprocessImage(source);
   }
 
-  // The top `k` classes of an image (an HTMLImageElement, ImageBitmap,
-  // HTMLCanvasElement, OffscreenCanvas or ImageData): `[{ class, name, prob }]`,
-  // most probable first. `lastForwardMs` is then the time of the forward alone.
+  // The top `k` classes of an image: see `classifyWith`.
   /**
    * @param {ImageSource} source
    * @param {number} [k]
    * @returns {Promise<Prediction[]>}
    */
-  async classify(source, k = 5) {
-    if (PLAN.classes === 0) throw fail("the model has no classifier (classes = 0); forward gives its embedding");
-    const input = await this.preprocess(source);
-    const t0 = performance.now();
-    const logits = await this.forward(input, 1);
-    this.lastForwardMs = performance.now() - t0;
-    let max = -Infinity;
-    for (const v of logits) max = Math.max(max, v);
-    const exp = Array.from(logits, (v) => Math.exp(v - max));
-    const sum = exp.reduce((a, b) => a + b, 0);
-    return exp
-      .map((e, i) => ({ class: i, name: PLAN.classNames[i] ?? `class ${i}`, prob: e / sum }))
-      .sort((a, b) => b.prob - a.prob)
-      .slice(0, k);
+  classify(source, k = 5) {
+    return classifyWith(this, source, k);
   }
 
   // Frees the GPU buffers (and the device when `load` created it).
@@ -621,6 +609,254 @@ export class Model {
     for (const b of this.buffers) b.destroy();
     this.buffers = [];
     if (this.ownsDevice) this.device.destroy();
+  }
+}
+
+// Preprocesses an image as effc does natively (effc-weights' input.rs): the
+// shorter side resized to resolution / 0.875 with Pillow's bicubic filter (the
+// same fixed-point arithmetic, so the same bytes as native for the same decoded
+// pixels), centre crop, x / 255, (x − mean) / std. Resolves to CHW f32 of one image.
+/**
+ * @param {ImageSource} source
+ * @returns {Promise<Float32Array>}
+ */
+async function preprocessImage(source) {
+  const { rgba, width, height } = await pixels(source);
+  const R = PLAN.resolution;
+  // As timm computes it: Python's round(), half to even.
+  const scale = R / PLAN.crop / Math.min(width, height);
+  const nw = Math.max(R, roundHalfEven(width * scale));
+  const nh = Math.max(R, roundHalfEven(height * scale));
+  const bytes = resizeCrop(rgba, width, height, nw, nh, Math.floor((nw - R) / 2), Math.floor((nh - R) / 2), R);
+  const out = new Float32Array(3 * R * R);
+  for (let ch = 0; ch < 3; ch++) {
+    const m = Math.fround(PLAN.mean[ch]);
+    const s = Math.fround(PLAN.std[ch]);
+    // f32 arithmetic step by step, as native (double rounding is exact for these).
+    for (let i = 0; i < R * R; i++) out[ch * R * R + i] = Math.fround(Math.fround(Math.fround(bytes[i * 3 + ch] / 255) - m) / s);
+  }
+  return out;
+}
+
+// The top `k` classes of an image (an HTMLImageElement, ImageBitmap,
+// HTMLCanvasElement, OffscreenCanvas or ImageData) on `model` (either backend):
+// `[{ class, name, prob }]`, most probable first. `model.lastForwardMs` is then
+// the time of the forward alone.
+/**
+ * @param {Model | WasmModel} model
+ * @param {ImageSource} source
+ * @param {number} k
+ * @returns {Promise<Prediction[]>}
+ */
+async function classifyWith(model, source, k) {
+  if (PLAN.classes === 0) throw fail("the model has no classifier (classes = 0); forward gives its embedding");
+  const input = await preprocessImage(source);
+  const t0 = performance.now();
+  const logits = await model.forward(input, 1);
+  model.lastForwardMs = performance.now() - t0;
+  let max = -Infinity;
+  for (const v of logits) max = Math.max(max, v);
+  const exp = Array.from(logits, (v) => Math.exp(v - max));
+  const sum = exp.reduce((a, b) => a + b, 0);
+  return exp
+    .map((e, i) => ({ class: i, name: PLAN.classNames[i] ?? `class ${i}`, prob: e / sum }))
+    .sort((a, b) => b.prob - a.prob)
+    .slice(0, k);
+}
+
+// The same checks of a forward's arguments on both backends.
+/**
+ * @param {Float32Array} input
+ * @param {number} batch
+ * @param {number} maxBatch
+ */
+function checkInput(input, batch, maxBatch) {
+  const [c, h, w] = PLAN.inputShape;
+  if (!Number.isInteger(batch) || batch < 1) throw fail(`batch must be a positive integer, not ${batch}`);
+  if (batch > maxBatch) throw fail(`batch ${batch} is more than the model's maxBatch ${maxBatch} (load(weights, { maxBatch }))`);
+  if (!(input instanceof Float32Array)) throw fail("forward takes a Float32Array (NCHW)");
+  if (input.length !== batch * c * h * w) {
+    throw fail(`input has ${input.length} values, a batch of ${batch} × ${c}×${h}×${w} needs ${batch * c * h * w}`);
+  }
+}
+
+// Where WebGPU is missing (`why`): the wasm backend, unless `options.backend` asked
+// for WebGPU (then the error, with `hint`).
+/**
+ * @param {Backend | undefined} backend
+ * @param {ArrayBuffer} buffer
+ * @param {number} maxBatch
+ * @param {string} why
+ * @param {string} hint
+ * @returns {Promise<WasmModel>}
+ */
+async function fallBack(backend, buffer, maxBatch, why, hint) {
+  if (backend === "webgpu") throw fail(`${why}${hint}`);
+  try {
+    return await loadWasm(buffer, maxBatch, why);
+  } catch (e) {
+    // The inner message already names the model.
+    const prefix = `effc model \`${PLAN.name}\`: `;
+    const m = /** @type {Error} */ (e).message;
+    throw fail(`${why}, and the WebAssembly CPU backend cannot run it either: ${m.startsWith(prefix) ? m.slice(prefix.length) : m}`);
+  }
+}
+
+// The exports of `effc-cpu.wasm` (crates/effc-wasm: a C ABI over effc-cpu).
+/**
+ * @typedef {{
+ *   memory: WebAssembly.Memory,
+ *   effc_alloc(len: number): number,
+ *   effc_free(ptr: number, len: number): void,
+ *   effc_create(plan: number, planLen: number, weights: number, weightsLen: number, maxBatch: number): number,
+ *   effc_destroy(session: number): void,
+ *   effc_input(session: number): number,
+ *   effc_forward(session: number, batch: number): number,
+ *   effc_output(session: number): number,
+ *   effc_output_len(session: number): number,
+ *   effc_info(session: number): number,
+ *   effc_message_ptr(): number,
+ *   effc_message_len(): number,
+ * }} WasmExports
+ */
+
+/**
+ * @param {string} file
+ * @returns {Promise<ArrayBuffer>}
+ */
+async function fetchBeside(file) {
+  let r;
+  try {
+    r = await fetch(new URL(file, import.meta.url));
+  } catch (e) {
+    throw fail(`cannot fetch ${file}: ${/** @type {Error} */ (e).message}`);
+  }
+  if (!r.ok) throw fail(`cannot fetch ${file}: HTTP ${r.status}`);
+  return r.arrayBuffer();
+}
+
+// effc's CPU backend in WebAssembly (`effc-cpu.wasm` and `plan.json` beside this
+// file) over the weights in `buffer` (already checked by parseWeights).
+/**
+ * @param {ArrayBuffer} buffer
+ * @param {number} maxBatch
+ * @param {string} why
+ * @returns {Promise<WasmModel>}
+ */
+async function loadWasm(buffer, maxBatch, why) {
+  if (typeof WebAssembly === "undefined") throw fail("this browser has no WebAssembly");
+  const [c, h, w] = PLAN.inputShape;
+  // wasm32 addresses 4 GiB: a larger batch buffer could not exist (and its size
+  // would wrap in the module's 32-bit arguments).
+  if (maxBatch * c * h * w * 4 >= 2 ** 32) throw fail(`maxBatch ${maxBatch} needs more than the 4 GiB a WebAssembly module can address; use a smaller maxBatch`);
+  const [module, plan] = await Promise.all([fetchBeside("effc-cpu.wasm"), fetchBeside("plan.json")]);
+  let instance;
+  try {
+    ({ instance } = await WebAssembly.instantiate(module, {}));
+  } catch (e) {
+    throw fail(`cannot start effc-cpu.wasm (${/** @type {Error} */ (e).message}); it needs WebAssembly SIMD (Chrome 91+, Firefox 89+, Safari 16.4+)`);
+  }
+  const x = /** @type {WasmExports} */ (/** @type {unknown} */ (instance.exports));
+  const message = () => new TextDecoder().decode(new Uint8Array(x.memory.buffer, x.effc_message_ptr(), x.effc_message_len()));
+  /** @param {ArrayBuffer} b */
+  const copyIn = (b) => {
+    const p = x.effc_alloc(b.byteLength);
+    if (!p) throw fail(`effc-cpu.wasm: ${message()}`);
+    new Uint8Array(x.memory.buffer, p, b.byteLength).set(new Uint8Array(b));
+    return p;
+  };
+  const planPtr = copyIn(plan);
+  const weightsPtr = copyIn(buffer);
+  const session = x.effc_create(planPtr, plan.byteLength, weightsPtr, buffer.byteLength, maxBatch);
+  x.effc_free(planPtr, plan.byteLength);
+  x.effc_free(weightsPtr, buffer.byteLength);
+  if (!session) throw fail(message());
+  x.effc_info(session);
+  return new WasmModel(x, session, maxBatch, JSON.parse(message()), why);
+}
+
+// A model on effc's CPU backend in WebAssembly: the same API as `Model` (forward,
+// preprocess, classify, destroy, info, lastForwardMs).
+export class WasmModel {
+  /**
+   * @param {WasmExports} exports
+   * @param {number} session
+   * @param {number} maxBatch
+   * @param {{ isa: string, threads: number }} cpu
+   * @param {string} why
+   */
+  constructor(exports, session, maxBatch, cpu, why) {
+    this.exports = exports;
+    this.session = session;
+    this.maxBatch = maxBatch;
+    this.info = {
+      name: PLAN.name,
+      resolution: PLAN.resolution,
+      inputShape: PLAN.inputShape,
+      classes: PLAN.classes,
+      outputLen: PLAN.outputLen,
+      parameters: PLAN.parameters,
+      macs: PLAN.macs,
+      kernels: PLAN.kernels.length,
+      adapter: `WebAssembly CPU (${cpu.isa}, ${cpu.threads} thread${cpu.threads === 1 ? "" : "s"})`,
+      maxBatch,
+      chunk: maxBatch,
+      precision: "f32",
+      weightBytes: PLAN.weightBytes,
+      fingerprint: PLAN.fingerprint,
+      load: /** @type {LoadPhases | null} */ (null),
+      backend: "wasm",
+      cpu,
+      fallback: why,
+    };
+    /** The time of the last `classify`'s forward alone, in milliseconds. */
+    this.lastForwardMs = 0;
+  }
+
+  // Runs `batch` images, `input` NCHW f32 normalized; resolves to `batch ×
+  // outputLen` values, as `Model.forward`.
+  /**
+   * @param {Float32Array} input
+   * @param {number} [batch]
+   * @returns {Promise<Float32Array>}
+   */
+  async forward(input, batch = 1) {
+    const x = this.exports;
+    if (!this.session) throw fail("the model was destroyed");
+    checkInput(input, batch, this.maxBatch);
+    new Float32Array(x.memory.buffer, x.effc_input(this.session), input.length).set(input);
+    if (x.effc_forward(this.session, batch) !== 0) {
+      throw fail(`running the model failed: ${new TextDecoder().decode(new Uint8Array(x.memory.buffer, x.effc_message_ptr(), x.effc_message_len()))}`);
+    }
+    const n = batch * x.effc_output_len(this.session);
+    const out = new Float32Array(x.memory.buffer, x.effc_output(this.session), n).slice();
+    for (let i = 0; i < out.length; i++) {
+      if (!Number.isFinite(out[i])) throw fail(`the output has a NaN or infinite value (at ${i}): the weights or the input overflow`);
+    }
+    return out;
+  }
+
+  /**
+   * @param {ImageSource} source
+   * @returns {Promise<Float32Array>}
+   */
+  preprocess(source) {
+    return preprocessImage(source);
+  }
+
+  /**
+   * @param {ImageSource} source
+   * @param {number} [k]
+   * @returns {Promise<Prediction[]>}
+   */
+  classify(source, k = 5) {
+    return classifyWith(this, source, k);
+  }
+
+  // Frees the model's memory in the module.
+  destroy() {
+    if (this.session) this.exports.effc_destroy(this.session);
+    this.session = 0;
   }
 }
 

@@ -292,15 +292,19 @@ macro_rules! dispatch {
         #[cfg(all(target_arch = "x86_64", effc_avx512))]
         #[target_feature(enable = "avx512f,avx2,fma")]
         unsafe fn avx512(cx: &$body::Cx<'_>, task: usize) {
-            $body::run::<{ crate::simd::MR512 }, { crate::simd::P512 }, true, true>(cx, task)
+            $body::run::<{ crate::simd::MR512 }, { crate::simd::P512 }, true, true, false>(cx, task)
         }
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = "avx2,fma")]
         unsafe fn avx2(cx: &$body::Cx<'_>, task: usize) {
-            $body::run::<6, 1, true, false>(cx, task)
+            $body::run::<6, 1, true, false, false>(cx, task)
+        }
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        fn simd128(cx: &$body::Cx<'_>, task: usize) {
+            $body::run::<4, 1, false, false, true>(cx, task)
         }
         fn portable(cx: &$body::Cx<'_>, task: usize) {
-            $body::run::<4, 1, false, false>(cx, task)
+            $body::run::<4, 1, false, false, false>(cx, task)
         }
         match $isa {
             // SAFETY: `Isa::available` checked these features when the model was
@@ -310,6 +314,8 @@ macro_rules! dispatch {
             // SAFETY: as above.
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => unsafe { avx2($($arg),*) },
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            Isa::Simd128 => simd128($($arg),*),
             #[allow(unreachable_patterns)]
             _ => portable($($arg),*),
         }
@@ -434,9 +440,16 @@ mod gemm_task {
         pub threads: &'a [Mutex<Vec<f32>>],
     }
 
-    /// `X512`: the micro-kernel in AVX-512 intrinsics (the CPU has them).
+    /// `X512`: the micro-kernel in AVX-512 intrinsics (the CPU has them); `W128`:
+    /// in SIMD128 intrinsics (a wasm32 build with `+simd128`).
     #[inline(always)]
-    pub(super) fn run<const MR: usize, const P: usize, const FMA: bool, const X512: bool>(
+    pub(super) fn run<
+        const MR: usize,
+        const P: usize,
+        const FMA: bool,
+        const X512: bool,
+        const W128: bool,
+    >(
         cx: &Cx<'_>,
         task: usize,
     ) {
@@ -548,6 +561,18 @@ mod gemm_task {
                 let done = X512;
                 #[cfg(not(all(target_arch = "x86_64", effc_avx512)))]
                 let done = false;
+                #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+                let done = done || {
+                    if W128 && panels == 1 {
+                        // SAFETY: as above; one panel, ir ≤ MR rows.
+                        unsafe { crate::simd::wasm::tile::<MR>(a_rows, k, ir, k, bp, c, ldc, w) };
+                        true
+                    } else {
+                        false
+                    }
+                };
+                #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+                let _ = W128;
                 #[cfg(all(target_arch = "x86_64", effc_avx512))]
                 if X512 {
                     use crate::simd::avx512::tile as t;
@@ -701,9 +726,16 @@ mod dw_task {
         pub sums: Option<Shared>,
     }
 
-    /// `_MR` and `_P` are the GEMM's; the lanes here are channels.
+    /// `_MR` and `_P` are the GEMM's; the lanes here are channels (the compiler
+    /// vectorizes them, into `f32x4` on wasm32 with SIMD128, `W`).
     #[inline(always)]
-    pub(super) fn run<const _MR: usize, const _P: usize, const FMA: bool, const X: bool>(
+    pub(super) fn run<
+        const _MR: usize,
+        const _P: usize,
+        const FMA: bool,
+        const X: bool,
+        const W: bool,
+    >(
         cx: &Cx<'_>,
         task: usize,
     ) {
@@ -715,9 +747,11 @@ mod dw_task {
         // SAFETY: task (b, oy) alone writes output row oy of image b and its sums.
         let row = unsafe { cx.dst.range(b * cx.dst_per + oy * d.out_w * c, d.out_w * c) };
         // 64 channels at a time where there are: four independent chains of
-        // FMAs per tap (one chain waits on each FMA's latency).
+        // FMAs per tap (one chain waits on each FMA's latency). Not in SIMD128,
+        // whose 16 f32x4 accumulators would not stay in the 16 registers wasm
+        // engines map them to.
         let mut c0 = 0;
-        while c0 + 64 <= c {
+        while !W && c0 + 64 <= c {
             channels::<64, FMA>(cx, x, oy, row, c0);
             c0 += 64;
         }

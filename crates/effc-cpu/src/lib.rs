@@ -11,9 +11,14 @@
 //! allocates nothing.
 //!
 //! The kernels are compiled for each instruction set the backend knows ([`Isa`]:
-//! AVX-512F, AVX2 with FMA, and portable Rust that every target builds) and the
-//! fastest one this CPU has is chosen when a model is created ([`Isa::detect`];
-//! `EFFC_CPU_ISA=avx512|avx2|portable` or [`CpuModel::with_isa`] choose another).
+//! AVX-512F, AVX2 with FMA, WebAssembly SIMD128, and portable Rust that every
+//! target builds) and the fastest one this CPU has is chosen when a model is
+//! created ([`Isa::detect`]; `EFFC_CPU_ISA=avx512|avx2|simd128|portable` or
+//! [`CpuModel::with_isa`] choose another).
+//!
+//! On wasm32 (the browser's fallback where WebGPU is missing, `effc-wasm`) a
+//! forward runs on the calling thread alone, and [`CpuModel::profile`] is refused
+//! (no clock).
 //! A GEMM's B operand is repacked at creation into panels of 16 columns, the
 //! layout its micro-kernel reads (12×32 tiles in AVX-512 registers, 6×16 in
 //! AVX2's); its A operand is read in place (1x1 convs: the NHWC input's pixels
@@ -74,7 +79,7 @@ pub enum CpuError {
     /// An instruction set was asked for that this CPU or build lacks.
     #[error("this CPU (or this build of effc) has no {isa} kernels; its best is {best}")]
     Isa { isa: Isa, best: Isa },
-    #[error("EFFC_CPU_ISA={0:?}: expected avx512, avx2 or portable")]
+    #[error("EFFC_CPU_ISA={0:?}: expected avx512, avx2, simd128 or portable")]
     IsaName(String),
 }
 
@@ -106,9 +111,51 @@ pub struct CpuModel {
     isa: Isa,
     shapes: Vec<Shapes>,
     max_batch: usize,
-    pool: rayon::ThreadPool,
+    pool: Pool,
     threads: usize,
     state: Mutex<State>,
+}
+
+/// The threads a forward runs on: a rayon pool of the model's own, or on wasm32
+/// (no threads in `wasm32-unknown-unknown`: building a pool fails there) the
+/// calling thread alone, where rayon's global pool falls back to it.
+enum Pool {
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+    Own(rayon::ThreadPool),
+    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+    Caller,
+}
+
+impl Pool {
+    /// `threads` threads (0: one per core); on wasm32 always the caller's one.
+    fn new(threads: usize) -> Result<Pool, CpuError> {
+        if cfg!(target_arch = "wasm32") {
+            return Ok(Pool::Caller);
+        }
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("effc-cpu-{i}"))
+            .build()
+            .map(Pool::Own)
+            .map_err(|e| CpuError::Threads {
+                threads,
+                message: e.to_string(),
+            })
+    }
+
+    fn threads(&self) -> usize {
+        match self {
+            Pool::Own(p) => p.current_num_threads(),
+            Pool::Caller => 1,
+        }
+    }
+
+    fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        match self {
+            Pool::Own(p) => p.install(f),
+            Pool::Caller => f(),
+        }
+    }
 }
 
 /// The buffers a forward writes (one set per model; forwards take turns).
@@ -195,15 +242,8 @@ impl CpuModel {
                 });
             }
         }
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(|i| format!("effc-cpu-{i}"))
-            .build()
-            .map_err(|e| CpuError::Threads {
-                threads,
-                message: e.to_string(),
-            })?;
-        let threads = pool.current_num_threads();
+        let pool = Pool::new(threads)?;
+        let threads = pool.threads();
         let shapes: Vec<Shapes> = plan.kernels.iter().map(Shapes::of).collect();
         let panels = plan
             .kernels
@@ -274,6 +314,12 @@ impl CpuModel {
 
     /// A forward of `batch` images that times every kernel.
     pub fn profile(&self, input: &[f32], batch: usize) -> Result<Vec<KernelTime>, CpuError> {
+        if cfg!(target_arch = "wasm32") {
+            return Err(CpuError::Unsupported {
+                model: self.plan.model.clone(),
+                what: "profiling on wasm32, which has no clock the standard library reads".into(),
+            });
+        }
         let mut out = vec![0.0; batch * self.plan.output_len];
         let mut times = Vec::with_capacity(self.plan.kernels.len());
         self.run(input, batch, &mut out, Some(&mut times))?;
@@ -343,9 +389,11 @@ impl CpuModel {
                 kernels::load_input(plan, x, 1, &mut slots[self.slot(plan.input)]);
                 let kernels = plan.kernels.iter().zip(&self.weights).zip(&self.panels);
                 for (i, (((k, w), p), sh)) in kernels.zip(&self.shapes).enumerate() {
-                    let start = Instant::now();
+                    // Only when profiling: wasm32 has no clock (`Instant::now`
+                    // panics there).
+                    let start = times.is_some().then(Instant::now);
                     kernels::run(self.isa, plan, k, w, p, sh, slots, scratch, 1);
-                    if let Some(t) = times.as_deref_mut() {
+                    if let (Some(t), Some(start)) = (times.as_deref_mut(), start) {
                         t[i] += start.elapsed();
                     }
                 }

@@ -20,12 +20,16 @@ pub enum Isa {
     Avx512,
     /// AVX2 with FMA: 6×16 GEMM tiles in 12 ymm accumulators.
     Avx2,
+    /// WebAssembly SIMD128 (wasm32 built with `+simd128`): 4×16 GEMM tiles in 16
+    /// `f32x4` accumulators, multiply then add (wasm has no fused multiply-add
+    /// outside relaxed SIMD), so results equal the portable kernels' bit for bit.
+    Simd128,
     /// Plain Rust, no fused multiply-add: what every target builds.
     Portable,
 }
 
 impl Isa {
-    pub const ALL: [Isa; 3] = [Isa::Avx512, Isa::Avx2, Isa::Portable];
+    pub const ALL: [Isa; 4] = [Isa::Avx512, Isa::Avx2, Isa::Simd128, Isa::Portable];
 
     /// The fastest ISA this CPU (and this build) has.
     pub fn detect() -> Isa {
@@ -47,6 +51,8 @@ impl Isa {
                     && is_x86_feature_detected!("avx2")
                     && is_x86_feature_detected!("fma")
             }
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            Isa::Simd128 => true,
             #[allow(unreachable_patterns)]
             _ => false,
         }
@@ -56,6 +62,7 @@ impl Isa {
         match self {
             Isa::Avx512 => "avx512",
             Isa::Avx2 => "avx2",
+            Isa::Simd128 => "simd128",
             Isa::Portable => "portable",
         }
     }
@@ -73,7 +80,9 @@ impl fmt::Display for Isa {
 }
 
 /// The AVX-512 micro-kernel's rows and panels (`MR512 × P512·NR` accumulators).
+#[cfg_attr(not(all(target_arch = "x86_64", effc_avx512)), allow(dead_code))]
 pub(crate) const MR512: usize = 12;
+#[cfg_attr(not(all(target_arch = "x86_64", effc_avx512)), allow(dead_code))]
 pub(crate) const P512: usize = 2;
 
 /// Columns per packed panel of B.
@@ -342,6 +351,86 @@ pub(crate) mod avx512 {
     }
 }
 
+/// The micro-kernel in WebAssembly SIMD128 intrinsics. A panel's row is four
+/// `f32x4`; `MR` rows of a whole panel would need `4·MR` accumulators, more than
+/// the 16 registers engines map `v128` to (x86-64's xmm), so the panel is done in
+/// two halves of 8 columns: `2·MR` accumulators, two B vectors and one splat of
+/// A live. Multiply then add, in [`super::tile`]'s order (l ascending), so the
+/// results are the portable kernel's bit for bit.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub(crate) mod wasm {
+    use core::arch::wasm32::*;
+
+    use super::NR;
+
+    /// [`super::tile`] without `FMA`, for `P` = 1 (one panel per call; the
+    /// caller walks the panels).
+    ///
+    /// # Safety
+    /// [`super::tile`]'s contract on `c`.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    pub(crate) unsafe fn tile<const MR: usize>(
+        a: &[f32],
+        lda: usize,
+        rows: usize,
+        k: usize,
+        b: &[f32],
+        c: *mut f32,
+        ldc: usize,
+        cols: usize,
+    ) {
+        assert!((1..=MR).contains(&rows) && (1..=NR).contains(&cols));
+        assert!(a.len() >= (rows - 1) * lda + k, "A holds the tile's rows");
+        assert!(b.len() >= k * NR, "B holds the tile's panel");
+        let ap: [*const f32; MR] = core::array::from_fn(|i| a[i.min(rows - 1) * lda..].as_ptr());
+        for half in 0..2 {
+            let j0 = half * NR / 2;
+            if j0 >= cols {
+                break;
+            }
+            let mut acc = [[f32x4_splat(0.0); 2]; MR];
+            // SAFETY: j0 + 8 ≤ NR.
+            let bp = unsafe { b.as_ptr().add(j0) };
+            for l in 0..k {
+                // SAFETY: l·NR + j0 + 8 ≤ k·NR ≤ b.len() (asserted above); v128
+                // loads need no alignment.
+                let (b0, b1) = unsafe {
+                    let p = bp.add(l * NR);
+                    (v128_load(p.cast()), v128_load(p.add(4).cast()))
+                };
+                for (i, acc) in acc.iter_mut().enumerate() {
+                    // SAFETY: row min(i, rows - 1) of A has k values (asserted above).
+                    let av = unsafe { v128_load32_splat(ap[i].add(l).cast()) };
+                    acc[0] = f32x4_add(acc[0], f32x4_mul(av, b0));
+                    acc[1] = f32x4_add(acc[1], f32x4_mul(av, b1));
+                }
+            }
+            let w = (cols - j0).min(NR / 2);
+            for (i, acc) in acc.iter().enumerate().take(rows) {
+                // SAFETY: the caller's contract: row i, columns 0..cols of `c`
+                // are this call's alone; j0 + w ≤ cols.
+                let dst = unsafe { c.add(i * ldc + j0) };
+                if w == NR / 2 {
+                    // SAFETY: as above, 8 values.
+                    unsafe {
+                        v128_store(dst.cast(), acc[0]);
+                        v128_store(dst.add(4).cast(), acc[1]);
+                    }
+                } else {
+                    let mut all = [0.0f32; NR / 2];
+                    // SAFETY: `all` has 8 values; then w < 8 values of row i.
+                    unsafe {
+                        v128_store(all.as_mut_ptr().cast(), acc[0]);
+                        v128_store(all.as_mut_ptr().add(4).cast(), acc[1]);
+                        core::ptr::copy_nonoverlapping(all.as_ptr(), dst, w);
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -479,7 +568,7 @@ mod tests {
         let mr = |isa: Isa| match isa {
             Isa::Avx512 => MR512,
             Isa::Avx2 => 6,
-            Isa::Portable => 4,
+            Isa::Simd128 | Isa::Portable => 4,
         };
         let mut checked = 0;
         for isa in Isa::ALL.into_iter().filter(|i| i.available()) {

@@ -134,6 +134,10 @@ fn write_rust(generated: &Generated, model: &Model, out: &mut OutputDir) -> Resu
     Ok(())
 }
 
+/// The browser's CPU backend (`effc-wasm` for wasm32 with SIMD128), built by
+/// `build.rs`.
+const CPU_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/effc-cpu.wasm"));
+
 /// Stages the site of `effc_codegen::web`, with the checkpoint packed into
 /// `weights.bin`; returns the sizes of `model.js` and `weights.bin`.
 fn write_site(
@@ -158,7 +162,8 @@ fn write_site(
         None => None,
     };
     let names = effc_weights::imagenet_classes();
-    let files = effc_codegen::web::site(generated, packed.as_deref(), names).map_err(web)?;
+    let files = effc_codegen::web::site(generated, packed.as_deref(), names, Some(CPU_WASM))
+        .map_err(web)?;
     let size = |name: &str| files.iter().find(|f| f.name == name).map(|f| f.bytes.len());
     let (js, bin) = (size("model.js"), size("weights.bin"));
     for f in files {

@@ -28,7 +28,7 @@ pub enum Rounding {
 }
 
 /// Activation function.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Activation {
     /// x·sigmoid(x), also called SiLU.

@@ -6,12 +6,12 @@
 //! planned: no later block, no head, no classifier.
 
 use effc_ir::{FeatureInfo, Model};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::plan::{Plan, Source, TensorId, TensorKind};
 
 /// One feature level a backbone plan writes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FeatureOutput {
     /// timm's level: reduction `2^(level+1)`.
     pub level: usize,

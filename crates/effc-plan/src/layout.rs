@@ -4,10 +4,10 @@
 //! kernel a [`WeightLayout`], [`crate::pack`] writes by it, the WGSL backend names its
 //! offsets as constants, and a kernel's weight length is its length.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// How packed weights are stored.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ElemType {
     F32,
     /// IEEE half (see [`crate::precision`]).
@@ -35,10 +35,11 @@ impl ElemType {
 /// One named part of a kernel's packed weights, in elements. Sections start on a
 /// vec4 boundary and their lengths are multiples of 4, so a shader reads them as
 /// `vec4`s.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Section {
     /// The constant the shader gives its start (in vec4s), e.g. `BIAS`.
-    pub name: &'static str,
+    #[serde(deserialize_with = "crate::intern::deserialize")]
+    pub name: crate::intern::Static,
     /// First element.
     pub offset: usize,
     /// Elements.
@@ -46,7 +47,8 @@ pub struct Section {
     /// Elements per row for a matrix section (`[rows][row]`), else `len`.
     pub row: usize,
     /// What it holds, for the shader's comment and the printed plan.
-    pub what: &'static str,
+    #[serde(deserialize_with = "crate::intern::deserialize")]
+    pub what: crate::intern::Static,
 }
 
 impl Section {
@@ -62,7 +64,7 @@ impl Section {
 }
 
 /// The packed weights of one kernel: sections laid out one after another.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WeightLayout {
     pub elem: ElemType,
     pub sections: Vec<Section>,

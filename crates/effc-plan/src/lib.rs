@@ -23,6 +23,7 @@
 
 pub mod features;
 pub mod fuse;
+mod intern;
 pub mod layout;
 pub mod memory;
 pub mod needs;

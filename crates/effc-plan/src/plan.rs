@@ -7,19 +7,19 @@
 use std::ops::{Index, IndexMut};
 
 use effc_ir::Activation;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::layout::{ElemType, WeightLayout};
 use crate::precision::Precision;
 use crate::tiles::DwTiles;
 
 /// A tensor: an index into [`Plan::tensors`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct TensorId(pub usize);
 
 /// A buffer: an index into [`Plan::slots`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct SlotId(pub usize);
 
@@ -56,7 +56,7 @@ impl Index<SlotId> for Vec<Slot> {
 }
 
 /// What a tensor holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TensorKind {
     /// The network input, NHWC, channels padded to 4.
     Input,
@@ -71,7 +71,7 @@ pub enum TensorKind {
 }
 
 /// A tensor of the plan (sizes are per image; every buffer holds a batch).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TensorDesc {
     pub name: String,
     pub kind: TensorKind,
@@ -86,8 +86,12 @@ pub struct TensorDesc {
     pub slot: SlotId,
     /// How its values are stored ([`Precision::tensor_elem`]); not serialized when
     /// f32, so that f32 plans keep their fingerprints.
-    #[serde(skip_serializing_if = "is_f32_elem")]
+    #[serde(skip_serializing_if = "is_f32_elem", default = "f32_elem")]
     pub elem: ElemType,
+}
+
+fn f32_elem() -> ElemType {
+    ElemType::F32
 }
 
 fn is_f32_elem(e: &ElemType) -> bool {
@@ -95,7 +99,7 @@ fn is_f32_elem(e: &ElemType) -> bool {
 }
 
 /// How a GEMM kernel reads its A operand (rows = output pixels, columns = reduction).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ALoad {
     /// 1x1 conv: A is the input itself, `[pixels][cin4]`; optionally scaled per
     /// image and channel by an SE gate.
@@ -114,7 +118,7 @@ pub enum ALoad {
 
 /// What happens to a GEMM's result, in order: bias (folded BN), activation,
 /// residual add, store, pooling sums.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Epilogue {
     pub act: Option<Activation>,
     pub residual: bool,
@@ -128,7 +132,7 @@ pub struct Epilogue {
 }
 
 /// A convolution as a tiled GEMM: `out[pixel][cout] = Σ_k A[pixel][k]·B[k][cout]`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GemmOp {
     pub a: ALoad,
     pub out_h: usize,
@@ -162,7 +166,7 @@ impl GemmOp {
 }
 
 /// A depthwise kxk conv + bias + activation, with optional pooling sums.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DwOp {
     pub in_h: usize,
     pub in_w: usize,
@@ -192,7 +196,7 @@ impl DwOp {
 }
 
 /// The SE MLP of one block: pooled sums → reduce → act → expand → sigmoid → gate.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SeOp {
     pub c: usize,
     pub c4: usize,
@@ -204,7 +208,7 @@ pub struct SeOp {
 }
 
 /// The classifier: pooled sums → mean → linear; or the embedding (the pooled head) (classes 0).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ClassifierOp {
     pub c: usize,
     pub c4: usize,
@@ -215,7 +219,7 @@ pub struct ClassifierOp {
 }
 
 /// What a kernel computes.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Op {
     Gemm(GemmOp),
     Depthwise(DwOp),
@@ -224,7 +228,7 @@ pub enum Op {
 }
 
 /// Which layers of the IR a kernel implements (for weight packing).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Source {
     Stem,
     Expand(usize),
@@ -237,10 +241,11 @@ pub enum Source {
 }
 
 /// A buffer a kernel binds: the packed weights, or a tensor.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Binding {
     /// The name the shader gives it.
-    pub name: &'static str,
+    #[serde(deserialize_with = "crate::intern::deserialize")]
+    pub name: crate::intern::Static,
     /// `None`: the kernel's packed weights.
     pub tensor: Option<TensorId>,
     pub write: bool,
@@ -274,7 +279,7 @@ impl Binding {
 }
 
 /// One fused kernel: one dispatch per forward.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Kernel {
     /// `stem`, `blocks.1.0.expand`, `blocks.1.0.dw`, `blocks.1.0.se`, `head`, ...
     pub name: String,
@@ -339,7 +344,7 @@ impl Kernel {
 }
 
 /// The kernel plan of a model.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     pub model: String,
     pub tensors: Vec<TensorDesc>,
@@ -355,11 +360,11 @@ pub struct Plan {
     /// A backbone's feature levels ([`crate::features`]), in level order; empty
     /// when the model ends at logits or the embedding (and then not serialized,
     /// so such a plan's fingerprint does not change).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub features: Vec<crate::features::FeatureOutput>,
     /// How weights and activations are stored (f32 plans do not serialize it, so
     /// their fingerprints are those they had before precisions existed).
-    #[serde(skip_serializing_if = "Precision::is_f32")]
+    #[serde(skip_serializing_if = "Precision::is_f32", default)]
     pub precision: Precision,
 }
 
@@ -381,7 +386,7 @@ impl Plan {
 }
 
 /// One activation buffer: its size per image (the largest tensor it holds).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Slot {
     pub bytes: usize,
     pub tensors: Vec<TensorId>,
@@ -401,5 +406,17 @@ impl Plan {
             h = h.wrapping_mul(0x0000_0100_0000_01b3);
         }
         format!("{h:016x}")
+    }
+
+    /// A plan serialized as JSON (`serde_json::to_vec(&plan)`, e.g. the web site's
+    /// `plan.json`), read back and checked: a JSON error names its line and column,
+    /// and a plan that breaks an invariant ([`Plan::validate`]) is refused, so that
+    /// an executor never indexes out of its tensors, slots or weights.
+    pub fn from_json(json: &[u8]) -> Result<Plan, String> {
+        let plan: Plan =
+            serde_json::from_slice(json).map_err(|e| format!("not an effc plan: {e}"))?;
+        plan.validate()
+            .map_err(|e| format!("plan of `{}` is inconsistent: {e}", plan.model))?;
+        Ok(plan)
     }
 }
