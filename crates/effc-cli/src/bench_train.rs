@@ -137,7 +137,7 @@ pub fn run(args: &TrainArgs) -> Result<(), Failure> {
         n,
         &cfg,
         Some(Update {
-            rule: crate::train_gpu::rule(kind),
+            rule: effc_driver::train::gpu::rule(kind),
             weight_decay: wd,
             decay: decay.clone(),
             ema: None,

@@ -541,7 +541,7 @@ fn engine(args: &Args) -> Result<(Box<dyn Engine>, String), Failure> {
                     "training on the GPU: {}",
                     note.trim_start_matches("running on ")
                 );
-                (Box::new(crate::train_gpu::GpuEngine::new(gpu)), note)
+                (Box::new(effc_driver::train::gpu::GpuEngine::new(gpu)), note)
             }
             Chosen::Cpu { note } | Chosen::Reference { note } => {
                 let why = note

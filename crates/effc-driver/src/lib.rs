@@ -20,7 +20,7 @@
 //!   and [`scale::grid`] ([`scale::GridReport`]), [`pick::pick`]
 //!   ([`pick::PickReport`]), [`tune::tune`] ([`tune::TuneReport`]),
 //!   [`compile::compile`] ([`compile::CompileReport`]); [`tuning::cached`], the tiles a
-//!   GPU uses.
+//!   GPU uses; [`train::gpu::GpuEngine`], `effc train`'s steps on a GPU.
 //!
 //! A new command: resolve a request, declare its files, choose a device, run:
 //!
@@ -60,6 +60,8 @@ pub mod pick;
 pub mod run;
 #[cfg(feature = "commands")]
 pub mod scale;
+#[cfg(feature = "commands")]
+pub mod train;
 #[cfg(feature = "commands")]
 pub mod tune;
 #[cfg(feature = "commands")]
