@@ -5,14 +5,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use effc_driver::files::{OutputFile, Outputs};
+use effc_driver::train::recipe::{self, OptimizerChoice, RecipeRequest, ScheduleChoice};
 use effc_driver::Device;
 use effc_ir::{Naming, Options};
-use effc_reference::train::StepConfig;
-use effc_train::augment::{Mixup, RandAugment};
-use effc_train::data::{Source, FASHION_MNIST_DIR};
 use effc_train::job::{self, CheckpointDir, DataChoice, Job, Progress};
-use effc_train::optim::Kind;
-use effc_train::schedule::Decay;
 use effc_train::trainer::{Cpu, Engine, Recipe};
 
 use crate::common::ModelArgs;
@@ -220,171 +216,46 @@ impl RecipeArgs {
         RecipeOnly::try_parse_from(["effc"]).is_ok_and(|d| &d.recipe == self)
     }
 
-    /// The spec's recipe where --spec-recipe asks for it (else an empty one).
-    pub(crate) fn spec_recipe(&self, model: &effc_ir::Model) -> effc_ir::spec::Recipe {
-        if self.spec_recipe {
-            model.training.recipe.clone()
-        } else {
-            effc_ir::spec::Recipe::default()
-        }
-    }
-
-    /// The recipe: each setting from its flag, else from `spec` (see
-    /// [`RecipeArgs::spec_recipe`]), else its default: optimizer, learning rate
-    /// (0.016 per 256 images), schedule, regularization, EMA, augmentation;
-    /// `frozen` stages, at `size`.
-    pub(crate) fn recipe(
-        &self,
-        batch: usize,
-        frozen: Option<usize>,
-        size: usize,
-        spec: &effc_ir::spec::Recipe,
-    ) -> Result<Recipe, Failure> {
-        use effc_ir::spec::{Optimizer, Schedule};
-        let opt = self.optimizer.unwrap_or(match spec.optimizer {
-            Some(Optimizer::Sgd) => Opt::Sgd,
-            Some(Optimizer::Nesterov) => Opt::Nesterov,
-            Some(Optimizer::AdamW) => Opt::Adamw,
-            Some(Optimizer::RmspropTf) | None => Opt::Rmsproptf,
-        });
-        let decay = match (self.schedule, spec.schedule) {
-            (Some(Sched::Cosine), _) | (None, Some(Schedule::Cosine) | None) => {
-                Decay::Cosine { min_lr: 0.0 }
-            }
-            (Some(Sched::Exponential), Some(Schedule::Exponential { rate, every }))
-            | (None, Some(Schedule::Exponential { rate, every })) => {
-                Decay::Exponential { rate, every }
-            }
-            (Some(Sched::Exponential), _) => Decay::Exponential {
-                rate: 0.97,
-                every: 2.4,
-            },
-            (Some(Sched::Constant), _) | (None, Some(Schedule::Constant)) => Decay::Constant,
-        };
-        let label_smoothing = self.label_smoothing.or(spec.label_smoothing).unwrap_or(0.1);
-        let bn_momentum = self.bn_momentum.or(spec.bn_momentum).unwrap_or(0.1);
-        let ema = self.ema.or(spec.ema);
-        let optimizer = match opt {
-            Opt::Sgd => Kind::Sgd {
-                momentum: self.momentum,
-                nesterov: false,
-            },
-            Opt::Nesterov => Kind::Sgd {
-                momentum: self.momentum,
-                nesterov: true,
-            },
-            Opt::Rmsproptf => Kind::rmsprop_tf(None),
-            Opt::Adamw => Kind::adamw(),
-        };
-        for (flag, v, lo, hi) in [
-            ("--label-smoothing", Some(label_smoothing), 0.0, 1.0),
-            ("--dropout", self.dropout, 0.0, 0.999),
-            ("--drop-path", self.drop_path, 0.0, 0.999),
-            ("--bn-momentum", Some(bn_momentum), 0.0, 1.0),
-            ("--ema", ema, 0.0, 1.0),
-            ("--scale", Some(self.scale), 0.0, 1.0),
-            ("--mixup", self.mixup, 0.0, 1e3),
-            ("--cutmix", self.cutmix, 0.0, 1e3),
-            ("--mixup-prob", Some(self.mixup_prob), 0.0, 1.0),
-            ("--mixup-switch", Some(self.mixup_switch), 0.0, 1.0),
-        ] {
-            if let Some(v) = v {
-                if !(lo..=hi).contains(&v) {
-                    return Err(format!("{flag} {v} is not in [{lo}, {hi}]").into());
-                }
-            }
-        }
-        let lr = self
-            .lr
-            .or(spec.lr_at(batch))
-            .unwrap_or(0.016 * batch as f64 / 256.0);
-        if !(lr > 0.0 && lr.is_finite()) {
-            return Err(format!("--lr {lr}: the learning rate must be positive").into());
-        }
-        Ok(Recipe {
-            batch,
-            lr,
-            optimizer,
-            weight_decay: self.weight_decay.or(spec.weight_decay).unwrap_or(1e-5),
+    /// What the flags ask of the recipe.
+    pub(crate) fn request(&self) -> RecipeRequest {
+        RecipeRequest {
+            spec_recipe: self.spec_recipe,
+            lr: self.lr,
+            optimizer: self.optimizer.map(|o| match o {
+                Opt::Sgd => OptimizerChoice::Sgd,
+                Opt::Nesterov => OptimizerChoice::Nesterov,
+                Opt::Rmsproptf => OptimizerChoice::RmspropTf,
+                Opt::Adamw => OptimizerChoice::AdamW,
+            }),
+            momentum: self.momentum,
+            weight_decay: self.weight_decay,
             decay_all: self.decay_all,
-            decay,
-            warmup_epochs: self.warmup.or(spec.warmup).unwrap_or(0.0),
+            schedule: self.schedule.map(|s| match s {
+                Sched::Cosine => ScheduleChoice::Cosine,
+                Sched::Exponential => ScheduleChoice::Exponential,
+                Sched::Constant => ScheduleChoice::Constant,
+            }),
+            warmup: self.warmup,
             warmup_lr: self.warmup_lr,
-            step: StepConfig {
-                label_smoothing,
-                bn_momentum,
-                dropout: self.dropout,
-                drop_path: self.drop_path,
-                frozen,
-            },
-            ema,
+            label_smoothing: self.label_smoothing,
+            dropout: self.dropout,
+            drop_path: self.drop_path,
+            bn_momentum: self.bn_momentum,
+            ema: self.ema,
             seed: self.seed,
             augment: !self.no_augment,
-            min_scale: self.scale,
-            randaugment: self
-                .randaug
-                .as_deref()
-                .map(RandAugment::parse)
-                .transpose()?,
-            mixup: (self.mixup.is_some() || self.cutmix.is_some()).then(|| Mixup {
-                mixup_alpha: self.mixup.unwrap_or(0.0),
-                cutmix_alpha: self.cutmix.unwrap_or(0.0),
-                prob: self.mixup_prob,
-                switch_prob: self.mixup_switch,
-            }),
-            size,
-        })
+            randaug: self.randaug.clone(),
+            mixup: self.mixup,
+            cutmix: self.cutmix,
+            mixup_prob: self.mixup_prob,
+            mixup_switch: self.mixup_switch,
+            scale: self.scale,
+        }
     }
 }
 
 fn ckpt_dir(out: &std::path::Path) -> PathBuf {
     out.with_extension("ckpt")
-}
-
-/// Checks the checkpoint directory as the output policy checks a file: a
-/// directory or nothing yet, in a directory that exists, not -o.
-fn check_ckpt_dir(dir: &std::path::Path, out: &std::path::Path) -> Result<(), Failure> {
-    use effc_driver::files::FileKind;
-    match FileKind::at(dir) {
-        None | Some(FileKind::Directory) => {}
-        Some(kind) => {
-            return Err(format!(
-                "--checkpoints `{}` is {kind}: checkpoints go in a directory (created when missing); choose a directory path",
-                dir.display()
-            )
-            .into())
-        }
-    }
-    let parent = match dir.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => std::path::Path::new("."),
-    };
-    if FileKind::at(parent) != Some(FileKind::Directory) {
-        return Err(format!(
-            "--checkpoints `{}`: its directory `{}` does not exist",
-            dir.display(),
-            parent.display()
-        )
-        .into());
-    }
-    if effc_driver::files::same_file(dir, out) {
-        return Err(format!(
-            "--checkpoints `{}` and -o `{}` are the same path: give each its own",
-            dir.display(),
-            out.display()
-        )
-        .into());
-    }
-    Ok(())
-}
-
-pub(crate) fn source(arg: &str) -> Source {
-    match arg.split_once('=') {
-        Some(("fashion-mnist", dir)) => Source::FashionMnist(dir.into()),
-        Some(("mnist", dir)) => Source::Mnist(dir.into()),
-        _ if arg == "fashion-mnist" => Source::FashionMnist(FASHION_MNIST_DIR.into()),
-        _ => Source::Folder(arg.into()),
-    }
 }
 
 pub fn run(args: Args) -> Result<ExitCode, Failure> {
@@ -441,12 +312,14 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
     let stages = model.blocks().map(|b| b.stage + 1).max().unwrap_or(0);
     let recipe = recipe(&args, &model, stages)?;
     let epochs = match args.steps {
-        None => args.epochs.or(args.recipe.spec_recipe(&model).epochs),
+        None => args
+            .epochs
+            .or(args.recipe.request().spec_recipe(&model).epochs),
         Some(_) => args.epochs,
     };
     let data = match (&args.data, &args.input) {
         (_, Some(p)) => DataChoice::Input(p.clone()),
-        (Some(d), None) => DataChoice::Source(source(d)),
+        (Some(d), None) => DataChoice::Source(recipe::source(d)),
         (None, None) => unreachable!("clap requires --data or --input"),
     };
     let job = Job {
@@ -592,7 +465,7 @@ fn outputs(
             .expect("clap requires -o without --dry-run");
         let out = files.file("-o", o)?;
         let c = args.checkpoints.clone().unwrap_or_else(|| ckpt_dir(o));
-        check_ckpt_dir(&c, o)?;
+        recipe::check_checkpoint_dir(&c, o).map_err(fail)?;
         let grads = args
             .save_grads
             .as_ref()
@@ -610,24 +483,13 @@ fn outputs(
 /// The recipe from the flags: optimizer, learning rate (0.016 per 256 images by
 /// default), schedule, regularization, EMA, augmentation.
 fn recipe(args: &Args, model: &effc_ir::Model, stages: usize) -> Result<Recipe, Failure> {
-    let size = model.resolution;
-    let frozen = match args.freeze.as_deref() {
-        None => None,
-        Some("stem") => Some(0),
-        Some(k) => match k.parse::<usize>() {
-            Ok(k) if k < stages => Some(k + 1),
-            _ => {
-                return Err(format!(
-                    "--freeze {k}: give `stem` or a stage 0..={} (timm's `blocks.K`; the model has {stages} stages)",
-                    stages.saturating_sub(1)
-                )
-                .into())
-            }
-        },
-    };
-    let spec = args.recipe.spec_recipe(model);
+    let frozen = recipe::frozen(args.freeze.as_deref(), stages).map_err(fail)?;
+    let asked = args.recipe.request();
+    let spec = asked.spec_recipe(model);
     let batch = args.batch.map(|b| b as usize).or(spec.batch).unwrap_or(32);
-    args.recipe.recipe(batch, frozen, size, &spec)
+    asked
+        .recipe(batch, frozen, model.resolution, &spec)
+        .map_err(fail)
 }
 
 /// What `effc train` shows and keeps while it runs: on a terminal an indicatif
