@@ -9,7 +9,7 @@ use effc_driver::train::recipe::{self, OptimizerChoice, RecipeRequest, ScheduleC
 use effc_driver::Device;
 use effc_ir::{Naming, Options};
 use effc_train::job::{self, CheckpointDir, DataChoice, Job, Progress};
-use effc_train::trainer::{Cpu, Engine, Recipe};
+use effc_train::trainer::{Engine, Recipe};
 
 use crate::common::ModelArgs;
 use crate::output::outln;
@@ -399,34 +399,7 @@ fn stop_on_signals() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>, Fa
 /// Where the steps run (`effc run`'s choice of device, the CPU meaning the
 /// reference executor), and the note saying so.
 fn engine(args: &Args) -> Result<(Box<dyn Engine>, String), Failure> {
-    use effc_driver::device::{choose, Chosen};
-    if args.device.is_none() && args.freeze.is_some() {
-        return Ok((
-            Box::new(Cpu),
-            "training on the CPU reference executor (--freeze, which the GPU step does not do yet)"
-                .into(),
-        ));
-    }
-    Ok(
-        match choose(args.device, effc_plan::Precision::F32).map_err(fail)? {
-            Chosen::Gpu { gpu, note } => {
-                let note = format!(
-                    "training on the GPU: {}",
-                    note.trim_start_matches("running on ")
-                );
-                (Box::new(effc_driver::train::gpu::GpuEngine::new(gpu)), note)
-            }
-            Chosen::Cpu { note } | Chosen::Reference { note } => {
-                let why = note
-                    .split_once(" (")
-                    .map_or(String::new(), |(_, w)| format!(" ({w}"));
-                (
-                    Box::new(Cpu),
-                    format!("training on the CPU reference executor{why}"),
-                )
-            }
-        },
-    )
+    effc_driver::train::engine(args.device, args.freeze.is_some()).map_err(fail)
 }
 
 /// What the flags refuse before anything is read.

@@ -20,7 +20,9 @@
 //!   and [`scale::grid`] ([`scale::GridReport`]), [`pick::pick`]
 //!   ([`pick::PickReport`]), [`tune::tune`] ([`tune::TuneReport`]),
 //!   [`compile::compile`] ([`compile::CompileReport`]); [`tuning::cached`], the tiles a
-//!   GPU uses; [`train::gpu::GpuEngine`], `effc train`'s steps on a GPU.
+//!   GPU uses; [`bench::train::train`] ([`bench::train::TrainBench`]), `effc bench
+//!   --train`; for `effc train`: [`train::recipe::RecipeRequest`] (the recipe, checked),
+//!   [`train::engine`] (where it steps) and [`train::gpu::GpuEngine`] (its steps on a GPU).
 //!
 //! A new command: resolve a request, declare its files, choose a device, run:
 //!
