@@ -5,11 +5,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use effc_driver::files::{OutputFile, Outputs};
+use effc_driver::train::job::{TrainOutputs, TrainRequest};
 use effc_driver::train::recipe::{self, OptimizerChoice, RecipeRequest, ScheduleChoice};
 use effc_driver::Device;
-use effc_ir::{Naming, Options};
+use effc_ir::Naming;
 use effc_train::job::{self, CheckpointDir, DataChoice, Job, Progress};
-use effc_train::trainer::{Engine, Recipe};
+use effc_train::trainer::Engine;
 
 use crate::common::ModelArgs;
 use crate::output::outln;
@@ -277,71 +278,36 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         (Some(p), false) => Some(files.file("--plot", p)?),
         _ => None,
     };
-    let resolved = request.resolve().map_err(fail)?;
-    let model = resolved.model;
-    if model.classifier.is_none() {
-        return Err(format!(
-            "`{}` has no classifier (classes = 0): give --classes N",
-            model.name
-        )
-        .into());
-    }
-    let from = match &args.from {
-        Some(p) => {
-            let mut r = request.clone();
-            r.options.classes = None;
-            Some(job::From {
-                path: p.clone(),
-                naming: args.naming,
-                as_made: r.resolve().map_err(fail)?.model,
-            })
-        }
-        None => None,
-    };
-    let at_size = {
-        let request = request.clone();
-        Box::new(move |size: usize| {
-            let mut r = request.clone();
-            r.options = Options {
-                resolution: Some(size),
-                ..r.options.clone()
-            };
-            r.resolve().map(|m| m.model).map_err(|e| e.to_string())
-        })
-    };
-    let stages = model.blocks().map(|b| b.stage + 1).max().unwrap_or(0);
-    let recipe = recipe(&args, &model, stages)?;
-    let epochs = match args.steps {
-        None => args
-            .epochs
-            .or(args.recipe.request().spec_recipe(&model).epochs),
-        Some(_) => args.epochs,
-    };
     let data = match (&args.data, &args.input) {
         (_, Some(p)) => DataChoice::Input(p.clone()),
         (Some(d), None) => DataChoice::Source(recipe::source(d)),
         (None, None) => unreachable!("clap requires --data or --input"),
     };
-    let job = Job {
-        model,
-        at_size,
+    let train = TrainRequest {
+        model: request,
         data,
-        from,
-        recipe,
-        epochs,
+        from: args.from.clone(),
+        naming: args.naming,
+        recipe: args.recipe.request(),
+        batch: args.batch.map(|b| b as usize),
+        freeze: args.freeze.clone(),
+        epochs: args.epochs,
         steps: args.steps,
         progressive: args.progressive,
-        out,
-        checkpoints: checkpoint.map(|dir| CheckpointDir {
-            dir,
-            files: files.clone(),
-        }),
-        save_grads,
-        log,
         resume: args.resume.clone(),
-        eval_batch: args.eval_batch.max(1),
-        stop: None,
+        eval_batch: args.eval_batch,
     };
+    let job = train
+        .job(TrainOutputs {
+            out,
+            checkpoints: checkpoint.map(|dir| CheckpointDir {
+                dir,
+                files: files.clone(),
+            }),
+            save_grads,
+            log,
+        })
+        .map_err(fail)?;
     if args.dry_run {
         let plan = job::plan(&job)?;
         if args.json {
@@ -451,18 +417,6 @@ fn outputs(
             .transpose()?;
         (Some(out), Some(c), grads, log)
     })
-}
-
-/// The recipe from the flags: optimizer, learning rate (0.016 per 256 images by
-/// default), schedule, regularization, EMA, augmentation.
-fn recipe(args: &Args, model: &effc_ir::Model, stages: usize) -> Result<Recipe, Failure> {
-    let frozen = recipe::frozen(args.freeze.as_deref(), stages).map_err(fail)?;
-    let asked = args.recipe.request();
-    let spec = asked.spec_recipe(model);
-    let batch = args.batch.map(|b| b as usize).or(spec.batch).unwrap_or(32);
-    asked
-        .recipe(batch, frozen, model.resolution, &spec)
-        .map_err(fail)
 }
 
 /// What `effc train` shows and keeps while it runs: on a terminal an indicatif

@@ -21,7 +21,8 @@
 //!   ([`pick::PickReport`]), [`tune::tune`] ([`tune::TuneReport`]),
 //!   [`compile::compile`] ([`compile::CompileReport`]); [`tuning::cached`], the tiles a
 //!   GPU uses; [`bench::train::train`] ([`bench::train::TrainBench`]), `effc bench
-//!   --train`; for `effc train`: [`train::recipe::RecipeRequest`] (the recipe, checked),
+//!   --train`; for `effc train`: [`train::job::TrainRequest`] (into effc-train's `Job`),
+//!   [`train::recipe::RecipeRequest`] (the recipe, checked),
 //!   [`train::engine`] (where it steps) and [`train::gpu::GpuEngine`] (its steps on a GPU).
 //!
 //! A new command: resolve a request, declare its files, choose a device, run:

@@ -1,5 +1,7 @@
 //! What `effc train` runs: its recipe and the engines effc-train's loop steps on.
 //!
+//! - [`job`]: [`job::TrainRequest`] into effc-train's `Job`, once the caller has
+//!   declared the files it writes;
 //! - [`recipe`]: [`recipe::RecipeRequest`] (what was asked, flag by flag) into
 //!   effc-train's `Recipe`, the spec's `training` section merged, every range
 //!   checked; `--freeze`, the data's name and the checkpoint directory, checked
@@ -11,6 +13,7 @@
 //!   effc-train's optimizer as the GPU update's rule.
 
 pub mod gpu;
+pub mod job;
 pub mod recipe;
 
 use effc_train::trainer::{Cpu, Engine};
