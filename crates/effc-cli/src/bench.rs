@@ -64,14 +64,16 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         if matches!(args.device, Some(Device::Cpu | Device::Reference)) {
             return Err("--train times effc's GPU training step against the CPU reference executor, side by side; drop --device (a software adapter works too)".into());
         }
-        crate::bench_train::run(&crate::bench_train::TrainArgs {
-            model: &args.model,
-            weights: args.weights.as_deref(),
-            batch: args.batch,
-            runs: args.runs.max(1),
-            warmup: args.warmup,
-            json: args.json,
-        })?;
+        crate::bench_train::run(
+            &effc_driver::bench::train::TrainBenchRequest {
+                model: args.model.request(),
+                weights: args.weights.clone(),
+                batch: args.batch,
+                runs: args.runs.max(1),
+                warmup: args.warmup,
+            },
+            args.json,
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut model = args

@@ -21,7 +21,6 @@ mod scale_grid;
 mod scale_report;
 mod serve;
 mod train;
-mod train_gpu;
 mod tune;
 
 /// effc compiles EfficientNet-family networks (.enet specs or built-in models).

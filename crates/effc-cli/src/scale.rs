@@ -223,17 +223,17 @@ fn training(
         return Ok(None);
     };
     let batch = args.train_batch as usize;
-    let spec = if args.recipe.spec_recipe {
-        let model = base.resolve().map_err(fail)?.model;
-        args.recipe.spec_recipe(&model)
+    let asked = args.recipe.request();
+    let spec = if asked.spec_recipe {
+        asked.spec_recipe(&base.resolve().map_err(fail)?.model)
     } else {
         effc_ir::spec::Recipe::default()
     };
     Ok(Some(GridTraining {
-        data: crate::train::source(data),
+        data: effc_driver::train::recipe::source(data),
         // The size is each point's resolution, set when it trains.
         // --spec-recipe: the base's recipe, the same for every point.
-        recipe: args.recipe.recipe(batch, None, 0, &spec)?,
+        recipe: asked.recipe(batch, None, 0, &spec).map_err(fail)?,
         epochs: args.epochs,
         steps: args.steps,
         train_subset: args.train_subset,

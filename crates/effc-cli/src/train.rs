@@ -5,15 +5,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use effc_driver::files::{OutputFile, Outputs};
+use effc_driver::train::job::{TrainOutputs, TrainRequest};
+use effc_driver::train::recipe::{self, OptimizerChoice, RecipeRequest, ScheduleChoice};
 use effc_driver::Device;
-use effc_ir::{Naming, Options};
-use effc_reference::train::StepConfig;
-use effc_train::augment::{Mixup, RandAugment};
-use effc_train::data::{Source, FASHION_MNIST_DIR};
+use effc_ir::Naming;
 use effc_train::job::{self, CheckpointDir, DataChoice, Job, Progress};
-use effc_train::optim::Kind;
-use effc_train::schedule::Decay;
-use effc_train::trainer::{Cpu, Engine, Recipe};
+use effc_train::trainer::Engine;
 
 use crate::common::ModelArgs;
 use crate::output::outln;
@@ -220,171 +217,46 @@ impl RecipeArgs {
         RecipeOnly::try_parse_from(["effc"]).is_ok_and(|d| &d.recipe == self)
     }
 
-    /// The spec's recipe where --spec-recipe asks for it (else an empty one).
-    pub(crate) fn spec_recipe(&self, model: &effc_ir::Model) -> effc_ir::spec::Recipe {
-        if self.spec_recipe {
-            model.training.recipe.clone()
-        } else {
-            effc_ir::spec::Recipe::default()
-        }
-    }
-
-    /// The recipe: each setting from its flag, else from `spec` (see
-    /// [`RecipeArgs::spec_recipe`]), else its default: optimizer, learning rate
-    /// (0.016 per 256 images), schedule, regularization, EMA, augmentation;
-    /// `frozen` stages, at `size`.
-    pub(crate) fn recipe(
-        &self,
-        batch: usize,
-        frozen: Option<usize>,
-        size: usize,
-        spec: &effc_ir::spec::Recipe,
-    ) -> Result<Recipe, Failure> {
-        use effc_ir::spec::{Optimizer, Schedule};
-        let opt = self.optimizer.unwrap_or(match spec.optimizer {
-            Some(Optimizer::Sgd) => Opt::Sgd,
-            Some(Optimizer::Nesterov) => Opt::Nesterov,
-            Some(Optimizer::AdamW) => Opt::Adamw,
-            Some(Optimizer::RmspropTf) | None => Opt::Rmsproptf,
-        });
-        let decay = match (self.schedule, spec.schedule) {
-            (Some(Sched::Cosine), _) | (None, Some(Schedule::Cosine) | None) => {
-                Decay::Cosine { min_lr: 0.0 }
-            }
-            (Some(Sched::Exponential), Some(Schedule::Exponential { rate, every }))
-            | (None, Some(Schedule::Exponential { rate, every })) => {
-                Decay::Exponential { rate, every }
-            }
-            (Some(Sched::Exponential), _) => Decay::Exponential {
-                rate: 0.97,
-                every: 2.4,
-            },
-            (Some(Sched::Constant), _) | (None, Some(Schedule::Constant)) => Decay::Constant,
-        };
-        let label_smoothing = self.label_smoothing.or(spec.label_smoothing).unwrap_or(0.1);
-        let bn_momentum = self.bn_momentum.or(spec.bn_momentum).unwrap_or(0.1);
-        let ema = self.ema.or(spec.ema);
-        let optimizer = match opt {
-            Opt::Sgd => Kind::Sgd {
-                momentum: self.momentum,
-                nesterov: false,
-            },
-            Opt::Nesterov => Kind::Sgd {
-                momentum: self.momentum,
-                nesterov: true,
-            },
-            Opt::Rmsproptf => Kind::rmsprop_tf(None),
-            Opt::Adamw => Kind::adamw(),
-        };
-        for (flag, v, lo, hi) in [
-            ("--label-smoothing", Some(label_smoothing), 0.0, 1.0),
-            ("--dropout", self.dropout, 0.0, 0.999),
-            ("--drop-path", self.drop_path, 0.0, 0.999),
-            ("--bn-momentum", Some(bn_momentum), 0.0, 1.0),
-            ("--ema", ema, 0.0, 1.0),
-            ("--scale", Some(self.scale), 0.0, 1.0),
-            ("--mixup", self.mixup, 0.0, 1e3),
-            ("--cutmix", self.cutmix, 0.0, 1e3),
-            ("--mixup-prob", Some(self.mixup_prob), 0.0, 1.0),
-            ("--mixup-switch", Some(self.mixup_switch), 0.0, 1.0),
-        ] {
-            if let Some(v) = v {
-                if !(lo..=hi).contains(&v) {
-                    return Err(format!("{flag} {v} is not in [{lo}, {hi}]").into());
-                }
-            }
-        }
-        let lr = self
-            .lr
-            .or(spec.lr_at(batch))
-            .unwrap_or(0.016 * batch as f64 / 256.0);
-        if !(lr > 0.0 && lr.is_finite()) {
-            return Err(format!("--lr {lr}: the learning rate must be positive").into());
-        }
-        Ok(Recipe {
-            batch,
-            lr,
-            optimizer,
-            weight_decay: self.weight_decay.or(spec.weight_decay).unwrap_or(1e-5),
+    /// What the flags ask of the recipe.
+    pub(crate) fn request(&self) -> RecipeRequest {
+        RecipeRequest {
+            spec_recipe: self.spec_recipe,
+            lr: self.lr,
+            optimizer: self.optimizer.map(|o| match o {
+                Opt::Sgd => OptimizerChoice::Sgd,
+                Opt::Nesterov => OptimizerChoice::Nesterov,
+                Opt::Rmsproptf => OptimizerChoice::RmspropTf,
+                Opt::Adamw => OptimizerChoice::AdamW,
+            }),
+            momentum: self.momentum,
+            weight_decay: self.weight_decay,
             decay_all: self.decay_all,
-            decay,
-            warmup_epochs: self.warmup.or(spec.warmup).unwrap_or(0.0),
+            schedule: self.schedule.map(|s| match s {
+                Sched::Cosine => ScheduleChoice::Cosine,
+                Sched::Exponential => ScheduleChoice::Exponential,
+                Sched::Constant => ScheduleChoice::Constant,
+            }),
+            warmup: self.warmup,
             warmup_lr: self.warmup_lr,
-            step: StepConfig {
-                label_smoothing,
-                bn_momentum,
-                dropout: self.dropout,
-                drop_path: self.drop_path,
-                frozen,
-            },
-            ema,
+            label_smoothing: self.label_smoothing,
+            dropout: self.dropout,
+            drop_path: self.drop_path,
+            bn_momentum: self.bn_momentum,
+            ema: self.ema,
             seed: self.seed,
             augment: !self.no_augment,
-            min_scale: self.scale,
-            randaugment: self
-                .randaug
-                .as_deref()
-                .map(RandAugment::parse)
-                .transpose()?,
-            mixup: (self.mixup.is_some() || self.cutmix.is_some()).then(|| Mixup {
-                mixup_alpha: self.mixup.unwrap_or(0.0),
-                cutmix_alpha: self.cutmix.unwrap_or(0.0),
-                prob: self.mixup_prob,
-                switch_prob: self.mixup_switch,
-            }),
-            size,
-        })
+            randaug: self.randaug.clone(),
+            mixup: self.mixup,
+            cutmix: self.cutmix,
+            mixup_prob: self.mixup_prob,
+            mixup_switch: self.mixup_switch,
+            scale: self.scale,
+        }
     }
 }
 
 fn ckpt_dir(out: &std::path::Path) -> PathBuf {
     out.with_extension("ckpt")
-}
-
-/// Checks the checkpoint directory as the output policy checks a file: a
-/// directory or nothing yet, in a directory that exists, not -o.
-fn check_ckpt_dir(dir: &std::path::Path, out: &std::path::Path) -> Result<(), Failure> {
-    use effc_driver::files::FileKind;
-    match FileKind::at(dir) {
-        None | Some(FileKind::Directory) => {}
-        Some(kind) => {
-            return Err(format!(
-                "--checkpoints `{}` is {kind}: checkpoints go in a directory (created when missing); choose a directory path",
-                dir.display()
-            )
-            .into())
-        }
-    }
-    let parent = match dir.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => std::path::Path::new("."),
-    };
-    if FileKind::at(parent) != Some(FileKind::Directory) {
-        return Err(format!(
-            "--checkpoints `{}`: its directory `{}` does not exist",
-            dir.display(),
-            parent.display()
-        )
-        .into());
-    }
-    if effc_driver::files::same_file(dir, out) {
-        return Err(format!(
-            "--checkpoints `{}` and -o `{}` are the same path: give each its own",
-            dir.display(),
-            out.display()
-        )
-        .into());
-    }
-    Ok(())
-}
-
-pub(crate) fn source(arg: &str) -> Source {
-    match arg.split_once('=') {
-        Some(("fashion-mnist", dir)) => Source::FashionMnist(dir.into()),
-        Some(("mnist", dir)) => Source::Mnist(dir.into()),
-        _ if arg == "fashion-mnist" => Source::FashionMnist(FASHION_MNIST_DIR.into()),
-        _ => Source::Folder(arg.into()),
-    }
 }
 
 pub fn run(args: Args) -> Result<ExitCode, Failure> {
@@ -406,69 +278,36 @@ pub fn run(args: Args) -> Result<ExitCode, Failure> {
         (Some(p), false) => Some(files.file("--plot", p)?),
         _ => None,
     };
-    let resolved = request.resolve().map_err(fail)?;
-    let model = resolved.model;
-    if model.classifier.is_none() {
-        return Err(format!(
-            "`{}` has no classifier (classes = 0): give --classes N",
-            model.name
-        )
-        .into());
-    }
-    let from = match &args.from {
-        Some(p) => {
-            let mut r = request.clone();
-            r.options.classes = None;
-            Some(job::From {
-                path: p.clone(),
-                naming: args.naming,
-                as_made: r.resolve().map_err(fail)?.model,
-            })
-        }
-        None => None,
-    };
-    let at_size = {
-        let request = request.clone();
-        Box::new(move |size: usize| {
-            let mut r = request.clone();
-            r.options = Options {
-                resolution: Some(size),
-                ..r.options.clone()
-            };
-            r.resolve().map(|m| m.model).map_err(|e| e.to_string())
-        })
-    };
-    let stages = model.blocks().map(|b| b.stage + 1).max().unwrap_or(0);
-    let recipe = recipe(&args, &model, stages)?;
-    let epochs = match args.steps {
-        None => args.epochs.or(args.recipe.spec_recipe(&model).epochs),
-        Some(_) => args.epochs,
-    };
     let data = match (&args.data, &args.input) {
         (_, Some(p)) => DataChoice::Input(p.clone()),
-        (Some(d), None) => DataChoice::Source(source(d)),
+        (Some(d), None) => DataChoice::Source(recipe::source(d)),
         (None, None) => unreachable!("clap requires --data or --input"),
     };
-    let job = Job {
-        model,
-        at_size,
+    let train = TrainRequest {
+        model: request,
         data,
-        from,
-        recipe,
-        epochs,
+        from: args.from.clone(),
+        naming: args.naming,
+        recipe: args.recipe.request(),
+        batch: args.batch.map(|b| b as usize),
+        freeze: args.freeze.clone(),
+        epochs: args.epochs,
         steps: args.steps,
         progressive: args.progressive,
-        out,
-        checkpoints: checkpoint.map(|dir| CheckpointDir {
-            dir,
-            files: files.clone(),
-        }),
-        save_grads,
-        log,
         resume: args.resume.clone(),
-        eval_batch: args.eval_batch.max(1),
-        stop: None,
+        eval_batch: args.eval_batch,
     };
+    let job = train
+        .job(TrainOutputs {
+            out,
+            checkpoints: checkpoint.map(|dir| CheckpointDir {
+                dir,
+                files: files.clone(),
+            }),
+            save_grads,
+            log,
+        })
+        .map_err(fail)?;
     if args.dry_run {
         let plan = job::plan(&job)?;
         if args.json {
@@ -526,34 +365,7 @@ fn stop_on_signals() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>, Fa
 /// Where the steps run (`effc run`'s choice of device, the CPU meaning the
 /// reference executor), and the note saying so.
 fn engine(args: &Args) -> Result<(Box<dyn Engine>, String), Failure> {
-    use effc_driver::device::{choose, Chosen};
-    if args.device.is_none() && args.freeze.is_some() {
-        return Ok((
-            Box::new(Cpu),
-            "training on the CPU reference executor (--freeze, which the GPU step does not do yet)"
-                .into(),
-        ));
-    }
-    Ok(
-        match choose(args.device, effc_plan::Precision::F32).map_err(fail)? {
-            Chosen::Gpu { gpu, note } => {
-                let note = format!(
-                    "training on the GPU: {}",
-                    note.trim_start_matches("running on ")
-                );
-                (Box::new(crate::train_gpu::GpuEngine::new(gpu)), note)
-            }
-            Chosen::Cpu { note } | Chosen::Reference { note } => {
-                let why = note
-                    .split_once(" (")
-                    .map_or(String::new(), |(_, w)| format!(" ({w}"));
-                (
-                    Box::new(Cpu),
-                    format!("training on the CPU reference executor{why}"),
-                )
-            }
-        },
-    )
+    effc_driver::train::engine(args.device, args.freeze.is_some()).map_err(fail)
 }
 
 /// What the flags refuse before anything is read.
@@ -592,7 +404,7 @@ fn outputs(
             .expect("clap requires -o without --dry-run");
         let out = files.file("-o", o)?;
         let c = args.checkpoints.clone().unwrap_or_else(|| ckpt_dir(o));
-        check_ckpt_dir(&c, o)?;
+        recipe::check_checkpoint_dir(&c, o).map_err(fail)?;
         let grads = args
             .save_grads
             .as_ref()
@@ -605,29 +417,6 @@ fn outputs(
             .transpose()?;
         (Some(out), Some(c), grads, log)
     })
-}
-
-/// The recipe from the flags: optimizer, learning rate (0.016 per 256 images by
-/// default), schedule, regularization, EMA, augmentation.
-fn recipe(args: &Args, model: &effc_ir::Model, stages: usize) -> Result<Recipe, Failure> {
-    let size = model.resolution;
-    let frozen = match args.freeze.as_deref() {
-        None => None,
-        Some("stem") => Some(0),
-        Some(k) => match k.parse::<usize>() {
-            Ok(k) if k < stages => Some(k + 1),
-            _ => {
-                return Err(format!(
-                    "--freeze {k}: give `stem` or a stage 0..={} (timm's `blocks.K`; the model has {stages} stages)",
-                    stages.saturating_sub(1)
-                )
-                .into())
-            }
-        },
-    };
-    let spec = args.recipe.spec_recipe(model);
-    let batch = args.batch.map(|b| b as usize).or(spec.batch).unwrap_or(32);
-    args.recipe.recipe(batch, frozen, size, &spec)
 }
 
 /// What `effc train` shows and keeps while it runs: on a terminal an indicatif

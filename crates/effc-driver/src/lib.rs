@@ -20,7 +20,10 @@
 //!   and [`scale::grid`] ([`scale::GridReport`]), [`pick::pick`]
 //!   ([`pick::PickReport`]), [`tune::tune`] ([`tune::TuneReport`]),
 //!   [`compile::compile`] ([`compile::CompileReport`]); [`tuning::cached`], the tiles a
-//!   GPU uses.
+//!   GPU uses; [`bench::train::train`] ([`bench::train::TrainBench`]), `effc bench
+//!   --train`; for `effc train`: [`train::job::TrainRequest`] (into effc-train's `Job`),
+//!   [`train::recipe::RecipeRequest`] (the recipe, checked),
+//!   [`train::engine`] (where it steps) and [`train::gpu::GpuEngine`] (its steps on a GPU).
 //!
 //! A new command: resolve a request, declare its files, choose a device, run:
 //!
@@ -60,6 +63,8 @@ pub mod pick;
 pub mod run;
 #[cfg(feature = "commands")]
 pub mod scale;
+#[cfg(feature = "commands")]
+pub mod train;
 #[cfg(feature = "commands")]
 pub mod tune;
 #[cfg(feature = "commands")]

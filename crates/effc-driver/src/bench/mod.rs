@@ -4,6 +4,7 @@
 
 mod analysis;
 mod cpu;
+pub mod train;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -203,3 +203,65 @@ impl Engine for GpuEngine {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_optimizer_maps_to_its_rule_with_its_constants() {
+        assert_eq!(
+            rule(Kind::Sgd {
+                momentum: 0.9,
+                nesterov: true
+            }),
+            Rule::Sgd {
+                momentum: 0.9,
+                nesterov: true
+            }
+        );
+        assert_eq!(
+            rule(Kind::RmsPropTf {
+                alpha: 0.9,
+                momentum: 0.8,
+                eps: 1e-3
+            }),
+            Rule::RmsPropTf {
+                alpha: 0.9,
+                momentum: 0.8,
+                eps: 1e-3
+            }
+        );
+        assert_eq!(
+            rule(Kind::AdamW {
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8
+            }),
+            Rule::AdamW {
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8
+            }
+        );
+    }
+
+    #[test]
+    fn frozen_layers_are_refused_with_the_way_out() {
+        assert!(refuse(&StepConfig::default()).is_ok());
+        let step = StepConfig {
+            frozen: Some(2),
+            ..StepConfig::default()
+        };
+        match refuse(&step) {
+            Err(TrainError::Bad(m)) => {
+                assert!(
+                    m.starts_with("--freeze is not supported with --device gpu"),
+                    "{m}"
+                );
+                assert!(m.contains("--device cpu"), "{m}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
