@@ -473,81 +473,68 @@ fn grid_train_on_refuses_bad_input_before_training() {
         assert!(err.contains(want), "{args:?}: {err}");
         assert!(!err.contains("panicked"), "{err}");
     };
+    /// `effc scale SPEC --grid` and `rest`.
+    fn grid<'a>(spec: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
+        ["scale", spec, "--grid"]
+            .iter()
+            .chain(rest)
+            .copied()
+            .collect()
+    }
     // --train-on needs --grid; the recipe's flags need --train-on; so does --plot with --grid.
     fails(
         &["scale", s, "--train-on", "fashion-mnist", "--phi", "1"],
         "--train-on goes with --grid",
     );
-    fails(
-        &["scale", s, "--grid", "--lr", "0.1"],
-        "give --grid --train-on DATA",
-    );
+    fails(&grid(s, &["--lr", "0.1"]), "give --grid --train-on DATA");
     let svg = dir.join("p.svg");
-    fails(
-        &["scale", s, "--grid", "--plot", svg.to_str().unwrap()],
-        "--train-on",
-    );
+    fails(&grid(s, &["--plot", svg.to_str().unwrap()]), "--train-on");
     assert!(!svg.exists());
     // --plot onto the spec it reads is refused by the output policy, the spec kept.
     fails(
-        &[
-            "scale",
+        &grid(
             s,
-            "--grid",
-            "--step",
-            "0.25",
-            "--train-on",
-            "fashion-mnist",
-            "--plot",
-            s,
-        ],
+            &["--step", "0.25", "--train-on", "fashion-mnist", "--plot", s],
+        ),
         "--plot",
     );
     assert_eq!(std::fs::read_to_string(&spec).unwrap(), TINY);
     // A data set that is not there.
     let missing = format!("fashion-mnist={}", dir.join("none").display());
     fails(
-        &[
-            "scale",
-            s,
-            "--grid",
-            "--step",
-            "0.25",
-            "--train-on",
-            &missing,
-        ],
+        &grid(s, &["--step", "0.25", "--train-on", &missing]),
         "none",
     );
     if fashion_mnist_installed() {
         // The default grid (0.05) for an epoch of 60 000 images is far over the limit.
         fails(
-            &[
-                "scale",
+            &grid(
                 s,
-                "--grid",
-                "--train-on",
-                "fashion-mnist",
-                "--plot",
-                svg.to_str().unwrap(),
-            ],
+                &[
+                    "--train-on",
+                    "fashion-mnist",
+                    "--plot",
+                    svg.to_str().unwrap(),
+                ],
+            ),
             "training steps, over the limit of",
         );
         assert!(!svg.exists());
         // The base's classes must be the data's.
         fails(
-            &[
-                "scale",
+            &grid(
                 s,
-                "--grid",
-                "--step",
-                "0.25",
-                "--train-on",
-                "fashion-mnist",
-                "--classes",
-                "3",
-                "--steps",
-                "1",
-            ],
+                &[
+                    "--step",
+                    "0.25",
+                    "--train-on",
+                    "fashion-mnist",
+                    "--classes",
+                    "3",
+                    "--steps",
+                    "1",
+                ],
+            ),
             "give --classes 10",
         );
     }

@@ -124,33 +124,30 @@ impl Model {
                 let c = se.channels;
                 let r = se.reduced;
                 let hw = b.conv.conv.out_hw;
-                rows.push(simple(
-                    format!("{p}.se.reduce"),
-                    "se.reduce",
-                    Some(se.act.name()),
-                    [c, hw.0, hw.1],
-                    [r, 1, 1],
-                    (c * r + r) as u64,
-                    (c * r) as u64,
-                ));
-                rows.push(simple(
-                    format!("{p}.se.expand"),
-                    "se.expand",
-                    Some("sigmoid"),
-                    [r, 1, 1],
-                    [c, 1, 1],
-                    (c * r + c) as u64,
-                    (c * r) as u64,
-                ));
-                rows.push(simple(
-                    format!("{p}.se.scale"),
-                    "se.scale",
-                    None,
-                    [c, hw.0, hw.1],
-                    [c, hw.0, hw.1],
-                    0,
-                    0,
-                ));
+                // (op, activation, input, output, parameters, MACs)
+                let se_rows = [
+                    (
+                        "se.reduce",
+                        Some(se.act.name()),
+                        [c, hw.0, hw.1],
+                        [r, 1, 1],
+                        c * r + r,
+                        c * r,
+                    ),
+                    (
+                        "se.expand",
+                        Some("sigmoid"),
+                        [r, 1, 1],
+                        [c, 1, 1],
+                        c * r + c,
+                        c * r,
+                    ),
+                    ("se.scale", None, [c, hw.0, hw.1], [c, hw.0, hw.1], 0, 0),
+                ];
+                for (op, act, i, o, params, macs) in se_rows {
+                    let (params, macs) = (params as u64, macs as u64);
+                    rows.push(simple(format!("{p}.{op}"), op, act, i, o, params, macs));
+                }
             }
             if let Some(pr) = &b.project {
                 cb(&mut rows, format!("{p}.project"), pr);

@@ -138,6 +138,38 @@ impl<'t> Builder<'t> {
         plan
     }
 
+    /// A kernel that reduces the pooling partials `pool` into `dst` (the
+    /// classifier, an SE gate): workgroups of [`REDUCE_WORKGROUP`] threads,
+    /// `groups` of them, nothing to tune.
+    #[allow(clippy::too_many_arguments)]
+    fn push_reduction(
+        &mut self,
+        name: String,
+        layers: Vec<String>,
+        source: Source,
+        (op, layout): (Op, WeightLayout),
+        pool: TensorId,
+        dst: (&'static str, TensorId),
+        groups: u32,
+    ) {
+        self.kernels.push(Kernel {
+            name,
+            layers,
+            source,
+            weights_len: layout.len(),
+            layout,
+            op,
+            bindings: vec![
+                Binding::weights(),
+                Binding::read("pool", pool),
+                Binding::write(dst.0, dst.1),
+            ],
+            workgroup: [REDUCE_WORKGROUP, 1, 1],
+            grid: [groups, 1],
+            tune_key: None,
+        });
+    }
+
     fn partial(&mut self, name: String, tiles: usize, c: usize) -> TensorId {
         self.tensor(name, TensorKind::PoolPartial, tiles, 1, c)
     }
@@ -365,26 +397,19 @@ pub fn plan_with(model: &Model, tuning: &Tuning, precision: Precision) -> Plan {
         // A binding cannot be empty: one unused vec4.
         WeightLayout::new(b.precision.elem(), &[("UNUSED", 1, 4, "unused")])
     };
-    b.kernels.push(Kernel {
-        name: "classifier".into(),
-        layers: if classes > 0 {
+    b.push_reduction(
+        "classifier".into(),
+        if classes > 0 {
             vec!["pool".into(), "classifier".into()]
         } else {
             vec!["pool".into()]
         },
-        source: Source::Classifier,
-        weights_len: layout.len(),
-        layout,
-        op: Op::Classifier(op),
-        bindings: vec![
-            Binding::weights(),
-            Binding::read("pool", pooled),
-            Binding::write("dst", output),
-        ],
-        workgroup: [REDUCE_WORKGROUP, 1, 1],
-        grid: [threads.div_ceil(REDUCE_WORKGROUP as usize) as u32, 1],
-        tune_key: None,
-    });
+        Source::Classifier,
+        (Op::Classifier(op), layout),
+        pooled,
+        ("dst", output),
+        threads.div_ceil(REDUCE_WORKGROUP as usize) as u32,
+    );
     b.finish(model.name.clone(), input, output, model.input, out_len)
 }
 
@@ -611,27 +636,20 @@ fn squeeze_excite(
             ("B1", 1, se.reduced, "reduce bias [R4]"),
         ],
     );
-    b.kernels.push(Kernel {
-        name: format!("{p}.se"),
-        layers: vec![
+    b.push_reduction(
+        format!("{p}.se"),
+        vec![
             format!("{p}.se.reduce"),
             se.act.name().to_string(),
             format!("{p}.se.expand"),
             "sigmoid".into(),
         ],
-        source: Source::Se(blk.id),
-        weights_len: layout.len(),
-        layout,
-        op: Op::Se(op),
-        bindings: vec![
-            Binding::weights(),
-            Binding::read("pool", pt),
-            Binding::write("gate", g),
-        ],
-        workgroup: [REDUCE_WORKGROUP, 1, 1],
-        grid: [1, 1],
-        tune_key: None,
-    });
+        Source::Se(blk.id),
+        (Op::Se(op), layout),
+        pt,
+        ("gate", g),
+        1,
+    );
     g
 }
 

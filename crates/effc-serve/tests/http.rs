@@ -13,17 +13,43 @@ use serde_json::json;
 /// What `effc run` computes for an image: the reference executor's logits of
 /// the preprocessed image.
 fn reference_logits(model_arg: &str, images: &[std::path::PathBuf]) -> Vec<f32> {
+    let (model, ex) = reference_model(model_arg);
+    let mut input = vec![];
+    for i in images {
+        input.extend(effc_weights::load_image(i, &model).unwrap());
+    }
+    ex.run(&input, images.len()).unwrap().data
+}
+
+/// The model `model_arg` names and the reference executor on it with lite0's
+/// weights (what the server's `small` model is checked against).
+fn reference_model(model_arg: &str) -> (effc_ir::Model, effc_reference::Executor) {
     let model = effc_driver::ModelRequest::from_arg(model_arg)
         .resolve()
         .unwrap()
         .model;
     let w = effc_weights::Weights::load(weights(), &model, None).unwrap();
     let ex = effc_reference::Executor::new(&model, &w).unwrap();
-    let mut input = vec![];
-    for i in images {
-        input.extend(effc_weights::load_image(i, &model).unwrap());
-    }
-    ex.run(&input, images.len()).unwrap().data
+    (model, ex)
+}
+
+fn reference(model_arg: &str) -> effc_reference::Executor {
+    reference_model(model_arg).1
+}
+
+/// The logits `small` answers for `batch` 32-px images in a JSON FP32 request,
+/// read back from JSON numbers.
+fn json_logits(addr: std::net::SocketAddr, input: &[f32], batch: usize) -> Vec<f32> {
+    let req = json!({"inputs": [{"name": "input", "datatype": "FP32", "shape": [batch, 3, 32, 32], "data": input}],
+                     "outputs": [{"name": "logits"}]});
+    let r = post_json(addr, "/v2/models/small/infer", &req);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    r.json()["outputs"][0]["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect()
 }
 
 #[test]
@@ -92,9 +118,7 @@ fn lite0_classifies_the_photos_from_encoded_images() {
 /// reference executor's within 1e-5 (relative), and the same class.
 #[test]
 fn the_cpu_device_serves_through_effcs_cpu_backend() {
-    let dir = tempfile::tempdir().unwrap();
-    let spec = lite0_at(dir.path(), 32);
-    let mut cfg = config("small", &spec);
+    let (_dir, spec, mut cfg) = small_lite0();
     cfg.device = Some(effc_driver::Device::Cpu);
     let server = start(cfg);
     assert!(
@@ -104,26 +128,8 @@ fn the_cpu_device_serves_through_effcs_cpu_backend() {
     );
     let addr = server.http.unwrap();
     let input = effc_testkit::seeded(2 * 3 * 32 * 32, 11);
-    let model = effc_driver::ModelRequest::from_arg(&spec)
-        .resolve()
-        .unwrap()
-        .model;
-    let w = effc_weights::Weights::load(weights(), &model, None).unwrap();
-    let want = effc_reference::Executor::new(&model, &w)
-        .unwrap()
-        .run(&input, 2)
-        .unwrap()
-        .data;
-    let req = json!({"inputs": [{"name": "input", "datatype": "FP32", "shape": [2, 3, 32, 32], "data": input}],
-                     "outputs": [{"name": "logits"}]});
-    let r = post_json(addr, "/v2/models/small/infer", &req);
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    let got: Vec<f32> = r.json()["outputs"][0]["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap() as f32)
-        .collect();
+    let want = reference(&spec).run(&input, 2).unwrap().data;
+    let got = json_logits(addr, &input, 2);
     assert_eq!(got.len(), want.len());
     let err = effc_testkit::rel_err(&got, &want);
     assert!(err <= 1e-5, "relative error {err}");
@@ -132,30 +138,15 @@ fn the_cpu_device_serves_through_effcs_cpu_backend() {
 
 #[test]
 fn tensor_inputs_give_the_executors_logits_exactly_in_json_fp32_and_fp16() {
-    let dir = tempfile::tempdir().unwrap();
-    let spec = lite0_at(dir.path(), 32);
-    let server = start(config("small", &spec));
+    let (_dir, spec, cfg) = small_lite0();
+    let server = start(cfg);
     let addr = server.http.unwrap();
     let input = effc_testkit::seeded(3 * 32 * 32, 7);
-    let model = effc_driver::ModelRequest::from_arg(&spec)
-        .resolve()
-        .unwrap()
-        .model;
-    let w = effc_weights::Weights::load(weights(), &model, None).unwrap();
-    let ex = effc_reference::Executor::new(&model, &w).unwrap();
+    let ex = reference(&spec);
     let want = ex.run(&input, 1).unwrap().data;
 
     // JSON numbers (f32 printed shortest, read back exactly).
-    let req = json!({"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 3, 32, 32], "data": input}],
-                     "outputs": [{"name": "logits"}]});
-    let r = post_json(addr, "/v2/models/small/infer", &req);
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    let got: Vec<f32> = r.json()["outputs"][0]["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap() as f32)
-        .collect();
+    let got = json_logits(addr, &input, 1);
     assert_eq!(got, want);
 
     // Binary FP32 in, binary out (the request's binary_data_output).
@@ -195,9 +186,8 @@ fn tensor_inputs_give_the_executors_logits_exactly_in_json_fp32_and_fp16() {
 
 #[test]
 fn health_and_metadata_describe_the_model() {
-    let dir = tempfile::tempdir().unwrap();
-    let spec = lite0_at(dir.path(), 32);
-    let server = start(config("small", &spec));
+    let (_dir, _, cfg) = small_lite0();
+    let server = start(cfg);
     let addr = server.http.unwrap();
     assert_eq!(get(addr, "/v2/health/live").status, 200);
     assert_eq!(get(addr, "/v2/health/ready").status, 200);
@@ -225,9 +215,8 @@ fn health_and_metadata_describe_the_model() {
 
 #[test]
 fn every_error_gets_the_protocols_answer_and_the_server_stays_up() {
-    let dir = tempfile::tempdir().unwrap();
-    let spec = lite0_at(dir.path(), 32);
-    let server = start(config("small", &spec));
+    let (_dir, _, cfg) = small_lite0();
+    let server = start(cfg);
     let addr = server.http.unwrap();
     let infer = "/v2/models/small/infer";
     let good = effc_testkit::seeded(3 * 32 * 32, 1);
@@ -402,8 +391,8 @@ fn every_error_gets_the_protocols_answer_and_the_server_stays_up() {
 
 #[test]
 fn an_oversized_body_is_refused_from_its_length_before_it_is_sent() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = start(config("small", &lite0_at(dir.path(), 32)));
+    let (_dir, _, cfg) = small_lite0();
+    let server = start(cfg);
     let addr = server.http.unwrap();
     // Headers only: a body of 1 GB is announced and never sent.
     let r = raw(
@@ -417,19 +406,12 @@ fn an_oversized_body_is_refused_from_its_length_before_it_is_sent() {
 
 #[test]
 fn concurrent_requests_form_batches_and_each_gets_its_rows() {
-    let dir = tempfile::tempdir().unwrap();
-    let spec = lite0_at(dir.path(), 32);
-    let mut cfg = config("small", &spec);
+    let (_dir, spec, mut cfg) = small_lite0();
     cfg.batch.max_batch = 8;
     cfg.batch.max_queue_delay = Duration::from_millis(300);
     let server = start(cfg);
     let addr = server.http.unwrap();
-    let model = effc_driver::ModelRequest::from_arg(&spec)
-        .resolve()
-        .unwrap()
-        .model;
-    let w = effc_weights::Weights::load(weights(), &model, None).unwrap();
-    let ex = effc_reference::Executor::new(&model, &w).unwrap();
+    let ex = reference(&spec);
     // Six requests of 1 or 2 rows, each with its own input.
     let rows = [1usize, 2, 1, 2, 1, 1];
     let threads: Vec<_> = rows
@@ -524,8 +506,7 @@ fn a_full_queue_refuses_at_once_with_503() {
 
 #[test]
 fn slow_clients_time_out_and_health_checks_go_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config("small", &lite0_at(dir.path(), 32));
+    let (_dir, _, mut cfg) = small_lite0();
     cfg.limits.header_timeout = Duration::from_millis(500);
     cfg.limits.body_timeout = Duration::from_millis(500);
     let server = start(cfg);
@@ -632,8 +613,7 @@ fn stopping_drains_requests_in_flight() {
 
 #[test]
 fn bodies_held_at_once_are_bounded_by_max_inflight() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config("small", &lite0_at(dir.path(), 32));
+    let (_dir, _, mut cfg) = small_lite0();
     cfg.limits.max_body = 1 << 20;
     cfg.limits.max_inflight = 1 << 20;
     cfg.limits.body_timeout = Duration::from_millis(700);

@@ -98,14 +98,24 @@ pub enum DataError {
 }
 
 enum Samples {
-    /// `n` gray images of `rows × cols` bytes, one after the other.
-    Gray {
-        pixels: Arc<Vec<u8>>,
-        offset: usize,
-        rows: usize,
-        cols: usize,
-    },
+    Gray(Gray),
     Files(Vec<PathBuf>),
+}
+
+/// Gray images of `rows × cols` bytes, one after the other from `offset`.
+struct Gray {
+    pixels: Arc<Vec<u8>>,
+    offset: usize,
+    rows: usize,
+    cols: usize,
+}
+
+impl Gray {
+    /// The pixels of image `i`.
+    fn image(&self, i: usize) -> &[u8] {
+        let n = self.rows * self.cols;
+        &self.pixels[self.offset + i * n..][..n]
+    }
 }
 
 /// One split of a data set.
@@ -140,23 +150,14 @@ impl Dataset {
         shuffle(&mut order, &mut Rng::new(seed ^ 0x5EED_5B5E_7000_0001));
         order.truncate(n);
         let samples = match &self.samples {
-            Samples::Gray {
-                pixels,
-                offset,
-                rows,
-                cols,
-            } => {
-                let px = order
-                    .iter()
-                    .flat_map(|&i| gray_image(pixels, *offset, *rows, *cols, i))
-                    .copied()
-                    .collect();
-                Samples::Gray {
+            Samples::Gray(g) => {
+                let px = order.iter().flat_map(|&i| g.image(i)).copied().collect();
+                Samples::Gray(Gray {
                     pixels: Arc::new(px),
                     offset: 0,
-                    rows: *rows,
-                    cols: *cols,
-                }
+                    rows: g.rows,
+                    cols: g.cols,
+                })
             }
             Samples::Files(paths) => {
                 Samples::Files(order.iter().map(|&i| paths[i].clone()).collect())
@@ -173,15 +174,9 @@ impl Dataset {
     /// Sample `i` as RGB.
     pub fn image(&self, i: usize) -> Result<RgbImage, DataError> {
         match &self.samples {
-            Samples::Gray {
-                pixels,
-                offset,
-                rows,
-                cols,
-            } => {
-                let px = gray_image(pixels, *offset, *rows, *cols, i);
-                let rgb = px.iter().flat_map(|&l| [l; 3]).collect();
-                Ok(RgbImage::from_raw(*cols as u32, *rows as u32, rgb)
+            Samples::Gray(g) => {
+                let rgb = g.image(i).iter().flat_map(|&l| [l; 3]).collect();
+                Ok(RgbImage::from_raw(g.cols as u32, g.rows as u32, rgb)
                     .expect("3 bytes per gray pixel"))
             }
             Samples::Files(paths) => {
@@ -297,12 +292,12 @@ fn idx_split(
         name,
         classes: classes.to_vec(),
         labels: labels.into_iter().map(usize::from).collect(),
-        samples: Samples::Gray {
+        samples: Samples::Gray(Gray {
             pixels: Arc::new(pixels),
             offset: 0,
             rows: idims[1],
             cols: idims[2],
-        },
+        }),
     })
 }
 
@@ -630,9 +625,4 @@ impl Drop for Loader {
             let _ = h.join();
         }
     }
-}
-
-/// Image `i` of gray pixels stored image after image (`rows × cols` each) from `offset`.
-fn gray_image(pixels: &[u8], offset: usize, rows: usize, cols: usize, i: usize) -> &[u8] {
-    &pixels[offset + i * rows * cols..][..rows * cols]
 }

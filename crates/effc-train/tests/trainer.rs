@@ -57,6 +57,30 @@ fn recipe(kind: Kind) -> Recipe {
     }
 }
 
+/// Runs [`trainer::train`] on `model` (also the evaluation model) with an
+/// evaluation batch of 8, ignoring the events.
+fn train_quietly(
+    model: &Model,
+    data: &Data,
+    r: &Recipe,
+    state: &mut State,
+    total: u64,
+    stop_after: Option<u64>,
+) {
+    trainer::train(
+        model,
+        model,
+        data,
+        r,
+        state,
+        total,
+        stop_after,
+        8,
+        &mut |_| Ok(()),
+    )
+    .unwrap();
+}
+
 #[test]
 fn a_fixed_batch_is_fitted() {
     let model = tiny();
@@ -182,33 +206,11 @@ fn resuming_equals_an_uninterrupted_run() {
         assert_eq!(epochs, 3, "two whole epochs and the last step");
 
         let mut part = State::new(&model, init, &r).unwrap();
-        trainer::train(
-            &model,
-            &model,
-            &data,
-            &r,
-            &mut part,
-            total,
-            Some(8),
-            8,
-            &mut |_| Ok(()),
-        )
-        .unwrap();
+        train_quietly(&model, &data, &r, &mut part, total, Some(8));
         assert_eq!(part.step, 8);
         let bytes = trainer::checkpoint_bytes(&model, &part, "fp");
         let mut resumed = trainer::resume(&model, &r, &bytes, "ckpt", "fp").unwrap();
-        trainer::train(
-            &model,
-            &model,
-            &data,
-            &r,
-            &mut resumed,
-            total,
-            None,
-            8,
-            &mut |_| Ok(()),
-        )
-        .unwrap();
+        train_quietly(&model, &data, &r, &mut resumed, total, None);
         assert_eq!(resumed.step, total);
         assert!(
             resumed.params.values() == full.params.values(),
@@ -242,18 +244,7 @@ fn frozen_stages_do_not_change() {
     r.step.frozen = Some(1);
     let init = effc_train::init::init(&model, 2);
     let mut state = State::new(&model, init.clone(), &r).unwrap();
-    trainer::train(
-        &model,
-        &model,
-        &data,
-        &r,
-        &mut state,
-        5,
-        None,
-        8,
-        &mut |_| Ok(()),
-    )
-    .unwrap();
+    train_quietly(&model, &data, &r, &mut state, 5, None);
     let (mut frozen, mut trained) = (0, 0);
     for ((p, before), after) in model.params().iter().zip(&init).zip(state.params.values()) {
         let in_frozen = match p.key.block {
@@ -285,18 +276,7 @@ fn frozen_stages_do_not_change() {
     // Unfrozen, the same run changes the stem.
     r.step.frozen = None;
     let mut state = State::new(&model, init.clone(), &r).unwrap();
-    trainer::train(
-        &model,
-        &model,
-        &data,
-        &r,
-        &mut state,
-        5,
-        None,
-        8,
-        &mut |_| Ok(()),
-    )
-    .unwrap();
+    train_quietly(&model, &data, &r, &mut state, 5, None);
     assert!(state.params.values()[0] != init[0]);
 }
 

@@ -33,6 +33,18 @@ pub fn stderr(o: &Output) -> String {
 }
 
 /// The `.wgsl` files directly in `dir`.
+/// Asserts that `o` is a failure (exit 1, no panic) whose stderr says each of
+/// `want`; returns that stderr.
+pub fn fails_saying(o: &Output, want: &[&str]) -> String {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    for w in want {
+        assert!(err.contains(w), "wanted `{w}` in: {err}");
+    }
+    err
+}
+
 pub fn wgsl_files(dir: &Path) -> usize {
     std::fs::read_dir(dir)
         .unwrap()

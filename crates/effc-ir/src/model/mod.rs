@@ -66,6 +66,17 @@ pub fn round_repeats(r: usize, depth: f64) -> usize {
     ((r as f64 * depth).ceil() as usize).max(1)
 }
 
+/// Where a block stands in the network: its kind, channels in and out, input
+/// size and stride (the arguments of [`Builder::block`]'s convolutions).
+#[derive(Clone, Copy)]
+struct BlockAt {
+    kind: BlockKind,
+    in_ch: usize,
+    out_ch: usize,
+    hw: (usize, usize),
+    stride: usize,
+}
+
 impl Model {
     /// Builds the IR of a spec, with overrides. Checks what needs the whole network:
     /// stage channels chaining, resolution against the network's strides.
@@ -312,7 +323,14 @@ impl Builder<'_> {
             let mut blocks = vec![];
             for bi in 0..repeats[si] {
                 let stride = if bi == 0 { b.stride.node } else { 1 };
-                let mut block = self.block(b, kind, cur_ch, out_ch, cur_hw, stride);
+                let at = BlockAt {
+                    kind,
+                    in_ch: cur_ch,
+                    out_ch,
+                    hw: cur_hw,
+                    stride,
+                };
+                let mut block = self.block(b, at);
                 (block.stage, block.index, block.id) = (si, bi, id);
                 block.drop_path = self.spec.drop_path * id as f64 / total_blocks as f64;
                 id += 1;
@@ -338,17 +356,16 @@ impl Builder<'_> {
     }
 
     /// One block of a stage (its position and drop-path rate are set by the caller).
-    fn block(
-        &self,
-        b: &BlockArgs,
-        kind: BlockKind,
-        in_ch: usize,
-        out_ch: usize,
-        hw: (usize, usize),
-        stride: usize,
-    ) -> Block {
+    fn block(&self, b: &BlockArgs, at: BlockAt) -> Block {
+        let BlockAt {
+            kind,
+            in_ch,
+            out_ch,
+            hw,
+            stride,
+        } = at;
         let e = b.expand.node;
-        let (expand, conv, project) = self.block_convs(b, kind, in_ch, out_ch, hw, stride);
+        let (expand, conv, project) = self.block_convs(b, at);
         let se = b.se.as_ref().map(|r| SqueezeExcite {
             channels: conv.conv.out_ch,
             reduced: 1usize.max((in_ch as f64 * r.node) as usize),
@@ -379,20 +396,13 @@ impl Builder<'_> {
     /// A block's convolutions: the 1x1 expansion (MBConv with e ≠ 1), the kxk conv
     /// (depthwise in MBConv, full in Fused-MBConv) and the 1x1 projection (absent
     /// in Fused-MBConv with e = 1, whose kxk conv goes straight to `out_ch`).
-    fn block_convs(
-        &self,
-        b: &BlockArgs,
-        kind: BlockKind,
-        in_ch: usize,
-        out_ch: usize,
-        hw: (usize, usize),
-        stride: usize,
-    ) -> (Option<ConvBn>, ConvBn, Option<ConvBn>) {
+    fn block_convs(&self, b: &BlockArgs, at: BlockAt) -> (Option<ConvBn>, ConvBn, Option<ConvBn>) {
+        let (in_ch, out_ch, hw, stride) = (at.in_ch, at.out_ch, at.hw, at.stride);
         let e = b.expand.node;
         let k = b.kernel.node;
         let mid = ((in_ch as f64) * e) as usize;
         let project = |c: &ConvBn| Some(self.conv_bn(mid, out_ch, 1, 1, 1, c.conv.out_hw, false));
-        match kind {
+        match at.kind {
             BlockKind::MBConv => {
                 let expand = (e != 1.0).then(|| self.conv_bn(in_ch, mid, 1, 1, 1, hw, true));
                 let dw = self.conv_bn(mid, mid, k, stride, mid, hw, true);

@@ -28,6 +28,9 @@ pub trait Real:
     fn to_f64(self) -> f64;
     fn exp(self) -> Self;
 
+    /// `matrixmultiply`'s kernel for this type (`sgemm`, `dgemm`).
+    const RAW_GEMM: RawGemm<Self>;
+
     /// `c = a·b + beta·c` for an `m×k` matrix `a` and a `k×n` matrix `b`, each
     /// given by its row and column strides (so transposes cost nothing); `c` is
     /// row-major `m×n`.
@@ -42,8 +45,63 @@ pub trait Real:
         b_strides: (usize, usize),
         beta: Self,
         c: &mut [Self],
-    );
+    ) {
+        assert!(
+            a.len() >= extent(m, k, a_strides)
+                && b.len() >= extent(k, n, b_strides)
+                && c.len() == m * n,
+            "gemm operands have the sizes their dimensions and strides give"
+        );
+        if m == 0 || n == 0 {
+            return;
+        }
+        if k == 0 {
+            c.iter_mut().for_each(|v| *v *= beta);
+            return;
+        }
+        // SAFETY: the assertion above bounds every index the kernel
+        // touches: `a` at i·rs + l·cs (i < m, l < k), `b` likewise for
+        // k×n, `c` at i·n + j; `c` is borrowed mutably, so it aliases
+        // neither operand.
+        unsafe {
+            Self::RAW_GEMM(
+                m,
+                k,
+                n,
+                Self::ONE,
+                a.as_ptr(),
+                a_strides.0 as isize,
+                a_strides.1 as isize,
+                b.as_ptr(),
+                b_strides.0 as isize,
+                b_strides.1 as isize,
+                beta,
+                c.as_mut_ptr(),
+                n as isize,
+                1,
+            );
+        }
+    }
 }
+
+/// `matrixmultiply`'s `sgemm`/`dgemm`: `m, k, n, alpha, a, a's row and column
+/// strides, b, b's strides, beta, c, c's strides`.
+pub type RawGemm<T> = unsafe fn(
+    usize,
+    usize,
+    usize,
+    T,
+    *const T,
+    isize,
+    isize,
+    *const T,
+    isize,
+    isize,
+    T,
+    *mut T,
+    isize,
+    isize,
+);
 
 /// The highest index a strided `rows×cols` operand touches, plus one.
 fn extent(rows: usize, cols: usize, (rs, cs): (usize, usize)) -> usize {
@@ -68,53 +126,7 @@ macro_rules! real {
             fn exp(self) -> Self {
                 <$t>::exp(self)
             }
-            fn gemm(
-                m: usize,
-                k: usize,
-                n: usize,
-                a: &[Self],
-                a_strides: (usize, usize),
-                b: &[Self],
-                b_strides: (usize, usize),
-                beta: Self,
-                c: &mut [Self],
-            ) {
-                assert!(
-                    a.len() >= extent(m, k, a_strides)
-                        && b.len() >= extent(k, n, b_strides)
-                        && c.len() == m * n,
-                    "gemm operands have the sizes their dimensions and strides give"
-                );
-                if m == 0 || n == 0 {
-                    return;
-                }
-                if k == 0 {
-                    c.iter_mut().for_each(|v| *v *= beta);
-                    return;
-                }
-                // SAFETY: the assertion above bounds every index the kernel
-                // touches: `a` at i·rs + l·cs (i < m, l < k), `b` likewise for
-                // k×n, `c` at i·n + j; `c` is borrowed mutably, so it aliases
-                // neither operand.
-                unsafe {
-                    $gemm(
-                        m,
-                        k,
-                        n,
-                        1.0,
-                        a.as_ptr(),
-                        a_strides.0 as isize,
-                        a_strides.1 as isize,
-                        b.as_ptr(),
-                        b_strides.0 as isize,
-                        b_strides.1 as isize,
-                        beta,
-                        c.as_mut_ptr(),
-                        n as isize,
-                        1,
-                    );
-                }
-            }
+            const RAW_GEMM: RawGemm<Self> = $gemm;
         }
     };
 }

@@ -247,6 +247,47 @@ fn cross_entropy_with_smoothing_and_soft_targets() {
     assert!((loss - want).abs() < 1e-12, "{loss} vs {want}");
 }
 
+/// [`check`] for tensor `i` of `params`: `loss` is taken of a copy of
+/// `params` with that tensor replaced.
+fn check_param(
+    what: &str,
+    params: &Params<f64>,
+    i: usize,
+    grad: &[f64],
+    floor: f64,
+    loss: impl Fn(&Params<f64>) -> f64,
+) -> f64 {
+    check(what, &params.values()[i], grad, floor, |v| {
+        let mut q = params.clone();
+        q.values_mut()[i] = v.to_vec();
+        loss(&q)
+    })
+}
+
+/// One [`step`] on labels from a copy of `params` (returned as the step left
+/// it), drawing from `Rng::new(seed)`.
+fn step_on_copy(
+    model: &Model,
+    params: &Params<f64>,
+    input: &[f64],
+    batch: usize,
+    labels: &[usize],
+    cfg: &StepConfig,
+    seed: u64,
+) -> Result<(StepOutput<f64>, Params<f64>), Error> {
+    let mut p = params.clone();
+    let out = step(
+        model,
+        &mut p,
+        input,
+        batch,
+        Target::Labels(labels),
+        cfg,
+        &mut Rng::new(seed),
+    )?;
+    Ok((out, p))
+}
+
 fn tiny(activation: &str, padding: &str) -> Model {
     effc_testkit::train::every_block_kind(activation, padding)
 }
@@ -269,31 +310,13 @@ fn whole_network_backward() {
         };
         let seed = 5;
         let params = tiny_params(&model, 1000);
-        let loss_at = |params: &Params<f64>| {
-            let mut p = params.clone();
-            step(
-                &model,
-                &mut p,
-                &input,
-                batch,
-                Target::Labels(&labels),
-                &cfg,
-                &mut Rng::new(seed),
-            )
-            .expect("step")
-            .loss
+        let run = |params: &Params<f64>| {
+            step_on_copy(&model, params, &input, batch, &labels, &cfg, seed)
+                .expect("step")
+                .0
         };
-        let mut p = params.clone();
-        let out = step(
-            &model,
-            &mut p,
-            &input,
-            batch,
-            Target::Labels(&labels),
-            &cfg,
-            &mut Rng::new(seed),
-        )
-        .expect("step");
+        let loss_at = |params: &Params<f64>| run(params).loss;
+        let out = run(&params);
         assert!(out.loss.is_finite());
         let largest = out.grads.iter().flatten().fold(0f64, |m, g| m.max(g.abs()));
         let mut checked = 0;
@@ -302,16 +325,13 @@ fn whole_network_backward() {
                 assert!(out.grads[i].is_empty());
                 continue;
             }
-            check(
+            check_param(
                 &format!("{act}/{pad}: {}", param.name),
-                &params.values()[i],
+                &params,
+                i,
                 &out.grads[i],
                 1e-4 * largest,
-                |v| {
-                    let mut q = params.clone();
-                    q.values_mut()[i] = v.to_vec();
-                    loss_at(&q)
-                },
+                loss_at,
             );
             checked += 1;
         }
@@ -340,18 +360,7 @@ fn frozen_layers_backward() {
     };
     let params = tiny_params(&model, 300);
     let loss_at = |params: &Params<f64>, cfg: &StepConfig| {
-        let mut p = params.clone();
-        let out = step(
-            &model,
-            &mut p,
-            &input,
-            batch,
-            Target::Labels(&labels),
-            cfg,
-            &mut Rng::new(1),
-        )
-        .expect("step");
-        (out, p)
+        step_on_copy(&model, params, &input, batch, &labels, cfg, 1).expect("step")
     };
     let (out, after) = loss_at(&params, &cfg);
     let frozen = |p: &effc_ir::Param| match p.key.block {
@@ -370,16 +379,13 @@ fn frozen_layers_backward() {
         if !param.trainable {
             continue;
         }
-        check(
+        check_param(
             &format!("frozen: {}", param.name),
-            &params.values()[i],
+            &params,
+            i,
             &out.grads[i],
             1e-4 * largest,
-            |v| {
-                let mut q = params.clone();
-                q.values_mut()[i] = v.to_vec();
-                loss_at(&q, &cfg).0.loss
-            },
+            |q| loss_at(q, &cfg).0.loss,
         );
         checked += 1;
     }
@@ -410,18 +416,10 @@ fn drop_path_and_dropout_draw_from_the_seed() {
     let input = noise(2 * 3 * 81, 3);
     let cfg = StepConfig::default();
     let run = |seed, cfg: &StepConfig| {
-        let mut p = params.clone();
-        step(
-            &model,
-            &mut p,
-            &input,
-            2,
-            Target::Labels(&[0, 1]),
-            cfg,
-            &mut Rng::new(seed),
-        )
-        .expect("step")
-        .loss
+        step_on_copy(&model, &params, &input, 2, &[0, 1], cfg, seed)
+            .expect("step")
+            .0
+            .loss
     };
     assert_eq!(run(1, &cfg), run(1, &cfg));
     assert_ne!(run(1, &cfg), run(2, &cfg));
@@ -437,20 +435,10 @@ fn drop_path_and_dropout_draw_from_the_seed() {
 #[test]
 fn bad_targets_are_errors() {
     let model = tiny("swish", "same");
-    let mut params = tiny_params(&model, 1);
+    let params = tiny_params(&model, 1);
     let input = noise(2 * 3 * 81, 3);
     let cfg = StepConfig::default();
-    let mut rng = Rng::new(0);
-    let err = step(
-        &model,
-        &mut params,
-        &input,
-        2,
-        Target::Labels(&[0, 3]),
-        &cfg,
-        &mut rng,
-    )
-    .unwrap_err();
+    let err = step_on_copy(&model, &params, &input, 2, &[0, 3], &cfg, 0).unwrap_err();
     assert_eq!(
         err,
         Error::LabelOutOfRange {
@@ -459,16 +447,7 @@ fn bad_targets_are_errors() {
             classes: 3
         }
     );
-    let err = step(
-        &model,
-        &mut params,
-        &input,
-        2,
-        Target::Labels(&[0]),
-        &cfg,
-        &mut rng,
-    )
-    .unwrap_err();
+    let err = step_on_copy(&model, &params, &input, 2, &[0], &cfg, 0).unwrap_err();
     assert!(
         matches!(
             err,
@@ -480,15 +459,6 @@ fn bad_targets_are_errors() {
         ),
         "{err}"
     );
-    let err = step(
-        &model,
-        &mut params,
-        &input[1..],
-        2,
-        Target::Labels(&[0, 1]),
-        &cfg,
-        &mut rng,
-    )
-    .unwrap_err();
+    let err = step_on_copy(&model, &params, &input[1..], 2, &[0, 1], &cfg, 0).unwrap_err();
     assert!(matches!(err, Error::InputSize { .. }), "{err}");
 }

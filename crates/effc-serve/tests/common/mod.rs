@@ -30,6 +30,15 @@ pub fn lite0_at(dir: &std::path::Path, resolution: usize) -> String {
     p.display().to_string()
 }
 
+/// A temporary folder holding lite0 at 32 px (as [`lite0_at`]), the spec's
+/// path, and the [`config`] that serves it as `small`.
+pub fn small_lite0() -> (tempfile::TempDir, String, Config) {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = lite0_at(dir.path(), 32);
+    let cfg = config("small", &spec);
+    (dir, spec, cfg)
+}
+
 pub fn config(name: &str, model: &str) -> Config {
     Config {
         models: vec![ModelArg {
