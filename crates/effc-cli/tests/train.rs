@@ -6,14 +6,10 @@ mod common;
 
 use std::path::Path;
 
-use common::{effc, stderr, stdout};
+use common::{effc, p, stderr, stdout, TRAIN_SPEC as SPEC};
 use effc_ir::{Model, Naming, Options, Spec};
 use effc_weights::Weights;
 use safetensors::{Dtype, SafeTensors};
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
 
 fn tensors(bytes: &[u8]) -> std::collections::HashMap<String, (Dtype, Vec<u8>)> {
     let st = SafeTensors::deserialize(bytes).unwrap();
@@ -133,17 +129,6 @@ fn save_grads_match_timm() {
         "worst gradient {worst:.2e} (spread {spread:.2e})"
     );
 }
-
-const SPEC: &str = "model tiny {
-    resolution = 16
-    stem       = 8
-    head       = 16
-    classes    = 2
-    blocks {
-        r1_k3_s1_e1_i8_o8_c1
-        r1_k3_s2_e4_i8_o16_se0.25
-    }
-}";
 
 fn folder(root: &Path) {
     for (class, v) in [("dark", 30u8), ("light", 220u8)] {

@@ -8,23 +8,8 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{effc, stderr, stdout};
+use common::{effc, p, stderr, stdout, TRAIN_SPEC as SPEC};
 use safetensors::SafeTensors;
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
-
-const SPEC: &str = "model tiny {
-    resolution = 16
-    stem       = 8
-    head       = 16
-    classes    = 2
-    blocks {
-        r1_k3_s1_e1_i8_o8_c1
-        r1_k3_s2_e4_i8_o16_se0.25
-    }
-}";
 
 /// Two classes of 6 training and 6 validation images, 20x18 (cropped to 16).
 fn folder(root: &Path) {

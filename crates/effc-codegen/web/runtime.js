@@ -442,6 +442,32 @@ async function compilePipeline(device, k, source) {
   }
 }
 
+// What `model.info` says of the plan itself, whichever backend runs it.
+function planInfo() {
+  return {
+    name: PLAN.name,
+    resolution: PLAN.resolution,
+    inputShape: PLAN.inputShape,
+    classes: PLAN.classes,
+    outputLen: PLAN.outputLen,
+    parameters: PLAN.parameters,
+    macs: PLAN.macs,
+    kernels: PLAN.kernels.length,
+  };
+}
+
+// `out`, refused when a value is not finite (a forward of either backend).
+/**
+ * @param {Float32Array} out
+ * @returns {Float32Array}
+ */
+function finite(out) {
+  for (let i = 0; i < out.length; i++) {
+    if (!Number.isFinite(out[i])) throw fail(`the output has a NaN or infinite value (at ${i}): the weights or the input overflow`);
+  }
+  return out;
+}
+
 export class Model {
   /**
    * @param {GPUDevice} device
@@ -489,14 +515,7 @@ export class Model {
       if (val) throw fail(`creating its buffers and bind groups failed: ${val.message}`);
     });
     this.info = {
-      name: PLAN.name,
-      resolution: PLAN.resolution,
-      inputShape: PLAN.inputShape,
-      classes: PLAN.classes,
-      outputLen: PLAN.outputLen,
-      parameters: PLAN.parameters,
-      macs: PLAN.macs,
-      kernels: PLAN.kernels.length,
+      ...planInfo(),
       adapter,
       maxBatch,
       chunk,
@@ -579,10 +598,7 @@ export class Model {
     await this.outputAll.mapAsync(GPUMapMode.READ, 0, bytes);
     const out = new Float32Array(this.outputAll.getMappedRange(0, bytes).slice(0));
     this.outputAll.unmap();
-    for (let i = 0; i < out.length; i++) {
-      if (!Number.isFinite(out[i])) throw fail(`the output has a NaN or infinite value (at ${i}): the weights or the input overflow`);
-    }
-    return out;
+    return finite(out);
   }
 
   // Preprocesses an image as effc does natively: see `preprocessImage`.
@@ -735,6 +751,12 @@ async function fetchBeside(file) {
   return r.arrayBuffer();
 }
 
+// The module's last error message.
+/** @param {WasmExports} x */
+function wasmMessage(x) {
+  return new TextDecoder().decode(new Uint8Array(x.memory.buffer, x.effc_message_ptr(), x.effc_message_len()));
+}
+
 // effc's CPU backend in WebAssembly (`effc-cpu.wasm` and `plan.json` beside this
 // file) over the weights in `buffer` (already checked by parseWeights).
 /**
@@ -757,7 +779,7 @@ async function loadWasm(buffer, maxBatch, why) {
     throw fail(`cannot start effc-cpu.wasm (${/** @type {Error} */ (e).message}); it needs WebAssembly SIMD (Chrome 91+, Firefox 89+, Safari 16.4+)`);
   }
   const x = /** @type {WasmExports} */ (/** @type {unknown} */ (instance.exports));
-  const message = () => new TextDecoder().decode(new Uint8Array(x.memory.buffer, x.effc_message_ptr(), x.effc_message_len()));
+  const message = () => wasmMessage(x);
   /** @param {ArrayBuffer} b */
   const copyIn = (b) => {
     const p = x.effc_alloc(b.byteLength);
@@ -790,14 +812,7 @@ export class WasmModel {
     this.session = session;
     this.maxBatch = maxBatch;
     this.info = {
-      name: PLAN.name,
-      resolution: PLAN.resolution,
-      inputShape: PLAN.inputShape,
-      classes: PLAN.classes,
-      outputLen: PLAN.outputLen,
-      parameters: PLAN.parameters,
-      macs: PLAN.macs,
-      kernels: PLAN.kernels.length,
+      ...planInfo(),
       adapter: `WebAssembly CPU (${cpu.isa}, ${cpu.threads} thread${cpu.threads === 1 ? "" : "s"})`,
       maxBatch,
       chunk: maxBatch,
@@ -826,14 +841,11 @@ export class WasmModel {
     checkInput(input, batch, this.maxBatch);
     new Float32Array(x.memory.buffer, x.effc_input(this.session), input.length).set(input);
     if (x.effc_forward(this.session, batch) !== 0) {
-      throw fail(`running the model failed: ${new TextDecoder().decode(new Uint8Array(x.memory.buffer, x.effc_message_ptr(), x.effc_message_len()))}`);
+      throw fail(`running the model failed: ${wasmMessage(x)}`);
     }
     const n = batch * x.effc_output_len(this.session);
     const out = new Float32Array(x.memory.buffer, x.effc_output(this.session), n).slice();
-    for (let i = 0; i < out.length; i++) {
-      if (!Number.isFinite(out[i])) throw fail(`the output has a NaN or infinite value (at ${i}): the weights or the input overflow`);
-    }
-    return out;
+    return finite(out);
   }
 
   /**

@@ -57,3 +57,20 @@ pub fn wgsl_files(dir: &Path) -> usize {
         })
         .count()
 }
+
+/// A path as the `&str` an argument list takes.
+pub fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// The tiny two-class model the training tests train (16 px, both block kinds).
+pub const TRAIN_SPEC: &str = "model tiny {
+    resolution = 16
+    stem       = 8
+    head       = 16
+    classes    = 2
+    blocks {
+        r1_k3_s1_e1_i8_o8_c1
+        r1_k3_s2_e4_i8_o16_se0.25
+    }
+}";
